@@ -1,0 +1,2 @@
+"""Deployment side of ctgwatch: topic definitions, Triton model repository,
+service configs and the launcher of the embedded local stack."""

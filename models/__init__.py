@@ -1,0 +1,1 @@
+"""Anomaly models: torch models, training, export and the Triton client."""

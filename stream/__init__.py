@@ -1,0 +1,1 @@
+"""Streaming side of ctgwatch: Faust app, schemas, ingestion, alert routing, CLI."""

@@ -1,0 +1,106 @@
+"""The ``ctgwatch`` command.
+
+Operator-facing errors (a taken port, a missing binary, an unreachable
+broker) are :class:`SetupError` and print as one line with the fix; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+
+from infra.launcher.errors import SetupError
+from stream.config import Settings, load_settings
+
+app = typer.Typer(
+    name="ctgwatch",
+    help="Real-time CTG and maternal vital-sign monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="Pid files, logs, runtime files.")]
+
+
+def _settings(state_dir: Optional[Path]) -> Settings:
+    try:
+        return load_settings(state_dir=state_dir)
+    except ValidationError as exc:  # a bad environment value
+        first = exc.errors()[0]
+        name = "CTGWATCH_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise SetupError(
+            f"invalid setting {name}={first.get('input')!r}: {first['msg']}",
+            f"set {name} to a valid value or unset it",
+        ) from exc
+
+
+def _print_status(settings: Settings) -> bool:
+    from infra.launcher.stack import status
+
+    rows = status(settings)
+    typer.echo(f"{'service':<8}{'mode':<10}{'pid':<9}{'health':<10}{'address':<28}version / reason")
+    for r in rows:
+        typer.echo(
+            f"{r.name:<8}{r.mode:<10}{(str(r.pid) if r.pid else '-'):<9}"
+            f"{('healthy' if r.healthy else 'DOWN'):<10}{r.address:<28}{r.version}"
+        )
+    return all(r.healthy for r in rows)
+
+
+@app.command()
+def up(state_dir: StateDir = None) -> None:
+    """Start the embedded broker, Redis and Triton (or check the external ones)."""
+    from infra.launcher.stack import up as stack_up
+
+    settings = _settings(state_dir)
+    stack_up(settings, echo=typer.echo)
+    typer.echo("")
+    if not _print_status(settings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop the embedded services; no process is left behind."""
+    from infra.launcher.stack import down as stack_down
+
+    stack_down(_settings(state_dir), echo=typer.echo)
+
+
+@app.command()
+def status(state_dir: StateDir = None) -> None:
+    """Health and version of each service; exit status 1 if any is down."""
+    if not _print_status(_settings(state_dir)):
+        raise typer.Exit(1)
+
+
+@app.command()
+def topics(state_dir: StateDir = None) -> None:
+    """Create the topics of infra/topics.yaml on the configured broker (idempotent)."""
+    from infra.launcher.services import Broker
+    from infra.launcher.stack import wait_ready
+
+    broker = Broker(_settings(state_dir))
+    wait_ready(broker, None, 30.0)
+    typer.echo(broker.after_ready())
+
+
+def main() -> None:
+    """Console entry point: one clear line for operator errors."""
+    try:
+        app()
+    except SetupError as exc:
+        typer.echo(f"ctgwatch: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

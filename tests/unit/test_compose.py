@@ -1,0 +1,74 @@
+"""docker-compose.yml cannot run here (no Docker engine): check its shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from stream.config import PROJECT_ROOT
+
+COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_services_present() -> None:
+    assert {"kafka", "redis", "triton", "topics", "worker", "gateway"} <= set(SERVICES)
+
+
+def test_kafka_runs_in_kraft_mode_with_a_persistent_volume() -> None:
+    kafka = SERVICES["kafka"]
+    env = kafka["environment"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith("@kafka:9093")
+    assert "ZOOKEEPER" not in " ".join(env)
+    assert any(v.startswith("kafka-data:") for v in kafka["volumes"])
+    assert "kafka-data" in COMPOSE["volumes"]
+
+
+def test_redis_persists_with_aof() -> None:
+    redis = SERVICES["redis"]
+    conf_mount = next(v for v in redis["volumes"] if v.endswith("redis.conf:ro"))
+    conf = (PROJECT_ROOT / conf_mount.split(":")[0]).read_text()
+    assert "appendonly yes" in conf
+    assert any(v.startswith("redis-data:/data") for v in redis["volumes"])
+
+
+def test_triton_uses_official_image_with_gpu_and_the_model_repository() -> None:
+    triton = SERVICES["triton"]
+    assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    assert "--model-repository=/models" in triton["command"]
+    mount = next(v for v in triton["volumes"] if ":/models" in v)
+    host_path = mount.split(":")[0]
+    assert (PROJECT_ROOT / host_path).resolve() == (PROJECT_ROOT / "infra/triton/model_repository").resolve()
+    assert (PROJECT_ROOT / host_path).is_dir()
+    devices = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["driver"] == "nvidia"
+    ports = {p.split(":")[-1] for p in triton["ports"]}
+    assert {"8000", "8001", "8002"} <= ports
+
+
+def test_worker_scales_out_and_points_at_the_production_services() -> None:
+    worker = SERVICES["worker"]
+    # --scale needs no fixed container name and no published host port.
+    assert "container_name" not in worker and "ports" not in worker
+    env = worker["environment"]
+    assert env["CTGWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["CTGWATCH_REDIS_URL"].startswith("redis://redis:")
+    assert env["CTGWATCH_TRITON_URL"] == "triton:8000"
+    assert set(worker["depends_on"]) >= {"topics", "redis", "triton"}
+
+
+def test_gateway_publishes_http_and_mllp() -> None:
+    ports = {p.split(":")[-1] for p in SERVICES["gateway"]["ports"]}
+    assert {"8080", "2575"} <= ports
+
+
+def test_image_is_buildable_from_the_repository() -> None:
+    assert SERVICES["topics"]["build"] == "."
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile
+    for package in ("stream", "detectors", "models", "infra"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert Path(PROJECT_ROOT / "pyproject.toml").exists()

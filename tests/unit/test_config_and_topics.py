@@ -1,0 +1,43 @@
+"""Settings and topic definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.launcher.errors import SetupError
+from infra.topics import load_topics
+from stream.config import Settings
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CTGWATCH_BROKER_PORT", "29092")
+    monkeypatch.setenv("CTGWATCH_STATE_DIR", str(tmp_path / "state"))
+    s = Settings()
+    assert s.bootstrap_servers == "127.0.0.1:29092"
+    assert s.run_dir == tmp_path / "state" / "run"
+
+
+def test_external_services_replace_embedded_addresses() -> None:
+    s = Settings(kafka_bootstrap="k1:9092,k2:9092", redis_url="redis://r:6379/2", triton_url="t:8000")
+    assert s.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.redis_dsn == "redis://r:6379/2"
+    assert (s.triton_http, s.triton_grpc) == ("t:8000", "t:8001")
+
+
+def test_project_topics_are_defined_once_with_partitions() -> None:
+    specs = {t.name: t for t in load_topics(Settings().topics_file)}
+    assert {"ctg.packets", "vitals.observations", "ingest.deadletter", "alerts"} <= set(specs)
+    # Signal topics share a partition count so one patient's CTG and vitals
+    # can be co-partitioned on the same worker.
+    assert specs["ctg.packets"].partitions == specs["vitals.observations"].partitions >= 6
+
+
+def test_bad_topic_file_is_a_setup_error(tmp_path: Path) -> None:
+    bad = tmp_path / "topics.yaml"
+    bad.write_text("topics: []\n")
+    with pytest.raises(SetupError, match="define no topics"):
+        load_topics(bad)
+    with pytest.raises(SetupError, match="not found"):
+        load_topics(tmp_path / "missing.yaml")
