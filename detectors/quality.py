@@ -1,0 +1,188 @@
+"""Signal quality of the FHR trace, the gate in front of every other detector.
+
+A Doppler or scalp-electrode FHR trace is full of things that are not the
+fetal heart: signal loss (0), spikes, half or double counting, and the
+mother's own heart rate picked up by the transducer. Clinical conclusions are
+drawn only from what survives this module, and a window that is mostly not
+fetal signal is reported as "insufficient signal", never as normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from detectors.findings import Finding, Severity
+from detectors.runs import close_gaps, drop_short, interpolate_gaps, runs
+from detectors.thresholds import SignalQualityThresholds
+
+DEFAULT_QUALITY = SignalQualityThresholds()
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    fs: float
+    n: int
+    valid: np.ndarray  # samples accepted as fetal signal
+    loss: np.ndarray  # no signal from the device (0 / NaN)
+    artefact: np.ndarray  # implausible values and spikes
+    ratio_error: np.ndarray  # halving or doubling
+    maternal: np.ndarray  # maternal heart rate captured instead of fetal
+    grade: str  # "good", "fair" or "insufficient"
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(self.valid.mean()) if self.n else 0.0
+
+    @property
+    def loss_fraction(self) -> float:
+        return float(self.loss.mean()) if self.n else 1.0
+
+    @property
+    def sufficient(self) -> bool:
+        return self.grade != "insufficient"
+
+    def clean(self, fhr: np.ndarray) -> np.ndarray:
+        """The FHR with every rejected sample set to NaN."""
+        return np.where(self.valid, np.asarray(fhr, dtype=float), np.nan)
+
+
+def _spikes(x: np.ndarray, plausible: np.ndarray, fs: float, th: SignalQualityThresholds) -> np.ndarray:
+    """Short excursions far from the 15-s running median."""
+    if not plausible.any():
+        return np.zeros_like(plausible)
+    filled = interpolate_gaps(x, plausible)
+    med = median_filter(filled, size=max(3, int(15 * fs) | 1), mode="nearest")
+    far = plausible & (np.abs(x - med) > th.spike_bpm)
+    long_far = drop_short(far, int(th.spike_max_s * fs) + 1)
+    return far & ~long_far
+
+
+def _ratio_errors(x: np.ndarray, plausible: np.ndarray, fs: float, th: SignalQualityThresholds) -> np.ndarray:
+    """Segments entered by an abrupt jump to about half or double the rate before.
+
+    Counting every other beat (halving) or every half-beat (doubling) changes
+    the rate by a factor of two from one second to the next, which no real
+    fetal heart does.
+    """
+    out = np.zeros_like(plausible)
+    step = max(1, int(round(fs)))
+    if x.size <= 2 * step:
+        return out
+    prev = np.concatenate((np.full(step, np.nan), x[:-step]))
+    ok = plausible & np.concatenate((np.zeros(step, bool), plausible[:-step]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = x / prev
+    tol = th.ratio_tolerance
+    into = np.flatnonzero(ok & ((np.abs(ratio - 0.5) < tol) | (np.abs(ratio - 2.0) < tol)))
+    i = 0
+    while i < into.size:
+        start = into[i]
+        factor = ratio[start]
+        back = 1.0 / factor
+        # The erroneous segment ends at the reverse jump or at the next loss.
+        end = start
+        while end < x.size and plausible[end]:
+            if end > start and end - step >= 0 and abs(x[end] / x[end - step] - back) < tol * back:
+                break
+            end += 1
+        out[start:end] = True
+        i = np.searchsorted(into, end, side="left")
+        if i < into.size and into[i] == end:
+            i += 1
+    return out
+
+
+def _maternal_capture(
+    x: np.ndarray, plausible: np.ndarray, mhr: np.ndarray | None, fs: float, th: SignalQualityThresholds
+) -> np.ndarray:
+    """FHR samples that follow the maternal heart rate (or its double)."""
+    if mhr is None:
+        return np.zeros_like(plausible)
+    m = np.asarray(mhr, dtype=float)
+    m_ok = np.isfinite(m) & (m > 0)
+    with np.errstate(invalid="ignore"):
+        match = plausible & m_ok & ((np.abs(x - m) < th.mhr_match_bpm) | (np.abs(x - 2 * m) < th.mhr_match_bpm))
+    match = close_gaps(match, int(2 * fs))
+    return drop_short(match, int(th.mhr_min_s * fs)) & plausible
+
+
+def assess_quality(
+    fhr: np.ndarray,
+    fs: float = 4.0,
+    mhr: np.ndarray | None = None,
+    t0: float = 0.0,
+    th: SignalQualityThresholds = DEFAULT_QUALITY,
+    loss_event_min_s: float = 15.0,
+) -> QualityReport:
+    """Grade an FHR window and say which samples are fetal signal.
+
+    ``fhr`` in bpm with 0 or NaN for signal loss; ``mhr`` is the maternal
+    heart rate channel at the same rate (0/NaN where absent), or a constant
+    array from the latest maternal vitals.
+    """
+    x = np.asarray(fhr, dtype=float).ravel()
+    n = x.size
+    with np.errstate(invalid="ignore"):
+        loss = ~np.isfinite(x) | (x <= 0)
+        implausible = ~loss & ((x < th.min_plausible_bpm) | (x > th.max_plausible_bpm))
+    plausible = ~loss & ~implausible
+    spikes = _spikes(x, plausible, fs, th)
+    plausible &= ~spikes
+    ratio = _ratio_errors(x, plausible, fs, th)
+    maternal = _maternal_capture(x, plausible & ~ratio, None if mhr is None else np.asarray(mhr).ravel()[:n], fs, th)
+    valid = plausible & ~ratio & ~maternal
+    fraction = float(valid.mean()) if n else 0.0
+    grade = (
+        "good" if fraction >= th.good_valid_fraction
+        else "fair" if fraction >= th.min_valid_fraction
+        else "insufficient"
+    )
+
+    findings: list[Finding] = []
+
+    def span(a: int, b: int) -> tuple[float, float]:
+        return t0 + a / fs, t0 + b / fs
+
+    for a, b in runs(loss):
+        if (b - a) / fs >= loss_event_min_s:
+            s, e = span(a, b)
+            findings.append(Finding(
+                "signal_loss", Severity.ADVISORY, s, e,
+                rule=f"signal quality: no FHR signal for >= {loss_event_min_s:.0f} s",
+                sentence=f"FHR signal lost for {(b - a) / fs:.0f} s; check the transducer",
+                values={"duration_s": (b - a) / fs},
+            ))
+    for a, b in runs(maternal):
+        s, e = span(a, b)
+        diffs = np.abs(x[a:b] - np.asarray(mhr, dtype=float)[a:b])
+        findings.append(Finding(
+            "maternal_hr_capture", Severity.URGENT, s, e,
+            rule=f"signal quality: FHR within {th.mhr_match_bpm:.0f} bpm of maternal HR for >= {th.mhr_min_s:.0f} s",
+            sentence=(f"FHR trace matches the maternal heart rate for {(b - a) / fs:.0f} s "
+                      f"(median difference {np.nanmedian(diffs):.1f} bpm): the monitor may be recording the mother"),
+            values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b])),
+                    "mhr_median": float(np.nanmedian(np.asarray(mhr, dtype=float)[a:b]))},
+        ))
+    for a, b in runs(ratio):
+        s, e = span(a, b)
+        findings.append(Finding(
+            "halving_doubling", Severity.ADVISORY, s, e,
+            rule="signal quality: abrupt jump to ~1/2 or ~2x the preceding rate",
+            sentence=f"FHR looks halved or doubled for {(b - a) / fs:.0f} s (counting artefact)",
+            values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b]))},
+        ))
+    if grade == "insufficient" and n:
+        findings.append(Finding(
+            "insufficient_signal", Severity.ADVISORY, t0, t0 + n / fs,
+            rule=f"signal quality: < {th.min_valid_fraction:.0%} valid fetal signal in the window",
+            sentence=f"Only {fraction:.0%} of the last {n / fs / 60:.0f} min is usable fetal signal: no CTG interpretation",
+            values={"valid_fraction": fraction},
+        ))
+    return QualityReport(
+        fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
+        maternal=maternal, grade=grade, findings=findings,
+    )

@@ -1,0 +1,173 @@
+"""Clinical thresholds, each with the publication it comes from.
+
+Every value is a default that a hospital may change (its own chart, its own
+policy); detectors take these objects as arguments and never hard-code a
+number of their own.
+
+Sources:
+- FIGO 2015: Ayres-de-Campos D, Spong CY, Chandraharan E. FIGO consensus
+  guidelines on intrapartum fetal monitoring: Cardiotocography. Int J Gynaecol
+  Obstet 2015;131:13-24.
+- NICHD 2008: Macones GA, Hankins GD, Spong CY, Hauth J, Moore T. The 2008
+  NICHD workshop report on electronic fetal monitoring. Obstet Gynecol
+  2008;112:661-6 (baseline rounding to 5 bpm; >= 2 min of identifiable
+  baseline in a 10-min window).
+- MEOWS: Singh S, McGlennan A, England A, Simons R. A validation study of the
+  CEMACH recommended modified early obstetric warning system (MEOWS).
+  Anaesthesia 2012;67:12-18.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SignalQualityThresholds:
+    #: FHR outside this range is not a plausible fetal heart rate (FIGO 2015
+    #: paper scale 50-210 bpm; values beyond are treated as artefact).
+    min_plausible_bpm: float = 50.0
+    max_plausible_bpm: float = 210.0
+    #: A sample farther than this from its 15-s running median is a spike
+    #: (artefact criterion of a 25-bpm jump, as used in FHR preprocessing
+    #: literature, e.g. the FHRMA toolbox, Boudet et al. 2020).
+    spike_bpm: float = 25.0
+    spike_max_s: float = 5.0
+    #: Share of valid samples needed before any clinical conclusion is drawn
+    #: (a window with more than half lost is "insufficient signal").
+    min_valid_fraction: float = 0.5
+    good_valid_fraction: float = 0.8
+    #: Maternal heart rate capture: FHR within this many bpm of the maternal
+    #: heart rate for at least ``mhr_min_s`` seconds.
+    mhr_match_bpm: float = 5.0
+    mhr_min_s: float = 10.0
+    #: Halving/doubling: FHR at this ratio (+-tolerance) of the reference,
+    #: entered by an abrupt jump.
+    ratio_tolerance: float = 0.08
+
+
+@dataclass(frozen=True)
+class CtgThresholds:
+    """FIGO 2015 intrapartum CTG definitions (table in CLINICAL_REFERENCE.md)."""
+
+    # Baseline: FIGO 2015 normal 110-160 bpm; < 100 is a pathological feature.
+    baseline_normal_low: float = 110.0
+    baseline_normal_high: float = 160.0
+    baseline_pathological_low: float = 100.0
+    baseline_round_to: float = 5.0  # NICHD 2008
+    baseline_min_stable_s: float = 120.0  # NICHD 2008: >= 2 min in any 10-min window
+    baseline_window_s: float = 600.0  # FIGO 2015: estimated over 10-min periods
+    # Bradycardia / tachycardia: FIGO 2015, baseline < 110 or > 160 for > 10 min.
+    bradycardia_bpm: float = 110.0
+    tachycardia_bpm: float = 160.0
+    # Variability: FIGO 2015, bandwidth in 1-min segments; normal 5-25 bpm.
+    variability_segment_s: float = 60.0
+    variability_reduced_bpm: float = 5.0
+    variability_increased_bpm: float = 25.0
+    reduced_variability_pathological_s: float = 50 * 60.0  # FIGO: < 5 bpm for > 50 min
+    reduced_variability_in_decel_s: float = 3 * 60.0  # FIGO: or > 3 min during decelerations
+    increased_variability_pathological_s: float = 30 * 60.0  # FIGO: > 25 bpm for > 30 min
+    # Accelerations: FIGO 2015, > 15 bpm above baseline, > 15 s, < 10 min.
+    acceleration_bpm: float = 15.0
+    acceleration_min_s: float = 15.0
+    acceleration_max_s: float = 10 * 60.0
+    # Decelerations: FIGO 2015, > 15 bpm below baseline, > 15 s.
+    deceleration_bpm: float = 15.0
+    deceleration_min_s: float = 15.0
+    prolonged_deceleration_s: float = 3 * 60.0  # FIGO: > 3 min
+    acute_hypoxia_deceleration_s: float = 5 * 60.0  # FIGO: > 5 min with FHR < 80 bpm
+    acute_hypoxia_bpm: float = 80.0
+    # Deceleration shape (FIGO 2015): variable = onset to nadir < 30 s;
+    # late = gradual, starts > 20 s after contraction onset, nadir after acme,
+    # return after the contraction ends.
+    abrupt_onset_to_nadir_s: float = 30.0
+    late_onset_lag_s: float = 20.0
+    early_nadir_to_acme_s: float = 20.0  # early: nadir coincides with the acme
+    # Atypical variable features (NICE CG190/NG229 "concerning characteristics").
+    atypical_duration_s: float = 60.0
+    atypical_depth_bpm: float = 60.0
+    # Repetitive: associated with > 50% of contractions (FIGO 2015).
+    repetitive_fraction: float = 0.5
+    repetitive_pathological_s: float = 30 * 60.0  # FIGO: for > 30 min
+    repetitive_pathological_reduced_var_s: float = 20 * 60.0  # (> 20 min with reduced variability)
+    # Sinusoidal (FIGO 2015): amplitude 5-15 bpm, 3-5 cycles/min, > 30 min, no accelerations.
+    sinusoidal_min_amplitude_bpm: float = 5.0
+    sinusoidal_max_amplitude_bpm: float = 15.0
+    sinusoidal_min_cpm: float = 3.0
+    sinusoidal_max_cpm: float = 5.0
+    sinusoidal_power_fraction: float = 0.6
+    sinusoidal_pathological_s: float = 30 * 60.0
+    # Tachysystole (FIGO 2015): > 5 contractions in 10 min, averaged over 30 min.
+    tachysystole_per_10min: float = 5.0
+    tachysystole_average_s: float = 30 * 60.0
+    # Contraction detection on the tocogram (device units, mmHg for IUP).
+    contraction_min_amplitude: float = 10.0
+    contraction_min_s: float = 30.0
+    contraction_max_s: float = 3 * 60.0
+    #: A deceleration belongs to a contraction that starts up to this long
+    #: before it (or overlaps it).
+    contraction_association_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Band:
+    """A closed interval ``low <= x <= high`` (either side may be open-ended)."""
+
+    low: float = float("-inf")
+    high: float = float("inf")
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+@dataclass(frozen=True)
+class MeowsParameter:
+    """Red and yellow trigger bands of one vital sign; red wins over yellow."""
+
+    name: str
+    unit: str
+    red: tuple[Band, ...] = ()
+    yellow: tuple[Band, ...] = ()
+
+
+def _default_meows() -> dict[str, MeowsParameter]:
+    # Singh et al. 2012 (MEOWS), as in CLINICAL_REFERENCE.md. Charts differ
+    # between hospitals: every band is configurable.
+    inf = float("inf")
+    return {
+        "temperature_c": MeowsParameter(
+            "temperature", "°C", red=(Band(-inf, 34.999), Band(38.001, inf)), yellow=(Band(35.0, 36.0),)
+        ),
+        "systolic_bp": MeowsParameter(
+            "systolic BP", "mmHg", red=(Band(-inf, 89.999), Band(160.001, inf)),
+            yellow=(Band(150.0, 160.0), Band(90.0, 100.0)),
+        ),
+        "diastolic_bp": MeowsParameter("diastolic BP", "mmHg", red=(Band(100.001, inf),), yellow=(Band(90.0, 100.0),)),
+        "heart_rate": MeowsParameter(
+            "heart rate", "/min", red=(Band(-inf, 39.999), Band(120.001, inf)),
+            yellow=(Band(100.0, 120.0), Band(40.0, 50.0)),
+        ),
+        "respiratory_rate": MeowsParameter(
+            "respiratory rate", "/min", red=(Band(-inf, 9.999), Band(30.001, inf)), yellow=(Band(21.0, 30.0),)
+        ),
+        "spo2": MeowsParameter("SpO2", "%", red=(Band(-inf, 94.999),)),
+    }
+
+
+@dataclass(frozen=True)
+class MeowsChart:
+    """MEOWS trigger chart: one red or two yellow triggers call for urgent review."""
+
+    parameters: dict[str, MeowsParameter] = field(default_factory=_default_meows)
+    #: AVPU: 'voice' is a yellow trigger, 'pain' and 'unresponsive' red.
+    avpu_red: tuple[str, ...] = ("P", "U")
+    avpu_yellow: tuple[str, ...] = ("V",)
+    yellow_triggers_for_review: int = 2
+    #: Trend rule: heart rate rising and systolic BP falling by at least these
+    #: amounts over the trend window, or a shock index (HR / SBP) at or above
+    #: ``shock_index``. Obstetric shock index >= 0.9: Nathan HL et al., BJOG
+    #: 2015;122:268-275 (postpartum haemorrhage).
+    trend_window_s: float = 60 * 60.0
+    trend_hr_rise: float = 15.0
+    trend_sbp_fall: float = 15.0
+    shock_index: float = 0.9

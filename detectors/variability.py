@@ -1,0 +1,115 @@
+"""Baseline variability and the sinusoidal pattern (FIGO 2015).
+
+Variability is the bandwidth (peak to trough) of the FHR in 1-min segments,
+away from accelerations and decelerations; FIGO 2015: normal 5-25 bpm,
+reduced < 5 bpm, increased (saltatory) > 25 bpm. The sinusoidal pattern is a
+regular, smooth undulation of 5-15 bpm amplitude at 3-5 cycles/min.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.thresholds import CtgThresholds
+
+#: Bandwidth is taken between these percentiles of a segment, not max-min,
+#: so that one residual artefact sample cannot make a flat trace look normal.
+BAND_PERCENTILES = (2.5, 97.5)
+#: A 1-min segment is assessed when at least this share of it is usable.
+MIN_SEGMENT_COVERAGE = 0.5
+
+
+@dataclass(frozen=True)
+class VariabilityEstimate:
+    bands: np.ndarray  # bandwidth per 1-min segment (NaN when not assessable)
+    median_bpm: float | None  # over the last 10 min
+    reduced_s: float  # trailing run of reduced-variability minutes (seconds)
+    increased_s: float  # trailing run of increased-variability minutes
+
+
+def bandwidth(x: np.ndarray) -> float:
+    v = x[np.isfinite(x)]
+    if v.size < 2:
+        return float("nan")
+    lo, hi = np.percentile(v, BAND_PERCENTILES)
+    return float(hi - lo)
+
+
+def segment_bands(x: np.ndarray, usable: np.ndarray, fs: float, segment_s: float) -> np.ndarray:
+    """Bandwidth of each whole 1-min segment, aligned to the end of the trace."""
+    k = int(round(segment_s * fs))
+    m = x.size // k
+    if m == 0:
+        return np.empty(0)
+    start = x.size - m * k
+    xs = np.where(usable, x, np.nan)[start:].reshape(m, k)
+    cov = usable[start:].reshape(m, k).mean(axis=1)
+    bands = np.array([bandwidth(row) for row in xs])
+    bands[cov < MIN_SEGMENT_COVERAGE] = np.nan
+    return bands
+
+
+def trailing_run(flags: np.ndarray, assessable: np.ndarray) -> int:
+    """How many segments at the end are flagged (non-assessable ones end the run)."""
+    count = 0
+    for f, a in zip(flags[::-1], assessable[::-1]):
+        if not (a and f):
+            break
+        count += 1
+    return count
+
+
+def estimate_variability(
+    x: np.ndarray, usable: np.ndarray, fs: float, th: CtgThresholds
+) -> VariabilityEstimate:
+    bands = segment_bands(x, usable, fs, th.variability_segment_s)
+    ok = np.isfinite(bands)
+    last10 = bands[-int(th.baseline_window_s / th.variability_segment_s):]
+    last10 = last10[np.isfinite(last10)]
+    median = float(np.median(last10)) if last10.size else None
+    with np.errstate(invalid="ignore"):
+        reduced = trailing_run(bands < th.variability_reduced_bpm, ok)
+        increased = trailing_run(bands > th.variability_increased_bpm, ok)
+    return VariabilityEstimate(
+        bands=bands, median_bpm=median,
+        reduced_s=reduced * th.variability_segment_s, increased_s=increased * th.variability_segment_s,
+    )
+
+
+def sinusoidal_minutes(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarray, th: CtgThresholds) -> np.ndarray:
+    """Per 1-min step, whether the 2-min span ending there is sinusoidal.
+
+    ``d1`` is the 1-Hz FHR minus its baseline. A span qualifies when most of
+    its power (from 1 to 30 cycles/min) lies at 3-5 cycles/min, its bandwidth
+    is 5-15 bpm, and it holds no acceleration (FIGO 2015).
+    """
+    span, step = 120, 60
+    n = d1.size
+    m = (n - span) // step + 1 if n >= span else 0
+    out = np.zeros(m, dtype=bool)
+    if m == 0:
+        return out
+    freqs = np.fft.rfftfreq(span, d=1.0) * 60.0  # cycles per minute
+    band = (freqs >= th.sinusoidal_min_cpm - 0.5) & (freqs <= th.sinusoidal_max_cpm + 0.5)
+    total = (freqs >= 1.0) & (freqs <= 30.0)
+    window = np.hanning(span)
+    offset = n - ((m - 1) * step + span)
+    for i in range(m):
+        a = offset + i * step
+        seg, ok, quiet = d1[a:a + span], usable1[a:a + span], no_accel1[a:a + span]
+        if ok.mean() < 0.8 or not quiet.all():
+            continue
+        s = np.where(ok, seg, np.nanmean(seg[ok]))
+        s = s - s.mean()
+        p = np.abs(np.fft.rfft(s * window)) ** 2
+        tot = p[total].sum()
+        if tot <= 0:
+            continue
+        amp = bandwidth(seg[ok])
+        out[i] = (
+            p[band].sum() / tot >= th.sinusoidal_power_fraction
+            and th.sinusoidal_min_amplitude_bpm <= amp <= th.sinusoidal_max_amplitude_bpm
+        )
+    return out

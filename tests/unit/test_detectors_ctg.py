@@ -1,0 +1,225 @@
+"""CTG features on constructed signals whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter1d
+
+from detectors.ctg import analyse_ctg
+from detectors.quality import assess_quality
+
+FS = 4.0
+
+
+def trace(minutes: float, level: float = 140.0, band: float = 16.0, seed: int = 0) -> np.ndarray:
+    """FHR at ``level`` with a variability bandwidth of about ``band`` bpm
+    (a few irregular oscillations per minute, as real variability)."""
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60 * FS)
+    osc = gaussian_filter1d(rng.normal(0, 1, n), sigma=1.5 * FS)  # irregular, a few cycles/min
+    lo, hi = np.percentile(osc, [2.5, 97.5])
+    return level + (osc - osc.mean()) * band / (hi - lo)
+
+
+def contractions_uc(minutes: float, every_s: float, first_s: float = 60.0, dur_s: float = 80.0) -> tuple[np.ndarray, list[float]]:
+    t = np.arange(0, minutes * 60, 1 / FS)
+    uc = np.full(t.size, 10.0)
+    acmes = []
+    for start in np.arange(first_s, minutes * 60 - dur_s, every_s):
+        phase = (t - start) / dur_s
+        inside = (phase >= 0) & (phase <= 1)
+        uc[inside] += 50 * np.sin(np.pi * phase[inside]) ** 2
+        acmes.append(start + dur_s / 2)
+    return uc, acmes
+
+
+def add_dip(fhr: np.ndarray, start_s: float, onset_s: float, hold_s: float, recover_s: float, depth: float) -> None:
+    t = np.arange(fhr.size) / FS
+    shape = np.interp(t, [start_s, start_s + onset_s, start_s + onset_s + hold_s, start_s + onset_s + hold_s + recover_s],
+                      [0, depth, depth, 0], left=0, right=0)
+    fhr -= shape
+
+
+def kinds(analysis) -> list[str]:
+    return [f.kind for f in analysis.findings]
+
+
+def test_flat_140_with_8_bpm_variability_is_normal() -> None:
+    a = analyse_ctg(trace(10, 140, 16), fs=FS)
+    assert a.baseline.determinable and a.baseline.rounded == 140
+    assert 12 <= a.variability.median_bpm <= 18
+    assert a.classification == "normal"
+    assert not a.accelerations and not a.decelerations
+
+
+def test_four_minute_drop_to_90_is_a_prolonged_deceleration() -> None:
+    fhr = trace(10)
+    t = np.arange(fhr.size) / FS
+    drop = (t >= 200) & (t < 440)
+    fhr[drop] = 90 + np.random.default_rng(1).normal(0, 1, drop.sum())
+    a = analyse_ctg(fhr, fs=FS, t0=1000.0)
+    prolonged = [f for f in a.findings if f.kind == "prolonged_deceleration"]
+    assert len(prolonged) == 1
+    f = prolonged[0]
+    assert f.start_s == pytest.approx(1200, abs=5) and f.end_s == pytest.approx(1440, abs=5)
+    assert f.values["nadir_bpm"] < 93 and f.sentence.startswith("Prolonged deceleration for 4.")
+    assert f.values["duration_s"] == pytest.approx(240, abs=12)
+    assert a.baseline.rounded == 140
+    assert "acceleration" not in kinds(a)
+
+
+def test_six_minute_drop_below_80_is_an_emergency_and_pathological() -> None:
+    fhr = trace(20)
+    add_dip(fhr, 20 * 60 - 390, 15, 600, 0, 65)  # falls over 15 s to 75 bpm and stays
+    a = analyse_ctg(fhr, fs=FS)
+    prolonged = [f for f in a.findings if f.kind == "prolonged_deceleration"]
+    assert prolonged and str(prolonged[0].severity) == "emergency"
+    assert a.classification == "pathological"
+
+
+def test_accelerations_are_found() -> None:
+    fhr = trace(10)
+    add_dip(fhr, 120, 10, 20, 10, -25)  # a 25-bpm rise for ~40 s
+    add_dip(fhr, 400, 8, 15, 8, -20)
+    a = analyse_ctg(fhr, fs=FS)
+    assert len(a.accelerations) == 2
+    assert a.accelerations[0].start == pytest.approx(120, abs=8)
+
+
+def test_late_decelerations_after_contractions() -> None:
+    fhr = trace(30)
+    uc, acmes = contractions_uc(30, every_s=180)
+    for acme in acmes:
+        # gradual (50 s) fall starting 30 s after contraction onset, nadir 40 s after the acme
+        add_dip(fhr, acme - 40 + 30, 50, 10, 40, 25)
+    a = analyse_ctg(fhr, uc=uc, fs=FS)
+    decel_kinds = [d.kind for d in a.decelerations]
+    assert decel_kinds.count("late") >= len(acmes) - 1, decel_kinds
+    assert len(a.contractions) == len(acmes)
+    assert "repetitive_decelerations" in kinds(a)
+    assert a.classification == "pathological"
+    rep = next(f for f in a.findings if f.kind == "repetitive_decelerations")
+    assert "late" in rep.values["kinds"]
+
+
+def test_early_decelerations_mirror_contractions() -> None:
+    fhr = trace(10)
+    uc, acmes = contractions_uc(10, every_s=180)
+    for acme in acmes:
+        add_dip(fhr, acme - 35, 35, 0, 35, 22)
+    a = analyse_ctg(fhr, uc=uc, fs=FS)
+    assert [d.kind for d in a.decelerations] == ["early"] * len(acmes)
+
+
+def test_variable_deceleration_is_abrupt_and_atypical_when_deep_and_long() -> None:
+    fhr = trace(10)
+    add_dip(fhr, 100, 10, 5, 10, 40)  # V-shaped, 25 s
+    add_dip(fhr, 350, 10, 55, 15, 70)  # 80 s, 70 bpm deep
+    a = analyse_ctg(fhr, fs=FS)
+    assert [d.kind for d in a.decelerations] == ["variable", "variable"]
+    assert a.decelerations[0].atypical == []
+    assert len(a.decelerations[1].atypical) >= 2
+
+
+def test_bradycardia_and_tachycardia_need_ten_minutes() -> None:
+    brady = analyse_ctg(trace(12, 100), fs=FS)
+    assert "bradycardia" in kinds(brady)
+    assert brady.baseline.rounded == 100
+    short = trace(20)
+    short[-8 * 60 * 4:] -= 40  # 8 min at 100 bpm: not yet bradycardia
+    assert "bradycardia" not in kinds(analyse_ctg(short, fs=FS))
+    tachy = analyse_ctg(trace(11, 170), fs=FS)
+    assert "tachycardia" in kinds(tachy) and tachy.classification == "suspicious"
+    assert analyse_ctg(trace(11, 95), fs=FS).classification == "pathological"
+
+
+def test_reduced_and_increased_variability() -> None:
+    flat = analyse_ctg(trace(12, 140, 2.5), fs=FS)
+    assert flat.variability.median_bpm < 5 and "reduced_variability" in kinds(flat)
+    assert flat.classification == "suspicious"
+    long_flat = analyse_ctg(trace(55, 140, 2.5), fs=FS)
+    assert long_flat.classification == "pathological"
+    salt = analyse_ctg(trace(12, 140, 40), fs=FS)
+    assert salt.variability.median_bpm > 25 and "increased_variability" in kinds(salt)
+
+
+def test_sinusoidal_pattern() -> None:
+    t = np.arange(0, 35 * 60, 1 / FS)
+    fhr = 135 + 5 * np.sin(2 * np.pi * t * 4 / 60)  # 10 bpm peak to trough, 4 cycles/min
+    a = analyse_ctg(fhr, fs=FS)
+    assert a.sinusoidal_s > 30 * 60
+    assert "sinusoidal" in kinds(a) and a.classification == "pathological"
+    assert analyse_ctg(trace(35), fs=FS).sinusoidal_s == 0
+
+
+def test_tachysystole() -> None:
+    uc, acmes = contractions_uc(30, every_s=90, dur_s=60)
+    a = analyse_ctg(trace(30), uc=uc, fs=FS)
+    assert a.contractions_per_10min > 5 and "tachysystole" in kinds(a)
+    uc2, _ = contractions_uc(30, every_s=180)
+    assert "tachysystole" not in kinds(analyse_ctg(trace(30), uc=uc2, fs=FS))
+
+
+@pytest.mark.parametrize(
+    "fhr",
+    [np.zeros(2400), np.full(2400, np.nan), np.array([140.0]), np.array([]), np.full(10, 140.0)],
+    ids=["all-loss", "all-nan", "one-sample", "empty", "ten-samples"],
+)
+def test_edge_cases_report_insufficient_signal(fhr: np.ndarray) -> None:
+    a = analyse_ctg(fhr, fs=FS)
+    assert a.classification == "insufficient_signal"
+    assert any(f.kind == "insufficient_signal" for f in a.findings)
+    assert a.baseline is None
+
+
+def test_mostly_lost_window_gives_no_clinical_conclusion() -> None:
+    fhr = trace(10, 95)  # would be pathological if read
+    fhr[: int(fhr.size * 0.7)] = 0
+    a = analyse_ctg(fhr, fs=FS)
+    assert a.classification == "insufficient_signal"
+    assert "bradycardia" not in kinds(a)
+
+
+def test_every_finding_carries_evidence() -> None:
+    fhr = trace(12)
+    add_dip(fhr, 300, 10, 220, 10, 50)
+    a = analyse_ctg(fhr, fs=FS, t0=5000.0)
+    for f in a.findings:
+        assert f.rule and f.sentence and f.values
+        assert 5000.0 <= f.start_s <= f.end_s <= 5000.0 + 12 * 60
+        assert f.to_dict()["severity"] in {"info", "advisory", "urgent", "emergency"}
+
+
+def test_signal_loss_spikes_and_nan_are_masked() -> None:
+    fhr = trace(10)
+    fhr[400:520] = 0  # 30 s loss
+    fhr[1000] = 220  # spike beyond plausible
+    fhr[1500:1502] = 190  # short spike
+    fhr[1800] = np.nan
+    q = assess_quality(fhr, fs=FS)
+    assert not q.valid[400:520].any() and not q.valid[1000] and not q.valid[1500:1502].any() and not q.valid[1800]
+    assert [f.kind for f in q.findings] == ["signal_loss"]
+    assert q.findings[0].values["duration_s"] == pytest.approx(30)
+    assert q.grade == "good"
+
+
+def test_maternal_heart_rate_capture() -> None:
+    fhr = trace(10)
+    mhr = np.full(fhr.size, 85.0) + np.random.default_rng(3).normal(0, 1, fhr.size)
+    fhr[800:1400] = mhr[800:1400] + 1.0  # 150 s of maternal HR on the FHR channel
+    q = assess_quality(fhr, fs=FS, mhr=mhr)
+    found = [f for f in q.findings if f.kind == "maternal_hr_capture"]
+    assert len(found) == 1
+    assert found[0].start_s == pytest.approx(200, abs=3) and found[0].end_s == pytest.approx(350, abs=3)
+    assert not q.valid[800:1400].any() and q.valid[:700].mean() > 0.95
+    # Without the maternal channel the same trace is not flagged as capture.
+    assert not assess_quality(fhr, fs=FS).maternal.any()
+
+
+def test_halving_is_detected() -> None:
+    fhr = trace(10)
+    fhr[1200:1440] /= 2  # 60 s counted at half rate
+    q = assess_quality(fhr, fs=FS)
+    assert q.ratio_error[1210:1430].all() and not q.ratio_error[:1150].any()
+    assert any(f.kind == "halving_doubling" for f in q.findings)
