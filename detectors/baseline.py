@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
+from detectors.runs import close_gaps, runs
 from detectors.thresholds import CtgThresholds
 
 #: Exclusion limits (bpm) of the successive refinement passes, and the
@@ -97,13 +98,31 @@ def anchor_curve(x1: np.ndarray) -> np.ndarray:
     return out
 
 
-def baseline_curve(x1: np.ndarray, valid1: np.ndarray) -> np.ndarray:
-    """Baseline at each second: anchor, then iterative low-pass with exclusion."""
+def _reanchor_sustained_shifts(x1: np.ndarray, valid1: np.ndarray, anchor: np.ndarray, smooth: np.ndarray,
+                               limit: float, min_s: int) -> np.ndarray:
+    """Give every stretch that stays beyond ``limit`` of the anchor for more
+    than ``min_s`` seconds its own level: FIGO 2015 reads such a stretch as a
+    new baseline (tachycardia, bradycardia), not as one long excursion."""
+    out = anchor.copy()
+    with np.errstate(invalid="ignore"):
+        beyond = close_gaps(np.abs(smooth - anchor) > limit, 30)
+    for a, e in runs(beyond):
+        if e - a > min_s:
+            level = anchor_level(np.where(valid1[a:e], x1[a:e], np.nan))
+            if level is not None:
+                out[a:e] = level
+    return out
+
+
+def baseline_curve(x1: np.ndarray, valid1: np.ndarray, shift_min_s: int = 600, shift_bpm: float = 15.0) -> np.ndarray:
+    """Baseline at each second: anchor, re-anchored where the level moved for
+    more than 10 min, then iterative low-pass with exclusion."""
     b = anchor_curve(np.where(valid1, x1, np.nan))
     if not np.isfinite(b).any():
         return b
     filled = np.where(valid1, x1, b)
     smooth = uniform_filter1d(filled, size=SMOOTH_S, mode="nearest")
+    b = _reanchor_sustained_shifts(x1, valid1, b, smooth, shift_bpm, shift_min_s)
     for limit in REFINEMENT_LIMITS:
         # Exclude each excursion over its whole span (Mantel), not just the
         # samples beyond the limit: its shoulders would drag the baseline.

@@ -133,7 +133,7 @@ def analyse_ctg(
             ))
         return CtgAnalysis(t0, duration, quality, "insufficient_signal", [reason], findings)
 
-    b = baseline_curve(x1, v1)
+    b = baseline_curve(x1, v1, shift_min_s=int(th.acceleration_max_s), shift_bpm=th.deceleration_bpm)
     accels = excursions(x1, v1, b, +1, th.acceleration_bpm, th.acceleration_min_s, th.acceleration_max_s)
     decel_exc = excursions(x1, v1, b, -1, th.deceleration_bpm, th.deceleration_min_s, None)
     in_event = np.zeros(x1.size, bool)
@@ -160,7 +160,7 @@ def analyse_ctg(
     decels = classify_decelerations(decel_exc, cons, x1, b, band_within, th)
 
     # Bradycardia / tachycardia: FHR level below 110 / above 160 for > 10 min.
-    med, med_ok = _minute_medians(x1, v1 & ~in_accel)
+    med, med_ok = _minute_medians(x1, v1)
     brady_min = trailing_run(med < th.bradycardia_bpm, med_ok)
     tachy_min = trailing_run(med > th.tachycardia_bpm, med_ok)
     bradycardia_s, tachycardia_s = brady_min * 60.0, tachy_min * 60.0
@@ -174,7 +174,9 @@ def analyse_ctg(
     per10 = len(recent_cons) / (span_s / 600.0) if span_s >= 600 and uc is not None else None
 
     end_t = t0 + duration
-    for e in accels:
+    # An acceleration is reported once the FHR is back at the baseline: a rise
+    # still going on may be the start of a tachycardia (> 10 min, FIGO 2015).
+    for e in (a for a in accels if a.complete):
         findings.append(Finding(
             "acceleration", Severity.INFO, t0 + e.start, t0 + e.end,
             rule=f"{FIGO}: acceleration > {th.acceleration_bpm:.0f} bpm, > {th.acceleration_min_s:.0f} s, < 10 min",

@@ -90,9 +90,9 @@ def _ratio_errors(x: np.ndarray, plausible: np.ndarray, fs: float, th: SignalQua
                 break
             end += 1
         out[start:end] = True
-        i = np.searchsorted(into, end, side="left")
-        if i < into.size and into[i] == end:
-            i += 1
+        # The reverse jump spans ``step`` samples, each of which also looks
+        # like a jump into a segment: skip past all of them.
+        i = int(np.searchsorted(into, end + step, side="left"))
     return out
 
 
@@ -104,10 +104,23 @@ def _maternal_capture(
         return np.zeros_like(plausible)
     m = np.asarray(mhr, dtype=float)
     m_ok = np.isfinite(m) & (m > 0)
-    with np.errstate(invalid="ignore"):
-        match = plausible & m_ok & ((np.abs(x - m) < th.mhr_match_bpm) | (np.abs(x - 2 * m) < th.mhr_match_bpm))
-    match = close_gaps(match, int(2 * fs))
-    return drop_short(match, int(th.mhr_min_s * fs)) & plausible
+    out = np.zeros_like(plausible)
+    for multiple in (1.0, 2.0):  # the maternal rate itself, or its double
+        with np.errstate(invalid="ignore"):
+            diff = np.abs(x - multiple * m)
+            match = plausible & m_ok & (diff < th.mhr_match_bpm)
+        match = drop_short(close_gaps(match, int(2 * fs)), int(th.mhr_min_s * fs))
+        for a, b in runs(match):
+            seg = diff[a:b][np.isfinite(diff[a:b])]
+            if not (seg.size and np.median(seg) <= th.mhr_median_diff_bpm):
+                continue
+            # A captured trace follows the mother's beat-to-beat changes; a
+            # fetal trace that merely sits at her rate does not.
+            xs, ms = x[a:b], multiple * m[a:b]
+            if np.std(ms) >= 1.0 and np.std(xs) >= 1.0 and np.corrcoef(xs, ms)[0, 1] < th.mhr_min_correlation:
+                continue
+            out[a:b] = True
+    return out & plausible
 
 
 def assess_quality(

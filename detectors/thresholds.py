@@ -40,7 +40,12 @@ class SignalQualityThresholds:
     #: Maternal heart rate capture: FHR within this many bpm of the maternal
     #: heart rate for at least ``mhr_min_s`` seconds.
     mhr_match_bpm: float = 5.0
-    mhr_min_s: float = 10.0
+    mhr_min_s: float = 30.0
+    #: ... and tracking it closely: median absolute difference over the
+    #: stretch at most this much (a fetal deceleration passing through the
+    #: maternal rate crosses it; a captured maternal trace follows it).
+    mhr_median_diff_bpm: float = 2.5
+    mhr_min_correlation: float = 0.6
     #: Halving/doubling: FHR at this ratio (+-tolerance) of the reference,
     #: entered by an abrupt jump.
     ratio_tolerance: float = 0.08

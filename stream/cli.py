@@ -91,6 +91,31 @@ def topics(state_dir: StateDir = None) -> None:
     typer.echo(broker.after_ready())
 
 
+evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("detectors")
+def evaluate_detectors(
+    seeds: Annotated[str, typer.Option(help="Comma-separated simulator seeds.")] = "10,11,12,13,14",
+    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the report to.")] = None,
+) -> None:
+    """Per-event precision/recall/F1 of every detector on the simulator's scenarios."""
+    from stream.evaluation import evaluate_on_simulator, markdown_report, required_met
+
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    total, confusion, records = evaluate_on_simulator(seed_list)
+    command = f"ctgwatch evaluate detectors --seeds {','.join(map(str, seed_list))}"
+    report = markdown_report(total, confusion, records, command)
+    typer.echo(report)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("# ctgwatch evaluation\n\n" + report)
+        typer.echo(f"written to {output}")
+    if not required_met(total):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point: one clear line for operator errors."""
     try:

@@ -1,0 +1,82 @@
+"""Scoring detected events against ground truth (per-event precision,
+recall, F1 and timing error). Pure functions: intervals in, scores out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+Interval = tuple[float, float]
+
+
+def merge_intervals(intervals: Iterable[Interval], gap_s: float = 5.0) -> list[Interval]:
+    """Union of intervals, joining those closer than ``gap_s``.
+
+    A sliding-window analysis reports one ongoing event in many windows;
+    merged, it counts once.
+    """
+    out: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1] + gap_s:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(a, b) for a, b in out]
+
+
+@dataclass(frozen=True)
+class EventScore:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    onset_errors_s: tuple[float, ...]  # |detected start - true start| of matched pairs
+
+    @property
+    def precision(self) -> float:
+        d = self.true_positives + self.false_positives
+        return self.true_positives / d if d else 1.0
+
+    @property
+    def recall(self) -> float:
+        d = self.true_positives + self.false_negatives
+        return self.true_positives / d if d else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def mean_onset_error_s(self) -> float | None:
+        return sum(self.onset_errors_s) / len(self.onset_errors_s) if self.onset_errors_s else None
+
+    def __add__(self, other: "EventScore") -> "EventScore":
+        return EventScore(
+            self.true_positives + other.true_positives,
+            self.false_positives + other.false_positives,
+            self.false_negatives + other.false_negatives,
+            self.onset_errors_s + other.onset_errors_s,
+        )
+
+
+EMPTY_SCORE = EventScore(0, 0, 0, ())
+
+
+def score_events(truth: list[Interval], detected: list[Interval]) -> EventScore:
+    """One-to-one matching by overlap, largest overlap first."""
+    pairs = []
+    for i, (ts, te) in enumerate(truth):
+        for j, (ds, de) in enumerate(detected):
+            overlap = min(te, de) - max(ts, ds)
+            if overlap > 0:
+                pairs.append((overlap, i, j))
+    used_t: set[int] = set()
+    used_d: set[int] = set()
+    errors = []
+    for _, i, j in sorted(pairs, reverse=True):
+        if i in used_t or j in used_d:
+            continue
+        used_t.add(i)
+        used_d.add(j)
+        errors.append(abs(detected[j][0] - truth[i][0]))
+    return EventScore(len(used_t), len(detected) - len(used_d), len(truth) - len(used_t), tuple(errors))
