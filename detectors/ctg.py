@@ -11,6 +11,7 @@ reported with the duration seen so far.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,12 +56,9 @@ def _minute_medians(x1: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.
     seg = np.where(usable, x1, np.nan)[start:].reshape(m, 60)
     cov = usable[start:].reshape(m, 60).mean(axis=1)
     ok = cov >= 0.5
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(seg, axis=1)
+    with warnings.catch_warnings():  # all-NaN minutes are expected: med_ok marks them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(seg, axis=1)
     return med, ok
 
 

@@ -70,7 +70,6 @@ class CtgThresholds:
     variability_reduced_bpm: float = 5.0
     variability_increased_bpm: float = 25.0
     reduced_variability_pathological_s: float = 50 * 60.0  # FIGO: < 5 bpm for > 50 min
-    reduced_variability_in_decel_s: float = 3 * 60.0  # FIGO: or > 3 min during decelerations
     increased_variability_pathological_s: float = 30 * 60.0  # FIGO: > 25 bpm for > 30 min
     # Accelerations: FIGO 2015, > 15 bpm above baseline, > 15 s, < 10 min.
     acceleration_bpm: float = 15.0
@@ -108,7 +107,6 @@ class CtgThresholds:
     # Contraction detection on the tocogram (device units, mmHg for IUP).
     contraction_min_amplitude: float = 10.0
     contraction_min_s: float = 30.0
-    contraction_max_s: float = 3 * 60.0
     #: A deceleration belongs to a contraction that starts up to this long
     #: before it (or overlaps it).
     contraction_association_s: float = 60.0
