@@ -18,7 +18,15 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from detectors.baseline import BaselineEstimate, baseline_curve, to_1hz, window_baseline
-from detectors.events import Contraction, Deceleration, Excursion, classify_decelerations, contractions, excursions
+from detectors.events import (
+    Contraction,
+    Deceleration,
+    Excursion,
+    classify_decelerations,
+    contractions,
+    excursions,
+    smooth_trace,
+)
 from detectors.findings import Finding, Severity
 from detectors.quality import DEFAULT_QUALITY, QualityReport, assess_quality
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
@@ -132,8 +140,9 @@ def analyse_ctg(
         return CtgAnalysis(t0, duration, quality, "insufficient_signal", [reason], findings)
 
     b = baseline_curve(x1, v1, shift_min_s=int(th.acceleration_max_s), shift_bpm=th.deceleration_bpm)
-    accels = excursions(x1, v1, b, +1, th.acceleration_bpm, th.acceleration_min_s, th.acceleration_max_s)
-    decel_exc = excursions(x1, v1, b, -1, th.deceleration_bpm, th.deceleration_min_s, None)
+    smooth1 = smooth_trace(x1, v1)
+    accels = excursions(x1, v1, smooth1, b, +1, th.acceleration_bpm, th.acceleration_min_s, th.acceleration_max_s)
+    decel_exc = excursions(x1, v1, smooth1, b, -1, th.deceleration_bpm, th.deceleration_min_s, None)
     in_event = np.zeros(x1.size, bool)
     in_accel = np.zeros(x1.size, bool)
     for e in accels:

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks, peak_widths
 
+from detectors.baseline import SMOOTH_S
 from detectors.runs import close_gaps, interpolate_gaps, runs
 from detectors.thresholds import CtgThresholds
 
@@ -20,11 +21,13 @@ from detectors.thresholds import CtgThresholds
 RETURN_BPM = 5.0
 #: Short gaps of signal inside an excursion are bridged (seconds).
 BRIDGE_S = 5
-#: Moving-average length (s) applied before measuring excursions.
-SMOOTH_S = 10
 #: Heavier smoothing (s) for the onset-to-nadir measurement, where residual
 #: variability would otherwise decide between "abrupt" and "gradual".
 FALL_SMOOTH_S = 15
+#: Tocogram: smoothing (s) before peak finding, and the span (s) of the
+#: running minimum that estimates the basal tone.
+UC_SMOOTH_S = 10
+UC_TONE_WINDOW_S = 180
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,19 @@ class Deceleration:
     timing: dict[str, float] = field(default_factory=dict)  # lags against the contraction
 
 
+def smooth_trace(x1: np.ndarray, valid1: np.ndarray) -> np.ndarray:
+    """The 1-Hz FHR, gaps interpolated, smoothed over SMOOTH_S seconds: what
+    excursions are measured on (computed once, used for both directions)."""
+    return uniform_filter1d(interpolate_gaps(x1, valid1), size=SMOOTH_S, mode="nearest")
+
+
 def excursions(
-    x1: np.ndarray, valid1: np.ndarray, b: np.ndarray, sign: int, amplitude: float, min_s: float, max_s: float | None
+    x1: np.ndarray, valid1: np.ndarray, smooth: np.ndarray, b: np.ndarray,
+    sign: int, amplitude: float, min_s: float, max_s: float | None,
 ) -> list[Excursion]:
     """Excursions beyond ``amplitude`` bpm (sign +1 above, -1 below the baseline).
 
-    Measured on the trace smoothed over SMOOTH_S seconds, so that the
+    Measured on ``smooth`` (:func:`smooth_trace`), so that the
     beat-to-beat variability riding on the baseline (normally 5-25 bpm peak
     to trough) neither creates excursions nor blurs where one starts. Core:
     smoothed FHR beyond the amplitude (short gaps bridged); extent: out to
@@ -82,7 +92,6 @@ def excursions(
     n = x1.size
     if n == 0 or not np.isfinite(b).any() or not valid1.any():
         return []
-    smooth = uniform_filter1d(interpolate_gaps(x1, valid1), size=SMOOTH_S, mode="nearest")
     usable = close_gaps(valid1, BRIDGE_S)
     d = np.where(usable, sign * (smooth - b), np.nan)
     with np.errstate(invalid="ignore"):
@@ -121,10 +130,12 @@ def contractions(uc1: np.ndarray, th: CtgThresholds) -> list[Contraction]:
     if n < th.contraction_min_s or ok.mean() < 0.5:
         return []
     u = np.interp(np.arange(n), np.flatnonzero(ok), uc1[ok]) if not ok.all() else uc1.astype(float)
-    smooth = uniform_filter1d(u, size=10, mode="nearest")
-    tone = uniform_filter1d(minimum_filter1d(smooth, size=180, mode="nearest"), size=180, mode="nearest")
+    smooth = uniform_filter1d(u, size=UC_SMOOTH_S, mode="nearest")
+    tone = uniform_filter1d(
+        minimum_filter1d(smooth, size=UC_TONE_WINDOW_S, mode="nearest"), size=UC_TONE_WINDOW_S, mode="nearest"
+    )
     above = smooth - tone
-    peaks, props = find_peaks(above, prominence=th.contraction_min_amplitude, distance=int(th.contraction_min_s))
+    peaks, _ = find_peaks(above, prominence=th.contraction_min_amplitude, distance=int(th.contraction_min_s))
     if peaks.size == 0:
         return []
     _, _, left, right = peak_widths(above, peaks, rel_height=0.8)
