@@ -146,7 +146,8 @@ def assess_quality(
     spikes = _spikes(x, plausible, fs, th)
     plausible &= ~spikes
     ratio = _ratio_errors(x, plausible, fs, th)
-    maternal = _maternal_capture(x, plausible & ~ratio, None if mhr is None else np.asarray(mhr).ravel()[:n], fs, th)
+    m = None if mhr is None else np.asarray(mhr, dtype=float).ravel()[:n]
+    maternal = _maternal_capture(x, plausible & ~ratio, m, fs, th)
     valid = plausible & ~ratio & ~maternal
     fraction = float(valid.mean()) if n else 0.0
     grade = (
@@ -171,14 +172,15 @@ def assess_quality(
             ))
     for a, b in runs(maternal):
         s, e = span(a, b)
-        diffs = np.abs(x[a:b] - np.asarray(mhr, dtype=float)[a:b])
+        # Distance to the maternal rate or its double, whichever was matched.
+        diffs = np.fmin(np.abs(x[a:b] - m[a:b]), np.abs(x[a:b] - 2 * m[a:b]))
         findings.append(Finding(
             "maternal_hr_capture", Severity.URGENT, s, e,
             rule=f"signal quality: FHR within {th.mhr_match_bpm:.0f} bpm of maternal HR for >= {th.mhr_min_s:.0f} s",
             sentence=(f"FHR trace matches the maternal heart rate for {(b - a) / fs:.0f} s "
                       f"(median difference {np.nanmedian(diffs):.1f} bpm): the monitor may be recording the mother"),
             values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b])),
-                    "mhr_median": float(np.nanmedian(np.asarray(mhr, dtype=float)[a:b]))},
+                    "mhr_median": float(np.nanmedian(m[a:b]))},
         ))
     for a, b in runs(ratio):
         s, e = span(a, b)
