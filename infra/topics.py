@@ -26,6 +26,7 @@ class TopicSpec:
     replication_factor: int = 1
     config: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    role: str = ""
 
 
 def load_topics(path: Path) -> list[TopicSpec]:
@@ -45,11 +46,38 @@ def load_topics(path: Path) -> list[TopicSpec]:
                 replication_factor=int(entry.get("replication_factor", 1)),
                 config={str(k): str(v) for k, v in (entry.get("config") or {}).items()},
                 description=str(entry.get("description", "")),
+                role=str(entry.get("role", "")),
             )
         )
     if not specs:
         raise SetupError(f"topic definitions {path} define no topics", "list the topics under 'topics:'")
     return specs
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The topic for each role the code needs."""
+
+    ctg: str
+    vitals: str
+    deadletter: str
+    alerts: str
+    groundtruth: str
+
+    @classmethod
+    def from_specs(cls, specs: list[TopicSpec]) -> TopicNames:
+        by_role = {s.role: s.name for s in specs if s.role}
+        missing = [r for r in cls.__dataclass_fields__ if r not in by_role]
+        if missing:
+            raise SetupError(
+                f"topic definitions name no topic for role(s) {', '.join(missing)}",
+                "give each topic in infra/topics.yaml its 'role:' (ctg, vitals, deadletter, alerts, groundtruth)",
+            )
+        return cls(**{r: by_role[r] for r in cls.__dataclass_fields__})
+
+
+def topic_names(path: Path) -> TopicNames:
+    return TopicNames.from_specs(load_topics(path))
 
 
 async def ensure_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[str, str]:

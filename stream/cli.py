@@ -91,6 +91,17 @@ def topics(state_dir: StateDir = None) -> None:
     typer.echo(broker.after_ready())
 
 
+@app.command()
+def worker(
+    state_dir: StateDir = None,
+    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run a stream worker (Faust); start more of them to share the partitions."""
+    from stream.worker import run_worker
+
+    run_worker(_settings(state_dir), loglevel=loglevel)
+
+
 evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 

@@ -14,10 +14,15 @@ starting the embedded one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.validation import IngestLimits
+
+if TYPE_CHECKING:
+    from infra.topics import TopicNames
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,11 +76,57 @@ class Settings(BaseSettings):
         description="Model repository the embedded Triton serves.",
     )
 
+    # -- ingest: limits every entrance applies (stream/validation.py) -------
+    ingest_max_message_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest record accepted; bigger ones are dead-lettered unparsed."
+    )
+    ingest_max_future_skew_s: float = Field(
+        default=10.0, ge=0, description="How far a timestamp may lie in the future (device clock skew)."
+    )
+    ingest_max_age_s: float = Field(
+        default=24 * 3600.0, gt=0, description="Oldest timestamp accepted (devices back-fill after an outage)."
+    )
+
+    # -- worker (Faust) -------------------------------------------------------
+    worker_app_id: str = Field(default="ctgwatch", description="Faust app id = Kafka consumer group.")
+    worker_metrics_port: int = Field(
+        default=19100, ge=0, le=65535, description="Prometheus metrics of the worker on host:port; 0 = off."
+    )
+    worker_session_timeout_s: float = Field(default=10.0, gt=0)
+    worker_heartbeat_s: float = Field(default=3.0, gt=0)
+
+    # -- simulator and replayer ---------------------------------------------
+    packet_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds of 4 Hz samples per CTG packet the simulator/replayer send."
+    )
+    ctu_uhb_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "data" / "ctu-uhb",
+        description="Local copy of the CTU-UHB intrapartum CTG database (WFDB).",
+    )
+    fhrma_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "data" / "fhrma-fs",
+        description="Local copy of the FHRMA false-signal dataset.",
+    )
+
+    # -- IoMT gateway (HTTP ingest + HL7 v2 MLLP) -----------------------------
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds (0.0.0.0 in a container).")
+    gateway_http_port: int = Field(default=18080, ge=1, le=65535)
+    gateway_mllp_port: int = Field(default=12575, ge=1, le=65535)
+    gateway_tokens_file: Path | None = Field(
+        default=None, description="Device tokens (hashed); unset = <state_dir>/device-tokens.json."
+    )
+    gateway_max_inflight: int = Field(
+        default=2000, ge=1, description="Records awaiting broker acknowledgement before the gateway answers 429."
+    )
+    gateway_publish_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a publish may wait for the broker before the gateway answers 429."
+    )
+
     # -- readiness and shutdown ---------------------------------------------
     startup_timeout_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
-    @field_validator("state_dir", "topics_file", "triton_model_repository")
+    @field_validator("state_dir", "topics_file", "triton_model_repository", "ctu_uhb_dir", "fhrma_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         """Resolve paths once so that pid files survive a change of directory."""
@@ -102,6 +153,22 @@ class Settings(BaseSettings):
             host, _, port = self.triton_url.rpartition(":")
             return f"{host}:{int(port) + 1}"
         return f"{self.host}:{self.triton_grpc_port}"
+
+    @property
+    def tokens_file(self) -> Path:
+        return (self.gateway_tokens_file or self.state_dir / "device-tokens.json").expanduser().resolve()
+
+    def ingest_limits(self) -> IngestLimits:
+        return IngestLimits(
+            max_message_bytes=self.ingest_max_message_bytes,
+            max_future_skew_s=self.ingest_max_future_skew_s,
+            max_age_s=self.ingest_max_age_s,
+        )
+
+    def topic_names(self) -> TopicNames:
+        from infra.topics import topic_names
+
+        return topic_names(self.topics_file)
 
     @property
     def run_dir(self) -> Path:

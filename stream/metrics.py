@@ -1,0 +1,30 @@
+"""Prometheus metrics of ctgwatch, defined once so every module counts the same way.
+
+Names follow Prometheus conventions (``_total`` for counters, base units).
+Workers and the gateway expose them over HTTP on their metrics port.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECORDS_IN = Counter(
+    "ctgwatch_ingest_records_total",
+    "Signal records accepted at an entrance, by entrance (kafka, http, mllp) and kind (ctg, vitals).",
+    ["entrance", "kind"],
+)
+DEAD_LETTERS = Counter(
+    "ctgwatch_dead_letters_total",
+    "Inputs refused and published to the dead-letter topic, by entrance and reject code.",
+    ["entrance", "code"],
+)
+GATEWAY_BACKPRESSURE = Counter(
+    "ctgwatch_gateway_backpressure_total",
+    "Requests answered 429 / AR because the broker did not keep up.",
+    ["entrance"],
+)
+PUBLISH_SECONDS = Histogram(
+    "ctgwatch_publish_seconds",
+    "Time from a gateway publish to the broker's acknowledgement.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
