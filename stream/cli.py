@@ -102,6 +102,42 @@ def worker(
     run_worker(_settings(state_dir), loglevel=loglevel)
 
 
+@app.command()
+def simulate(
+    beds: Annotated[int, typer.Option(min=1, max=500, help="Number of beds (one patient each).")] = 8,
+    speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time; 60 = one hour per minute.")] = 1.0,
+    duration: Annotated[float, typer.Option(min=60, help="Seconds of recording per bed.")] = 3600.0,
+    seed: Annotated[int, typer.Option(help="Same seed, same ward.")] = 0,
+    mix: Annotated[str, typer.Option(help="standard (every scenario) or normal.")] = "standard",
+    follow: Annotated[bool, typer.Option(help="Keep going live (speed 1) after the first recording.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Publish a simulated ward of bedside monitors (CTG + maternal vitals) with ground truth."""
+    import asyncio
+
+    from stream.kafka import start_producer
+    from stream.ward import MIXES, assign_beds, run_ward
+
+    if mix not in MIXES:
+        raise typer.BadParameter(f"choose one of {', '.join(MIXES)}", param_hint="--mix")
+    settings = _settings(state_dir)
+    ward = assign_beds(beds, seed=seed, mix=mix, duration_s=duration)
+    for bed in ward:
+        typer.echo(f"{bed.bed_id}  {bed.patient_id}  ctg={bed.ctg.name}  vitals={bed.vitals.name}")
+
+    async def go() -> None:
+        producer = await start_producer(settings)
+        try:
+            report = await run_ward(
+                producer, settings.topic_names(), ward, speed=speed, packet_s=settings.packet_s, follow=follow
+            )
+        finally:
+            await producer.stop()
+        typer.echo(f"published {report.sent} records in {report.wall_s:.1f} s: {report.by_topic}")
+
+    asyncio.run(go())
+
+
 evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 

@@ -83,6 +83,7 @@ class RecordKind(StrEnum):
     CTG = "ctg"
     VITALS = "vitals"
     DEADLETTER = "deadletter"
+    GROUNDTRUTH = "groundtruth"
 
 
 class RejectCode(StrEnum):
@@ -285,7 +286,21 @@ class DeadLetter(_Record):
         return base64.b64decode(self.raw_b64)
 
 
-AnyRecord = CtgPacket | VitalsObservation | DeadLetter
+class GroundTruth(_Record):
+    """An event the simulator injected (the answer key for scoring; topic ``sim.groundtruth``)."""
+
+    kind: Literal["groundtruth"] = "groundtruth"
+    patient_id: Identifier
+    bed_id: Identifier
+    event: str = Field(description="e.g. prolonged_deceleration, bradycardia, maternal_haemorrhage")
+    start_ts: Timestamp
+    end_ts: Timestamp
+    values: dict[str, float] = Field(default_factory=dict)
+    scenario: str
+    seed: int
+
+
+AnyRecord = CtgPacket | VitalsObservation | DeadLetter | GroundTruth
 
 
 def encode(record: AnyRecord) -> bytes:

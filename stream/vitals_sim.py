@@ -1,0 +1,103 @@
+"""Synthetic maternal vital signs with deterioration scenarios and ground truth.
+
+Each scenario starts from normal labour values and, over its episode, moves
+the vital signs the way the condition does (values from the obstetric
+early-warning literature the MEOWS chart in ``detectors/thresholds.py``
+cites; levels are chosen to cross that chart's red triggers so that the
+ground truth is unambiguous):
+
+- ``preeclampsia``: severe hypertension, systolic > 160 and diastolic > 110 mmHg
+  (NICE NG133 severe hypertension 160/110);
+- ``sepsis``: fever > 38 °C, tachycardia > 120/min, tachypnoea > 24/min;
+- ``haemorrhage``: heart rate rising, systolic BP falling, shock index
+  (HR / SBP) above 0.9 (Nathan et al. 2015);
+- ``hypoxaemia``: SpO2 falling below 95 % (to ~89 %), respiratory rate rising.
+
+Observations are taken every ``interval_s`` (a wearable or an automatic
+cuff; charted observations in labour are every 15-60 min). Pure numpy and
+deterministic for a seed; publishing lives in :mod:`stream.ward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.simulator import GroundTruthEvent
+
+#: Normal labour values: (mean, per-observation noise SD).
+NORMAL = {
+    "heart_rate": (82.0, 4.0),
+    "systolic_bp": (116.0, 5.0),
+    "diastolic_bp": (72.0, 4.0),
+    "respiratory_rate": (16.0, 1.5),
+    "spo2": (98.0, 0.6),
+    "temperature_c": (36.8, 0.12),
+}
+
+#: Where each deterioration takes the vital signs at its worst.
+TARGETS: dict[str, dict[str, float]] = {
+    "preeclampsia": {"systolic_bp": 172.0, "diastolic_bp": 116.0, "heart_rate": 92.0},
+    "sepsis": {"temperature_c": 38.9, "heart_rate": 128.0, "respiratory_rate": 27.0},
+    "haemorrhage": {"heart_rate": 132.0, "systolic_bp": 84.0, "diastolic_bp": 50.0, "respiratory_rate": 24.0},
+    "hypoxaemia": {"spo2": 89.0, "respiratory_rate": 28.0, "heart_rate": 104.0},
+}
+
+
+@dataclass(frozen=True)
+class VitalsScenario:
+    name: str = "normal"  # normal or one of TARGETS
+    duration_s: float = 3600.0
+    interval_s: float = 300.0
+    #: (onset, end): the values ramp from normal to the target over the
+    #: first ``ramp_fraction`` of the episode and stay there.
+    episode: tuple[float, float] | None = None
+    ramp_fraction: float = 0.4
+    overrides: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VitalsSample:
+    t: float
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SimulatedVitals:
+    scenario: str
+    samples: list[VitalsSample]
+    events: list[GroundTruthEvent]
+
+
+def simulate_vitals(scenario: VitalsScenario, seed: int = 0) -> SimulatedVitals:
+    rng = np.random.default_rng(seed)
+    times = np.arange(scenario.interval_s / 2, scenario.duration_s, scenario.interval_s)
+    targets = {**TARGETS.get(scenario.name, {}), **scenario.overrides}
+    if scenario.name != "normal" and scenario.name not in TARGETS:
+        raise ValueError(f"unknown vitals scenario {scenario.name!r}; known: normal, {', '.join(TARGETS)}")
+    progress = np.zeros_like(times)
+    events: list[GroundTruthEvent] = []
+    if scenario.episode and targets:
+        a, b = scenario.episode
+        ramp = max(scenario.ramp_fraction * (b - a), 1.0)
+        progress = np.clip((times - a) / ramp, 0.0, 1.0) * (times < b)
+        events.append(GroundTruthEvent(f"maternal_{scenario.name}", a, b, {k: float(v) for k, v in targets.items()}))
+    samples = []
+    for i, t in enumerate(times):
+        values = {}
+        for name, (mean, sd) in NORMAL.items():
+            level = mean + progress[i] * (targets.get(name, mean) - mean)
+            values[name] = float(level + rng.normal(0.0, sd))
+        values["spo2"] = min(values["spo2"], 100.0)
+        values["diastolic_bp"] = min(values["diastolic_bp"], values["systolic_bp"] - 15.0)
+        samples.append(VitalsSample(float(t), {k: round(v, 1) for k, v in values.items()}))
+    return SimulatedVitals(scenario.name, samples, events)
+
+
+def standard_vitals_scenarios(duration_s: float = 3600.0, interval_s: float = 300.0) -> list[VitalsScenario]:
+    """Normal plus each deterioration over the middle of the record."""
+    episode = (duration_s * 0.25, duration_s)
+    return [VitalsScenario("normal", duration_s, interval_s)] + [
+        VitalsScenario(name, duration_s, interval_s, episode=episode) for name in TARGETS
+    ]

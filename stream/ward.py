@@ -1,0 +1,146 @@
+"""A simulated ward: N beds of bedside monitors publishing into the topics.
+
+Each bed is one patient with a CTG scenario (:mod:`stream.simulator`) and a
+maternal vital-signs scenario (:mod:`stream.vitals_sim`); bed ``i`` gets the
+``i``-th of the standard scenarios (mix ``standard``) or a normal trace (mix
+``normal``). Every injected event is published to the ground-truth topic
+with absolute times, so a consumer can score alerts against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from infra.topics import TopicNames
+from stream.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
+from stream.schemas import GroundTruth, Reading, VitalsObservation
+from stream.simulator import Scenario, simulate_ctg, standard_scenarios
+from stream.vitals_sim import VitalsScenario, simulate_vitals, standard_vitals_scenarios
+
+log = logging.getLogger("ctgwatch.ward")
+
+MIXES = ("standard", "normal")
+
+
+@dataclass(frozen=True)
+class Bed:
+    index: int
+    patient_id: str
+    bed_id: str
+    ctg: Scenario
+    vitals: VitalsScenario
+    seed: int
+
+
+def scale_scenario(scenario: Scenario, duration_s: float) -> Scenario:
+    """The same scenario over a different duration: every episode span scales with it."""
+    f = duration_s / scenario.duration_s
+    if f == 1.0:
+        return scenario
+
+    def span(s):
+        return None if s is None else (s[0] * f, s[1] * f)
+
+    return dataclasses.replace(
+        scenario,
+        duration_s=duration_s,
+        decel_span=span(scenario.decel_span),
+        prolonged=tuple(span(s) for s in scenario.prolonged),
+        bradycardia=span(scenario.bradycardia),
+        tachycardia=span(scenario.tachycardia),
+        sinusoidal=span(scenario.sinusoidal),
+        reduced_variability=span(scenario.reduced_variability),
+        signal_loss=tuple(span(s) for s in scenario.signal_loss),
+        maternal_capture=tuple(span(s) for s in scenario.maternal_capture),
+        halving=tuple(span(s) for s in scenario.halving),
+    )
+
+
+def assign_beds(
+    n: int, *, seed: int = 0, mix: str = "standard", duration_s: float = 3600.0, vitals_interval_s: float = 300.0
+) -> list[Bed]:
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}; choose one of {', '.join(MIXES)}")
+    ctg_pool = [scale_scenario(s, duration_s) for s in standard_scenarios()]
+    vitals_pool = standard_vitals_scenarios(duration_s, vitals_interval_s)
+    beds = []
+    for i in range(n):
+        if mix == "normal":
+            ctg = Scenario("normal", duration_s=duration_s)
+            vitals = VitalsScenario("normal", duration_s, vitals_interval_s)
+        else:
+            ctg, vitals = ctg_pool[i % len(ctg_pool)], vitals_pool[i % len(vitals_pool)]
+        beds.append(Bed(i, f"sim-{seed}-{i:03d}", f"bed-{i + 1:02d}", ctg, vitals, seed * 1000 + i))
+    return beds
+
+
+def bed_schedule(bed: Bed, topics: TopicNames, *, t0: float, packet_s: float, round_no: int = 0) -> Iterator[Scheduled]:
+    """Everything one bed publishes during one recording, in time order."""
+    seed = bed.seed + 7919 * round_no
+    ctg = simulate_ctg(bed.ctg, seed=seed)
+    vitals = simulate_vitals(bed.vitals, seed=seed)
+    seq = itertools.count(bed.index * 10_000_000)
+    truths = []
+    for event in ctg.events + vitals.events:
+        truth = GroundTruth(
+            patient_id=bed.patient_id, bed_id=bed.bed_id, event=event.kind,
+            start_ts=t0 + event.start_s, end_ts=t0 + event.end_s, values=dict(event.values),
+            scenario=f"{bed.ctg.name}+{bed.vitals.name}", seed=seed,
+        )
+        truths.append(Scheduled(0.0, next(seq), topics.groundtruth, truth))
+
+    def packets() -> Iterator[Scheduled]:  # lazily: a long recording is many packets
+        for offset, packet, _blanked in ctg_packets(
+            patient_id=bed.patient_id, bed_id=bed.bed_id, device_id=f"sim-ctg-{bed.index:03d}",
+            fhr=ctg.fhr, uc=ctg.uc, mhr=ctg.mhr, t0=t0, packet_s=packet_s, fhr_source="ultrasound",
+        ):
+            # A packet leaves the monitor when its last sample has been taken.
+            yield Scheduled(offset + len(packet.fhr) / 4.0, next(seq), topics.ctg, packet)
+
+    def observations() -> Iterator[Scheduled]:
+        for sample in vitals.samples:
+            ts = t0 + sample.t
+            readings = {k: Reading(value=v, ts=ts) for k, v in sample.values.items()}
+            obs = VitalsObservation(
+                patient_id=bed.patient_id, bed_id=bed.bed_id, device_id=f"sim-vitals-{bed.index:03d}",
+                avpu="A", avpu_ts=ts, **readings,
+            )
+            yield Scheduled(sample.t, next(seq), topics.vitals, obs)
+
+    return merge([truths, packets(), observations()])
+
+
+async def run_ward(
+    producer: AIOKafkaProducer,
+    topics: TopicNames,
+    beds: list[Bed],
+    *,
+    speed: float,
+    packet_s: float,
+    follow: bool = False,
+    stop: asyncio.Event | None = None,
+) -> PublishReport:
+    """Play every bed's recording; with ``follow``, keep going live (speed 1) with new recordings."""
+    duration = max(b.ctg.duration_s for b in beds)
+    t0 = time_base(duration, speed)
+    total = PublishReport(by_topic={})
+    for round_no in itertools.count():
+        schedule = merge(bed_schedule(b, topics, t0=t0, packet_s=packet_s, round_no=round_no) for b in beds)
+        report = await publish_paced(producer, schedule, speed=speed, stop=stop)
+        total.sent += report.sent
+        total.wall_s += report.wall_s
+        for k, v in (report.by_topic or {}).items():
+            total.by_topic[k] = total.by_topic.get(k, 0) + v
+        log.info("ward round %d: %d records in %.1f s", round_no, report.sent, report.wall_s)
+        if not follow or (stop is not None and stop.is_set()):
+            return total
+        t0 += duration
+        speed = 1.0
+    return total
