@@ -138,6 +138,95 @@ def simulate(
     asyncio.run(go())
 
 
+@app.command("replay")
+def replay_cmd(
+    directory: Annotated[Optional[Path], typer.Argument(help="WFDB directory (CTU-UHB layout); default CTGWATCH_CTU_UHB_DIR.")] = None,
+    records: Annotated[Optional[str], typer.Option(help="Comma-separated record names (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many records (one bed each).")] = 8,
+    speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time.")] = 1.0,
+    physionet: Annotated[bool, typer.Option(help="Fetch the records from PhysioNet (needs internet).")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Replay real CTG recordings (WFDB, 4 Hz FHR + UC) into the topics."""
+    import asyncio
+
+    from stream.kafka import start_producer
+    from stream.replay import list_records, read_recording, replay
+
+    settings = _settings(state_dir)
+    folder = directory or settings.ctu_uhb_dir
+    if records:
+        names = [r.strip() for r in records.split(",") if r.strip()]
+    elif physionet:
+        raise typer.BadParameter("name the records to fetch with --records", param_hint="--records")
+    else:
+        names = list_records(folder)
+    recordings = [read_recording(n, folder, physionet=physionet) for n in names[:limit]]
+    for i, r in enumerate(recordings):
+        typer.echo(f"bed-{i + 1:02d}  ctu-{r.record_id}  {r.duration_s / 60:.0f} min  pH={r.outcome.get('pH', '?')}")
+
+    async def go() -> None:
+        producer = await start_producer(settings)
+        try:
+            report = await replay(producer, settings.topic_names(), recordings, speed=speed, packet_s=settings.packet_s)
+        finally:
+            await producer.stop()
+        typer.echo(f"published {report.sent} packets in {report.wall_s:.1f} s")
+
+    asyncio.run(go())
+
+
+gateway_app = typer.Typer(help="IoMT gateway: HTTP JSON ingest and HL7 v2 MLLP listener.", invoke_without_command=True)
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.callback()
+def gateway(
+    ctx: typer.Context,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default CTGWATCH_GATEWAY_HOST).")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the gateway (HTTP ingest + MLLP) until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from stream.gateway.server import run_gateway
+
+    settings = _settings(state_dir)
+    if host:
+        settings = settings.model_copy(update={"gateway_host": host})
+    run_gateway(settings)
+
+
+@gateway_app.command("add-device")
+def gateway_add_device(device_id: str, state_dir: StateDir = None) -> None:
+    """Register a device (or give it a new token); prints the token once."""
+    from stream.gateway.devices import DeviceRegistry
+
+    settings = _settings(state_dir)
+    token = DeviceRegistry(settings.tokens_file).add(device_id)
+    typer.echo(token)
+    typer.echo(f"registered {device_id} in {settings.tokens_file}; give the token to the device, it is not stored",
+               err=True)
+
+
+@gateway_app.command("remove-device")
+def gateway_remove_device(device_id: str, state_dir: StateDir = None) -> None:
+    """Revoke a device's token."""
+    from stream.gateway.devices import DeviceRegistry
+
+    if not DeviceRegistry(_settings(state_dir).tokens_file).remove(device_id):
+        raise SetupError(f"device {device_id!r} is not registered", "list devices with 'ctgwatch gateway devices'")
+
+
+@gateway_app.command("devices")
+def gateway_devices(state_dir: StateDir = None) -> None:
+    """List registered devices."""
+    from stream.gateway.devices import DeviceRegistry
+
+    for device in DeviceRegistry(_settings(state_dir).tokens_file).devices():
+        typer.echo(device)
+
+
 evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 

@@ -174,12 +174,24 @@ class OrderGuard:
                     pid,
                 )
 
-    def accept(self, record: SignalRecord) -> None:
-        """Remember an accepted record."""
-        if isinstance(record, CtgPacket):
-            self._remember(self._ctg_end, record.patient_id, record.end_ts)
+    def _table(self, record: SignalRecord) -> OrderedDict[str, float]:
+        return self._ctg_end if isinstance(record, CtgPacket) else self._vitals_ts
+
+    def accept(self, record: SignalRecord) -> float | None:
+        """Remember an accepted record; returns what it replaced (for :meth:`undo`)."""
+        table = self._table(record)
+        previous = table.get(record.patient_id)
+        ts = record.end_ts if isinstance(record, CtgPacket) else record.observed_ts
+        self._remember(table, record.patient_id, ts)
+        return previous
+
+    def undo(self, record: SignalRecord, previous: float | None) -> None:
+        """Forget an accepted record again (its publish failed, the sender will retry)."""
+        table = self._table(record)
+        if previous is None:
+            table.pop(record.patient_id, None)
         else:
-            self._remember(self._vitals_ts, record.patient_id, record.observed_ts)
+            table[record.patient_id] = previous
 
 
 class Validator:

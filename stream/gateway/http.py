@@ -1,0 +1,110 @@
+"""HTTP ingest: batched JSON records from devices, authenticated per device.
+
+``POST /v1/ingest`` with ``Authorization: Bearer <device token>`` and a body
+that is one record or ``{"records": [record, ...]}`` (records as in
+docs/SCHEMAS.md). Answers:
+
+- 202 ``{"accepted": n}``: every record is on its topic;
+- 422 with ``accepted`` (indices, published) and ``rejected`` (index, code,
+  reason; each also dead-lettered): do not resend the accepted ones;
+- 400 body is not JSON / not a record or batch (dead-lettered);
+- 401 no or unknown token (dead-lettered); 413 body over the size limit
+  (dead-lettered, truncated to the limit);
+- 429 with ``Retry-After``: the broker is not keeping up; nothing was kept,
+  send the same batch again later.
+
+``GET /health`` needs no token; everything else does.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from stream.gateway.devices import DeviceRegistry
+from stream.gateway.intake import Intake
+from stream.gateway.publisher import BrokerBusy
+from stream.metrics import GATEWAY_BACKPRESSURE
+from stream.schemas import DeadLetter, RejectCode
+
+ENTRANCE = "http"
+
+
+def _busy(exc: BrokerBusy) -> JSONResponse:
+    GATEWAY_BACKPRESSURE.labels(ENTRANCE).inc()
+    return JSONResponse({"error": "busy", "detail": str(exc)}, status_code=429, headers={"Retry-After": "1"})
+
+
+async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes (+1 to know it was longer); True if it was."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[: limit + 1], True
+    return b"".join(chunks), False
+
+
+def create_http_app(intake: Intake, registry: DeviceRegistry) -> FastAPI:
+    app = FastAPI(title="ctgwatch IoMT gateway", version="1", docs_url="/docs")
+    limit = intake.limits.max_message_bytes
+
+    async def refuse(raw: bytes, code: RejectCode, reason: str, source: str, status: int, **headers: str) -> JSONResponse:
+        letter = DeadLetter.of(raw, code=code, reason=reason, source=source, received_ts=intake.now(), keep_bytes=limit)
+        try:
+            await intake.dead_letter(letter, ENTRANCE)
+        except BrokerBusy as exc:
+            return _busy(exc)
+        return JSONResponse({"error": code.value, "detail": reason}, status_code=status, headers=headers)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "awaiting_broker": intake.publisher.inflight}
+
+    @app.post("/v1/ingest")
+    async def ingest(request: Request) -> JSONResponse:
+        client = request.client.host if request.client else "unknown"
+        raw, too_large = await _read_limited(request, limit)
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        device = registry.device_for(token)
+        source = f"http:{client}" + (f":{device}" if device else "")
+        if device is None:
+            return await refuse(raw, RejectCode.UNAUTHENTICATED, "missing or unknown device token", source, 401,
+                                **{"WWW-Authenticate": "Bearer"})
+        if too_large:
+            return await refuse(raw, RejectCode.TOO_LARGE, f"body exceeds {limit} bytes (batch fewer records)",
+                                source, 413)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            return await refuse(raw, RejectCode.MALFORMED, f"body is not JSON: {exc}"[:300], source, 400)
+        if isinstance(body, dict) and "records" in body and set(body) == {"records"}:
+            items = body["records"]
+            if not isinstance(items, list) or not items:
+                return await refuse(raw, RejectCode.SCHEMA, "'records' must be a non-empty list", source, 400)
+        elif isinstance(body, dict):
+            items = [body]
+        else:
+            return await refuse(raw, RejectCode.SCHEMA, "body must be a record or {\"records\": [...]}", source, 400)
+        parsed = [intake.parse(json.dumps(item, allow_nan=True).encode()) for item in items]
+        try:
+            verdict = await intake.admit(parsed, source=source, entrance=ENTRANCE, device=device)
+        except BrokerBusy as exc:
+            return _busy(exc)
+        if not verdict.rejected:
+            return JSONResponse({"accepted": len(verdict.accepted)}, status_code=202)
+        return JSONResponse(
+            {
+                "accepted": verdict.accepted,
+                "rejected": [
+                    {"index": i, "code": letter.code.value, "reason": letter.reason} for i, letter in verdict.rejected
+                ],
+            },
+            status_code=422,
+        )
+
+    return app

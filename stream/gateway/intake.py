@@ -1,0 +1,102 @@
+"""The gateway's judgement of a batch: validate, bind to the device, publish or dead-letter.
+
+Shared by the HTTP endpoint and the MLLP listener so both refuse the same
+things for the same reasons. Per-patient order is remembered only once the
+broker has acknowledged, so a batch refused for back-pressure can be sent
+again unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stream.gateway.publisher import BrokerBusy, IngestPublisher
+from stream.metrics import DEAD_LETTERS, RECORDS_IN
+from stream.schemas import DeadLetter, RejectCode
+from stream.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, parse_signal
+
+
+@dataclass
+class Verdict:
+    accepted: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, DeadLetter]] = field(default_factory=list)
+
+
+class Intake:
+    def __init__(
+        self, limits: IngestLimits, publisher: IngestPublisher, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.limits = limits
+        self.publisher = publisher
+        self.guard = OrderGuard()
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock()
+
+    async def dead_letter(self, letter: DeadLetter, entrance: str) -> None:
+        """Store one refused input (raises :class:`BrokerBusy` if the broker cannot take it)."""
+        await self.publisher.publish([letter])
+        DEAD_LETTERS.labels(entrance, letter.code.value).inc()
+
+    def check(self, record: SignalRecord, device: str | None) -> None:
+        if device is not None and record.device_id != device:
+            raise IngestError(
+                RejectCode.DEVICE_MISMATCH,
+                f"record claims device {record.device_id!r} but the token belongs to {device!r}",
+                record.patient_id,
+            )
+        check_time(record, self.limits, now=self.now())
+        self.guard.check(record)
+
+    async def admit(
+        self,
+        items: list[tuple[bytes, SignalRecord | None, IngestError | None]],
+        *,
+        source: str,
+        entrance: str,
+        device: str | None,
+        extra_letters: list[DeadLetter] | None = None,
+    ) -> Verdict:
+        """Judge each (raw, record-or-None, error-or-None) item and publish in one go.
+
+        Raises :class:`BrokerBusy` (nothing remembered, the sender retries the whole batch).
+        """
+        now = self.now()
+        verdict = Verdict()
+        good: list[SignalRecord] = []
+        undo: list[tuple[SignalRecord, float | None]] = []
+        for index, (raw, record, error) in enumerate(items):
+            try:
+                if error is not None:
+                    raise error
+                assert record is not None
+                self.check(record, device)
+                undo.append((record, self.guard.accept(record)))
+                good.append(record)
+                verdict.accepted.append(index)
+            except IngestError as err:
+                letter = err.dead_letter(raw, source=source, received_ts=now, keep_bytes=self.limits.max_message_bytes)
+                verdict.rejected.append((index, letter))
+        letters = [letter for _, letter in verdict.rejected] + list(extra_letters or [])
+        try:
+            await self.publisher.publish([*good, *letters])
+        except BrokerBusy:
+            for record, previous in reversed(undo):
+                self.guard.undo(record, previous)
+            raise
+        for record in good:
+            RECORDS_IN.labels(entrance, record.kind).inc()
+        for letter in letters:
+            DEAD_LETTERS.labels(entrance, letter.code.value).inc()
+        return verdict
+
+    def parse(self, raw: bytes) -> tuple[bytes, SignalRecord | None, IngestError | None]:
+        """Schema-parse one JSON record without the time and order checks (those happen in admit)."""
+        try:
+            limits = IngestLimits(self.limits.max_message_bytes, float("inf"), float("inf"))
+            return raw, parse_signal(raw, limits, now=self.now()), None
+        except IngestError as err:
+            return raw, None, err

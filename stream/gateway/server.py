@@ -1,0 +1,60 @@
+"""``ctgwatch gateway``: the HTTP ingest endpoint and the MLLP listener in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from hl7.mllp import start_hl7_server
+
+from stream.config import Settings
+from stream.gateway.devices import DeviceRegistry
+from stream.gateway.http import create_http_app
+from stream.gateway.intake import Intake
+from stream.gateway.mllp import MllpHandler
+from stream.gateway.publisher import IngestPublisher
+from stream.kafka import start_producer
+
+log = logging.getLogger("ctgwatch.gateway")
+
+
+async def serve_gateway(settings: Settings) -> None:
+    registry = DeviceRegistry(settings.tokens_file)
+    producer = await start_producer(settings)
+    publisher = IngestPublisher(
+        producer, settings.topic_names(),
+        max_inflight=settings.gateway_max_inflight, timeout_s=settings.gateway_publish_timeout_s,
+    )
+    intake = Intake(settings.ingest_limits(), publisher)
+    handler = MllpHandler(intake, registry)
+    mllp = await start_hl7_server(
+        handler.on_connection, settings.gateway_host, settings.gateway_mllp_port,
+        limit=settings.ingest_max_message_bytes,
+    )
+    config = uvicorn.Config(
+        create_http_app(intake, registry), host=settings.gateway_host, port=settings.gateway_http_port,
+        log_level="warning", lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    log.info("gateway: HTTP %s:%d, MLLP %s:%d, %d device(s) registered", settings.gateway_host,
+             settings.gateway_http_port, settings.gateway_host, settings.gateway_mllp_port, len(registry.devices()))
+    print(f"gateway ready: http://{settings.gateway_host}:{settings.gateway_http_port} "
+          f"mllp://{settings.gateway_host}:{settings.gateway_mllp_port}", flush=True)
+    try:
+        await server.serve()  # returns on SIGINT/SIGTERM
+    finally:
+        mllp.close()
+        await mllp.wait_closed()
+        await producer.stop()
+
+
+def run_gateway(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from infra.launcher.process import require_free_ports
+
+    require_free_ports(
+        "gateway", settings.gateway_host,
+        {"gateway_http_port": settings.gateway_http_port, "gateway_mllp_port": settings.gateway_mllp_port},
+    )
+    asyncio.run(serve_gateway(settings))
