@@ -226,3 +226,13 @@ def test_mutated_packets_are_judged_with_reasons(fields: dict) -> None:
         assert isinstance(verdict, CtgPacket)
         assert all(v == 0 or 50 <= v <= 240 for v in verdict.fhr)
         assert len(verdict.fhr) == len(verdict.uc) <= MAX_PACKET_SAMPLES
+
+
+def test_examples_in_the_schema_doc_are_valid() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "SCHEMAS.md").read_text()
+    examples = [block.split("```", 1)[0] for block in doc.split("```json")[1:]]
+    assert len(examples) == 2
+    for example in examples:
+        decode_signal(example.strip())

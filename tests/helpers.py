@@ -1,0 +1,84 @@
+"""Test helpers: read topics from the beginning, run ctgwatch processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from stream.config import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list], bool],
+    keep: Callable[[bytes | None, bytes], bool] = lambda k, v: True,
+    timeout_s: float = 30.0,
+) -> list:
+    """Every (key, value) kept from the start of ``topic`` until ``until(kept)`` or the timeout."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        kept: list = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not until(kept):
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                kept.extend((m.key, m.value) for m in messages if keep(m.key, m.value))
+        return kept
+    finally:
+        await consumer.stop()
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment that points a ctgwatch process at the test stack."""
+    env = dict(os.environ)
+    env.update(
+        CTGWATCH_STATE_DIR=str(settings.state_dir),
+        CTGWATCH_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
+        CTGWATCH_REDIS_URL=settings.redis_dsn,
+        CTGWATCH_TRITON_URL=settings.triton_http,
+        CTGWATCH_TRITON_GRPC_URL=settings.triton_grpc,
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def ctgwatch_process(args: list[str], env: dict[str, str], log: Path, ready: str, timeout_s: float = 45.0) -> Iterator[subprocess.Popen]:
+    """Run ``ctgwatch ARGS`` until the block ends; wait for ``ready`` in its output first."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=PROJECT_ROOT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while ready.encode() not in log.read_bytes():
+            if proc.poll() is not None:
+                raise AssertionError(f"ctgwatch {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ctgwatch {' '.join(args)} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+

@@ -1,0 +1,248 @@
+"""The IoMT gateway with a real HTTP client and a real MLLP socket client."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import hl7
+import httpx
+import pytest
+from hl7.mllp import open_hl7_connection
+
+from infra.launcher.process import ManagedProcess, free_port
+from infra.launcher.services import Broker
+from infra.launcher.stack import wait_ready
+from stream.config import Settings
+from stream.gateway.devices import DeviceRegistry
+from stream.schemas import CtgPacket, Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
+from tests.helpers import ctgwatch_process, env_for, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+def hl7_time(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y%m%d%H%M%S.%f")[:-3] + "+0000"
+
+
+def oru(control_id: str, patient: str, t: float, *, sender: str = "MON-7", fhr: str = "140^141^0^142",
+        extra: list[str] | None = None, stamp: str | None = None) -> bytes:
+    when = stamp or hl7_time(t)
+    lines = [
+        f"MSH|^~\\&|{sender}|LABOUR|CTGWATCH|HOSP|{hl7_time(time.time())}||ORU^R01^ORU_R01|{control_id}|P|2.6",
+        f"PID|||{patient}^^^HOSP^MR",
+        "PV1||I|LABOUR^^BED-03",
+        f"OBR|1|||CTG^Cardiotocography^99CTG|||{when}",
+        f"OBX|1|NA|11948-7^Fetal heart rate^LN||{fhr}|/min^^UCUM|||||R|||{when}||||MON-7",
+        f"OBX|2|NA|UA^Uterine activity^99CTG||10^11^12^13||||||R|||{when}||||MON-7",
+        f"OBX|3|NA|MHR^Maternal heart rate^99CTG||84^85^85^86|/min^^UCUM|||||R|||{when}||||MON-7",
+        f"OBX|4|NM|8867-4^Heart rate^LN||88|/min^^UCUM|||||R|||{when}||||MON-7",
+        f"OBX|5|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC||118|266016^MDC_DIM_MMHG^MDC|||||R|||{when}||||MON-7",
+        f"OBX|6|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC||74|266016^MDC_DIM_MMHG^MDC|||||R|||{when}||||MON-7",
+        *(extra or []),
+    ]
+    return "\r".join(lines).encode()
+
+
+def gateway_settings(stack: Settings, tmp: Path, **overrides) -> tuple[Settings, dict[str, str]]:
+    http_port, mllp_port = free_port(), free_port()
+    tokens = tmp / "tokens.json"
+    env = env_for(stack, CTGWATCH_GATEWAY_HTTP_PORT=str(http_port), CTGWATCH_GATEWAY_MLLP_PORT=str(mllp_port),
+                  CTGWATCH_GATEWAY_TOKENS_FILE=str(tokens), **overrides)
+    settings = stack.model_copy(update={"gateway_http_port": http_port, "gateway_mllp_port": mllp_port,
+                                        "gateway_tokens_file": tokens})
+    return settings, env
+
+
+@pytest.fixture(scope="module")
+def gateway(stack, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    settings, env = gateway_settings(stack, tmp)
+    registry = DeviceRegistry(settings.tokens_file)
+    tokens = {"mon-7": registry.add("mon-7"), "MON-7": registry.add("MON-7")}
+    with ctgwatch_process(["gateway"], env, tmp / "gateway.log", ready="gateway ready") as proc:
+        yield settings, tokens, proc
+
+
+def packet(patient: str, start: float, device: str = "mon-7", **kw) -> dict:
+    p = dict(kind="ctg", patient_id=patient, bed_id="bed-2", device_id=device, start_ts=start,
+             fhr=[140.0, 141.0, 0.0, 139.5], uc=[10.0, 12.0, 14.0, 16.0])
+    p.update(kw)
+    return p
+
+
+async def dead_letter_for(bootstrap: str, raw: bytes, timeout_s: float = 20.0):
+    found = await read_topic(bootstrap, "ingest.deadletter", until=bool, timeout_s=timeout_s,
+                             keep=lambda _k, v: decode_deadletter(v).raw == raw)
+    assert found, f"no dead letter holds {raw[:60]!r}"
+    return decode_deadletter(found[0][1])
+
+
+async def records_of(bootstrap: str, topic: str, patient: str, count: int):
+    found = await read_topic(bootstrap, topic, until=lambda kept: len(kept) >= count, timeout_s=20,
+                             keep=lambda k, _v: k == patient.encode())
+    return [decode_signal(v) for _, v in found]
+
+
+async def test_http_valid_batch_reaches_the_topics(stack, gateway) -> None:
+    settings, tokens, _ = gateway
+    patient, now = f"h-{uuid.uuid4().hex[:8]}", time.time()
+    batch = {"records": [packet(patient, now - 3), packet(patient, now - 2), packet(patient, now - 1),
+                         json.loads(encode(VitalsObservation(patient_id=patient, bed_id="bed-2", device_id="mon-7",
+                                                             spo2=Reading(value=97.0, ts=now - 1))))]}
+    async with httpx.AsyncClient(base_url=f"http://{settings.gateway_host}:{settings.gateway_http_port}") as client:
+        assert (await client.get("/health")).status_code == 200
+        r = await client.post("/v1/ingest", json=batch, headers={"Authorization": f"Bearer {tokens['mon-7']}"})
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": 4}
+    ctg = await records_of(stack.bootstrap_servers, "ctg.packets", patient, 3)
+    assert [p.start_ts for p in ctg] == [now - 3, now - 2, now - 1]
+    vitals = await records_of(stack.bootstrap_servers, "vitals.observations", patient, 1)
+    assert vitals[0].spo2.value == 97.0
+
+
+async def test_http_refusals_are_dead_lettered(stack, gateway) -> None:
+    settings, tokens, _ = gateway
+    auth = {"Authorization": f"Bearer {tokens['mon-7']}"}
+    patient, now = f"h-{uuid.uuid4().hex[:8]}", time.time()
+    base = f"http://{settings.gateway_host}:{settings.gateway_http_port}"
+    async with httpx.AsyncClient(base_url=base) as client:
+        unauth = json.dumps(packet(patient, now - 9)).encode()
+        r = await client.post("/v1/ingest", content=unauth)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        r = await client.post("/v1/ingest", content=unauth, headers={"Authorization": "Bearer not-a-token"})
+        assert r.status_code == 401
+        assert (await dead_letter_for(stack.bootstrap_servers, unauth)).code == RejectCode.UNAUTHENTICATED
+
+        junk = b"{not json"
+        r = await client.post("/v1/ingest", content=junk, headers=auth)
+        assert r.status_code == 400
+        assert (await dead_letter_for(stack.bootstrap_servers, junk)).code == RejectCode.MALFORMED
+
+        bad_items = [packet(patient, now - 5, fhr=[140.0, 999.0, 140.0, 140.0]),
+                     packet(patient, now - 4),
+                     packet(patient, now - 3, device="someone-else"),
+                     packet(patient, now + 3600)]
+        r = await client.post("/v1/ingest", json={"records": bad_items}, headers=auth)
+        assert r.status_code == 422
+        body = r.json()
+        assert body["accepted"] == [1]
+        assert [(x["index"], x["code"]) for x in body["rejected"]] == [
+            (0, "range"), (2, "device_mismatch"), (3, "clock_skew")]
+        letter = await dead_letter_for(stack.bootstrap_servers, json.dumps(bad_items[0]).encode())
+        assert letter.code == RejectCode.RANGE and "fhr[1] = 999.0" in letter.reason
+        assert letter.source.startswith("http:127.0.0.1:mon-7") and letter.patient_id == patient
+
+        huge = b"[" + b"1," * 200_000 + b"1]"
+        r = await client.post("/v1/ingest", content=huge, headers=auth)
+        assert r.status_code == 413
+        letter = await dead_letter_for(stack.bootstrap_servers, huge[: settings.ingest_max_message_bytes])
+        assert letter.raw_truncated and letter.raw_size == settings.ingest_max_message_bytes + 1
+
+
+async def _exchange(settings: Settings, frames: list[bytes]) -> list[hl7.Message]:
+    reader, writer = await open_hl7_connection(settings.gateway_host, settings.gateway_mllp_port)
+    acks = []
+    try:
+        for frame in frames:
+            writer.writeblock(frame)
+            await writer.drain()
+            acks.append(await asyncio.wait_for(reader.readmessage(), 15))
+    finally:
+        writer.close()
+    return acks
+
+
+def msa(message: hl7.Message) -> tuple[str, str, str]:
+    seg = message.segment("MSA")
+    return str(seg[1]), str(seg[2]), str(seg[3]) if len(seg) > 3 else ""
+
+
+async def test_mllp_valid_oru_is_acknowledged_and_published(stack, gateway) -> None:
+    settings, _, _ = gateway
+    patient, now = f"m-{uuid.uuid4().hex[:8]}", time.time()
+    unmapped = f"OBX|7|NM|999999^MDC_SOMETHING_ELSE^MDC||3||||||R|||{hl7_time(now - 2)}"
+    frame = oru("C1", patient, now - 2, extra=[unmapped])
+    (ack,) = await _exchange(settings, [frame])
+    code, control, text = msa(ack)
+    assert (code, control) == ("AA", "C1") and "1 observation(s) not mapped" in text
+    (ctg,) = await records_of(stack.bootstrap_servers, "ctg.packets", patient, 1)
+    assert ctg.fhr == [140.0, 141.0, 0.0, 142.0] and ctg.mhr == [84.0, 85.0, 85.0, 86.0]
+    assert ctg.bed_id == "BED-03" and ctg.device_id == "MON-7" and abs(ctg.start_ts - (now - 2)) < 0.01
+    (vitals,) = await records_of(stack.bootstrap_servers, "vitals.observations", patient, 1)
+    assert (vitals.heart_rate.value, vitals.systolic_bp.value, vitals.diastolic_bp.value) == (88.0, 118.0, 74.0)
+    letter = await dead_letter_for(stack.bootstrap_servers, frame)
+    assert letter.code == RejectCode.UNSUPPORTED and "999999" in letter.reason
+
+
+async def test_mllp_invalid_messages_get_nak_and_dead_letter(stack, gateway) -> None:
+    settings, _, _ = gateway
+    patient, now = f"m-{uuid.uuid4().hex[:8]}", time.time()
+    frames = {
+        "range": (oru("E1", patient, now - 5, fhr="140^400^0^142"), "AE", RejectCode.RANGE),
+        "no_tz": (oru("E2", patient, now - 4, stamp="20261122101010"), "AE", RejectCode.SCHEMA),
+        "sender": (oru("E3", patient, now - 3, sender="UNKNOWN-MON"), "AR", RejectCode.UNAUTHENTICATED),
+        "garbage": (b"this is not hl7 at all", "AR", RejectCode.MALFORMED),
+        "adt": (b"MSH|^~\\&|MON-7|L|C|H|20261122101010+0000||ADT^A01|E5|P|2.6\rPID|||X1", "AR", RejectCode.UNSUPPORTED),
+        "future": (oru("E6", patient, now + 7200), "AE", RejectCode.CLOCK_SKEW),
+    }
+    acks = await _exchange(settings, [f for f, _, _ in frames.values()])
+    for (name, (frame, expected_ack, expected_code)), ack in zip(frames.items(), acks, strict=True):
+        code, _, text = msa(ack)
+        assert code == expected_ack, (name, str(ack))
+        assert text.startswith(expected_code.value), (name, text)
+        letter = await dead_letter_for(stack.bootstrap_servers, frame)
+        assert letter.code == expected_code and letter.source.startswith("mllp:127.0.0.1")
+    # a broken frame does not take the listener down
+    (ack,) = await _exchange(settings, [oru("E7", patient, now - 1)])
+    assert msa(ack)[0] == "AA"
+
+
+def test_http_back_pressure_when_broker_stalls(stack, tmp_path) -> None:
+    """A stalled broker (SIGSTOP) makes the gateway answer 429 fast; it recovers by itself."""
+    broker_settings = stack.model_copy(update={"kafka_bootstrap": None, "broker_port": free_port(),
+                                               "state_dir": tmp_path / "b"})
+    broker = Broker(broker_settings)
+    proc = ManagedProcess("broker", broker_settings.run_dir, broker_settings.log_dir)
+    rec = proc.start(broker.command(), env=broker.env())
+    try:
+        wait_ready(broker, proc, 30)
+        broker.after_ready()
+        settings, env = gateway_settings(broker_settings, tmp_path, CTGWATCH_GATEWAY_PUBLISH_TIMEOUT_S="1.5")
+        token = DeviceRegistry(settings.tokens_file).add("mon-7")
+        with ctgwatch_process(["gateway"], env, tmp_path / "gw.log", ready="gateway ready"):
+            asyncio.run(_stall_and_recover(settings, token, rec.pgid))
+    finally:
+        proc.stop(10)
+
+
+async def _stall_and_recover(settings: Settings, token: str, broker_pgid: int) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    patient, now = f"bp-{uuid.uuid4().hex[:8]}", time.time()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.gateway_http_port}", timeout=30) as c:
+        assert (await c.post("/v1/ingest", json=packet(patient, now - 10), headers=auth)).status_code == 202
+        os.killpg(broker_pgid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            r = await c.post("/v1/ingest", json=packet(patient, now - 9), headers=auth)
+            elapsed = time.monotonic() - t0
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert elapsed < 5.0
+        finally:
+            os.killpg(broker_pgid, signal.SIGCONT)
+        # the same packet again, as a device would: accepted once the broker is back
+        deadline = time.monotonic() + 30
+        while True:
+            r = await c.post("/v1/ingest", json=packet(patient, now - 9), headers=auth)
+            if r.status_code != 429 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert r.status_code in (202, 422), r.text
+        if r.status_code == 422:  # the stalled publish did land after all: refused as a duplicate
+            assert r.json()["rejected"][0]["code"] == "out_of_order"
