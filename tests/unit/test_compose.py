@@ -72,3 +72,13 @@ def test_image_is_buildable_from_the_repository() -> None:
     for package in ("stream", "detectors", "models", "infra"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert Path(PROJECT_ROOT / "pyproject.toml").exists()
+
+
+def test_gateway_listens_where_compose_publishes_it() -> None:
+    gateway = SERVICES["gateway"]
+    env = gateway["environment"]
+    published = {p.split(":")[-1] for p in gateway["ports"]}
+    assert {env["CTGWATCH_GATEWAY_HTTP_PORT"], env["CTGWATCH_GATEWAY_MLLP_PORT"]} == published
+    assert env["CTGWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"  # the shared settings are merged in
+    assert env["CTGWATCH_GATEWAY_TOKENS_FILE"].startswith("/var/lib/ctgwatch/")
+    assert any(v.endswith(":/var/lib/ctgwatch") for v in gateway["volumes"])
