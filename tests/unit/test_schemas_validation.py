@@ -13,6 +13,7 @@ from stream.schemas import (
     MAX_PACKET_SAMPLES,
     CtgPacket,
     DeadLetter,
+    GroundTruth,
     Reading,
     RejectCode,
     VitalsObservation,
@@ -65,6 +66,12 @@ def test_roundtrip_dead_letter_keeps_raw_bytes() -> None:
     assert back == letter and back.raw == raw and not back.raw_truncated
     cut = DeadLetter.of(raw, code=RejectCode.TOO_LARGE, reason="x", source="t", received_ts=NOW, keep_bytes=10)
     assert cut.raw == raw[:10] and cut.raw_truncated and cut.raw_size == 256
+
+
+def test_roundtrip_ground_truth() -> None:
+    truth = GroundTruth(patient_id="sim-0-001", bed_id="bed-02", event="prolonged_deceleration",
+                        start_ts=NOW, end_ts=NOW + 240, values={"depth_bpm": 50.0}, scenario="prolonged+normal", seed=3)
+    assert GroundTruth.model_validate_json(encode(truth)) == truth and record_key(truth) == b"sim-0-001"
 
 
 def reject(raw: bytes, guard: OrderGuard | None = None) -> IngestError:
