@@ -227,6 +227,30 @@ def gateway_devices(state_dir: StateDir = None) -> None:
         typer.echo(device)
 
 
+@app.command()
+def train(
+    source: Annotated[str, typer.Option(help="auto (CTU-UHB when present), ctu-uhb or simulator.")] = "auto",
+    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    target_false_alarms: Annotated[float, typer.Option(help="Alarms per monitored hour on held-out normal records.")] = 0.5,
+    install: Annotated[bool, typer.Option(help="Also write the Triton model repository (infra/triton/model_repository).")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Train, calibrate, evaluate and export the LSTM and autoencoder anomaly models."""
+    from models.training import TrainConfig
+    from models.training import train as run_training
+
+    settings = _settings(state_dir)
+    cfg = TrainConfig(source=source, epochs=epochs, seed=seed, target_false_alarms_per_hour=target_false_alarms)
+    out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo)
+    typer.echo(f"models written to {out} (model card: {out / 'MODEL_CARD.md'})")
+    if install:
+        from models.repository import install_version
+
+        version = install_version(out, settings.triton_model_repository)
+        typer.echo(f"installed as version {version} in {settings.triton_model_repository}")
+
+
 evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         description="Local copy of the FHRMA false-signal dataset.",
     )
 
+    # -- anomaly models -------------------------------------------------------
+    models_dir: Path = Field(
+        default=Path(".ctgwatch/models"), description="Where 'ctgwatch train' writes versioned model directories."
+    )
+
     # -- IoMT gateway (HTTP ingest + HL7 v2 MLLP) -----------------------------
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds (0.0.0.0 in a container).")
     gateway_http_port: int = Field(default=18080, ge=1, le=65535)
@@ -126,7 +131,7 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
-    @field_validator("state_dir", "topics_file", "triton_model_repository", "ctu_uhb_dir", "fhrma_dir")
+    @field_validator("state_dir", "topics_file", "triton_model_repository", "ctu_uhb_dir", "fhrma_dir", "models_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         """Resolve paths once so that pid files survive a change of directory."""

@@ -303,9 +303,17 @@ class Triton(Service):
         if not s.triton_model_repository.is_dir():
             raise SetupError(f"Triton model repository {s.triton_model_repository} does not exist",
                              "set CTGWATCH_TRITON_MODEL_REPOSITORY to a model repository directory")
+        from models.repository import build_local_twin
+
+        twin = s.state_dir / "triton" / "local_repository"
+        try:
+            build_local_twin(s.triton_model_repository, twin)
+        except (ValueError, OSError) as exc:
+            raise SetupError(f"cannot build the local Triton repository from {s.triton_model_repository}: {exc}",
+                             "fix the model configs (onnxruntime or python backend) or retrain with 'ctgwatch train --install'") from exc
         return [
             binary,
-            f"--model-repository={s.triton_model_repository}",
+            f"--model-repository={twin}",
             f"--backend-directory={self._backend_dir()}",
             f"--http-address={s.host}", f"--http-port={s.triton_http_port}",
             f"--grpc-address={s.host}", f"--grpc-port={s.triton_grpc_port}",

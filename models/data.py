@@ -1,0 +1,97 @@
+"""Training and evaluation data: CTU-UHB records split by record, or simulator traces.
+
+"Normal outcome" for training (CTU-UHB): umbilical artery pH >= 7.20 and
+Apgar at 5 min >= 7, the usual normal range in the CTU-UHB literature
+(Chudáček et al. 2014); acidaemia is pH < 7.05 (CLINICAL_REFERENCE.md). Splits
+are by record, never by window, so no recording contributes to both training
+and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.simulator import Scenario, simulate_ctg, standard_scenarios
+
+NORMAL_PH = 7.20
+NORMAL_APGAR5 = 7.0
+ACIDAEMIA_PH = 7.05
+
+#: Simulator events that make a window abnormal (clinically meaningful patterns);
+#: artefact episodes are left out of both classes.
+ABNORMAL_EVENTS = {
+    "early_deceleration", "late_deceleration", "variable_deceleration", "prolonged_deceleration",
+    "bradycardia", "tachycardia", "sinusoidal", "reduced_variability",
+}
+ARTEFACT_EVENTS = {"signal_loss", "maternal_hr_capture", "halving_doubling"}
+
+
+@dataclass
+class Recording:
+    record_id: str
+    fs: float
+    fhr: np.ndarray
+    uc: np.ndarray
+    mhr: np.ndarray | None = None
+    ph: float | None = None
+    apgar5: float | None = None
+    events: list[tuple[str, float, float]] = field(default_factory=list)  # simulator ground truth
+
+    @property
+    def normal_outcome(self) -> bool:
+        return self.ph is not None and self.ph >= NORMAL_PH and (self.apgar5 or 0) >= NORMAL_APGAR5
+
+    @property
+    def acidaemic(self) -> bool:
+        return self.ph is not None and self.ph < ACIDAEMIA_PH
+
+
+def load_ctu_uhb(directory: Path, limit: int | None = None) -> list[Recording]:
+    from stream.replay import list_records, read_recording
+
+    out = []
+    for name in list_records(directory)[:limit]:
+        r = read_recording(name, directory)
+        apgar = r.outcome.get("Apgar5")
+        out.append(Recording(r.record_id, r.fs, r.fhr, r.uc, None, r.ph,
+                             float(apgar) if isinstance(apgar, float) else None))
+    return out
+
+
+def simulated(seeds: list[int], scenarios: list[Scenario] | None = None, duration_s: float | None = None) -> list[Recording]:
+    """One recording per (scenario, seed); 'normal' scenarios carry no abnormal events."""
+    from stream.ward import scale_scenario
+
+    out = []
+    for scenario in scenarios or standard_scenarios():
+        if duration_s is not None:
+            scenario = scale_scenario(scenario, duration_s)
+        for seed in seeds:
+            sim = simulate_ctg(scenario, seed=seed)
+            out.append(Recording(f"{scenario.name}-{seed}", sim.fs, sim.fhr, sim.uc, sim.mhr,
+                                 events=[(e.kind, e.start_s, e.end_s) for e in sim.events]))
+    return out
+
+
+def normal_simulated(seeds: list[int], duration_s: float = 3600.0) -> list[Recording]:
+    return simulated(seeds, [Scenario("normal", duration_s=duration_s)])
+
+
+def split_by_record(records: list[Recording], seed: int, fractions: tuple[float, float, float]) -> tuple[list, list, list]:
+    """Deterministic train / calibration / test split of whole records."""
+    order = np.random.default_rng(seed).permutation(len(records))
+    n_train = int(round(fractions[0] * len(records)))
+    n_cal = int(round(fractions[1] * len(records)))
+    pick = lambda idx: [records[i] for i in sorted(idx)]  # noqa: E731
+    return pick(order[:n_train]), pick(order[n_train:n_train + n_cal]), pick(order[n_train + n_cal:])
+
+
+def window_label(events: list[tuple[str, float, float]], start_s: float, end_s: float) -> int | None:
+    """1 abnormal, 0 normal, None when an artefact makes the window ambiguous."""
+    overlapping = {kind for kind, a, b in events if a < end_s and b > start_s}
+    if overlapping & ARTEFACT_EVENTS:
+        return None
+    return int(bool(overlapping & ABNORMAL_EVENTS))

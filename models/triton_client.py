@@ -1,0 +1,216 @@
+"""Async Triton client for the anomaly models: batching, timeouts, retries, circuit breaker.
+
+The stream must keep alerting on the clinical rules when Triton is slow or
+down. So every call has a deadline (``timeout_s``, retries included), failures
+open a circuit breaker (no waiting on a dead server for every window), and the
+result is either :class:`ModelScores` or :class:`ModelUnavailable` — never an
+exception — which the stream turns into a "degraded: models unavailable" flag.
+After ``reset_after_s`` the breaker lets one call through (half-open); its
+success closes the breaker again, so recovery needs no operator.
+
+:class:`BatchingScorer` gathers windows from many patients into one request
+per model, so the cost of scoring grows with batches, not with patients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+MODELS = ("ctg_lstm", "ctg_autoencoder")
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    model: str
+    version: str
+    scores: np.ndarray  # [B]
+    errors: np.ndarray  # [B, T] per-second error: where the window is abnormal
+    threshold: float
+    latency_s: float
+
+    @property
+    def abnormal(self) -> np.ndarray:
+        return self.scores > self.threshold
+
+
+@dataclass(frozen=True)
+class ModelUnavailable:
+    model: str
+    reason: str
+
+
+class CircuitBreaker:
+    """closed -> (``failures`` in a row) -> open -> (``reset_after_s``) -> half-open -> closed/open."""
+
+    def __init__(self, failures: int = 3, reset_after_s: float = 5.0, clock=time.monotonic) -> None:
+        self.failures_to_open = failures
+        self.reset_after_s = reset_after_s
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.reset_after_s else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self._probe_in_flight = 0, None, False
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self._probe_in_flight or self.failures >= self.failures_to_open:
+            self.opened_at = self.clock()
+        self._probe_in_flight = False
+
+
+class AnomalyClient:
+    def __init__(
+        self,
+        grpc_url: str,
+        *,
+        timeout_s: float = 2.0,
+        retries: int = 2,
+        backoff_s: float = 0.05,
+        breaker_failures: int = 3,
+        breaker_reset_s: float = 5.0,
+    ) -> None:
+        self.url = grpc_url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.breakers = {m: CircuitBreaker(breaker_failures, breaker_reset_s) for m in MODELS}
+        self._client: InferenceServerClient | None = None
+        self._thresholds: dict[str, tuple[str, float]] = {}
+
+    def _conn(self) -> InferenceServerClient:
+        if self._client is None:
+            self._client = InferenceServerClient(self.url)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _threshold(self, model: str, timeout: float) -> tuple[str, float]:
+        if model not in self._thresholds:
+            cfg = await self._conn().get_model_config(model, as_json=True, client_timeout=timeout)
+            params = cfg["config"].get("parameters", {})
+            threshold = float(params.get("threshold", {}).get("string_value", "nan"))
+            meta = await self._conn().get_model_metadata(model, as_json=True, client_timeout=timeout)
+            self._thresholds[model] = (str(meta.get("versions", ["?"])[-1]), threshold)
+        return self._thresholds[model]
+
+    async def _infer(self, model: str, windows: np.ndarray, timeout: float) -> ModelScores:
+        t0 = time.monotonic()
+        version, threshold = await self._threshold(model, timeout)
+        inp = InferInput("window", list(windows.shape), "FP32")
+        inp.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        result = await self._conn().infer(
+            model, [inp], outputs=[InferRequestedOutput("score"), InferRequestedOutput("error")],
+            client_timeout=max(timeout - (time.monotonic() - t0), 0.05),
+        )
+        return ModelScores(model, version, result.as_numpy("score")[:, 0], result.as_numpy("error"), threshold,
+                           time.monotonic() - t0)
+
+    async def score(self, model: str, windows: np.ndarray) -> ModelScores | ModelUnavailable:
+        """Scores for a batch ``[B, T, 4]``, or why the model is unavailable, within ``timeout_s``."""
+        breaker = self.breakers[model]
+        if not breaker.allow():
+            return ModelUnavailable(model, f"circuit open after {breaker.failures} failures; retrying in "
+                                           f"{breaker.reset_after_s:g} s")
+        deadline = time.monotonic() + self.timeout_s
+        reason = "no attempt"
+        for attempt in range(self.retries + 1):
+            left = deadline - time.monotonic()
+            if left <= 0.01:
+                reason = f"timed out after {self.timeout_s:g} s ({reason})"
+                break
+            try:
+                result = await asyncio.wait_for(self._infer(model, windows, left), left)
+                breaker.success()
+                return result
+            except (InferenceServerException, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+                reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._thresholds.pop(model, None)  # the server may come back with another version
+                if self._client is not None and "UNAVAILABLE" in str(exc).upper():
+                    await self.close()  # reconnect on the next attempt
+            await asyncio.sleep(min(self.backoff_s * 2**attempt, max(deadline - time.monotonic(), 0)))
+        breaker.failure()
+        return ModelUnavailable(model, reason)
+
+
+@dataclass
+class _Pending:
+    window: np.ndarray
+    future: asyncio.Future
+
+
+class BatchingScorer:
+    """Collects windows from many patients; one Triton request per model per batch."""
+
+    def __init__(self, client: AnomalyClient, *, max_batch: int = 128, max_wait_s: float = 0.02) -> None:
+        self.client = client
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self.batches: list[int] = []  # sizes sent, for metrics and tests
+
+    async def score(self, window: np.ndarray) -> dict[str, tuple[float, np.ndarray, float] | ModelUnavailable]:
+        """One patient's window -> per model (score, per-second error, threshold) or unavailable."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        fut = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(window, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), max(deadline - time.monotonic(), 0)))
+                except asyncio.TimeoutError:
+                    break
+            self.batches.append(len(batch))
+            windows = np.stack([p.window for p in batch])
+            results = await asyncio.gather(*(self.client.score(m, windows) for m in MODELS))
+            for i, pending in enumerate(batch):
+                out = {}
+                for res in results:
+                    if isinstance(res, ModelUnavailable):
+                        out[res.model] = res
+                    else:
+                        out[res.model] = (float(res.scores[i]), res.errors[i], res.threshold)
+                if not pending.future.done():
+                    pending.future.set_result(out)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
