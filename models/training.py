@@ -136,7 +136,7 @@ def export_onnx(model: torch.nn.Module, kind: str, norm: Normalisation, path: Pa
     with warnings.catch_warnings():
         # The LSTM warning concerns initial states passed per batch; ours start at zero for
         # every window, and tests compare ONNX and torch at several batch sizes.
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore")
         _export(model, example, path, extra)
 
 
