@@ -18,6 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._report import write_section  # noqa: E402
 from detectors.ctg import analyse_ctg  # noqa: E402
 from stream.simulator import Scenario, simulate_ctg  # noqa: E402
 
@@ -39,8 +40,6 @@ def bench(window_min: float, repeats: int = 300) -> tuple[float, float]:
 def main() -> None:
     rows = [(m, *bench(m)) for m in (10, 30, 60)]
     lines = [
-        "## Detector chain, one patient window (CPU)",
-        "",
         f"Command: `python bench/detectors_window.py`. Machine: {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, numpy {np.__version__}; 300 runs after 10 warm-up runs, "
         "FHR + UC + maternal HR at 4 Hz with variable decelerations.",
@@ -50,8 +49,7 @@ def main() -> None:
     ] + [f"| {m:.0f} min | {med:.2f} | {p99:.2f} |" for m, med, p99 in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "docs" / "BENCHMARKS.md"
-    out.write_text("# ctgwatch benchmarks\n\n" + text)
+    write_section("Detector chain, one patient window (CPU)", text)
 
 
 if __name__ == "__main__":

@@ -270,3 +270,41 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
     lines += ["", f"Training took {metrics.get('train_seconds', '?')} s on the machine that ran it.", "",
               "CTU-UHB: Chudáček V et al., BMC Pregnancy and Childbirth 2014;14:16 (ODC-By 1.0)."]
     return "\n".join(lines) + "\n"
+
+
+def evaluation_markdown(version_dir: Path) -> tuple[str, str]:
+    """The docs/EVALUATION.md section for a trained version: (title, body)."""
+    metrics = json.loads((version_dir / "metrics.json").read_text())
+    calibration = json.loads((version_dir / "calibration.json").read_text())
+    cfg = json.loads((version_dir / "config.json").read_text())
+    card_data = next((line[2:] for line in (version_dir / "MODEL_CARD.md").read_text().splitlines()
+                      if line.startswith("- ") and ("CTU-UHB (" in line or "simulator, scenario" in line)), "")
+    rows = []
+    for kind in MODEL_KINDS:
+        m, c = metrics[kind], calibration[kind]
+        sim_w = m["sim_windows"]
+        ctu = m.get("ctu_records", {})
+        rows.append(
+            f"| {kind} | {c['threshold']:.4f} | {c['false_alarms_per_hour']:.2f} | "
+            f"{m.get('ctu_test_false_alarms_per_hour', 'n/a')} | {m['sim_window_auc']} "
+            f"({sim_w['abnormal']}/{sim_w['normal']}) | {m['sim_recall_at_threshold']} | "
+            f"{m.get('ctu_ph705_auc', 'n/a')} ({ctu.get('acidaemic', 0)}/{ctu.get('other', 0)}) |"
+        )
+    body = "\n".join([
+        f"Command: `ctgwatch train --source {metrics['source']} --epochs {cfg['epochs']} --seed {cfg['seed']}` "
+        f"then `ctgwatch evaluate models {version_dir.name}`. Data: {card_data}",
+        "",
+        f"Thresholds are calibrated on held-out normal-outcome records for at most "
+        f"{cfg['target_false_alarms_per_hour']} alarms per monitored hour, scoring each patient's 10-min window "
+        f"every {cfg['cadence_s']} s (consecutive windows above threshold = one alarm). Simulator AUC: windows of "
+        f"the standard scenarios (seeds {', '.join(map(str, cfg['sim_eval_seeds']))}) whose last 5 min overlap an "
+        "injected abnormal episode (decelerations, brady/tachycardia, sinusoidal, reduced variability) against "
+        "windows with none; artefact windows left out. CTU-UHB AUC: each held-out record scored by the 90th "
+        "percentile of its window scores, pH < 7.05 against the rest (records never used for training).",
+        "",
+        "| model | threshold | calibration false alarms/h | CTU-UHB test false alarms/h | simulator window AUC "
+        "(abnormal/normal windows) | simulator recall at threshold | CTU-UHB pH<7.05 AUC (acidaemic/other) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ])
+    return f"Anomaly models, version {version_dir.name}", body

@@ -269,11 +269,32 @@ def evaluate_detectors(
     report = markdown_report(total, confusion, records, command)
     typer.echo(report)
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("# ctgwatch evaluation\n\n" + report)
+        from stream.reporting import write_section
+
+        title, _, body = report.partition("\n")
+        write_section(output, title.removeprefix("## ").strip(), body, "ctgwatch evaluation")
         typer.echo(f"written to {output}")
     if not required_met(total):
         raise typer.Exit(1)
+
+
+@evaluate_app.command("models")
+def evaluate_models(
+    version_dir: Annotated[Path, typer.Argument(help="A trained version directory (v<N>) with metrics.json.")],
+    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+) -> None:
+    """Report a trained version's held-out evaluation (AUCs, false alarms per hour)."""
+    from models.training import evaluation_markdown
+
+    if not (version_dir / "metrics.json").is_file():
+        raise SetupError(f"{version_dir} has no metrics.json", "pass a directory written by 'ctgwatch train'")
+    title, body = evaluation_markdown(version_dir)
+    typer.echo(f"## {title}\n\n{body}")
+    if output:
+        from stream.reporting import write_section
+
+        write_section(output, title, body, "ctgwatch evaluation")
+        typer.echo(f"written to {output}")
 
 
 def main() -> None:

@@ -168,3 +168,17 @@ def test_circuit_breaker_opens_and_recovers() -> None:
     assert breaker.allow()
     breaker.success()
     assert breaker.state == "closed" and breaker.allow()
+
+
+def test_report_sections_replace_only_themselves(tmp_path, tiny_version) -> None:
+    from models.training import evaluation_markdown
+    from stream.reporting import write_section
+
+    doc = tmp_path / "EVAL.md"
+    write_section(doc, "Detectors", "old detectors", "evaluation")
+    title, body = evaluation_markdown(tiny_version)
+    write_section(doc, title, body, "evaluation")
+    write_section(doc, "Detectors", "new detectors", "evaluation")
+    text = doc.read_text()
+    assert text.startswith("# evaluation") and "new detectors" in text and "old detectors" not in text
+    assert text.count("## Anomaly models, version v1") == 1 and "| lstm |" in text

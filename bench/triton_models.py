@@ -1,0 +1,108 @@
+"""Benchmark: the anomaly models through the embedded Triton (CPU), by batch size,
+next to the same ONNX files in-process (onnxruntime) and the torch models.
+
+Run: python bench/triton_models.py   (starts its own Triton on free ports with the
+shipped repository infra/triton/model_repository; writes a docs/BENCHMARKS.md section)
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import onnxruntime as ort  # noqa: E402
+import tritonclient.grpc as tgrpc  # noqa: E402
+
+from bench._report import write_section  # noqa: E402
+from infra.launcher.process import ManagedProcess, free_port  # noqa: E402
+from infra.launcher.services import Triton  # noqa: E402
+from infra.launcher.stack import wait_ready  # noqa: E402
+from models.features import Normalisation, window_tensor  # noqa: E402
+from models.repository import TRITON_NAMES  # noqa: E402
+from stream.config import load_settings  # noqa: E402
+from stream.simulator import simulate_ctg, standard_scenarios  # noqa: E402
+
+BATCHES = (1, 8, 32, 64, 128, 256)
+
+
+def windows(n: int) -> np.ndarray:
+    sim = simulate_ctg(standard_scenarios()[3], seed=1)
+    norm = Normalisation()
+    one = [window_tensor(sim.fhr[a : a + 2400], sim.uc[a : a + 2400], sim.mhr[a : a + 2400], 4.0, norm)
+           for a in range(0, 4 * 3000, 400)]
+    return np.stack([one[i % len(one)] for i in range(n)])
+
+
+def timed(fn, repeats: int) -> tuple[float, float]:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return statistics.median(times) * 1e3, times[max(0, int(0.99 * len(times)) - 1)] * 1e3
+
+
+def main() -> None:
+    base = load_settings()
+    tmp = Path(tempfile.mkdtemp())
+    settings = base.model_copy(update={
+        "triton_url": None, "state_dir": tmp, "triton_http_port": free_port(), "triton_grpc_port": free_port(),
+        "triton_metrics_port": free_port(),
+    })
+    triton = Triton(settings)
+    proc = ManagedProcess("triton", settings.run_dir, settings.log_dir)
+    proc.start(triton.command(), env=triton.env())
+    rows = []
+    try:
+        wait_ready(triton, proc, 120)
+        client = tgrpc.InferenceServerClient(settings.triton_grpc)
+        data = windows(max(BATCHES))
+        for kind, name in TRITON_NAMES.items():
+            session = ort.InferenceSession(str(settings.triton_model_repository / name / "1" / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+            for batch in BATCHES:
+                x = data[:batch]
+                inp = tgrpc.InferInput("window", list(x.shape), "FP32")
+                inp.set_data_from_numpy(x)
+                repeats = 40 if batch <= 64 else 15
+                med, p99 = timed(lambda: client.infer(name, [inp]), repeats)
+                ort_med, _ = timed(lambda: session.run(["score"], {"window": x}), repeats)
+                rows.append((name, batch, med, p99, batch / med * 1e3, ort_med, batch / ort_med * 1e3))
+                print(rows[-1], flush=True)
+    finally:
+        proc.stop(15)
+    import os
+
+    body = [
+        f"Command: `python bench/triton_models.py`. Machine: {platform.machine()}, {os.cpu_count()} cores, no GPU; "
+        f"embedded tritonserver (nvidia-pytriton, Python backend running the ONNX files with onnxruntime, "
+        f"1 CPU instance) over gRPC, one request at a time; next to it the same ONNX file in-process "
+        f"(onnxruntime, CPU). Windows are [batch, 600, 4] float32 (10 min at 1 Hz).",
+        "",
+        "| model | batch | Triton median (ms) | Triton p99 (ms) | Triton windows/s | in-process ORT median (ms) | ORT windows/s |",
+        "|---|---|---|---|---|---|---|",
+    ] + [f"| {n} | {b} | {m:.1f} | {p:.1f} | {w:.0f} | {om:.1f} | {ow:.0f} |" for n, b, m, p, w, om, ow in rows] + [
+        "",
+        "A ward of 50 beds scored once a minute needs under 1 window/s per model; one CPU Triton instance "
+        "has two to three orders of magnitude of headroom. GPU throughput (batch 1-4096) is not measured: "
+        "no GPU was lent to this task (`device` status: can_start_another false).",
+    ]
+    text = "\n".join(body)
+    print(text)
+    write_section("Anomaly models through Triton (CPU)", text)
+
+
+if __name__ == "__main__":
+    main()
