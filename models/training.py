@@ -129,6 +129,16 @@ def per_record_scores(model, records: list[Recording], norm: Normalisation, stri
     return [s[rec_of == i] for i in range(len(records))]
 
 
+def load_trained(version_dir: Path, kind: str) -> torch.nn.Module:
+    """A trained model of a version directory, in eval mode (for parity checks and offline scoring)."""
+    config = json.loads((version_dir / "config.json").read_text())[kind]
+    if kind == "autoencoder":
+        config = {**config, "window_s": Normalisation.load(version_dir / "normalisation.json").window_s}
+    model = build(kind, config)
+    model.load_state_dict(torch.load(version_dir / f"{kind}.pt"))
+    return model.eval()
+
+
 def export_onnx(model: torch.nn.Module, kind: str, norm: Normalisation, path: Path) -> None:
     example = torch.zeros(2, norm.window_s, 4)
     example[..., VALID] = 1.0

@@ -82,3 +82,12 @@ def ctgwatch_process(args: list[str], env: dict[str, str], log: Path, ready: str
                 proc.kill()
                 proc.wait()
 
+
+
+def tiny_train_config():
+    """Models small enough to train in about a second, on 20-min simulated records."""
+    from models.training import TrainConfig
+
+    return TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
+                       sim_duration_s=1200, stride_s=120, cadence_s=120,
+                       lstm={"hidden": 8, "layers": 1, "horizon_s": 10}, autoencoder={"width": 8, "code_channels": 4})

@@ -27,7 +27,7 @@ from stream.gateway.devices import DeviceRegistry
 from stream.gateway.intake import Intake
 from stream.gateway.publisher import BrokerBusy
 from stream.metrics import GATEWAY_BACKPRESSURE
-from stream.schemas import DeadLetter, RejectCode
+from stream.schemas import RejectCode
 
 ENTRANCE = "http"
 
@@ -53,9 +53,8 @@ def create_http_app(intake: Intake, registry: DeviceRegistry) -> FastAPI:
     limit = intake.limits.max_message_bytes
 
     async def refuse(raw: bytes, code: RejectCode, reason: str, source: str, status: int, **headers: str) -> JSONResponse:
-        letter = DeadLetter.of(raw, code=code, reason=reason, source=source, received_ts=intake.now(), keep_bytes=limit)
         try:
-            await intake.dead_letter(letter, ENTRANCE)
+            await intake.refuse(raw, code=code, reason=reason, source=source, entrance=ENTRANCE)
         except BrokerBusy as exc:
             return _busy(exc)
         return JSONResponse({"error": code.value, "detail": reason}, status_code=status, headers=headers)

@@ -36,8 +36,12 @@ class Intake:
     def now(self) -> float:
         return self.clock()
 
-    async def dead_letter(self, letter: DeadLetter, entrance: str) -> None:
-        """Store one refused input (raises :class:`BrokerBusy` if the broker cannot take it)."""
+    async def refuse(
+        self, raw: bytes, *, code: RejectCode, reason: str, source: str, entrance: str, patient_id: str | None = None
+    ) -> None:
+        """Dead-letter one refused input whole (raises :class:`BrokerBusy` if the broker cannot take it)."""
+        letter = DeadLetter.of(raw, code=code, reason=reason, source=source, received_ts=self.now(),
+                               patient_id=patient_id, keep_bytes=self.limits.max_message_bytes)
         await self.publisher.publish([letter])
         DEAD_LETTERS.labels(entrance, letter.code.value).inc()
 

@@ -41,10 +41,8 @@ class MllpHandler:
         self.encoding = encoding
 
     async def _store(self, raw: bytes, code: RejectCode, reason: str, source: str, patient: str | None = None) -> bool:
-        letter = DeadLetter.of(raw, code=code, reason=reason, source=source, received_ts=self.intake.now(),
-                               patient_id=patient, keep_bytes=self.intake.limits.max_message_bytes)
         try:
-            await self.intake.dead_letter(letter, ENTRANCE)
+            await self.intake.refuse(raw, code=code, reason=reason, source=source, entrance=ENTRANCE, patient_id=patient)
             return True
         except BrokerBusy:
             GATEWAY_BACKPRESSURE.labels(ENTRANCE).inc()

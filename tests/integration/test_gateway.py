@@ -21,7 +21,7 @@ from infra.launcher.services import Broker
 from infra.launcher.stack import wait_ready
 from stream.config import Settings
 from stream.gateway.devices import DeviceRegistry
-from stream.schemas import CtgPacket, Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
+from stream.schemas import Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration

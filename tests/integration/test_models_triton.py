@@ -4,7 +4,6 @@ the client degrades to 'model unavailable' when Triton dies and recovers by itse
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import numpy as np
@@ -17,9 +16,9 @@ from infra.launcher.process import ManagedProcess, free_port
 from infra.launcher.services import Triton
 from infra.launcher.stack import wait_ready
 from models.features import Normalisation, window_tensor
-from models.nets import ConvAutoencoder, LstmForecaster
 from models.repository import TRITON_NAMES, install_version
-from models.training import TrainConfig, train
+from models.training import load_trained, train
+from tests.helpers import tiny_train_config
 from models.triton_client import AnomalyClient, BatchingScorer, ModelScores, ModelUnavailable
 from stream.simulator import simulate_ctg, standard_scenarios
 
@@ -29,9 +28,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def served(stack, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("models")
-    cfg = TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
-                      sim_duration_s=1200, stride_s=120, cadence_s=120,
-                      lstm={"hidden": 8, "layers": 1, "horizon_s": 10}, autoencoder={"width": 8, "code_channels": 4})
+    cfg = tiny_train_config()
     version = train(cfg, tmp / "artifacts", None, log=lambda _m: None)
     install_version(version, tmp / "repo")
     settings = stack.model_copy(update={
@@ -53,10 +50,7 @@ def served(stack, tmp_path_factory):
 
 
 def torch_model(version, kind: str):
-    cfg = json.loads((version / "config.json").read_text())[kind]
-    model = (LstmForecaster(**cfg) if kind == "lstm" else ConvAutoencoder(**cfg)).eval()
-    model.load_state_dict(torch.load(version / f"{kind}.pt"))
-    return model
+    return load_trained(version, kind)
 
 
 def some_windows(n: int) -> np.ndarray:

@@ -12,7 +12,8 @@ import torch
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
 from models.nets import ConvAutoencoder, LstmForecaster
 from models.repository import TRITON_NAMES, build_local_twin, install_version, read_config
-from models.training import TrainConfig, alarm_rate, auc, calibrate, train
+from models.training import TrainConfig, alarm_rate, auc, calibrate, load_trained, train
+from tests.helpers import tiny_train_config
 from models.triton_client import CircuitBreaker
 from stream.simulator import Scenario, simulate_ctg
 
@@ -72,9 +73,7 @@ def test_auc_and_alarm_rate() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_version(tmp_path_factory):
-    cfg = TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
-                      sim_duration_s=1200, stride_s=120, cadence_s=120,
-                      lstm={"hidden": 8, "layers": 1, "horizon_s": 10}, autoencoder={"width": 8, "code_channels": 4})
+    cfg = tiny_train_config()
     return train(cfg, tmp_path_factory.mktemp("models"), None, log=lambda _m: None)
 
 
@@ -100,9 +99,7 @@ def test_training_is_deterministic(tiny_version, tmp_path) -> None:
 
 @pytest.mark.parametrize("kind", ["lstm", "autoencoder"])
 def test_onnx_matches_torch_at_several_batch_sizes(tiny_version, kind: str) -> None:
-    cfg = json.loads((tiny_version / "config.json").read_text())[kind]
-    model = (LstmForecaster(**cfg) if kind == "lstm" else ConvAutoencoder(**cfg)).eval()
-    model.load_state_dict(torch.load(tiny_version / f"{kind}.pt"))
+    model = load_trained(tiny_version, kind)
     session = ort.InferenceSession(str(tiny_version / f"{kind}.onnx"), providers=["CPUExecutionProvider"])
     sim = simulate_ctg(Scenario("late", duration_s=1800, decel_kind="late", decel_span=(0, 1800)), seed=5)
     windows = np.stack([window_tensor(sim.fhr[a : a + 2400], sim.uc[a : a + 2400], sim.mhr[a : a + 2400], 4.0, NORM)
