@@ -23,6 +23,7 @@ from stream.validation import IngestLimits
 
 if TYPE_CHECKING:
     from infra.topics import TopicNames
+    from stream.alerts import AlertPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +95,20 @@ class Settings(BaseSettings):
     )
     worker_session_timeout_s: float = Field(default=10.0, gt=0)
     worker_heartbeat_s: float = Field(default=3.0, gt=0)
+
+    # -- clinical pipeline (stream/pipeline.py) ---------------------------------
+    ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")
+    history_s: float = Field(default=2400.0, ge=600, description="Seconds of CTG kept per patient (memory and Redis).")
+    analysis_interval_s: float = Field(default=15.0, gt=0, description="FIGO window analysis every N s of recording.")
+    analysis_window_s: float = Field(default=1800.0, ge=600, description="History analysed each time.")
+    model_interval_s: float = Field(default=60.0, gt=0, description="Anomaly-model scoring every N s of recording.")
+    model_alert_consecutive: int = Field(default=3, ge=1, description="Scorings both models must agree on for a model alert.")
+    models_enabled: bool = Field(default=True, description="Score windows with the Triton models (rules run regardless).")
+    model_timeout_s: float = Field(default=2.0, gt=0, description="Deadline of one Triton call, retries included.")
+    scheduler_tick_s: float = Field(default=1.0, gt=0, description="How often the worker looks for patients due.")
+    escalate_urgent_s: float = Field(default=300.0, gt=0, description="Unacknowledged urgent alert escalates after.")
+    escalate_emergency_s: float = Field(default=60.0, gt=0, description="Unacknowledged emergency alert escalates after.")
+    suppress_after_resolve_s: float = Field(default=900.0, ge=0, description="Quiet time for a kind after it is resolved.")
 
     # -- simulator and replayer ---------------------------------------------
     packet_s: float = Field(
@@ -168,6 +183,17 @@ class Settings(BaseSettings):
             max_message_bytes=self.ingest_max_message_bytes,
             max_future_skew_s=self.ingest_max_future_skew_s,
             max_age_s=self.ingest_max_age_s,
+        )
+
+    def alert_policy(self) -> AlertPolicy:
+        from detectors.findings import Severity
+        from stream.alerts import AlertPolicy
+
+        return AlertPolicy(
+            ward_id=self.ward_id,
+            escalate_after_s=((int(Severity.URGENT), self.escalate_urgent_s),
+                              (int(Severity.EMERGENCY), self.escalate_emergency_s)),
+            suppress_after_resolve_s=self.suppress_after_resolve_s,
         )
 
     def topic_names(self) -> TopicNames:

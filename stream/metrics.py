@@ -6,7 +6,7 @@ Workers and the gateway expose them over HTTP on their metrics port.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_IN = Counter(
     "ctgwatch_ingest_records_total",
@@ -27,4 +27,21 @@ PUBLISH_SECONDS = Histogram(
     "ctgwatch_publish_seconds",
     "Time from a gateway publish to the broker's acknowledgement.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ALERTS = Counter("ctgwatch_alerts_raised_total", "Alerts raised, by kind and severity.", ["kind", "severity"])
+ANALYSIS_SECONDS = Histogram(
+    "ctgwatch_window_analysis_seconds", "Time of one patient's FIGO window analysis.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
+TRITON_SECONDS = Histogram(
+    "ctgwatch_triton_request_seconds", "Triton request latency per model batch.", ["model"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+TRITON_BATCH = Histogram(
+    "ctgwatch_triton_batch_size", "Windows per Triton request.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+MODEL_STATUS = Gauge("ctgwatch_models_available", "1 when the anomaly models answered at the last scoring, 0 = degraded.")
+PACKET_LATENCY = Histogram(
+    "ctgwatch_packet_age_seconds", "Wall time from a packet's last sample to the end of its processing.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -7,8 +7,11 @@ goes to the dead-letter topic with its raw bytes, reason and source
 input contains can stop an agent: an unexpected error while handling one
 record dead-letters that record with code ``internal`` and keeps going.
 
-Accepted records are handed to ``on_record`` (the clinical pipeline plugs in
-there).
+Accepted records go to the clinical pipeline (:mod:`stream.pipeline`):
+windows, fast rules, the FIGO analysis and model scoring on a cadence
+(a timer), alerts in Redis; an escalation timer and the alert relay (Redis
+audit stream -> ``alerts`` topic) run beside the agents. ``on_record`` can
+replace the pipeline (tests of the ingest path alone).
 """
 
 from __future__ import annotations
@@ -29,15 +32,11 @@ log = logging.getLogger("ctgwatch.worker")
 RecordHandler = Callable[[SignalRecord], Awaitable[None]]
 
 
-async def _ignore(_record: SignalRecord) -> None:
-    return None
-
-
 def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{hostport.strip()}" for hostport in bootstrap.split(",") if hostport.strip()]
 
 
-def create_app(settings: Settings, on_record: RecordHandler = _ignore) -> faust.App:
+def create_app(settings: Settings, on_record: RecordHandler | None = None) -> faust.App:
     """The worker app; topics come from infra/topics.yaml by role."""
     names = settings.topic_names()
     app = faust.App(
@@ -87,9 +86,64 @@ def create_app(settings: Settings, on_record: RecordHandler = _ignore) -> faust.
                     )
                 )
 
+    if on_record is None:
+        on_record = _attach_pipeline(app, settings)
     app.agent(app.topic(names.ctg, key_type=bytes, value_type=bytes), name="ingest-ctg")(judge_stream)
     app.agent(app.topic(names.vitals, key_type=bytes, value_type=bytes), name="ingest-vitals")(judge_stream)
     return app
+
+
+def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
+    """Build the clinical pipeline with its Redis, Triton and relay, and its timers."""
+    from redis.asyncio import Redis
+
+    from models.triton_client import AnomalyClient, BatchingScorer
+    from stream.alerts import AlertStore
+    from stream.kafka import start_producer
+    from stream.patient_window import WindowStore
+    from stream.pipeline import Cadence, Pipeline
+    from stream.relay import AlertRelay
+
+    redis = Redis.from_url(settings.redis_dsn)
+    store = AlertStore(redis, settings.alert_policy())
+    scorer = None
+    if settings.models_enabled:
+        scorer = BatchingScorer(AnomalyClient(settings.triton_grpc, timeout_s=settings.model_timeout_s))
+    cadence = Cadence(
+        analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
+        model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
+    )
+    pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer)
+
+    @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
+    async def analysis_cadence() -> None:
+        try:
+            await pipeline.tick()
+        except Exception:  # one bad tick must not stop the next
+            log.exception("analysis tick failed")
+
+    @app.timer(interval=5.0, name="escalations")
+    async def escalations() -> None:
+        try:
+            for aid in await store.run_escalations():
+                log.warning("alert %s escalated: not acknowledged in time", aid)
+        except Exception:
+            log.exception("escalation round failed")
+
+    @app.task
+    async def alert_relay() -> None:
+        producer = await start_producer(settings)
+        try:
+            await AlertRelay(redis, store, producer, settings.topic_names().alerts).run()
+        finally:
+            await producer.stop()
+
+    @app.on_partitions_revoked.connect
+    async def forget_windows(sender, revoked, **_kwargs) -> None:  # noqa: ANN001
+        pipeline.forget_all()
+
+    app.pipeline = pipeline  # for tests and introspection
+    return pipeline.on_record
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -97,7 +151,15 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        from infra.launcher.errors import SetupError
+
+        try:
+            start_http_server(settings.worker_metrics_port, addr=settings.host)
+        except OSError as exc:
+            raise SetupError(
+                f"worker metrics port {settings.worker_metrics_port} on {settings.host} is not free ({exc.strerror})",
+                "set CTGWATCH_WORKER_METRICS_PORT to a free port (each worker on a host needs its own) or 0",
+            ) from exc
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

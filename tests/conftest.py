@@ -40,7 +40,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         pytest.fail("redis-server is not installed: apt-get install redis-server (see README)")
     from infra.launcher.stack import down, up
 
-    settings = stack_settings(tmp_path_factory.mktemp("stack"))
+    # Serve the shipped anomaly models next to the test-only Python model.
+    repository = tmp_path_factory.mktemp("repository")
+    (repository / "scale_by_two").symlink_to(FIXTURES / "triton_repository" / "scale_by_two")
+    shipped = Settings().triton_model_repository
+    for name in ("ctg_lstm", "ctg_autoencoder"):
+        (repository / name).symlink_to(shipped / name)
+    settings = stack_settings(tmp_path_factory.mktemp("stack"), repository)
     up(settings, echo=lambda _line: None)
     try:
         yield settings

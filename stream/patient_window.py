@@ -1,0 +1,161 @@
+"""One patient's recent CTG in memory, mirrored to Redis so a restart or a
+rebalance loses nothing.
+
+Samples are placed by absolute index (``round(ts * 4)``), which makes adding
+a packet idempotent: a packet delivered twice (Kafka is at-least-once, a
+restarted worker re-reads what it had not committed) adds nothing the second
+time, an overlap is trimmed, and a gap is filled with 0 (signal loss) as a
+monitor would show it.
+
+In Redis each accepted packet is one member of a sorted set scored by its
+first index (``ctgw:win:<patient>``), so two writers of the same packet write
+the same member and the window can be rebuilt by replaying the set. Maternal
+vital signs are kept the same way (``ctgw:vitals:<patient>``, scored by time).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from redis.asyncio import Redis
+
+from detectors.fast import FastRuleState
+from stream.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
+
+_HEADER = struct.Struct("<qH?")  # first index, samples, has maternal HR
+
+
+def _pack(start: int, fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None) -> bytes:
+    body = fhr.astype("<f4").tobytes() + uc.astype("<f4").tobytes()
+    if mhr is not None:
+        body += mhr.astype("<f4").tobytes()
+    return _HEADER.pack(start, len(fhr), mhr is not None) + body
+
+
+def _unpack(blob: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
+    start, n, has_mhr = _HEADER.unpack_from(blob)
+    arr = np.frombuffer(blob, dtype="<f4", offset=_HEADER.size).astype(float)
+    return start, arr[:n], arr[n : 2 * n], arr[2 * n : 3 * n] if has_mhr else None
+
+
+@dataclass
+class NewSamples:
+    t_first: float
+    fhr: np.ndarray
+    uc: np.ndarray
+    mhr: np.ndarray | None
+
+
+@dataclass
+class PatientWindow:
+    patient_id: str
+    bed_id: str
+    capacity_s: float
+    fs: float = CTG_FS_HZ
+    end_index: int | None = None  # absolute index of the next sample expected
+    fhr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    uc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mhr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    has_mhr: bool = False
+    fast: FastRuleState = field(default_factory=FastRuleState)
+    baseline_bpm: float | None = None
+    last_analysis_t: float | None = None
+    last_model_t: float | None = None
+
+    @property
+    def capacity(self) -> int:
+        return int(self.capacity_s * self.fs)
+
+    @property
+    def t_end(self) -> float | None:
+        """Time just after the newest sample (the patient's 'now' on the record's clock)."""
+        return None if self.end_index is None else self.end_index / self.fs
+
+    @property
+    def t_start(self) -> float | None:
+        return None if self.end_index is None else (self.end_index - self.fhr.size) / self.fs
+
+    def add(self, start: int, fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None) -> NewSamples | None:
+        """Place samples at absolute index ``start``; returns what was new (None: nothing)."""
+        n = len(fhr)
+        if self.end_index is not None and start + n <= self.end_index:
+            return None  # already have all of it
+        if self.end_index is not None and start < self.end_index:  # overlap: keep the new tail
+            skip = self.end_index - start
+            start, fhr, uc = start + skip, fhr[skip:], uc[skip:]
+            mhr = None if mhr is None else mhr[skip:]
+        gap = 0 if self.end_index is None else start - self.end_index
+        if gap > self.capacity:  # a long outage: start afresh
+            self.fhr, self.uc, self.mhr, gap = np.zeros(0), np.zeros(0), np.zeros(0), 0
+        zeros = np.zeros(gap)
+        m = np.zeros(len(fhr)) if mhr is None else np.asarray(mhr, float)
+        self.has_mhr = self.has_mhr or mhr is not None
+        self.fhr = np.concatenate([self.fhr, zeros, np.asarray(fhr, float)])[-self.capacity :]
+        self.uc = np.concatenate([self.uc, zeros, np.asarray(uc, float)])[-self.capacity :]
+        self.mhr = np.concatenate([self.mhr, zeros, m])[-self.capacity :]
+        self.end_index = start + len(fhr)
+        new_fhr = np.concatenate([zeros, np.asarray(fhr, float)])
+        return NewSamples((start - gap) / self.fs, new_fhr, np.concatenate([zeros, np.asarray(uc, float)]),
+                          None if mhr is None else np.concatenate([zeros, m]))
+
+    def last(self, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+        """The newest ``seconds`` of FHR, UC, maternal HR (None if never sent) and their start time."""
+        k = min(int(seconds * self.fs), self.fhr.size)
+        t0 = (self.end_index - k) / self.fs if self.end_index is not None else 0.0
+        return self.fhr[-k:] if k else self.fhr[:0], self.uc[-k:] if k else self.uc[:0], \
+            (self.mhr[-k:] if k else self.mhr[:0]) if self.has_mhr else None, t0
+
+
+def packet_index(packet: CtgPacket) -> int:
+    return int(round(packet.start_ts * packet.fs_hz))
+
+
+class WindowStore:
+    """Redis mirror of the patient windows and vitals histories."""
+
+    def __init__(self, redis: Redis, *, capacity_s: float, vitals_keep_s: float = 6 * 3600.0) -> None:
+        self.redis = redis
+        self.capacity_s = capacity_s
+        self.vitals_keep_s = vitals_keep_s
+
+    @staticmethod
+    def _win(pid: str) -> str:
+        return f"ctgw:win:{pid}"
+
+    @staticmethod
+    def _vitals(pid: str) -> str:
+        return f"ctgw:vitals:{pid}"
+
+    async def save_packet(self, window: PatientWindow, packet: CtgPacket) -> None:
+        start = packet_index(packet)
+        blob = _pack(start, np.array(packet.fhr), np.array(packet.uc), None if packet.mhr is None else np.array(packet.mhr))
+        oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._win(packet.patient_id), {blob: start})
+            pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
+            pipe.hset(f"ctgw:patient:{packet.patient_id}", mapping={"bed_id": packet.bed_id})
+            await pipe.execute()
+
+    async def load(self, patient_id: str, bed_id: str) -> PatientWindow:
+        """Rebuild a window (and its fast-rule counters) from Redis; empty if none is stored."""
+        window = PatientWindow(patient_id, bed_id, self.capacity_s)
+        for blob in await self.redis.zrange(self._win(patient_id), 0, -1):
+            start, fhr, uc, mhr = _unpack(blob)
+            window.add(start, fhr, uc, mhr)
+        if window.end_index is not None:
+            window.fast.update(window.fhr, window.t_start, None)  # loss/bradycardia counters; baseline comes later
+        return window
+
+    async def save_vitals(self, obs: VitalsObservation) -> None:
+        key = self._vitals(obs.patient_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {obs.model_dump_json(exclude_none=True): obs.observed_ts})
+            pipe.zremrangebyscore(key, "-inf", f"({obs.observed_ts - self.vitals_keep_s}")
+            await pipe.execute()
+
+    async def vitals_history(self, patient_id: str) -> list[VitalsObservation]:
+        raw = await self.redis.zrange(self._vitals(patient_id), 0, -1)
+        return [VitalsObservation.model_validate(json.loads(r)) for r in raw]

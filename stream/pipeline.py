@@ -1,0 +1,246 @@
+"""The clinical pipeline of a worker: packets -> windows -> detectors and models -> alerts.
+
+Two paces, as a ward needs them:
+
+- every packet (:meth:`Pipeline.on_ctg`): the window is extended (idempotent,
+  mirrored to Redis) and the incremental fast rules run (signal loss,
+  prolonged deceleration in progress, bradycardia), so those alerts do not
+  wait for the next analysis; every vitals observation runs the MEOWS chart and
+  the trend rules at once;
+- on a cadence (:meth:`Pipeline.tick`, a timer): each patient whose recording
+  advanced by ``analysis_interval_s`` since its last analysis gets the full
+  FIGO analysis of the last ``analysis_window_s``; every ``model_interval_s``
+  its 10-min window goes to Triton, and the windows of all patients due in the
+  same tick travel in one batched request. Cadences run on each patient's
+  own recording clock, so a replay at 60x is analysed like real time, and
+  patients fall due at different moments (their packets arrive at different
+  times), which spreads the load.
+
+Model scores never raise an alert on their own unless both models agree for
+``model_alert_consecutive`` scorings; they are attached to every rule alert as
+separate evidence, and an unavailable model is reported as degraded mode
+while the rules keep alerting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from redis.asyncio import Redis
+
+from detectors.ctg import analyse_ctg
+from detectors.findings import Finding, Severity
+from detectors.meows import VitalsObservation as MeowsObs
+from detectors.meows import score_observation, vitals_trend
+from models.features import Normalisation, window_tensor
+from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
+from stream.alerts import AlertStore
+from stream.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
+from stream.patient_window import PatientWindow, WindowStore, packet_index
+from stream.schemas import CtgPacket, VitalsObservation
+
+log = logging.getLogger("ctgwatch.pipeline")
+
+
+@dataclass(frozen=True)
+class Cadence:
+    analysis_interval_s: float = 15.0
+    analysis_window_s: float = 1800.0
+    min_analysis_s: float = 600.0  # FIGO: the baseline needs 10 min
+    model_interval_s: float = 60.0
+    model_alert_consecutive: int = 3
+    vitals_merge_s: float = 3600.0  # a reading older than this is not 'current' for MEOWS
+
+
+class Pipeline:
+    def __init__(
+        self,
+        redis: Redis,
+        alerts: AlertStore,
+        windows: WindowStore,
+        cadence: Cadence = Cadence(),
+        scorer: BatchingScorer | None = None,
+        norm: Normalisation = Normalisation(),
+    ) -> None:
+        self.redis = redis
+        self.alerts = alerts
+        self.windows = windows
+        self.cadence = cadence
+        self.scorer = scorer
+        self.norm = norm
+        self.cache: dict[str, PatientWindow] = {}
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.fast_active: defaultdict[str, set[str]] = defaultdict(set)
+        self.model_streak: defaultdict[str, int] = defaultdict(int)
+        self.model_evidence: dict[str, dict[str, Any]] = {}
+
+    # -- per record ---------------------------------------------------------
+    async def on_record(self, record: CtgPacket | VitalsObservation) -> None:
+        if isinstance(record, CtgPacket):
+            await self.on_ctg(record)
+        else:
+            await self.on_vitals(record)
+
+    async def _window(self, patient_id: str, bed_id: str) -> PatientWindow:
+        window = self.cache.get(patient_id)
+        if window is None:
+            window = await self.windows.load(patient_id, bed_id)
+            self.cache[patient_id] = window
+        return window
+
+    async def on_ctg(self, packet: CtgPacket) -> None:
+        async with self.locks[packet.patient_id]:
+            window = await self._window(packet.patient_id, packet.bed_id)
+            mhr = None if packet.mhr is None else np.array(packet.mhr)
+            new = window.add(packet_index(packet), np.array(packet.fhr), np.array(packet.uc), mhr)
+            if new is None:
+                return  # a duplicate delivery: already in the window
+            await self.windows.save_packet(window, packet)
+            findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
+            active = {f.kind for f in findings}
+            for f in findings:
+                await self._alert(window.patient_id, window.bed_id, f)
+            for kind in self.fast_active[packet.patient_id] - active:
+                await self.alerts.mark_cleared(packet.patient_id, kind)
+            self.fast_active[packet.patient_id] = active
+
+    async def on_vitals(self, obs: VitalsObservation) -> None:
+        async with self.locks[obs.patient_id]:
+            await self.windows.save_vitals(obs)
+            history = await self.windows.vitals_history(obs.patient_id)
+            merged = merge_vitals(history, self.cadence.vitals_merge_s)
+            result = score_observation(merged[-1])
+            findings = result.findings + vitals_trend(merged)
+            await self.redis.hset(f"ctgw:patient:{obs.patient_id}", mapping={
+                "bed_id": obs.bed_id, "meows_red": len(result.red), "meows_yellow": len(result.yellow),
+                "vitals_ts": obs.observed_ts,
+            })
+            for f in findings:
+                await self._alert(obs.patient_id, obs.bed_id, f)
+
+    async def _alert(self, patient_id: str, bed_id: str, finding: Finding, origin: str = "rules") -> None:
+        outcome = await self.alerts.apply(patient_id, bed_id, finding, origin=origin,
+                                          models=self.model_evidence.get(patient_id))
+        if outcome and outcome[0] == "raised":
+            ALERTS.labels(finding.kind, str(finding.severity)).inc()
+            log.info("alert %s for %s: %s", finding.kind, patient_id, finding.sentence)
+
+    # -- on a cadence -----------------------------------------------------------
+    async def tick(self) -> None:
+        """Analyse every patient that is due; score all due windows in one batch."""
+        model_due: list[PatientWindow] = []
+        for patient_id, window in list(self.cache.items()):
+            t_end = window.t_end
+            if t_end is None:
+                continue
+            if window.fhr.size / window.fs >= self.cadence.min_analysis_s and (
+                window.last_analysis_t is None or t_end - window.last_analysis_t >= self.cadence.analysis_interval_s
+            ):
+                async with self.locks[patient_id]:
+                    await self._analyse(window)
+            if self.scorer is not None and window.fhr.size / window.fs >= self.norm.window_s and (
+                window.last_model_t is None or t_end - window.last_model_t >= self.cadence.model_interval_s
+            ):
+                model_due.append(window)
+        if model_due:
+            await self._score(model_due)
+
+    async def _analyse(self, window: PatientWindow) -> None:
+        fhr, uc, mhr, t0 = window.last(self.cadence.analysis_window_s)
+        started = time.perf_counter()
+        analysis = analyse_ctg(fhr, uc, mhr=mhr, t0=t0)
+        ANALYSIS_SECONDS.observe(time.perf_counter() - started)
+        window.last_analysis_t = window.t_end
+        if analysis.baseline is not None and analysis.baseline.value is not None:
+            window.baseline_bpm = float(analysis.baseline.value)
+        valid = fhr[fhr > 0]
+        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping={
+            "bed_id": window.bed_id, "t_end": window.t_end or 0, "classification": analysis.classification,
+            "reasons": "; ".join(analysis.reasons), "quality": analysis.quality.grade,
+            "baseline_bpm": window.baseline_bpm or "", "fhr_now": float(valid[-1]) if valid.size else "",
+            "analysed_at": time.time(),
+        })
+        await self.redis.zadd(f"ctgw:patients:{self.alerts.policy.ward_id}", {window.patient_id: window.t_end or 0})
+        for f in analysis.findings:
+            if in_progress_deceleration(f):
+                continue  # its type (early/late/variable) is known only when it ends
+            await self._alert(window.patient_id, window.bed_id, f)
+
+    async def _score(self, due: list[PatientWindow]) -> None:
+        tensors = []
+        for w in due:
+            fhr, uc, mhr, _ = w.last(self.norm.window_s)
+            tensors.append(window_tensor(fhr, uc, mhr, w.fs, self.norm))
+            w.last_model_t = w.t_end
+        results = await asyncio.gather(*(self.scorer.score(t) for t in tensors))
+        for window, result in zip(due, results):
+            await self._use_scores(window, result)
+
+    async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
+        evidence: dict[str, Any] = {}
+        above = 0
+        unavailable = []
+        for model in MODELS:
+            r = result[model]
+            if isinstance(r, ModelUnavailable):
+                unavailable.append(f"{model}: {r.reason}")
+                evidence[model] = {"status": "unavailable", "reason": r.reason}
+                continue
+            score, error, threshold = r
+            top = np.argsort(error)[-3:][::-1]
+            t0 = (window.t_end or 0) - self.norm.window_s
+            evidence[model] = {"status": "ok", "score": round(score, 4), "threshold": round(threshold, 4),
+                               "above_threshold": bool(score > threshold),
+                               "most_abnormal_s": [round(t0 + float(i), 1) for i in top]}
+            above += int(score > threshold)
+        MODEL_STATUS.set(0 if unavailable else 1)
+        self.model_evidence[window.patient_id] = evidence
+        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping={
+            "models": "degraded: " + "; ".join(unavailable) if unavailable else "ok",
+            "model_evidence": json.dumps(evidence),
+        })
+        self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above == len(MODELS) else 0
+        if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
+            t_end = window.t_end or 0
+            finding = Finding(
+                "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
+                rule=(f"ctg_lstm and ctg_autoencoder both above their calibrated thresholds for "
+                      f"{self.model_streak[window.patient_id]} consecutive scorings"),
+                sentence="Both anomaly models find the last 10 min unlike normal-outcome traces; review the trace",
+                values={m: evidence[m].get("score") for m in MODELS},
+            )
+            await self._alert(window.patient_id, window.bed_id, finding, origin="models")
+
+    def forget_all(self) -> None:
+        """Drop cached windows (after a rebalance another worker may have extended them)."""
+        self.cache.clear()
+        self.fast_active.clear()
+
+
+def in_progress_deceleration(finding: Finding) -> bool:
+    """A deceleration still under way at the end of the history, not yet prolonged."""
+    return (finding.kind.endswith("_deceleration") and finding.kind != "prolonged_deceleration"
+            and finding.values.get("complete") is False)
+
+
+def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:
+    """Per observation, the latest value of each vital sign not older than ``max_age_s`` (for MEOWS)."""
+    latest: dict[str, tuple[float, float]] = {}
+    avpu: tuple[float, str] | None = None
+    merged: list[MeowsObs] = []
+    for obs in history:
+        for name, reading in obs.readings().items():
+            latest[name] = (reading.ts, reading.value)
+        if obs.avpu is not None:
+            avpu = (obs.avpu_ts or obs.observed_ts, obs.avpu)
+        t = obs.observed_ts
+        current = {k: v for k, (ts, v) in latest.items() if t - ts <= max_age_s}
+        merged.append(MeowsObs(t=t, avpu=avpu[1] if avpu and t - avpu[0] <= max_age_s else None, **current))
+    return merged

@@ -1,0 +1,80 @@
+"""Publishing the alert audit trail to the ``alerts`` topic (transactional outbox).
+
+Redis is the source of truth for alerts: every change is appended to the
+``ctgw:audit`` stream in the same transaction as the change itself. This
+relay publishes the stream, in order, to Kafka for other hospital systems and
+moves a cursor in Redis only after the broker acknowledged, so an alert
+written just before a crash is still published (at least once; each message
+carries its ``audit_id`` for consumers to de-duplicate). One relay runs at a
+time across workers, holding a Redis lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from stream.alerts import AUDIT, AlertStore
+
+log = logging.getLogger("ctgwatch.relay")
+CURSOR = "ctgw:relay:cursor"
+LEASE = "ctgw:relay:lease"
+
+
+class AlertRelay:
+    def __init__(self, redis: Redis, store: AlertStore, producer: AIOKafkaProducer, topic: str,
+                 *, lease_s: float = 10.0, batch: int = 200) -> None:
+        self.redis = redis
+        self.store = store
+        self.producer = producer
+        self.topic = topic
+        self.lease_s = lease_s
+        self.batch = batch
+        self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+
+    async def _hold_lease(self) -> bool:
+        ms = int(self.lease_s * 1000)
+        if await self.redis.set(LEASE, self.me, nx=True, px=ms):
+            return True
+        holder = await self.redis.get(LEASE)
+        if holder is not None and holder.decode() == self.me:
+            await self.redis.pexpire(LEASE, ms)
+            return True
+        return False
+
+    async def relay_once(self) -> int:
+        """Publish what the cursor has not covered yet; returns how many were published."""
+        if not await self._hold_lease():
+            return 0
+        cursor = (await self.redis.get(CURSOR) or b"0-0").decode()
+        entries = await self.redis.xrange(AUDIT, min=f"({cursor}", count=self.batch)
+        if not entries:
+            return 0
+        futures = []
+        for entry_id, fields in entries:
+            event = {k.decode(): v.decode() for k, v in fields.items()}
+            alert = await self.store.get(event["alert_id"])
+            message = {
+                "audit_id": entry_id.decode(), "event": event["event"], "actor": event["actor"],
+                "at": float(event["at"]), "detail": json.loads(event["detail"]), "alert": alert,
+            }
+            key = (alert or {}).get("patient_id", event["alert_id"]).encode()
+            futures.append(await self.producer.send(self.topic, json.dumps(message).encode(), key=key))
+        await asyncio.gather(*futures)
+        await self.redis.set(CURSOR, entries[-1][0])
+        return len(entries)
+
+    async def run(self, interval_s: float = 0.5) -> None:
+        while True:
+            try:
+                while await self.relay_once():
+                    pass
+            except Exception:  # broker or Redis hiccup: try again next round, the cursor did not move
+                log.exception("alert relay round failed")
+            await asyncio.sleep(interval_s)
