@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ctgwatch up
+	$(BIN)/ctgwatch up --ward
 	@echo
-	@echo "Stack is up. Stop it with: make down"
+	@echo "The ward is live: alerts in Redis (ctgwatch alerts), metrics on :19100. Stop it with: make down"
 
 up: setup
 	$(BIN)/ctgwatch up

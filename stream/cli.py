@@ -44,22 +44,56 @@ def _print_status(settings: Settings) -> bool:
     from infra.launcher.stack import status
 
     rows = status(settings)
-    typer.echo(f"{'service':<8}{'mode':<10}{'pid':<9}{'health':<10}{'address':<28}version / reason")
+    typer.echo(f"{'service':<10}{'mode':<10}{'pid':<9}{'health':<10}{'address':<28}version / reason")
     for r in rows:
         typer.echo(
-            f"{r.name:<8}{r.mode:<10}{(str(r.pid) if r.pid else '-'):<9}"
+            f"{r.name:<10}{r.mode:<10}{(str(r.pid) if r.pid else '-'):<9}"
             f"{('healthy' if r.healthy else 'DOWN'):<10}{r.address:<28}{r.version}"
         )
-    return all(r.healthy for r in rows)
+    from infra.launcher.ward import ward_status
+
+    healthy = all(r.healthy for r in rows)
+    for name, pid in ward_status(settings):
+        typer.echo(f"{name:<10}{'process':<10}{(str(pid) if pid else '-'):<9}{('running' if pid else 'STOPPED'):<10}"
+                   f"{'':<28}log {settings.log_dir / (name + '.log')}")
+        healthy = healthy and pid is not None
+    if healthy and any(r.name == "broker" for r in rows):
+        healthy = _print_lag(settings) and healthy
+    return healthy
+
+
+def _print_lag(settings: Settings) -> bool:
+    import asyncio
+
+    from stream.kafka import group_lag
+
+    try:
+        lag = asyncio.run(group_lag(settings))
+    except Exception as exc:  # status must report, not crash
+        typer.echo(f"lag       worker group {settings.worker_app_id!r}: unknown ({type(exc).__name__}: {exc})")
+        return True
+    if lag is None:
+        typer.echo(f"lag       worker group {settings.worker_app_id!r}: no committed offsets yet")
+    else:
+        parts = ", ".join(f"{topic} {n}" for topic, n in lag.items())
+        typer.echo(f"lag       worker group {settings.worker_app_id!r}: {parts} record(s) behind")
+    return True
 
 
 @app.command()
-def up(state_dir: StateDir = None) -> None:
+def up(
+    state_dir: StateDir = None,
+    ward: Annotated[bool, typer.Option(help="Also run the worker, the simulated ward and (with data) the replayer.")] = False,
+) -> None:
     """Start the embedded broker, Redis and Triton (or check the external ones)."""
     from infra.launcher.stack import up as stack_up
 
     settings = _settings(state_dir)
     stack_up(settings, echo=typer.echo)
+    if ward:
+        from infra.launcher.ward import start_ward
+
+        start_ward(settings, echo=typer.echo)
     typer.echo("")
     if not _print_status(settings):
         raise typer.Exit(1)
@@ -69,8 +103,11 @@ def up(state_dir: StateDir = None) -> None:
 def down(state_dir: StateDir = None) -> None:
     """Stop the embedded services; no process is left behind."""
     from infra.launcher.stack import down as stack_down
+    from infra.launcher.ward import stop_ward
 
-    stack_down(_settings(state_dir), echo=typer.echo)
+    settings = _settings(state_dir)
+    stop_ward(settings, echo=typer.echo)
+    stack_down(settings, echo=typer.echo)
 
 
 @app.command()
@@ -78,6 +115,37 @@ def status(state_dir: StateDir = None) -> None:
     """Health and version of each service; exit status 1 if any is down."""
     if not _print_status(_settings(state_dir)):
         raise typer.Exit(1)
+
+
+@app.command()
+def alerts(
+    bed: Annotated[Optional[str], typer.Option(help="Only this bed.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """The open alerts of the ward, most severe first, with their evidence sentence."""
+    import asyncio
+    import time as _time
+
+    from redis.asyncio import Redis
+
+    from stream.alerts import AlertStore
+
+    settings = _settings(state_dir)
+
+    async def fetch() -> list[dict]:
+        redis = Redis.from_url(settings.redis_dsn)
+        try:
+            return await AlertStore(redis, settings.alert_policy()).open_alerts(bed_id=bed)
+        finally:
+            await redis.aclose()
+
+    rows = sorted(asyncio.run(fetch()), key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
+    now = _time.time()
+    typer.echo(f"{'bed':<8}{'patient':<16}{'severity':<10}{'status':<13}{'age':>6}  {'kind':<26}evidence")
+    for a in rows:
+        typer.echo(f"{a['bed_id']:<8}{a['patient_id'][:15]:<16}{a['severity_name']:<10}{a['status']:<13}"
+                   f"{(now - a['raised_at']) / 60:>5.0f}m  {a['kind']:<26}{a['sentence']}")
+    typer.echo(f"{len(rows)} open alert(s) in ward {settings.ward_id}")
 
 
 @app.command()

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     escalate_emergency_s: float = Field(default=60.0, gt=0, description="Unacknowledged emergency alert escalates after.")
     suppress_after_resolve_s: float = Field(default=900.0, ge=0, description="Quiet time for a kind after it is resolved.")
 
+    # -- the living ward of 'make demo' (ctgwatch up --ward) ---------------------
+    demo_beds: int = Field(default=8, ge=1, le=200, description="Simulated beds in the demo ward.")
+    demo_speed: float = Field(default=10.0, gt=0, description="Speed of the demo's first simulated hour (then live).")
+    demo_replay_records: int = Field(default=4, ge=0, description="CTU-UHB records replayed live when the data is present.")
+
     # -- simulator and replayer ---------------------------------------------
     packet_s: float = Field(
         default=1.0, gt=0, le=60, description="Seconds of 4 Hz samples per CTG packet the simulator/replayer send."

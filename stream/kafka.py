@@ -29,3 +29,33 @@ async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
             "start the stack with 'ctgwatch up' or set CTGWATCH_KAFKA_BOOTSTRAP",
         ) from exc
     return producer
+
+
+async def group_lag(settings: Settings) -> dict[str, int] | None:
+    """Records the worker group has not processed yet, per signal topic (None: nothing committed).
+
+    Reads the group's committed offsets without joining the group (no rebalance is caused).
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    names = settings.topic_names()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.worker_app_id,
+                                enable_auto_commit=False, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        lag: dict[str, int] = {}
+        seen = False
+        for topic in (names.ctg, names.vitals):
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            if not tps:
+                await consumer.topics()
+                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            lag[topic] = 0
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                seen = seen or committed is not None
+                lag[topic] += max(0, ends[tp] - (committed or 0))
+        return lag if seen else None
+    finally:
+        await consumer.stop()

@@ -60,7 +60,8 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         st = _run(["status"], env)
         assert st.returncode == 0, st.stdout + st.stderr
         rows = {line.split()[0]: line for line in st.stdout.splitlines()[1:]}
-        assert set(rows) == {"broker", "redis", "triton"}
+        assert set(rows) == {"broker", "redis", "triton", "lag"}
+        assert "no committed offsets yet" in rows.pop("lag")
         assert all(" healthy " in row for row in rows.values()), st.stdout
         assert "tansu 0." in rows["broker"]
         assert "redis " in rows["redis"]
@@ -77,6 +78,37 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     assert not list((tmp_path / "run").glob("*.pid"))
     after = _run(["status"], env)
     assert after.returncode == 1 and after.stdout.count(" DOWN ") == 3
+
+
+def test_up_with_the_ward_runs_the_main_job(tmp_path: Path) -> None:
+    """`make demo`: the stack, a worker and simulated monitors; alerts appear; down stops everything."""
+    import time
+
+    env = _env(tmp_path, CTGWATCH_DEMO_BEDS="3", CTGWATCH_DEMO_SPEED="150", CTGWATCH_DEMO_REPLAY_RECORDS="0",
+               CTGWATCH_WORKER_METRICS_PORT="0", CTGWATCH_WORKER_SESSION_TIMEOUT_S="6",
+               CTGWATCH_WORKER_HEARTBEAT_S="1")
+    up = _run(["up", "--ward"], env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "worker    started" in up.stdout and "simulator started" in up.stdout
+        deadline = time.monotonic() + 90
+        listing = ""
+        while time.monotonic() < deadline:
+            listing = _run(["alerts"], env).stdout
+            if "signal_loss" in listing and "repetitive_decelerations" in listing:
+                break
+            time.sleep(2)
+        assert "signal_loss" in listing and "bed-01" in listing, listing  # bed 1: normal trace with signal loss
+        assert "repetitive_decelerations" in listing, listing  # bed 2: early decelerations
+        st = _run(["status"], env)
+        assert st.returncode == 0 and "worker    process" in st.stdout and "record(s) behind" in st.stdout, st.stdout
+        pids = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
+        assert set(pids) == {"broker", "redis", "triton", "worker", "simulator"}
+    finally:
+        down = _run(["down"], env)
+    assert down.returncode == 0 and "worker    stopped" in down.stdout and "simulator stopped" in down.stdout
+    for name, rec in pids.items():
+        assert not group_alive(rec["pgid"]), f"{name} left a process behind"
 
 
 def test_port_taken_is_one_clear_line(tmp_path: Path) -> None:

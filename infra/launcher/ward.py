@@ -1,0 +1,87 @@
+"""The living ward of ``make demo``: worker, simulated monitors and replayed recordings
+running in the background next to the embedded stack, stopped by ``ctgwatch down``.
+
+Each is a ``ctgwatch`` subcommand run as a managed process (own process
+group, pid file, log under the state directory), so the same commands an
+operator would type are what the demo runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from infra.launcher.errors import SetupError
+from infra.launcher.process import ManagedProcess
+from stream.config import Settings
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class WardProcess:
+    name: str
+    args: list[str]
+    ready: str  # text in its log that says it is running
+
+
+def ward_processes(settings: Settings) -> list[WardProcess]:
+    procs = [
+        WardProcess("worker", ["worker"], "[^Worker]: Ready"),
+        WardProcess("simulator", ["simulate", "--beds", str(settings.demo_beds), "--speed", str(settings.demo_speed),
+                                  "--seed", "1", "--follow"], "bed-01"),
+    ]
+    if settings.demo_replay_records and (settings.ctu_uhb_dir / "RECORDS").exists():
+        procs.append(WardProcess("replayer", ["replay", str(settings.ctu_uhb_dir), "--limit",
+                                              str(settings.demo_replay_records), "--speed", "1"], "bed-01"))
+    return procs
+
+
+def _managed(settings: Settings, name: str) -> ManagedProcess:
+    return ManagedProcess(name, settings.run_dir, settings.log_dir)
+
+
+def start_ward(settings: Settings, echo: Echo = print) -> None:
+    env = dict(os.environ)
+    env.update({
+        "CTGWATCH_STATE_DIR": str(settings.state_dir),
+        "CTGWATCH_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+        "CTGWATCH_REDIS_URL": settings.redis_dsn,
+        "CTGWATCH_TRITON_URL": settings.triton_http,
+        "CTGWATCH_TRITON_GRPC_URL": settings.triton_grpc,
+    })
+    for wp in ward_processes(settings):
+        proc = _managed(settings, wp.name)
+        if proc.record() is not None:
+            echo(f"{wp.name:<9} running (already up)")
+            continue
+        offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
+        rec = proc.start([sys.executable, "-m", "stream.cli", *wp.args], env=env)
+        deadline = time.monotonic() + settings.startup_timeout_s
+        while wp.ready.encode() not in proc.log_file.read_bytes()[offset:]:
+            if proc.record() is None:
+                raise SetupError(f"{wp.name} exited during start-up: {proc.log_tail(3)}", f"read {proc.log_file}")
+            if time.monotonic() > deadline:
+                raise SetupError(f"{wp.name} not running after {settings.startup_timeout_s:.0f} s",
+                                 f"read {proc.log_file}")
+            time.sleep(0.3)
+        echo(f"{wp.name:<9} started   pid {rec.pid}  log {proc.log_file}")
+
+
+def stop_ward(settings: Settings, echo: Echo = print) -> None:
+    for name in ("replayer", "simulator", "worker"):
+        if _managed(settings, name).stop(settings.shutdown_timeout_s):
+            echo(f"{name:<9} stopped")
+
+
+def ward_status(settings: Settings) -> list[tuple[str, int | None]]:
+    out = []
+    for name in ("worker", "simulator", "replayer"):
+        proc = _managed(settings, name)
+        if proc.pid_file.exists():
+            rec = proc.record()
+            out.append((name, rec.pid if rec else None))
+    return out
