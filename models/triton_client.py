@@ -92,7 +92,10 @@ class AnomalyClient:
         backoff_s: float = 0.05,
         breaker_failures: int = 3,
         breaker_reset_s: float = 5.0,
+        on_latency=None,
     ) -> None:
+        """``on_latency(model, seconds, batch_size)`` is called after each successful request (metrics)."""
+        self.on_latency = on_latency
         self.url = grpc_url
         self.timeout_s = timeout_s
         self.retries = retries
@@ -148,6 +151,8 @@ class AnomalyClient:
             try:
                 result = await asyncio.wait_for(self._infer(model, windows, left), left)
                 breaker.success()
+                if self.on_latency is not None:
+                    self.on_latency(model, result.latency_s, len(windows))
                 return result
             except (InferenceServerException, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"

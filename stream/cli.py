@@ -346,6 +346,47 @@ def evaluate_detectors(
         raise typer.Exit(1)
 
 
+@evaluate_app.command("quality")
+def evaluate_quality(
+    directory: Annotated[Optional[Path], typer.Argument(help="FHRMA false-signal set; default CTGWATCH_FHRMA_DIR.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+) -> None:
+    """Score the signal-quality / maternal-HR-capture detector against the FHRMA expert marks."""
+    from stream.evaluation_real import evaluate_fhrma, fhrma_markdown
+
+    folder = directory or _settings(None).fhrma_dir
+    if not (folder / "annotations.json").is_file():
+        raise SetupError(f"no FHRMA annotations.json in {folder}", "pass the fhrma-fs directory or set CTGWATCH_FHRMA_DIR")
+    results, used = evaluate_fhrma(folder)
+    body = fhrma_markdown(results, used, "ctgwatch evaluate quality")
+    _report(body, "Signal quality against the FHRMA expert false-signal marks", output)
+
+
+@evaluate_app.command("ctu")
+def evaluate_ctu_cmd(
+    directory: Annotated[Optional[Path], typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+    window_min: Annotated[float, typer.Option(help="Minutes before delivery analysed.")] = 60.0,
+    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Per-record CSV.")] = None,
+) -> None:
+    """FIGO class per CTU-UHB record and its association with acidaemia (pH < 7.05, < 7.15)."""
+    from stream.evaluation_real import ctu_markdown, evaluate_ctu
+
+    folder = directory or _settings(None).ctu_uhb_dir
+    rows = evaluate_ctu(folder, window_min * 60, csv_path=csv)
+    body = ctu_markdown(rows, f"ctgwatch evaluate ctu --window-min {window_min:g}", window_min * 60)
+    _report(body, "FIGO classification against the CTU-UHB outcome", output)
+
+
+def _report(body: str, title: str, output: Optional[Path]) -> None:
+    typer.echo(f"## {title}\n\n{body}")
+    if output:
+        from stream.reporting import write_section
+
+        write_section(output, title, body, "ctgwatch evaluation")
+        typer.echo(f"written to {output}")
+
+
 @evaluate_app.command("models")
 def evaluate_models(
     version_dir: Annotated[Path, typer.Argument(help="A trained version directory (v<N>) with metrics.json.")],

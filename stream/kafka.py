@@ -31,10 +31,11 @@ async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
     return producer
 
 
-async def group_lag(settings: Settings) -> dict[str, int] | None:
-    """Records the worker group has not processed yet, per signal topic (None: nothing committed).
+async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, bool]]:
+    """Per (signal topic, partition): (records the worker group has not committed yet, committed ever).
 
-    Reads the group's committed offsets without joining the group (no rebalance is caused).
+    Reads the group's committed offsets without joining the group (no rebalance is caused);
+    a partition the group never committed counts from offset 0.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -43,19 +44,25 @@ async def group_lag(settings: Settings) -> dict[str, int] | None:
                                 enable_auto_commit=False, request_timeout_ms=5000)
     await consumer.start()
     try:
-        lag: dict[str, int] = {}
-        seen = False
+        await consumer.topics()
+        lag: dict[tuple[str, int], tuple[int, bool]] = {}
         for topic in (names.ctg, names.vitals):
             tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-            if not tps:
-                await consumer.topics()
-                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
             ends = await consumer.end_offsets(tps) if tps else {}
-            lag[topic] = 0
             for tp in tps:
                 committed = await consumer.committed(tp)
-                seen = seen or committed is not None
-                lag[topic] += max(0, ends[tp] - (committed or 0))
-        return lag if seen else None
+                lag[(topic, tp.partition)] = (max(0, ends[tp] - (committed or 0)), committed is not None)
+        return lag
     finally:
         await consumer.stop()
+
+
+async def group_lag(settings: Settings) -> dict[str, int] | None:
+    """Per signal topic, records behind (None: the group has committed nothing yet)."""
+    per_partition = await partition_lag(settings)
+    if not any(known for _, known in per_partition.values()):
+        return None
+    totals: dict[str, int] = {}
+    for (topic, _p), (lag, _known) in per_partition.items():
+        totals[topic] = totals.get(topic, 0) + lag
+    return totals

@@ -45,3 +45,7 @@ PACKET_LATENCY = Histogram(
     "ctgwatch_packet_age_seconds", "Wall time from a packet's last sample to the end of its processing.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+CONSUMER_LAG = Gauge(
+    "ctgwatch_consumer_lag_records", "Records of a signal topic partition the worker group has not processed yet.",
+    ["topic", "partition"],
+)

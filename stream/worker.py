@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import faust
 
 from stream.config import Settings
-from stream.metrics import DEAD_LETTERS, RECORDS_IN
+from stream.metrics import CONSUMER_LAG, DEAD_LETTERS, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
 from stream.schemas import DeadLetter, RejectCode, encode, record_key
 from stream.validation import SignalRecord, Validator
 
@@ -77,6 +77,8 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
             RECORDS_IN.labels("kafka", verdict.kind).inc()
             try:
                 await on_record(verdict)
+                if verdict.kind == "ctg":
+                    PACKET_LATENCY.observe(max(0.0, time.time() - verdict.end_ts))
             except Exception as exc:  # a bug must not stop the ward: keep the record, say why
                 log.exception("handling %s failed", source)
                 await dead_letter(
@@ -108,7 +110,12 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
     store = AlertStore(redis, settings.alert_policy())
     scorer = None
     if settings.models_enabled:
-        scorer = BatchingScorer(AnomalyClient(settings.triton_grpc, timeout_s=settings.model_timeout_s))
+        def observe(model: str, seconds: float, batch: int) -> None:
+            TRITON_SECONDS.labels(model).observe(seconds)
+            TRITON_BATCH.observe(batch)
+
+        scorer = BatchingScorer(AnomalyClient(settings.triton_grpc, timeout_s=settings.model_timeout_s,
+                                              on_latency=observe))
     cadence = Cadence(
         analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
@@ -129,6 +136,16 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
                 log.warning("alert %s escalated: not acknowledged in time", aid)
         except Exception:
             log.exception("escalation round failed")
+
+    @app.timer(interval=15.0, name="consumer-lag")
+    async def consumer_lag() -> None:
+        from stream.kafka import partition_lag
+
+        try:
+            for (topic, partition), (lag, _known) in (await partition_lag(settings)).items():
+                CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+        except Exception as exc:  # the metric is best effort; processing goes on
+            log.warning("consumer lag not measured: %s", exc)
 
     @app.task
     async def alert_relay() -> None:

@@ -1,0 +1,209 @@
+"""Evaluation of the detectors on real recordings (docs/EVALUATION.md).
+
+- FHRMA false-signal set (Boudet et al., Biosensors 2022;12:691): experts
+  marked which stretches of each FHR trace are true fetal signal and which are
+  false (mostly the maternal heart rate, or its double/half). The signal-quality
+  detector's per-sample verdict (maternal capture or halving/doubling = false)
+  is scored on the samples the experts marked and where the monitor gave a value.
+- CTU-UHB (Chudáček et al. 2014): per record the FIGO analysis of the last
+  ``window_s`` before the end of the recording (delivery), its baseline,
+  variability and deceleration counts, and the association of the FIGO class
+  with umbilical artery acidaemia (pH < 7.05 and < 7.15).
+
+Readers take the dataset directory as an argument; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from detectors.ctg import analyse_ctg
+from detectors.quality import assess_quality
+
+FHRM_DTYPE = np.dtype([("fhr1", "<u2"), ("fhr2", "<u2"), ("mhr", "<u2"), ("toco", "u1"), ("flags", "u1")])
+
+
+@dataclass(frozen=True)
+class FhrmRecord:
+    name: str
+    fhr: np.ndarray
+    mhr: np.ndarray
+    toco: np.ndarray
+
+
+def read_fhrm(path: Path) -> FhrmRecord:
+    """An FHRMA ``.fhrm`` file: 4-byte header, then 8-byte records at 4 Hz.
+
+    The FHR is the sensor that carries the signal: sensor 1 in the Doppler
+    recordings, sensor 2 in most scalp-ECG ones.
+    """
+    raw = np.frombuffer(path.read_bytes()[4:], dtype=FHRM_DTYPE)
+    channel = "fhr1" if np.count_nonzero(raw["fhr1"]) >= np.count_nonzero(raw["fhr2"]) else "fhr2"
+    return FhrmRecord(path.name, raw[channel] / 4.0, raw["mhr"] / 4.0, raw["toco"] / 2.0)
+
+
+def label_samples(n: int, true_spans: list, false_spans: list) -> np.ndarray:
+    """Per sample: 1 false signal, 0 true signal, -1 not marked (spans 1-based, inclusive)."""
+    labels = np.full(n, -1, dtype=np.int8)
+    for value, spans in ((0, true_spans), (1, false_spans)):
+        for a, b in spans:
+            labels[max(int(a) - 1, 0) : min(int(b), n)] = value
+    return labels
+
+
+@dataclass
+class Confusion:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    false_minutes: int = 0
+    false_minutes_caught: int = 0
+
+    def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        self.tp += int(np.sum(predicted & truth))
+        self.fp += int(np.sum(predicted & ~truth))
+        self.fn += int(np.sum(~predicted & truth))
+        self.tn += int(np.sum(~predicted & ~truth))
+
+    @property
+    def sensitivity(self) -> float:
+        return self.tp / max(self.tp + self.fn, 1)
+
+    @property
+    def specificity(self) -> float:
+        return self.tn / max(self.tn + self.fp, 1)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / max(self.tp + self.fp, 1)
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.sensitivity
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def evaluate_fhrma(directory: Path, limit: int | None = None) -> tuple[dict[str, Confusion], int]:
+    """Per subset (DopMHR, ScalpECG, all): per-sample confusion of the false-signal verdict."""
+    annotations = json.loads((directory / "annotations.json").read_text())
+    results = {"DopMHR": Confusion(), "ScalpECG": Confusion(), "all": Confusion(),
+               "with maternal HR channel": Confusion()}
+    used = 0
+    for name, ann in sorted(annotations.items())[:limit]:
+        subset = "DopMHR" if name.startswith("DopMHR") else "ScalpECG"
+        path = directory / subset / name
+        if not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
+            continue
+        rec = read_fhrm(path)
+        report = assess_quality(rec.fhr, fs=4.0, mhr=np.where(rec.mhr > 0, rec.mhr, np.nan))
+        predicted = report.maternal | report.ratio_error
+        labels = label_samples(rec.fhr.size, ann.get("true_fhr", []), ann.get("false_fhr", []))
+        scored = (labels >= 0) & (rec.fhr > 0)
+        keys = (subset, "all") + (("with maternal HR channel",) if np.mean(rec.mhr > 0) >= 0.5 else ())
+        for key in keys:
+            results[key].add(predicted[scored], labels[scored] == 1)
+        # minutes that are mostly false signal, and whether the detector flagged them mostly too
+        m = rec.fhr.size // 240
+        lab = (labels[: m * 240] == 1).reshape(m, 240).mean(axis=1) >= 0.5
+        hit = predicted[: m * 240].reshape(m, 240).mean(axis=1) >= 0.5
+        for key in keys:
+            results[key].false_minutes += int(lab.sum())
+            results[key].false_minutes_caught += int((lab & hit).sum())
+        used += 1
+    return results, used
+
+
+def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> str:
+    rows = [
+        f"| {k} | {c.tp + c.fn} | {c.tp + c.fp + c.tn + c.fn} | {c.sensitivity:.3f} | {c.specificity:.3f} | "
+        f"{c.precision:.3f} | {c.f1:.3f} | {c.false_minutes_caught}/{c.false_minutes} "
+        f"({c.false_minutes_caught / max(c.false_minutes, 1):.1%}) |"
+        for k, c in results.items()
+    ]
+    return "\n".join([
+        f"Command: `{command}`. {used} annotated recordings of the FHRMA false-signal training set. A sample is "
+        "predicted false when the signal-quality detector marks it as maternal-HR capture or halving/doubling; "
+        "scored on samples the experts marked (true or false FHR) and where the monitor gave a value. The detector "
+        "compares the FHR with the maternal heart-rate channel; 'with maternal HR channel' is the subset of "
+        "recordings where that channel carries a value at least half of the time.",
+        "",
+        "| subset | false-signal samples | scored samples | sensitivity | specificity | precision | F1 | "
+        "false-signal minutes caught |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ])
+
+
+# -- CTU-UHB: FIGO class against the outcome ---------------------------------------
+
+CLASS_RANK = {"normal": 0, "suspicious": 1, "pathological": 2}
+
+
+def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = None,
+                 csv_path: Path | None = None) -> list[dict]:
+    from stream.replay import list_records, read_recording
+
+    rows = []
+    for name in list_records(directory)[:limit]:
+        rec = read_recording(name, directory)
+        k = int(window_s * rec.fs)
+        a = analyse_ctg(rec.fhr[-k:], rec.uc[-k:], fs=rec.fs)
+        decel_kinds = [d.kind for d in a.decelerations]
+        rows.append({
+            "record": rec.record_id, "ph": rec.ph, "apgar5": rec.outcome.get("Apgar5"),
+            "classification": a.classification,
+            "baseline_bpm": None if a.baseline is None or a.baseline.value is None else round(a.baseline.value, 1),
+            "variability_bpm": None if a.variability is None else getattr(a.variability, "median_bpm", None),
+            "valid_fraction": round(a.quality.valid_fraction, 3),
+            **{f"{kind}_decelerations": decel_kinds.count(kind)
+               for kind in ("early", "late", "variable", "prolonged", "unclassified")},
+            "contractions_per_10min": None if a.contractions_per_10min is None else round(a.contractions_per_10min, 1),
+        })
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+def ctu_markdown(rows: list[dict], command: str, window_s: float) -> str:
+    from models.training import auc
+
+    scored = [r for r in rows if r["ph"] is not None and r["classification"] in CLASS_RANK]
+    lines = [
+        f"Command: `{command}`. FIGO 2015 analysis of the last {window_s / 60:.0f} min of each of {len(rows)} "
+        f"CTU-UHB records (the recording ends at delivery); {len(rows) - len(scored)} record(s) had insufficient "
+        "signal for a class. Per-record baseline, variability, deceleration counts and contraction rate: "
+        "`docs/ctu-uhb-records.csv`.",
+        "",
+        "| classification | records | pH < 7.05 | pH < 7.15 |",
+        "|---|---|---|---|",
+    ]
+    for cls in ("normal", "suspicious", "pathological", "insufficient_signal"):
+        sel = [r for r in rows if r["classification"] == cls and r["ph"] is not None]
+        lines.append(f"| {cls} | {len(sel)} | {sum(r['ph'] < 7.05 for r in sel)} | {sum(r['ph'] < 7.15 for r in sel)} |")
+    lines += ["", "| outcome | positives | 'pathological' sensitivity | specificity | "
+              "'suspicious or worse' sensitivity | specificity | AUC (normal < suspicious < pathological) |",
+              "|---|---|---|---|---|---|---|"]
+    for cut in (7.05, 7.15):
+        pos = [r for r in scored if r["ph"] < cut]
+        neg = [r for r in scored if r["ph"] >= cut]
+
+        def sens_spec(level: int) -> tuple[float, float]:
+            se = sum(CLASS_RANK[r["classification"]] >= level for r in pos) / max(len(pos), 1)
+            sp = sum(CLASS_RANK[r["classification"]] < level for r in neg) / max(len(neg), 1)
+            return se, sp
+
+        (se2, sp2), (se1, sp1) = sens_spec(2), sens_spec(1)
+        a = auc(np.array([CLASS_RANK[r["classification"]] for r in pos], float),
+                np.array([CLASS_RANK[r["classification"]] for r in neg], float))
+        lines.append(f"| pH < {cut} | {len(pos)} | {se2:.2f} | {sp2:.2f} | {se1:.2f} | {sp1:.2f} | {a:.3f} |")
+    return "\n".join(lines)
