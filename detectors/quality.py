@@ -109,7 +109,11 @@ def _maternal_capture(
         with np.errstate(invalid="ignore"):
             diff = np.abs(x - multiple * m)
             match = plausible & m_ok & (diff < th.mhr_match_bpm)
-        match = drop_short(close_gaps(match, int(2 * fs)), int(th.mhr_min_s * fs))
+        # A fetal tachycardia near twice the maternal rate is common; the doubled
+        # maternal rate needs a longer and tighter match than the rate itself.
+        min_s = th.mhr_min_s if multiple == 1.0 else th.mhr_double_min_s
+        min_corr = th.mhr_min_correlation if multiple == 1.0 else th.mhr_double_min_correlation
+        match = drop_short(close_gaps(match, int(2 * fs)), int(min_s * fs))
         for a, b in runs(match):
             seg = diff[a:b][np.isfinite(diff[a:b])]
             if not (seg.size and np.median(seg) <= th.mhr_median_diff_bpm):
@@ -117,7 +121,7 @@ def _maternal_capture(
             # A captured trace follows the mother's beat-to-beat changes; a
             # fetal trace that merely sits at her rate does not.
             xs, ms = x[a:b], multiple * m[a:b]
-            if np.std(ms) >= 1.0 and np.std(xs) >= 1.0 and np.corrcoef(xs, ms)[0, 1] < th.mhr_min_correlation:
+            if np.std(ms) >= 1.0 and np.std(xs) >= 1.0 and np.corrcoef(xs, ms)[0, 1] < min_corr:
                 continue
             out[a:b] = True
     return out & plausible
@@ -147,7 +151,10 @@ def assess_quality(
     plausible &= ~spikes
     ratio = _ratio_errors(x, plausible, fs, th)
     m = None if mhr is None else np.asarray(mhr, dtype=float).ravel()[:n]
-    maternal = _maternal_capture(x, plausible & ~ratio, m, fs, th)
+    # A stretch that tracks the maternal channel is the mother's rate even when it was
+    # entered by a jump that also looks like halving: the channel is the stronger evidence.
+    maternal = _maternal_capture(x, plausible, m, fs, th)
+    ratio &= ~maternal
     valid = plausible & ~ratio & ~maternal
     fraction = float(valid.mean()) if n else 0.0
     grade = (

@@ -46,6 +46,11 @@ class SignalQualityThresholds:
     #: maternal rate crosses it; a captured maternal trace follows it).
     mhr_median_diff_bpm: float = 2.5
     mhr_min_correlation: float = 0.6
+    #: The doubled maternal rate (Doppler counting artefact) must match longer
+    #: and more tightly: a fetal tachycardia can sit near twice the maternal
+    #: rate by coincidence, and 30 s of two smooth traces correlate by chance.
+    mhr_double_min_s: float = 60.0
+    mhr_double_min_correlation: float = 0.9
     #: Halving/doubling: FHR at this ratio (+-tolerance) of the reference,
     #: entered by an abrupt jump.
     ratio_tolerance: float = 0.08

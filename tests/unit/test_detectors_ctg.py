@@ -218,6 +218,28 @@ def test_maternal_heart_rate_capture() -> None:
     assert not assess_quality(fhr, fs=FS).maternal.any()
 
 
+def test_capture_entered_by_a_halving_like_jump_is_maternal() -> None:
+    """FHR 170 -> the mother's 85: the jump looks like halving, the channel says it is the mother."""
+    t = np.arange(10 * 60 * FS) / FS
+    fhr = 170 + 4 * np.sin(2 * np.pi * t / 23)
+    mhr = 85 + 3 * np.sin(2 * np.pi * t / 37)
+    fhr[1200:1800] = mhr[1200:1800] + np.random.default_rng(5).normal(0, 0.5, 600)
+    q = assess_quality(fhr, fs=FS, mhr=mhr)
+    assert q.maternal[1210:1790].all() and not q.ratio_error[1200:1800].any()
+    assert [f.kind for f in q.findings if f.kind in ("maternal_hr_capture", "halving_doubling")] == ["maternal_hr_capture"]
+
+
+def test_tachycardia_near_twice_the_maternal_rate_is_not_capture() -> None:
+    """Fetal tachycardia (~172 bpm) passing near twice the maternal rate (~85) for 30 s is coincidence
+    (the simulator's tachycardia scenario, seeds 11 and 14, used to be flagged)."""
+    from stream.simulator import simulate_ctg, standard_scenarios
+
+    scenario = next(s for s in standard_scenarios() if s.name == "tachycardia")
+    for seed in (11, 14):
+        sim = simulate_ctg(scenario, seed=seed)
+        assert not assess_quality(sim.fhr, fs=FS, mhr=sim.mhr).maternal.any(), seed
+
+
 def test_halving_is_detected() -> None:
     fhr = trace(10)
     fhr[1200:1440] /= 2  # 60 s counted at half rate
