@@ -244,6 +244,60 @@ def replay_cmd(
     asyncio.run(go())
 
 
+@app.command()
+def dashboard(
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default CTGWATCH_HOST).")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the nurse-station dashboard (web) until interrupted."""
+    import uvicorn
+
+    from infra.launcher.process import require_free_ports
+    from stream.dashboard.app import create_dashboard
+
+    settings = _settings(state_dir)
+    bind = host or settings.host
+    require_free_ports("dashboard", bind, {"dashboard_port": settings.dashboard_port})
+    typer.echo(f"dashboard ready: http://{bind}:{settings.dashboard_port}/")
+    uvicorn.run(create_dashboard(settings), host=bind, port=settings.dashboard_port, log_level="warning")
+
+
+users_app = typer.Typer(help="Dashboard users (nurse, obstetrician, admin).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="nurse, obstetrician or admin")] = "nurse",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Create or update a user; the password is asked for (or read from stdin) and stored hashed."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from stream.dashboard.users import UserError, UserStore
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    settings = _settings(state_dir)
+
+    async def add() -> None:
+        redis = Redis.from_url(settings.redis_dsn)
+        try:
+            await UserStore(redis).add(name, password, role)
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(add())
+    except UserError as exc:
+        raise SetupError(str(exc), "choose another name, role or password") from exc
+    typer.echo(f"user {name} ({role}) saved")
+
+
 gateway_app = typer.Typer(help="IoMT gateway: HTTP JSON ingest and HL7 v2 MLLP listener.", invoke_without_command=True)
 app.add_typer(gateway_app, name="gateway")
 

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How long a publish may wait for the broker before the gateway answers 429."
     )
 
+    # -- nurse-station dashboard --------------------------------------------------
+    dashboard_port: int = Field(default=18081, ge=1, le=65535, description="Dashboard HTTP port (local).")
+    dashboard_secret: str | None = Field(default=None, description="Session signing key; unset = generated in the state dir.")
+    dashboard_secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
+    dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
+
     # -- readiness and shutdown ---------------------------------------------
     startup_timeout_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)

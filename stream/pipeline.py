@@ -202,10 +202,15 @@ class Pipeline:
             above += int(score > threshold)
         MODEL_STATUS.set(0 if unavailable else 1)
         self.model_evidence[window.patient_id] = evidence
-        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping={
-            "models": "degraded: " + "; ".join(unavailable) if unavailable else "ok",
-            "model_evidence": json.dumps(evidence),
-        })
+        status = {"models": "degraded: " + "; ".join(unavailable) if unavailable else "ok",
+                  "model_evidence": json.dumps(evidence)}
+        ae = result.get("ctg_autoencoder")
+        if ae is not None and not isinstance(ae, ModelUnavailable):
+            # the per-second reconstruction error, for the dashboard's "where is it abnormal" shading
+            status["model_error"] = json.dumps({
+                "model": "ctg_autoencoder", "t0": (window.t_end or 0) - self.norm.window_s, "threshold": ae[2],
+                "error": [round(float(v), 4) for v in ae[1]]})
+        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping=status)
         self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above == len(MODELS) else 0
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
             t_end = window.t_end or 0

@@ -31,6 +31,7 @@ class WardProcess:
 def ward_processes(settings: Settings) -> list[WardProcess]:
     procs = [
         WardProcess("worker", ["worker"], "[^Worker]: Ready"),
+        WardProcess("dashboard", ["dashboard"], "dashboard ready"),
         WardProcess("simulator", ["simulate", "--beds", str(settings.demo_beds), "--speed", str(settings.demo_speed),
                                   "--seed", "1", "--follow"], "bed-01"),
     ]
@@ -72,14 +73,14 @@ def start_ward(settings: Settings, echo: Echo = print) -> None:
 
 
 def stop_ward(settings: Settings, echo: Echo = print) -> None:
-    for name in ("replayer", "simulator", "worker"):
+    for name in ("replayer", "simulator", "dashboard", "worker"):
         if _managed(settings, name).stop(settings.shutdown_timeout_s):
             echo(f"{name:<9} stopped")
 
 
 def ward_status(settings: Settings) -> list[tuple[str, int | None]]:
     out = []
-    for name in ("worker", "simulator", "replayer"):
+    for name in ("worker", "dashboard", "simulator", "replayer"):
         proc = _managed(settings, name)
         if proc.pid_file.exists():
             rec = proc.record()

@@ -1,0 +1,1 @@
+"""Nurse-station dashboard: live ward, bed traces, alerts with acknowledge/escalate/resolve."""

@@ -1,0 +1,138 @@
+// ctgwatch nurse station: live ward over Server-Sent Events, alert actions, CTG bed view.
+"use strict";
+let me = null;
+let openPatient = null;
+let lastWard = null;
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+async function api(path, options = {}) {
+  const res = await fetch(path, { credentials: "same-origin", ...options });
+  if (res.status === 401) { location.href = "/login"; throw new Error("signed out"); }
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+
+async function act(id, action) {
+  let reason = "";
+  if (action === "resolve" || action === "escalate") {
+    reason = prompt(action === "resolve" ? "Reason for resolving (required)" : "Reason for escalating") ?? null;
+    if (reason === null) return;
+  }
+  try {
+    await api(`/api/alerts/${id}/${action}`, {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
+      body: JSON.stringify({ reason }),
+    });
+  } catch (e) { alert(`${action} failed: ${e.message}`); }
+}
+
+function renderWard(ward) {
+  lastWard = ward;
+  $("#ward").textContent = ward.ward_id;
+  $("#tiles").innerHTML = ward.patients.map((p) => `
+    <div class="tile ${esc(p.worst)}" data-patient="${esc(p.patient_id)}" data-bed="${esc(p.bed_id)}">
+      <div class="row"><strong>${esc(p.bed_id)}</strong><span class="muted">${esc(p.patient_id)}</span></div>
+      <div class="row"><span class="fhr">${p.fhr_now ? Math.round(p.fhr_now) : "—"}</span>
+        <span>baseline ${p.baseline_bpm ? Math.round(p.baseline_bpm) : "—"}<br>${esc(p.classification || "—")}</span></div>
+      <div class="row small"><span>signal ${esc(p.quality || "—")}</span>
+        <span>MEOWS ${p.meows_red ?? 0} red / ${p.meows_yellow ?? 0} yellow</span></div>
+      <div class="small muted">models ${esc((p.models || "—").split(":")[0])}</div>
+      <ul>${p.alerts.map((a) => `<li class="sev ${esc(a.severity_name)}">${esc(a.kind.replaceAll("_", " "))} (${esc(a.status)})</li>`).join("")}</ul>
+    </div>`).join("");
+  for (const t of document.querySelectorAll(".tile")) t.onclick = () => openBed(t.dataset.patient, t.dataset.bed);
+  const alerts = ward.patients.flatMap((p) => p.alerts).sort((a, b) => b.severity - a.severity || a.raised_at - b.raised_at);
+  $("#alert-count").textContent = alerts.length;
+  $("#alerts tbody").innerHTML = alerts.map((a) => `
+    <tr data-alert="${esc(a.id)}" data-kind="${esc(a.kind)}">
+      <td>${esc(a.bed_id)}<br><span class="muted small">${esc(a.patient_id)}</span></td>
+      <td class="sev ${esc(a.severity_name)}">${esc(a.severity_name)}</td>
+      <td class="status">${esc(a.status)}${a.ack_by ? `<br><span class="small muted">by ${esc(a.ack_by)}</span>` : ""}</td>
+      <td>${esc(a.kind.replaceAll("_", " "))}${a.origin === "models" ? " <span class='pill'>model</span>" : ""}</td>
+      <td>${esc(a.sentence)}<br><span class="small muted">${esc(a.rule)}</span></td>
+      <td>${clock(a.raised_at)}</td>
+      <td>${["acknowledge", "escalate", "resolve"].map((x) =>
+        `<button data-action="${x}" ${me.may.includes(x) ? "" : "disabled"}>${x}</button>`).join(" ")}</td>
+    </tr>`).join("");
+  for (const b of document.querySelectorAll("#alerts button")) b.onclick = () => act(b.closest("tr").dataset.alert, b.dataset.action);
+}
+
+// ---- bed view: FHR 50-210 bpm with the 110-160 band, UC 0-100 below, at 1 or 3 cm/min ----
+const PX_PER_CM = 37.8;
+async function openBed(patient, bed) {
+  openPatient = patient;
+  $("#bed").hidden = false;
+  $("#bed-title").textContent = `${bed} — ${patient}`;
+  await drawBed(true);
+  $("#bed").scrollIntoView({ behavior: "smooth" });
+}
+
+async function drawBed(scrollToEnd = false) {
+  if (!openPatient) return;
+  const seconds = +$("#history").value;
+  const [tr, vit] = await Promise.all([
+    api(`/api/patients/${encodeURIComponent(openPatient)}/trace?seconds=${seconds}`),
+    api(`/api/patients/${encodeURIComponent(openPatient)}/vitals`),
+  ]);
+  $("#bed-class").textContent = tr.classification || "";
+  $("#reasons").innerHTML = (tr.reasons || []).map((r) => `<li>${esc(r)}</li>`).join("") || "<li class='muted'>none</li>";
+  $("#vitals tbody").innerHTML = vit.slice(-8).reverse().map((o) => {
+    const v = (k) => (o[k] ? o[k].value : "—");
+    const ts = Math.max(...["heart_rate", "systolic_bp", "respiratory_rate", "spo2", "temperature_c"].map((k) => (o[k] ? o[k].ts : 0)));
+    return `<tr><td>${clock(ts)}</td><td>${v("heart_rate")}</td><td>${v("systolic_bp")}/${v("diastolic_bp")}</td>
+      <td>${v("respiratory_rate")}</td><td>${v("spo2")}</td><td>${v("temperature_c")}</td></tr>`;
+  }).join("");
+  const pxPerS = (+$("#speed").value * PX_PER_CM) / 60;
+  const n = tr.fhr.length;
+  const canvas = $("#trace");
+  const left = 40, width = Math.max(600, Math.ceil(n * pxPerS));
+  canvas.width = left + width + 10;
+  const g = canvas.getContext("2d");
+  const fhrTop = 10, fhrH = 280, ucTop = 310, ucH = 110;
+  const yF = (b) => fhrTop + ((210 - b) / 160) * fhrH;
+  const yU = (u) => ucTop + ((100 - u) / 100) * ucH;
+  const x = (i) => left + i * pxPerS;
+  const xt = (t) => x(t - tr.t0);
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  g.fillStyle = "#e8f5e9"; g.fillRect(left, yF(160), width, yF(110) - yF(160));  // normal band 110-160
+  g.strokeStyle = "#dfe3ea"; g.lineWidth = 1; g.fillStyle = "#6b7280"; g.font = "11px system-ui";
+  for (let b = 50; b <= 210; b += 10) { g.beginPath(); g.moveTo(left, yF(b)); g.lineTo(left + width, yF(b)); g.stroke(); if (b % 30 === 0) g.fillText(b, 8, yF(b) + 4); }
+  for (let u = 0; u <= 100; u += 25) { g.beginPath(); g.moveTo(left, yU(u)); g.lineTo(left + width, yU(u)); g.stroke(); g.fillText(u, 12, yU(u) + 4); }
+  for (let s = 0; s <= n; s += 60) { g.strokeStyle = s % 600 === 0 ? "#b8bfcc" : "#eceff4"; g.beginPath(); g.moveTo(x(s), fhrTop); g.lineTo(x(s), ucTop + ucH); g.stroke(); }
+  if (tr.anomaly && tr.anomaly.error) {  // seconds the autoencoder reconstructs badly
+    g.fillStyle = "rgba(142, 36, 170, .18)";
+    tr.anomaly.error.forEach((e, i) => { if (e > tr.anomaly.threshold) g.fillRect(xt(tr.anomaly.t0 + i), fhrTop, Math.max(pxPerS, 1), fhrH); });
+  }
+  for (const ev of tr.events) {
+    const color = ev.kind === "acceleration" ? "#2e7d32" : ev.kind === "contraction" ? "#1565c0" : "#e0561b";
+    g.fillStyle = color;
+    const top = ev.kind === "contraction" ? ucTop - 8 : fhrTop;
+    g.fillRect(xt(ev.start), top, Math.max(xt(ev.end) - xt(ev.start), 2), 5);
+  }
+  const line = (vals, y, color, w) => {
+    g.strokeStyle = color; g.lineWidth = w; g.beginPath(); let pen = false;
+    vals.forEach((v, i) => { if (v == null) { pen = false; return; } pen ? g.lineTo(x(i), y(v)) : g.moveTo(x(i), y(v)); pen = true; });
+    g.stroke();
+  };
+  if (tr.mhr && tr.mhr.length) line(tr.mhr.map((v) => (v && v >= 50 ? v : null)), yF, "#9e9e9e", 1);
+  if (tr.baseline_bpm) { g.setLineDash([6, 4]); line(tr.fhr.map(() => tr.baseline_bpm), yF, "#607d8b", 1); g.setLineDash([]); }
+  line(tr.fhr.map((v) => (v && v >= 50 && v <= 210 ? v : null)), yF, "#111827", 1.4);
+  line(tr.uc, yU, "#1565c0", 1.2);
+  if (scrollToEnd) $("#trace-scroll").scrollLeft = canvas.width;
+}
+
+async function main() {
+  me = await api("/api/me");
+  $("#who").textContent = `${me.user} (${me.role})`;
+  renderWard(await api("/api/ward"));
+  const events = new EventSource("/api/events");
+  events.addEventListener("ward", (e) => { $("#live").textContent = `live ${clock(Date.now() / 1000)}`; renderWard(JSON.parse(e.data)); });
+  events.onerror = () => { $("#live").textContent = "reconnecting…"; };
+  $("#close-bed").onclick = () => { openPatient = null; $("#bed").hidden = true; };
+  $("#speed").onchange = () => drawBed(true);
+  $("#history").onchange = () => drawBed(true);
+  setInterval(() => drawBed(false).catch(() => {}), 5000);  // the open bed's trace, every 5 s
+}
+main();

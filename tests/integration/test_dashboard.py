@@ -1,0 +1,174 @@
+"""Nurse-station dashboard: API security and audit, and a real headless Chromium session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from detectors.findings import Finding, Severity
+from infra.launcher.process import free_port
+from stream.alerts import AlertStore
+from stream.kafka import start_producer
+from stream.schemas import CtgPacket, encode
+from stream.dashboard.users import UserStore
+from tests.helpers import ctgwatch_process, env_for
+
+pytestmark = pytest.mark.integration
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dashboard")
+    ward, port = f"ward-{uuid.uuid4().hex[:6]}", free_port()
+    env = env_for(stack, CTGWATCH_WARD_ID=ward, CTGWATCH_DASHBOARD_PORT=str(port),
+                  CTGWATCH_DASHBOARD_SECRET="test-secret-" + uuid.uuid4().hex)
+
+    async def add_users() -> None:
+        redis = Redis.from_url(stack.redis_dsn)
+        users = UserStore(redis)
+        await users.add("ann", "nurse-password-1", "nurse")
+        await users.add("olga", "obstetrician-pw-1", "obstetrician")
+        await users.add("root", "admin-password-1", "admin")
+        await redis.aclose()
+
+    asyncio.run(add_users())
+    with ctgwatch_process(["dashboard"], env, tmp / "dashboard.log", ready="dashboard ready"):
+        yield {"url": f"http://127.0.0.1:{port}", "ward": ward, "env": env, "tmp": tmp}
+
+
+def signed_in(url: str, user: str, password: str) -> tuple[httpx.Client, str]:
+    client = httpx.Client(base_url=url, follow_redirects=False)
+    r = client.post("/login", data={"username": user, "password": password})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    return client, client.get("/api/me").json()["csrf"]
+
+
+def raise_alert(stack, ward: str, kind: str = "prolonged_deceleration") -> str:
+    async def go() -> str:
+        redis = Redis.from_url(stack.redis_dsn)
+        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_policy())
+        pid = f"api-{uuid.uuid4().hex[:6]}"
+        _, aid = await store.apply(pid, "bed-9", Finding(kind, Severity.URGENT, 0, 200, "FIGO 2015: test rule",
+                                                         "Prolonged deceleration for 3.3 min, nadir 90 bpm", {}))
+        await redis.aclose()
+        return aid
+
+    return asyncio.run(go())
+
+
+def test_nothing_without_sign_in_except_health(dashboard) -> None:
+    c = httpx.Client(base_url=dashboard["url"], follow_redirects=False)
+    assert c.get("/health").status_code == 200
+    assert c.get("/").status_code == 303 and c.get("/").headers["location"] == "/login"
+    for path in ("/api/ward", "/api/alerts", "/api/me", "/api/users", "/api/events", "/api/patients/x/trace"):
+        assert c.get(path).status_code == 401, path
+    assert c.post("/api/alerts/x/acknowledge", json={}).status_code == 401
+    r = c.post("/login", data={"username": "ann", "password": "wrong-password"})
+    assert r.status_code == 303 and "failed" in r.headers["location"]
+    assert c.get("/api/ward").status_code == 401
+
+
+def test_roles_csrf_and_audit(stack, dashboard) -> None:
+    aid = raise_alert(stack, dashboard["ward"])
+    nurse, csrf = signed_in(dashboard["url"], "ann", "nurse-password-1")
+    # actions need the session's CSRF token
+    assert nurse.post(f"/api/alerts/{aid}/acknowledge", json={"reason": "x"}).status_code == 403
+    assert nurse.post(f"/api/alerts/{aid}/acknowledge", json={"reason": "x"},
+                      headers={"X-CSRF-Token": "forged"}).status_code == 403
+    # a nurse cannot do admin actions
+    assert nurse.get("/api/users").status_code == 403
+    assert nurse.post("/api/users", json={"name": "eve", "password": "whatever-123", "role": "admin"},
+                      headers={"X-CSRF-Token": csrf}).status_code == 403
+    # the nurse's actions, and an obstetrician's, land in the audit trail with their names
+    r = nurse.post(f"/api/alerts/{aid}/acknowledge", json={"reason": "at the bedside"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+    doctor, dcsrf = signed_in(dashboard["url"], "olga", "obstetrician-pw-1")
+    assert doctor.post(f"/api/alerts/{aid}/escalate", json={"reason": "theatre"},
+                       headers={"X-CSRF-Token": dcsrf}).status_code == 200
+    assert doctor.post(f"/api/alerts/{aid}/resolve", json={"reason": ""},
+                       headers={"X-CSRF-Token": dcsrf}).status_code == 409  # a reason is required
+    assert doctor.post(f"/api/alerts/{aid}/resolve", json={"reason": "delivered"},
+                       headers={"X-CSRF-Token": dcsrf}).status_code == 200
+    trail = nurse.get(f"/api/alerts/{aid}/audit").json()
+    assert [(e["event"], e["actor"]) for e in trail] == [
+        ("raised", "ctgwatch"), ("acknowledged", "ann"), ("escalated", "olga"), ("resolved", "olga")]
+    assert trail[1]["detail"]["note"] == "at the bedside" and trail[3]["detail"]["reason"] == "delivered"
+    # an admin can add users, and that is audited too
+    admin, acsrf = signed_in(dashboard["url"], "root", "admin-password-1")
+    r = admin.post("/api/users", json={"name": "ben", "password": "another-password", "role": "nurse"},
+                   headers={"X-CSRF-Token": acsrf})
+    assert r.status_code == 201
+    assert {"name": "ben", "role": "nurse"} in admin.get("/api/users").json()
+
+
+def test_read_api_and_fhir_export(stack, dashboard) -> None:
+    aid = raise_alert(stack, dashboard["ward"], "bradycardia")
+    c, _ = signed_in(dashboard["url"], "ann", "nurse-password-1")
+    assert any(a["id"] == aid for a in c.get("/api/alerts").json())
+    ward = c.get("/api/ward").json()
+    assert ward["ward_id"] == dashboard["ward"] and any(a["id"] == aid for p in ward["patients"] for a in p["alerts"])
+    fhir = c.get(f"/api/alerts/{aid}/fhir").json()
+    assert fhir["resourceType"] == "DetectedIssue" and fhir["status"] == "preliminary"
+    assert fhir["severity"] == "moderate" and fhir["code"]["coding"][0]["code"] == "bradycardia"
+    assert fhir["evidence"][0]["detail"][0]["display"].startswith("FIGO 2015: test rule")
+    schema = c.get("/openapi.json").json()
+    assert "/api/ward" in schema["paths"] and "/api/alerts/{alert_id}/fhir" in schema["paths"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
+def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ward = dashboard["ward"]
+    env = dict(dashboard["env"], CTGWATCH_WORKER_APP_ID=f"g-{ward}", CTGWATCH_WORKER_METRICS_PORT="0",
+               CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1")
+    shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    patient = f"ui-{uuid.uuid4().hex[:6]}"
+    with ctgwatch_process(["worker"], env, tmp_path / "worker.log", ready="[^Worker]: Ready"), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(dashboard["url"] + "/")
+        page.fill("input[name=username]", "ann")
+        page.fill("input[name=password]", "nurse-password-1")
+        page.click("button[type=submit]")
+        expect(page.locator("#who")).to_have_text("ann (nurse)")
+        expect(page.locator("#live")).to_contain_text("live", timeout=10_000)
+
+        async def monitor() -> None:  # a bedside monitor: 2 min of trace, then the signal is lost
+            producer = await start_producer(stack)
+            now = time.time()
+            for i in range(150):
+                fhr = 140.0 + (i % 7) if i < 120 else 0.0
+                pkt = CtgPacket(patient_id=patient, bed_id="bed-42", device_id="mon-ui", start_ts=now - 150 + i,
+                                fhr=[fhr] * 4, uc=[15.0] * 4)
+                await producer.send_and_wait("ctg.packets", encode(pkt), key=patient.encode())
+            await producer.stop()
+
+        publisher = threading.Thread(target=lambda: asyncio.run(monitor()))  # playwright owns this thread's loop
+        publisher.start()
+        publisher.join(60)
+        row = page.locator(f"#alerts tr:has-text('{patient}')").filter(has_text="signal loss")
+        expect(row).to_be_visible(timeout=30_000)  # arrived over Server-Sent Events, no reload
+        expect(row.locator(".status")).to_have_text("raised")
+        page.screenshot(path=str(shots / "ward-overview.png"), full_page=True)
+        row.locator("button[data-action=acknowledge]").click()
+        expect(row.locator(".status")).to_contain_text("acknowledged", timeout=10_000)
+        expect(row.locator(".status")).to_contain_text("by ann")
+        page.click(f".tile[data-patient='{patient}']")
+        expect(page.locator("#bed-title")).to_contain_text(patient)
+        page.wait_for_timeout(1000)
+        page.locator("#bed").screenshot(path=str(shots / "bed-view.png"))
+        browser.close()
+    assert (shots / "ward-overview.png").stat().st_size > 10_000 and (shots / "bed-view.png").stat().st_size > 10_000
