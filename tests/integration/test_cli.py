@@ -86,7 +86,7 @@ def test_up_with_the_ward_runs_the_main_job(tmp_path: Path) -> None:
 
     env = _env(tmp_path, CTGWATCH_DEMO_BEDS="3", CTGWATCH_DEMO_SPEED="150", CTGWATCH_DEMO_REPLAY_RECORDS="0",
                CTGWATCH_WORKER_METRICS_PORT="0", CTGWATCH_WORKER_SESSION_TIMEOUT_S="6",
-               CTGWATCH_WORKER_HEARTBEAT_S="1")
+               CTGWATCH_WORKER_HEARTBEAT_S="1", CTGWATCH_DASHBOARD_PORT=str(free_port()))
     up = _run(["up", "--ward"], env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -103,10 +103,15 @@ def test_up_with_the_ward_runs_the_main_job(tmp_path: Path) -> None:
         st = _run(["status"], env)
         assert st.returncode == 0 and "worker    process" in st.stdout and "record(s) behind" in st.stdout, st.stdout
         pids = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
-        assert set(pids) == {"broker", "redis", "triton", "worker", "simulator"}
+        assert set(pids) == {"broker", "redis", "triton", "worker", "dashboard", "simulator"}
+        import httpx
+
+        health = httpx.get(f"http://127.0.0.1:{env['CTGWATCH_DASHBOARD_PORT']}/health")
+        assert health.json() == {"status": "ok"}
     finally:
         down = _run(["down"], env)
     assert down.returncode == 0 and "worker    stopped" in down.stdout and "simulator stopped" in down.stdout
+    assert "dashboard stopped" in down.stdout
     for name, rec in pids.items():
         assert not group_alive(rec["pgid"]), f"{name} left a process behind"
 
