@@ -14,7 +14,7 @@ starting the embedded one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     dashboard_secret: str | None = Field(default=None, description="Session signing key; unset = generated in the state dir.")
     dashboard_secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
     dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
+
+    # -- logs ---------------------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(default="text", description="text for terminals, json for log shippers.")
 
     # -- readiness and shutdown ---------------------------------------------
     startup_timeout_s: float = Field(default=60.0, gt=0)

@@ -130,7 +130,10 @@ class Pipeline:
                                           models=self.model_evidence.get(patient_id))
         if outcome and outcome[0] == "raised":
             ALERTS.labels(finding.kind, str(finding.severity)).inc()
-            log.info("alert %s for %s: %s", finding.kind, patient_id, finding.sentence)
+            log.info("alert %s for %s: %s", finding.kind, patient_id, finding.sentence,
+                     extra={"event": "alert_raised", "alert_id": outcome[1], "patient_id": patient_id,
+                            "bed_id": bed_id, "alert_kind": finding.kind, "severity": str(finding.severity),
+                            "origin": origin})
 
     # -- on a cadence -----------------------------------------------------------
     async def tick(self) -> None:

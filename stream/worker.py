@@ -177,6 +177,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                 f"worker metrics port {settings.worker_metrics_port} on {settings.host} is not free ({exc.strerror})",
                 "set CTGWATCH_WORKER_METRICS_PORT to a free port (each worker on a host needs its own) or 0",
             ) from exc
+    from stream.logs import logging_config
+
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
+                          logging_config=logging_config(settings.log_format, loglevel))
     worker.execute_from_commandline()

@@ -50,7 +50,9 @@ async def serve_gateway(settings: Settings) -> None:
 
 
 def run_gateway(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from stream.logs import configure
+
+    configure(settings.log_format)
     from infra.launcher.process import require_free_ports
 
     require_free_ports(

@@ -41,3 +41,20 @@ def test_bad_topic_file_is_a_setup_error(tmp_path: Path) -> None:
         load_topics(bad)
     with pytest.raises(SetupError, match="not found"):
         load_topics(tmp_path / "missing.yaml")
+
+
+def test_json_logs_are_one_object_per_line_with_extra_fields(capsys) -> None:
+    import json
+    import logging
+
+    from stream.logs import configure
+
+    configure("json")
+    try:
+        logging.getLogger("ctgwatch.pipeline").info("alert raised", extra={"patient_id": "p-1", "alert_kind": "bradycardia"})
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        record = json.loads(line)
+        assert record["message"] == "alert raised" and record["level"] == "INFO"
+        assert record["patient_id"] == "p-1" and record["alert_kind"] == "bradycardia"
+    finally:
+        configure("text")
