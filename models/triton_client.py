@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,7 +180,7 @@ class BatchingScorer:
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task | None = None
-        self.batches: list[int] = []  # sizes sent, for metrics and tests
+        self.batches: deque[int] = deque(maxlen=1000)  # recent batch sizes (bounded: a worker runs for weeks)
 
     async def score(self, window: np.ndarray) -> dict[str, tuple[float, np.ndarray, float] | ModelUnavailable]:
         """One patient's window -> per model (score, per-second error, threshold) or unavailable."""

@@ -64,6 +64,7 @@ class PatientWindow:
     baseline_bpm: float | None = None
     last_analysis_t: float | None = None
     last_model_t: float | None = None
+    last_packet_monotonic: float = 0.0  # wall clock of the last packet, to forget discharged patients
 
     @property
     def capacity(self) -> int:

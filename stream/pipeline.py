@@ -57,6 +57,7 @@ class Cadence:
     model_interval_s: float = 60.0
     model_alert_consecutive: int = 3
     vitals_merge_s: float = 3600.0  # a reading older than this is not 'current' for MEOWS
+    forget_idle_s: float = 3600.0  # a patient silent this long leaves memory (Redis keeps the window)
 
 
 class Pipeline:
@@ -92,6 +93,7 @@ class Pipeline:
         window = self.cache.get(patient_id)
         if window is None:
             window = await self.windows.load(patient_id, bed_id)
+            window.last_packet_monotonic = time.monotonic()
             self.cache[patient_id] = window
         return window
 
@@ -103,6 +105,7 @@ class Pipeline:
             if new is None:
                 return  # a duplicate delivery: already in the window
             await self.windows.save_packet(window, packet)
+            window.last_packet_monotonic = time.monotonic()
             findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
             active = {f.kind for f in findings}
             for f in findings:
@@ -139,7 +142,11 @@ class Pipeline:
     async def tick(self) -> None:
         """Analyse every patient that is due; score all due windows in one batch."""
         model_due: list[PatientWindow] = []
+        now = time.monotonic()
         for patient_id, window in list(self.cache.items()):
+            if now - window.last_packet_monotonic > self.cadence.forget_idle_s:
+                self._forget(patient_id)  # discharged or monitor off: free the memory
+                continue
             t_end = window.t_end
             if t_end is None:
                 continue
@@ -225,6 +232,10 @@ class Pipeline:
                 values={m: evidence[m].get("score") for m in MODELS},
             )
             await self._alert(window.patient_id, window.bed_id, finding, origin="models")
+
+    def _forget(self, patient_id: str) -> None:
+        for table in (self.cache, self.fast_active, self.model_streak, self.model_evidence, self.locks):
+            table.pop(patient_id, None)
 
     def forget_all(self) -> None:
         """Drop cached windows (after a rebalance another worker may have extended them)."""

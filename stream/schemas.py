@@ -79,13 +79,6 @@ Identifier = Annotated[
 Timestamp = Annotated[float, Field(gt=0, description="Unix time in seconds (UTC).")]
 
 
-class RecordKind(StrEnum):
-    CTG = "ctg"
-    VITALS = "vitals"
-    DEADLETTER = "deadletter"
-    GROUNDTRUTH = "groundtruth"
-
-
 class RejectCode(StrEnum):
     """Why a record was refused; stable strings for dashboards and metrics."""
 
