@@ -23,7 +23,9 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/ctgwatch up --ward
 	@echo
-	@echo "The ward is live: alerts in Redis (ctgwatch alerts), metrics on :19100. Stop it with: make down"
+	@echo "The ward is live: $(BIN)/ctgwatch alerts lists the open alerts; worker metrics on :19100."
+	@echo "Nurse station: http://127.0.0.1:18081/ after '$(BIN)/ctgwatch users add NAME --role nurse'."
+	@echo "Stop everything with: make down"
 
 up: setup
 	$(BIN)/ctgwatch up
