@@ -34,6 +34,7 @@ from stream.dashboard import data
 from stream.dashboard.users import UserError, UserStore, may
 
 STATIC = Path(__file__).with_name("static")
+ADMIN_AUDIT = "ctgw:audit:admin"
 
 
 class ActionBody(BaseModel):
@@ -184,8 +185,9 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
             await users.add(body.name, body.password, body.role)
         except UserError as exc:
             raise HTTPException(422, str(exc)) from exc
-        await redis.xadd("ctgw:audit", {"alert_id": "-", "event": "user_added", "actor": user["name"],
-                                         "at": time.time(), "detail": json.dumps({"user": body.name, "role": body.role})})
+        # user administration has its own audit stream: the alert audit is published to hospital systems
+        await redis.xadd(ADMIN_AUDIT, {"event": "user_added", "actor": user["name"], "at": time.time(),
+                                       "detail": json.dumps({"user": body.name, "role": body.role})})
         return {"name": body.name, "role": body.role}
 
     @app.get("/api/events")

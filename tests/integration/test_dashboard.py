@@ -110,6 +110,15 @@ def test_roles_csrf_and_audit(stack, dashboard) -> None:
     assert r.status_code == 201
     assert {"name": "ben", "role": "nurse"} in admin.get("/api/users").json()
 
+    async def admin_trail() -> list:
+        redis = Redis.from_url(stack.redis_dsn)
+        entries = await redis.xrange("ctgw:audit:admin")
+        await redis.aclose()
+        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+    assert any(e["event"] == "user_added" and e["actor"] == "root" and '"ben"' in e["detail"]
+               for e in asyncio.run(admin_trail()))
+
 
 def test_read_api_and_fhir_export(stack, dashboard) -> None:
     aid = raise_alert(stack, dashboard["ward"], "bradycardia")

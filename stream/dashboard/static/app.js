@@ -84,6 +84,7 @@ async function drawBed(scrollToEnd = false) {
     return `<tr><td>${clock(ts)}</td><td>${v("heart_rate")}</td><td>${v("systolic_bp")}/${v("diastolic_bp")}</td>
       <td>${v("respiratory_rate")}</td><td>${v("spo2")}</td><td>${v("temperature_c")}</td></tr>`;
   }).join("");
+  drawVitals(vit);
   const pxPerS = (+$("#speed").value * PX_PER_CM) / 60;
   const n = tr.fhr.length;
   const canvas = $("#trace");
@@ -121,6 +122,33 @@ async function drawBed(scrollToEnd = false) {
   line(tr.fhr.map((v) => (v && v >= 50 && v <= 210 ? v : null)), yF, "#111827", 1.4);
   line(tr.uc, yU, "#1565c0", 1.2);
   if (scrollToEnd) $("#trace-scroll").scrollLeft = canvas.width;
+}
+
+// Maternal vitals trend: HR and BP on 40-200, SpO2 on 80-100 % (right axis), over the stored history.
+function drawVitals(vit) {
+  const c = $("#vitals-chart"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const pts = vit.map((o) => ({
+    t: Math.max(...Object.values(o).filter((r) => r && r.ts).map((r) => r.ts)),
+    hr: o.heart_rate?.value, sbp: o.systolic_bp?.value, dbp: o.diastolic_bp?.value, spo2: o.spo2?.value,
+  })).filter((p) => Number.isFinite(p.t));
+  const L = 34, R = c.width - 34, T = 8, B = c.height - 18;
+  g.strokeStyle = "#e4e7ee"; g.fillStyle = "#6b7280"; g.font = "10px system-ui";
+  for (const v of [40, 80, 120, 160, 200]) { const y = B - ((v - 40) / 160) * (B - T); g.beginPath(); g.moveTo(L, y); g.lineTo(R, y); g.stroke(); g.fillText(v, 6, y + 3); }
+  for (const v of [80, 90, 100]) g.fillText(`${v}%`, R + 4, B - ((v - 80) / 20) * (B - T) + 3);
+  if (pts.length < 1) { g.fillText("no observations yet", L + 10, (T + B) / 2); return; }
+  const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 60);
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (R - L);
+  const series = (key, color, scale) => {
+    g.strokeStyle = color; g.fillStyle = color; g.lineWidth = 1.5; g.beginPath(); let pen = false;
+    for (const p of pts) { if (p[key] == null) continue; const y = scale(p[key]); pen ? g.lineTo(x(p.t), y) : g.moveTo(x(p.t), y); pen = true; }
+    g.stroke();
+    for (const p of pts) if (p[key] != null) g.fillRect(x(p.t) - 2, scale(p[key]) - 2, 4, 4);
+  };
+  const left = (v) => B - ((Math.min(Math.max(v, 40), 200) - 40) / 160) * (B - T);
+  const right = (v) => B - ((Math.min(Math.max(v, 80), 100) - 80) / 20) * (B - T);
+  series("hr", "#c62828", left); series("sbp", "#1565c0", left); series("dbp", "#1565c0", left); series("spo2", "#00897b", right);
+  g.fillStyle = "#6b7280"; g.fillText(clock(t0), L, c.height - 4); g.fillText(clock(t1), R - 50, c.height - 4);
 }
 
 async function main() {
