@@ -97,9 +97,7 @@ def main() -> None:
                         broker_port=ports[0], redis_port=ports[1], triton_http_port=ports[2],
                         triton_grpc_port=ports[3], triton_metrics_port=ports[4])
     up(settings, echo=lambda _l: None)
-    env = dict(os.environ, CTGWATCH_STATE_DIR=str(state), CTGWATCH_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
-               CTGWATCH_REDIS_URL=settings.redis_dsn, CTGWATCH_TRITON_URL=settings.triton_http,
-               CTGWATCH_TRITON_GRPC_URL=settings.triton_grpc, CTGWATCH_WORKER_METRICS_PORT="0")
+    env = {**os.environ, **settings.client_env(), "CTGWATCH_WORKER_METRICS_PORT": "0"}
     log = open(state / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log, stderr=log)
     try:

@@ -192,6 +192,16 @@ class Settings(BaseSettings):
     def tokens_file(self) -> Path:
         return (self.gateway_tokens_file or self.state_dir / "device-tokens.json").expanduser().resolve()
 
+    def client_env(self) -> dict[str, str]:
+        """CTGWATCH_* variables that point a child ctgwatch process at this stack (as external services)."""
+        return {
+            "CTGWATCH_STATE_DIR": str(self.state_dir),
+            "CTGWATCH_KAFKA_BOOTSTRAP": self.bootstrap_servers,
+            "CTGWATCH_REDIS_URL": self.redis_dsn,
+            "CTGWATCH_TRITON_URL": self.triton_http,
+            "CTGWATCH_TRITON_GRPC_URL": self.triton_grpc,
+        }
+
     def ingest_limits(self) -> IngestLimits:
         return IngestLimits(
             max_message_bytes=self.ingest_max_message_bytes,

@@ -17,7 +17,7 @@ import asyncio
 import heapq
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -98,7 +98,7 @@ def merge(streams: Iterable[Iterable[Scheduled]]) -> Iterator[Scheduled]:
 @dataclass
 class PublishReport:
     sent: int = 0
-    by_topic: dict[str, int] | None = None
+    by_topic: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
@@ -116,7 +116,7 @@ async def publish_paced(
     before returning, so a finished run means the broker has every record.
     """
     start = time.monotonic()
-    report = PublishReport(by_topic={})
+    report = PublishReport()
     pending: list[asyncio.Future] = []
     for item in schedule:
         if stop is not None and stop.is_set():

@@ -93,19 +93,22 @@ def _patient_hint(raw: bytes) -> str | None:
     return pid[:64] if isinstance(pid, str) else None
 
 
-def parse_signal(raw: bytes, limits: IngestLimits, *, now: float) -> SignalRecord:
-    """Size, schema, ranges and time checks; raises :class:`IngestError`."""
-    if len(raw) > limits.max_message_bytes:
-        raise IngestError(
-            RejectCode.TOO_LARGE, f"{len(raw)} bytes exceeds the limit of {limits.max_message_bytes} bytes"
-        )
+def decode_checked(raw: bytes, max_message_bytes: int) -> SignalRecord:
+    """Size, schema and range checks (no time or order); raises :class:`IngestError`."""
+    if len(raw) > max_message_bytes:
+        raise IngestError(RejectCode.TOO_LARGE, f"{len(raw)} bytes exceeds the limit of {max_message_bytes} bytes")
     try:
-        record = decode_signal(raw)
+        return decode_signal(raw)
     except ValidationError as exc:
         code, reason = _summarise(exc)
         raise IngestError(code, reason, _patient_hint(raw)) from None
     except (ValueError, RecursionError) as exc:  # e.g. undecodable UTF-8 or pathological nesting
         raise IngestError(RejectCode.MALFORMED, f"not a JSON record: {exc}"[:300]) from None
+
+
+def parse_signal(raw: bytes, limits: IngestLimits, *, now: float) -> SignalRecord:
+    """Size, schema, ranges and time checks; raises :class:`IngestError`."""
+    record = decode_checked(raw, limits.max_message_bytes)
     check_time(record, limits, now=now)
     return record
 

@@ -130,13 +130,13 @@ async def run_ward(
     """Play every bed's recording; with ``follow``, keep going live (speed 1) with new recordings."""
     duration = max(b.ctg.duration_s for b in beds)
     t0 = time_base(duration, speed)
-    total = PublishReport(by_topic={})
+    total = PublishReport()
     for round_no in itertools.count():
         schedule = merge(bed_schedule(b, topics, t0=t0, packet_s=packet_s, round_no=round_no) for b in beds)
         report = await publish_paced(producer, schedule, speed=speed, stop=stop)
         total.sent += report.sent
         total.wall_s += report.wall_s
-        for k, v in (report.by_topic or {}).items():
+        for k, v in report.by_topic.items():
             total.by_topic[k] = total.by_topic.get(k, 0) + v
         log.info("ward round %d: %d records in %.1f s", round_no, report.sent, report.wall_s)
         if not follow or (stop is not None and stop.is_set()):

@@ -44,14 +44,7 @@ async def read_topic(
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that points a ctgwatch process at the test stack."""
-    env = dict(os.environ)
-    env.update(
-        CTGWATCH_STATE_DIR=str(settings.state_dir),
-        CTGWATCH_KAFKA_BOOTSTRAP=settings.bootstrap_servers,
-        CTGWATCH_REDIS_URL=settings.redis_dsn,
-        CTGWATCH_TRITON_URL=settings.triton_http,
-        CTGWATCH_TRITON_GRPC_URL=settings.triton_grpc,
-    )
+    env = {**os.environ, **settings.client_env()}
     env.update(extra)
     return env
 

@@ -46,14 +46,7 @@ def _managed(settings: Settings, name: str) -> ManagedProcess:
 
 
 def start_ward(settings: Settings, echo: Echo = print) -> None:
-    env = dict(os.environ)
-    env.update({
-        "CTGWATCH_STATE_DIR": str(settings.state_dir),
-        "CTGWATCH_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-        "CTGWATCH_REDIS_URL": settings.redis_dsn,
-        "CTGWATCH_TRITON_URL": settings.triton_http,
-        "CTGWATCH_TRITON_GRPC_URL": settings.triton_grpc,
-    })
+    env = {**os.environ, **settings.client_env()}
     for wp in ward_processes(settings):
         proc = _managed(settings, wp.name)
         if proc.record() is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from stream.gateway.publisher import BrokerBusy, IngestPublisher
 from stream.metrics import DEAD_LETTERS, RECORDS_IN
 from stream.schemas import DeadLetter, RejectCode
-from stream.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, parse_signal
+from stream.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, decode_checked
 
 
 @dataclass
@@ -100,7 +100,6 @@ class Intake:
     def parse(self, raw: bytes) -> tuple[bytes, SignalRecord | None, IngestError | None]:
         """Schema-parse one JSON record without the time and order checks (those happen in admit)."""
         try:
-            limits = IngestLimits(self.limits.max_message_bytes, float("inf"), float("inf"))
-            return raw, parse_signal(raw, limits, now=self.now()), None
+            return raw, decode_checked(raw, self.limits.max_message_bytes), None
         except IngestError as err:
             return raw, None, err
