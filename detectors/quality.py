@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import median_filter
+from scipy.stats import t as student_t
 
 from detectors.findings import Finding, Severity
-from detectors.runs import close_gaps, drop_short, interpolate_gaps, runs
+from detectors.runs import centred_counts, close_gaps, drop_short, interpolate_gaps, runs
 from detectors.thresholds import SignalQualityThresholds
 
 DEFAULT_QUALITY = SignalQualityThresholds()
@@ -96,35 +97,106 @@ def _ratio_errors(x: np.ndarray, plausible: np.ndarray, fs: float, th: SignalQua
     return out
 
 
+def _median_5s(v: np.ndarray, ok: np.ndarray, fs: float) -> np.ndarray:
+    """5-s running median over the gaps filled in: the trend of a noisy trace."""
+    return median_filter(interpolate_gaps(v, ok), size=max(3, int(5 * fs) | 1), mode="nearest")
+
+
+def _follows(xs: np.ndarray, ms: np.ndarray, fs: float, min_corr: float, th: SignalQualityThresholds) -> bool:
+    """Whether the FHR trend follows the maternal trend beyond chance.
+
+    Both must vary, and their correlation must be at least ``min_corr`` and
+    significant (one-sided, ``th.mhr_tracking_p_value``) with one independent
+    value per 5 s: a short stretch needs a closer match than a long one.
+    """
+    if xs.size < 2 or np.std(xs) < th.mhr_min_variation_bpm or np.std(ms) < th.mhr_min_variation_bpm:
+        return False
+    n_eff = max(3, int(xs.size / fs / 5.0))
+    t_crit = student_t.ppf(1.0 - th.mhr_tracking_p_value, n_eff - 2)
+    significant = t_crit / np.sqrt(n_eff - 2 + t_crit**2)
+    return bool(np.corrcoef(xs, ms)[0, 1] >= max(min_corr, significant))
+
+
+def _matches_maternal(
+    x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray, multiple: float,
+    fs: float, th: SignalQualityThresholds,
+) -> np.ndarray:
+    """Stretches where the FHR sits on ``multiple`` x the maternal rate, judged over a minute.
+
+    Sample by sample a captured Doppler trace wanders a few bpm around the
+    smooth maternal channel, so what counts is how much of the surrounding
+    minute is near it.
+    """
+    both = plausible & m_ok
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(x - multiple * m)
+    near = both & (diff < th.mhr_match_bpm)
+    w = max(1, int(th.mhr_window_s * fs))
+    overlap, near_count = centred_counts(both, w), centred_counts(near, w)
+    dense = (overlap >= th.mhr_min_overlap * w) & (near_count >= th.mhr_min_near_fraction * overlap)
+    min_s = th.mhr_min_s if multiple == 1.0 else th.mhr_double_min_s
+    dense = drop_short(close_gaps(dense, int(5 * fs)), int(min_s * fs))
+    out = np.zeros_like(plausible)
+    stretches = runs(dense)
+    if not len(stretches):
+        return out
+    trend_x, trend_m = _median_5s(x, plausible, fs), _median_5s(m, m_ok, fs)
+    for a, b in stretches:
+        sel = both[a:b]
+        if not sel.any() or np.median(diff[a:b][sel]) > th.mhr_median_diff_bpm:
+            continue
+        # A captured trace follows the mother's changes; a fetal trace that only
+        # passes through her rate (a deceleration to ~90 bpm, a tachycardia near
+        # twice her rate) does not. Compared on 5-s medians: a Doppler trace of
+        # the mother is noisy beside the smooth maternal channel. A flat pair
+        # shows no tracking, and without it the samples stay fetal.
+        min_corr = th.mhr_min_correlation if multiple == 1.0 else th.mhr_double_min_correlation
+        if not _follows(trend_x[a:b][sel], multiple * trend_m[a:b][sel], fs, min_corr, th):
+            continue
+        out[a:b] = plausible[a:b]
+    return out
+
+
+def _continue_capture(
+    x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray, captured: np.ndarray,
+    fs: float, th: SignalQualityThresholds,
+) -> np.ndarray:
+    """Extend captured stretches over the rest of their continuous trace.
+
+    The maternal channel often drops out while the transducer keeps counting
+    the mother; the trace is cut into pieces at every jump of its 5-s median,
+    every loss longer than ``capture_max_gap_s`` and every sample where the
+    maternal channel is present but far away, and a piece that holds captured
+    samples is captured as a whole.
+    """
+    if not captured.any():
+        return captured
+    smooth = _median_5s(x, plausible, fs)
+    step = max(1, int(round(fs)))
+    lagged = np.concatenate((smooth[:step], smooth[:-step]))
+    jump = plausible & (np.abs(smooth - lagged) > th.capture_jump_bpm)
+    with np.errstate(invalid="ignore"):
+        far = plausible & m_ok & (np.abs(x - m) > 2 * th.mhr_match_bpm) & (np.abs(x - 2 * m) > 2 * th.mhr_match_bpm)
+    boundary = (jump | far) & ~np.concatenate(([False], (jump | far)[:-1]))  # first sample of each jump
+    idx = np.flatnonzero(plausible)
+    boundary[idx[1:][np.diff(idx) > th.capture_max_gap_s * fs]] = True
+    piece = np.cumsum(boundary)
+    captured_pieces = np.unique(piece[captured & ~far])
+    return captured | (np.isin(piece, captured_pieces) & plausible & ~far)
+
+
 def _maternal_capture(
     x: np.ndarray, plausible: np.ndarray, mhr: np.ndarray | None, fs: float, th: SignalQualityThresholds
 ) -> np.ndarray:
-    """FHR samples that follow the maternal heart rate (or its double)."""
+    """FHR samples that are the maternal heart rate (or its double), not the fetus."""
     if mhr is None:
         return np.zeros_like(plausible)
     m = np.asarray(mhr, dtype=float)
     m_ok = np.isfinite(m) & (m > 0)
-    out = np.zeros_like(plausible)
+    captured = np.zeros_like(plausible)
     for multiple in (1.0, 2.0):  # the maternal rate itself, or its double
-        with np.errstate(invalid="ignore"):
-            diff = np.abs(x - multiple * m)
-            match = plausible & m_ok & (diff < th.mhr_match_bpm)
-        # A fetal tachycardia near twice the maternal rate is common; the doubled
-        # maternal rate needs a longer and tighter match than the rate itself.
-        min_s = th.mhr_min_s if multiple == 1.0 else th.mhr_double_min_s
-        min_corr = th.mhr_min_correlation if multiple == 1.0 else th.mhr_double_min_correlation
-        match = drop_short(close_gaps(match, int(2 * fs)), int(min_s * fs))
-        for a, b in runs(match):
-            seg = diff[a:b][np.isfinite(diff[a:b])]
-            if not (seg.size and np.median(seg) <= th.mhr_median_diff_bpm):
-                continue
-            # A captured trace follows the mother's beat-to-beat changes; a
-            # fetal trace that merely sits at her rate does not.
-            xs, ms = x[a:b], multiple * m[a:b]
-            if np.std(ms) >= 1.0 and np.std(xs) >= 1.0 and np.corrcoef(xs, ms)[0, 1] < min_corr:
-                continue
-            out[a:b] = True
-    return out & plausible
+        captured |= _matches_maternal(x, plausible, m, m_ok, multiple, fs, th)
+    return _continue_capture(x, plausible, m, m_ok, captured, fs, th) & plausible
 
 
 def assess_quality(
@@ -138,8 +210,9 @@ def assess_quality(
     """Grade an FHR window and say which samples are fetal signal.
 
     ``fhr`` in bpm with 0 or NaN for signal loss; ``mhr`` is the maternal
-    heart rate channel at the same rate (0/NaN where absent), or a constant
-    array from the latest maternal vitals.
+    heart rate channel at the same rate (0/NaN where absent). Capture needs
+    the FHR to follow the maternal trace, so a constant maternal value (one
+    vitals reading) never marks fetal samples as maternal.
     """
     x = np.asarray(fhr, dtype=float).ravel()
     n = x.size
@@ -179,15 +252,25 @@ def assess_quality(
             ))
     for a, b in runs(maternal):
         s, e = span(a, b)
-        # Distance to the maternal rate or its double, whichever was matched.
-        diffs = np.fmin(np.abs(x[a:b] - m[a:b]), np.abs(x[a:b] - 2 * m[a:b]))
+        # Distance to the maternal rate or its double, where the channel has a value.
+        with np.errstate(invalid="ignore"):
+            diffs = np.fmin(np.abs(x[a:b] - m[a:b]), np.abs(x[a:b] - 2 * m[a:b]))
+        has_channel = np.isfinite(diffs)
+        median_diff = float(np.median(diffs[has_channel])) if has_channel.any() else None
+        channel_note = (f"median difference {median_diff:.1f} bpm" if median_diff is not None else "no maternal value")
+        if has_channel.mean() < 0.9:
+            channel_note += f"; maternal channel present for {has_channel.mean():.0%} of it"
         findings.append(Finding(
             "maternal_hr_capture", Severity.URGENT, s, e,
-            rule=f"signal quality: FHR within {th.mhr_match_bpm:.0f} bpm of maternal HR for >= {th.mhr_min_s:.0f} s",
+            rule=(f"signal quality: FHR within {th.mhr_match_bpm:.0f} bpm of the maternal HR for >= "
+                  f"{th.mhr_min_near_fraction:.0%} of a {th.mhr_window_s:.0f}-s window, >= {th.mhr_min_s:.0f} s "
+                  "(FIGO 2015: coinciding FHR and maternal HR, confirm the fetal heart)"),
             sentence=(f"FHR trace matches the maternal heart rate for {(b - a) / fs:.0f} s "
-                      f"(median difference {np.nanmedian(diffs):.1f} bpm): the monitor may be recording the mother"),
+                      f"({channel_note}): the monitor may be recording the mother"),
             values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b])),
-                    "mhr_median": float(np.nanmedian(m[a:b]))},
+                    "maternal_channel_fraction": float(has_channel.mean()),
+                    **({} if median_diff is None else {"mhr_median": float(np.nanmedian(m[a:b])),
+                                                       "median_difference_bpm": median_diff})},
         ))
     for a, b in runs(ratio):
         s, e = span(a, b)

@@ -44,3 +44,12 @@ def interpolate_gaps(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
         return np.full_like(x, np.nan)
     idx = np.arange(x.size)
     return np.interp(idx, idx[valid], x[valid])
+
+
+def centred_counts(mask: np.ndarray, window: int) -> np.ndarray:
+    """Per sample, how many True samples lie in the ``window`` centred on it (clipped at the edges)."""
+    m = np.asarray(mask, dtype=bool)
+    csum = np.concatenate(([0], np.cumsum(m, dtype=np.int64)))
+    idx = np.arange(m.size)
+    half = window // 2
+    return csum[np.clip(idx + half + 1, 0, m.size)] - csum[np.clip(idx - half, 0, m.size)]

@@ -205,17 +205,66 @@ def test_signal_loss_spikes_and_nan_are_masked() -> None:
     assert q.grade == "good"
 
 
+def maternal_channel(n: int, seed: int = 3, level: float = 85.0, swing: float = 4.0) -> np.ndarray:
+    """A maternal heart-rate channel as a toco-belt or oximeter gives it: smooth, wandering."""
+    t = np.arange(n) / FS
+    drift = gaussian_filter1d(np.random.default_rng(seed).normal(0, 1, n), sigma=8 * FS)
+    return level + swing * np.sin(2 * np.pi * t / 45) + 7.5 * swing * drift
+
+
 def test_maternal_heart_rate_capture() -> None:
     fhr = trace(10)
-    mhr = np.full(fhr.size, 85.0) + np.random.default_rng(3).normal(0, 1, fhr.size)
+    mhr = maternal_channel(fhr.size)
     fhr[800:1400] = mhr[800:1400] + 1.0  # 150 s of maternal HR on the FHR channel
     q = assess_quality(fhr, fs=FS, mhr=mhr)
     found = [f for f in q.findings if f.kind == "maternal_hr_capture"]
     assert len(found) == 1
     assert found[0].start_s == pytest.approx(200, abs=3) and found[0].end_s == pytest.approx(350, abs=3)
+    assert found[0].values["median_difference_bpm"] == pytest.approx(1.0, abs=0.01)
     assert not q.valid[800:1400].any() and q.valid[:700].mean() > 0.95
     # Without the maternal channel the same trace is not flagged as capture.
     assert not assess_quality(fhr, fs=FS).maternal.any()
+
+
+def test_noisy_doppler_capture_of_the_mother_is_found() -> None:
+    """A Doppler trace of the mother's heart scatters +-6 bpm around the smooth maternal channel
+    (FHRMA recordings): judged over a minute, not sample by sample."""
+    fhr = trace(10)
+    mhr = maternal_channel(fhr.size)
+    noise = np.random.default_rng(8).uniform(-6, 6, 1200)
+    fhr[800:2000] = mhr[800:2000] + noise  # 5 min; about a third of the samples are > 4 bpm off
+    q = assess_quality(fhr, fs=FS, mhr=mhr)
+    assert q.maternal[810:1990].all() and q.valid[:780].mean() > 0.95 and q.valid[2020:].mean() > 0.95
+
+
+def test_fetal_deceleration_at_the_mothers_rate_stays_fetal() -> None:
+    """A prolonged deceleration to ~88 bpm sits at the mother's rate but does not follow her changes:
+    it is the fetus, and must stay in the analysis (the simulator's prolonged-deceleration scenario)."""
+    fhr = trace(12)
+    mhr = maternal_channel(fhr.size, level=88.0, swing=2.0)
+    add_dip(fhr, 240, 30, 240, 30, depth=52)  # 140 -> 88 bpm for 4 min
+    fhr[4 * 270 : 4 * 510] = 88 + (trace(4, level=0, band=8, seed=4))  # its own variability
+    q = assess_quality(fhr, fs=FS, mhr=mhr)
+    assert not q.maternal.any()
+    assert "prolonged_deceleration" in {f.kind for f in analyse_ctg(fhr, np.full(fhr.size, 10.0), fs=FS, mhr=mhr).findings}
+
+
+def test_flat_maternal_value_never_marks_capture() -> None:
+    """One vitals reading repeated as a channel cannot show the FHR following the mother."""
+    fhr = trace(10)
+    fhr[800:1400] = 85 + np.random.default_rng(2).normal(0, 1, 600)
+    assert not assess_quality(fhr, fs=FS, mhr=np.full(fhr.size, 85.0)).maternal.any()
+
+
+def test_capture_continues_where_the_maternal_channel_drops_out() -> None:
+    """The transducer keeps counting the mother after her channel stops; the stretch ends at the
+    jump back to the fetal rate, not where the channel ended."""
+    fhr = trace(12)
+    mhr = maternal_channel(fhr.size)
+    fhr[800:2400] = mhr[800:2400] + np.random.default_rng(6).normal(0, 1, 1600)  # 400 s of the mother
+    mhr[1400:] = 0.0  # maternal channel lost after 350 s
+    q = assess_quality(fhr, fs=FS, mhr=mhr)
+    assert q.maternal[810:2390].all() and q.valid[2420:].mean() > 0.95
 
 
 def test_capture_entered_by_a_halving_like_jump_is_maternal() -> None:
