@@ -16,7 +16,13 @@ from scipy.ndimage import median_filter
 from scipy.stats import t as student_t
 
 from detectors.findings import Finding, Severity
-from detectors.runs import centred_counts, close_gaps, drop_short, interpolate_gaps, runs
+from detectors.runs import (
+    centred_counts,
+    close_gaps,
+    drop_short,
+    interpolate_gaps,
+    runs,
+)
 from detectors.thresholds import SignalQualityThresholds
 
 DEFAULT_QUALITY = SignalQualityThresholds()
