@@ -24,6 +24,9 @@ BRIDGE_S = 5
 #: Heavier smoothing (s) for the onset-to-nadir measurement, where residual
 #: variability would otherwise decide between "abrupt" and "gradual".
 FALL_SMOOTH_S = 15
+#: Share of a raised-cosine fall spent between 20% and 80% of its depth:
+#: (arccos(-0.6) - arccos(0.6)) / pi.
+COSINE_FALL_20_80 = float((np.arccos(-0.6) - np.arccos(0.6)) / np.pi)
 #: Tocogram: smoothing (s) before peak finding, and the span (s) of the
 #: running minimum that estimates the basal tone.
 UC_SMOOTH_S = 10
@@ -165,9 +168,13 @@ def fall_time(x1: np.ndarray, b: np.ndarray, exc: Excursion) -> float:
     """Onset-to-nadir time of a deceleration, robust to variability.
 
     The time the smoothed FHR takes to fall from 20% to 80% of the depth,
-    divided by 0.6: the onset-to-nadir time of the equivalent straight fall.
-    Where the departure from the baseline is hidden by variability, this
-    still separates abrupt (V, < 30 s) from gradual (U) decelerations.
+    scaled to the whole fall of a U-shaped (raised-cosine) deceleration, in
+    which 20% -> 80% takes 41% of the onset-to-nadir time. Where the departure
+    from the baseline is hidden by variability, this still separates abrupt
+    (V, < 30 s) from gradual (U) decelerations. A straight fall would give
+    60%; the cosine model reads gradual decelerations as clinicians draw
+    them (from where the trace starts to bend); the price is that a straight
+    fall of 20-30 s is read as gradual (early or late by its timing).
     """
     lo = max(0, exc.start - 30)
     seg = x1[lo: exc.extreme_at + 1]
@@ -183,7 +190,7 @@ def fall_time(x1: np.ndarray, b: np.ndarray, exc: Excursion) -> float:
     t20 = below20[-1] if below20.size else 0
     above80 = np.flatnonzero(depth_curve[t20:] >= 0.8 * depth)
     t80 = t20 + (above80[0] if above80.size else depth_curve.size - 1 - t20)
-    return float((t80 - t20) / 0.6)
+    return float((t80 - t20) / COSINE_FALL_20_80)
 
 
 def classify_decelerations(

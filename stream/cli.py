@@ -379,7 +379,7 @@ app.add_typer(evaluate_app, name="evaluate")
 
 @evaluate_app.command("detectors")
 def evaluate_detectors(
-    seeds: Annotated[str, typer.Option(help="Comma-separated simulator seeds (default: held out).")] = "20,21,22,23,24",
+    seeds: Annotated[str, typer.Option(help="Comma-separated simulator seeds (default: held out).")] = "30,31,32,33,34",
     output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the report to.")] = None,
 ) -> None:
     """Per-event precision/recall/F1 of every detector on the simulator's scenarios."""
