@@ -30,7 +30,14 @@ from detectors.events import (
 from detectors.findings import Finding, Severity
 from detectors.quality import DEFAULT_QUALITY, QualityReport, assess_quality
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
-from detectors.variability import VariabilityEstimate, bandwidth, estimate_variability, sinusoidal_minutes, trailing_run
+from detectors.variability import (
+    VariabilityEstimate,
+    bandwidth,
+    estimate_variability,
+    reduced_minutes_within,
+    sinusoidal_minutes,
+    trailing_run,
+)
 
 DEFAULT_CTG = CtgThresholds()
 FIGO = "FIGO 2015"
@@ -53,6 +60,7 @@ class CtgAnalysis:
     bradycardia_s: float = 0.0
     tachycardia_s: float = 0.0
     sinusoidal_s: float = 0.0
+    reduced_in_decelerations_s: float = 0.0
     baseline_curve: np.ndarray | None = None  # 1 Hz, for drawing
 
 
@@ -109,6 +117,20 @@ def _deceleration_finding(dec: Deceleration, t0: float, th: CtgThresholds) -> Fi
     return Finding(f"{dec.kind}_deceleration", sev, t0 + e.start, t0 + e.end, rule, sentence, values)
 
 
+def deceleration_bodies(
+    decels: list[Excursion], x1: np.ndarray, b: np.ndarray, th: CtgThresholds
+) -> list[tuple[int, int]]:
+    """The part of each deceleration (1-Hz indices) from the first to the last second
+    at least 15 bpm below the baseline: its body, without the shoulders."""
+    out = []
+    for e in decels:
+        with np.errstate(invalid="ignore"):
+            deep = np.flatnonzero(x1[e.start:e.end] <= b[e.start:e.end] - th.deceleration_bpm)
+        if deep.size:
+            out.append((e.start + int(deep[0]), e.start + int(deep[-1]) + 1))
+    return out
+
+
 def analyse_ctg(
     fhr: np.ndarray,
     uc: np.ndarray | None = None,
@@ -159,6 +181,8 @@ def analyse_ctg(
     variability = estimate_variability(x, quality.valid & ~event_fs, fs, th)
     detrended = x - uniform_filter1d(np.where(quality.valid, x, np.nanmean(x)), size=int(30 * fs), mode="nearest")
     band_within = [bandwidth(detrended[e.start * k:e.end * k]) if e.duration >= 60 else np.inf for e in decel_exc]
+    reduced_in_decels_s, bands_in_decels = reduced_minutes_within(
+        x, quality.valid, [(a * k, b_ * k) for a, b_ in deceleration_bodies(decel_exc, x1, b, th)], fs, th)
 
     cons: list[Contraction] = []
     if uc is not None:
@@ -225,6 +249,17 @@ def analyse_ctg(
             sentence=f"Increased (saltatory) variability, bandwidth {variability.median_bpm:.0f} bpm, for {variability.increased_s / 60:.0f} min",
             values={"bandwidth_bpm": variability.median_bpm, "duration_s": variability.increased_s},
         ))
+    if reduced_in_decels_s > th.reduced_variability_in_decelerations_s:
+        low = [v for v in bands_in_decels if v < th.variability_reduced_bpm]
+        findings.append(Finding(
+            "reduced_variability_in_decelerations", Severity.URGENT,
+            t0 + min(e.start for e in decel_exc), end_t,
+            rule=f"{FIGO}: variability < {th.variability_reduced_bpm:.0f} bpm for "
+                 f"> {th.reduced_variability_in_decelerations_s / 60:.0f} min during decelerations (pathological)",
+            sentence=(f"Reduced variability inside decelerations for {reduced_in_decels_s / 60:.0f} min "
+                      f"(bandwidth {np.median(low):.1f} bpm)"),
+            values={"duration_s": reduced_in_decels_s, "bandwidth_bpm": round(float(np.median(low)), 1)},
+        ))
     if sinusoidal_s >= th.baseline_window_s:
         path = sinusoidal_s > th.sinusoidal_pathological_s
         findings.append(Finding(
@@ -275,6 +310,8 @@ def analyse_ctg(
         pathological.append(f"increased variability for {variability.increased_s / 60:.0f} min")
     if sinusoidal_s > th.sinusoidal_pathological_s:
         pathological.append(f"sinusoidal pattern for {sinusoidal_s / 60:.0f} min")
+    if reduced_in_decels_s > th.reduced_variability_in_decelerations_s:
+        pathological.append(f"reduced variability within decelerations for {reduced_in_decels_s / 60:.0f} min")
     longest_prolonged = max((d.excursion.duration for d in decels if d.kind == "prolonged"), default=0.0)
     if longest_prolonged > th.acute_hypoxia_deceleration_s:
         pathological.append(f"prolonged deceleration of {longest_prolonged / 60:.1f} min")
@@ -306,5 +343,6 @@ def analyse_ctg(
         t0=t0, duration_s=duration, quality=quality, classification=label, reasons=reasons, findings=findings,
         baseline=baseline, variability=variability, accelerations=accels, decelerations=decels,
         contractions=cons, contractions_per_10min=per10, bradycardia_s=bradycardia_s,
-        tachycardia_s=tachycardia_s, sinusoidal_s=sinusoidal_s, baseline_curve=b,
+        tachycardia_s=tachycardia_s, sinusoidal_s=sinusoidal_s, reduced_in_decelerations_s=reduced_in_decels_s,
+        baseline_curve=b,
     )

@@ -101,6 +101,7 @@ class CtgThresholds:
     variability_increased_bpm: float = 25.0
     reduced_variability_pathological_s: float = 50 * 60.0  # FIGO: < 5 bpm for > 50 min
     increased_variability_pathological_s: float = 30 * 60.0  # FIGO: > 25 bpm for > 30 min
+    reduced_variability_in_decelerations_s: float = 3 * 60.0  # FIGO: < 5 bpm for > 3 min during decelerations
     # Accelerations: FIGO 2015, > 15 bpm above baseline, > 15 s, < 10 min.
     acceleration_bpm: float = 15.0
     acceleration_min_s: float = 15.0

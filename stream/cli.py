@@ -428,7 +428,8 @@ def evaluate_ctu_cmd(
 
     folder = directory or _settings(None).ctu_uhb_dir
     rows = evaluate_ctu(folder, window_min * 60, csv_path=csv)
-    body = ctu_markdown(rows, f"ctgwatch evaluate ctu --window-min {window_min:g}", window_min * 60)
+    command = f"ctgwatch evaluate ctu --window-min {window_min:g}" + (f" --csv {csv}" if csv else "")
+    body = ctu_markdown(rows, command, window_min * 60)
     _report(body, "FIGO classification against the CTU-UHB outcome", output)
 
 

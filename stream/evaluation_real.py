@@ -173,6 +173,7 @@ def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = 
             **{f"{kind}_decelerations": decel_kinds.count(kind)
                for kind in ("early", "late", "variable", "prolonged", "unclassified")},
             "contractions_per_10min": None if a.contractions_per_10min is None else round(a.contractions_per_10min, 1),
+            "reduced_variability_in_decelerations_s": a.reduced_in_decelerations_s,
         })
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,25 @@ def test_signal_loss_spikes_and_nan_are_masked() -> None:
     assert q.grade == "good"
 
 
+def test_reduced_variability_inside_decelerations_is_pathological() -> None:
+    """FIGO 2015: variability < 5 bpm for > 3 min during decelerations is a pathological feature,
+    even when no deceleration reaches 5 min."""
+    fhr = trace(10)
+    t = np.arange(fhr.size) / FS
+    drop = (t >= 200) & (t < 440)
+    fhr[drop] = 90 + np.random.default_rng(1).normal(0, 1, drop.sum())  # 4 min, bandwidth ~4 bpm
+    a = analyse_ctg(fhr, fs=FS)
+    found = [f for f in a.findings if f.kind == "reduced_variability_in_decelerations"]
+    assert len(found) == 1 and found[0].values["bandwidth_bpm"] < 5
+    assert a.classification == "pathological"
+    assert any("reduced variability within decelerations" in r for r in a.reasons)
+    # The same 4-min deceleration with normal variability inside is not this feature.
+    fhr[drop] = trace(4, level=90, band=14, seed=7)[: drop.sum()]
+    b = analyse_ctg(fhr, fs=FS)
+    assert "prolonged_deceleration" in kinds(b) and "reduced_variability_in_decelerations" not in kinds(b)
+    assert not any("within decelerations" in r for r in b.reasons)
+
+
 def maternal_channel(n: int, seed: int = 3, level: float = 85.0, swing: float = 4.0) -> np.ndarray:
     """A maternal heart-rate channel as a toco-belt or oximeter gives it: smooth, wandering."""
     t = np.arange(n) / FS
