@@ -140,7 +140,8 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
         "compares the FHR with the maternal heart-rate channel; 'with maternal HR channel' is the subset of "
         "recordings where that channel carries a value at least half of the time. The capture thresholds "
         "(`SignalQualityThresholds`) were tuned on the even-numbered recordings; the odd-numbered half was "
-        "looked at once, after the choice.",
+        "scored twice, after the density rule and after the tracking test (added because a simulated fetal "
+        "deceleration at the mother's rate was read as capture, not for this half), and tuned on neither time.",
         "",
         "| subset | false-signal samples | scored samples | sensitivity | specificity | precision | F1 | "
         "false-signal minutes caught |",
