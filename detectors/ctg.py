@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from detectors.baseline import BaselineEstimate, baseline_curve, to_1hz, window_baseline
 from detectors.events import (
@@ -32,11 +31,10 @@ from detectors.quality import DEFAULT_QUALITY, QualityReport, assess_quality
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import (
     VariabilityEstimate,
-    bandwidth,
     estimate_variability,
-    reduced_minutes_within,
     sinusoidal_minutes,
     trailing_run,
+    variability_within,
 )
 
 DEFAULT_CTG = CtgThresholds()
@@ -121,13 +119,12 @@ def deceleration_bodies(
     decels: list[Excursion], x1: np.ndarray, b: np.ndarray, th: CtgThresholds
 ) -> list[tuple[int, int]]:
     """The part of each deceleration (1-Hz indices) from the first to the last second
-    at least 15 bpm below the baseline: its body, without the shoulders."""
+    at least 15 bpm below the baseline: its body, without the shoulders (empty if none)."""
     out = []
     for e in decels:
         with np.errstate(invalid="ignore"):
             deep = np.flatnonzero(x1[e.start:e.end] <= b[e.start:e.end] - th.deceleration_bpm)
-        if deep.size:
-            out.append((e.start + int(deep[0]), e.start + int(deep[-1]) + 1))
+        out.append((e.start + int(deep[0]), e.start + int(deep[-1]) + 1) if deep.size else (e.start, e.start))
     return out
 
 
@@ -179,10 +176,11 @@ def analyse_ctg(
     event_fs = np.repeat(in_event, k)
     event_fs = np.concatenate((event_fs, np.zeros(fhr.size - event_fs.size, bool)))
     variability = estimate_variability(x, quality.valid & ~event_fs, fs, th)
-    detrended = x - uniform_filter1d(np.where(quality.valid, x, np.nanmean(x)), size=int(30 * fs), mode="nearest")
-    band_within = [bandwidth(detrended[e.start * k:e.end * k]) if e.duration >= 60 else np.inf for e in decel_exc]
-    reduced_in_decels_s, bands_in_decels = reduced_minutes_within(
+    within = variability_within(
         x, quality.valid, [(a * k, b_ * k) for a, b_ in deceleration_bodies(decel_exc, x1, b, th)], fs, th)
+    band_within = [float(np.median([band for band, _ in pieces])) if pieces else np.inf for pieces in within]
+    reduced_pieces = [(band, s) for pieces in within for band, s in pieces if band < th.variability_reduced_bpm]
+    reduced_in_decels_s = float(sum(s for _, s in reduced_pieces))
 
     cons: list[Contraction] = []
     if uc is not None:
@@ -250,7 +248,7 @@ def analyse_ctg(
             values={"bandwidth_bpm": variability.median_bpm, "duration_s": variability.increased_s},
         ))
     if reduced_in_decels_s > th.reduced_variability_in_decelerations_s:
-        low = [v for v in bands_in_decels if v < th.variability_reduced_bpm]
+        low = [band for band, _ in reduced_pieces]
         findings.append(Finding(
             "reduced_variability_in_decelerations", Severity.URGENT,
             t0 + min(e.start for e in decel_exc), end_t,

@@ -123,15 +123,15 @@ def _follows(xs: np.ndarray, ms: np.ndarray, fs: float, min_corr: float, th: Sig
     return bool(np.corrcoef(xs, ms)[0, 1] >= max(min_corr, significant))
 
 
-def _matches_maternal(
+def _near_stretches(
     x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray, multiple: float,
     fs: float, th: SignalQualityThresholds,
-) -> np.ndarray:
+) -> list[tuple[int, int]]:
     """Stretches where the FHR sits on ``multiple`` x the maternal rate, judged over a minute.
 
     Sample by sample a captured Doppler trace wanders a few bpm around the
     smooth maternal channel, so what counts is how much of the surrounding
-    minute is near it.
+    minute is near it, and how near the stretch is as a whole.
     """
     both = plausible & m_ok
     with np.errstate(invalid="ignore"):
@@ -142,30 +142,13 @@ def _matches_maternal(
     dense = (overlap >= th.mhr_min_overlap * w) & (near_count >= th.mhr_min_near_fraction * overlap)
     min_s = th.mhr_min_s if multiple == 1.0 else th.mhr_double_min_s
     dense = drop_short(close_gaps(dense, int(5 * fs)), int(min_s * fs))
-    out = np.zeros_like(plausible)
-    stretches = runs(dense)
-    if not len(stretches):
-        return out
-    trend_x, trend_m = _median_5s(x, plausible, fs), _median_5s(m, m_ok, fs)
-    for a, b in stretches:
-        sel = both[a:b]
-        if not sel.any() or np.median(diff[a:b][sel]) > th.mhr_median_diff_bpm:
-            continue
-        # A captured trace follows the mother's changes; a fetal trace that only
-        # passes through her rate (a deceleration to ~90 bpm, a tachycardia near
-        # twice her rate) does not. Compared on 5-s medians: a Doppler trace of
-        # the mother is noisy beside the smooth maternal channel. A flat pair
-        # shows no tracking, and without it the samples stay fetal.
-        min_corr = th.mhr_min_correlation if multiple == 1.0 else th.mhr_double_min_correlation
-        if not _follows(trend_x[a:b][sel], multiple * trend_m[a:b][sel], fs, min_corr, th):
-            continue
-        out[a:b] = plausible[a:b]
-    return out
+    return [(int(a), int(b)) for a, b in runs(dense)
+            if both[a:b].any() and np.median(diff[a:b][both[a:b]]) <= th.mhr_median_diff_bpm]
 
 
 def _continue_capture(
-    x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray, captured: np.ndarray,
-    fs: float, th: SignalQualityThresholds,
+    x: np.ndarray, trend_x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray,
+    captured: np.ndarray, fs: float, th: SignalQualityThresholds,
 ) -> np.ndarray:
     """Extend captured stretches over the rest of their continuous trace.
 
@@ -177,10 +160,9 @@ def _continue_capture(
     """
     if not captured.any():
         return captured
-    smooth = _median_5s(x, plausible, fs)
     step = max(1, int(round(fs)))
-    lagged = np.concatenate((smooth[:step], smooth[:-step]))
-    jump = plausible & (np.abs(smooth - lagged) > th.capture_jump_bpm)
+    lagged = np.concatenate((trend_x[:step], trend_x[:-step]))
+    jump = plausible & (np.abs(trend_x - lagged) > th.capture_jump_bpm)
     with np.errstate(invalid="ignore"):
         far = plausible & m_ok & (np.abs(x - m) > 2 * th.mhr_match_bpm) & (np.abs(x - 2 * m) > 2 * th.mhr_match_bpm)
     boundary = (jump | far) & ~np.concatenate(([False], (jump | far)[:-1]))  # first sample of each jump
@@ -200,9 +182,24 @@ def _maternal_capture(
     m = np.asarray(mhr, dtype=float)
     m_ok = np.isfinite(m) & (m > 0)
     captured = np.zeros_like(plausible)
-    for multiple in (1.0, 2.0):  # the maternal rate itself, or its double
-        captured |= _matches_maternal(x, plausible, m, m_ok, multiple, fs, th)
-    return _continue_capture(x, plausible, m, m_ok, captured, fs, th) & plausible
+    # The maternal rate itself, or its double (a Doppler counting artefact).
+    candidates = [(multiple, stretch) for multiple in (1.0, 2.0)
+                  for stretch in _near_stretches(x, plausible, m, m_ok, multiple, fs, th)]
+    if not candidates:
+        return captured
+    both = plausible & m_ok
+    trend_x, trend_m = _median_5s(x, plausible, fs), _median_5s(m, m_ok, fs)
+    for multiple, (a, b) in candidates:
+        # A captured trace follows the mother's changes; a fetal trace that only
+        # passes through her rate (a deceleration to ~90 bpm, a tachycardia near
+        # twice her rate) does not. Compared on 5-s medians: a Doppler trace of
+        # the mother is noisy beside the smooth maternal channel. A flat pair
+        # shows no tracking, and without it the samples stay fetal.
+        sel = both[a:b]
+        min_corr = th.mhr_min_correlation if multiple == 1.0 else th.mhr_double_min_correlation
+        if _follows(trend_x[a:b][sel], multiple * trend_m[a:b][sel], fs, min_corr, th):
+            captured[a:b] = plausible[a:b]
+    return _continue_capture(x, trend_x, plausible, m, m_ok, captured, fs, th) & plausible
 
 
 def assess_quality(

@@ -79,35 +79,34 @@ def estimate_variability(
     )
 
 
-def reduced_minutes_within(
+def variability_within(
     x: np.ndarray, usable: np.ndarray, spans: list[tuple[int, int]], fs: float, th: CtgThresholds
-) -> tuple[float, list[float]]:
-    """Seconds of reduced variability inside decelerations (FIGO 2015: pathological
-    when > 3 min), and the bandwidth of each assessed piece.
+) -> list[list[tuple[float, float]]]:
+    """Variability inside each deceleration: (bandwidth, seconds) per piece.
 
     ``spans`` are the bodies of the decelerations (where the FHR is at least
     15 bpm below the baseline) at the full sample rate, so that the fall and
     the recovery do not count as variability. Each is detrended by its own
-    30-s running mean and cut into 1-min pieces from its start; a last piece
-    of at least 30 s counts for its own length.
+    30-s running mean (the baseline outside must not leak in) and cut into
+    1-min pieces from its start; a last piece of at least 30 s counts for its
+    own length. FIGO 2015: reduced variability for > 3 min during
+    decelerations is pathological.
     """
-    seconds, bands_seen = 0.0, []
+    out: list[list[tuple[float, float]]] = []
     piece = int(th.variability_segment_s * fs)
     for a, b in spans:
         seg, ok = np.asarray(x[a:b], dtype=float), usable[a:b]
+        pieces: list[tuple[float, float]] = []
+        out.append(pieces)
         if ok.sum() < piece * MIN_SEGMENT_COVERAGE:
             continue
         filled = np.interp(np.arange(seg.size), np.flatnonzero(ok), seg[ok])
         detrended = np.where(ok, seg - uniform_filter1d(filled, size=max(1, int(30 * fs)), mode="nearest"), np.nan)
         for start in range(0, seg.size, piece):
             part, part_ok = detrended[start:start + piece], ok[start:start + piece]
-            if part.size < piece // 2 or part_ok.mean() < MIN_SEGMENT_COVERAGE:
-                continue
-            band = bandwidth(part)
-            bands_seen.append(band)
-            if band < th.variability_reduced_bpm:
-                seconds += part.size / fs
-    return seconds, bands_seen
+            if part.size >= piece // 2 and part_ok.mean() >= MIN_SEGMENT_COVERAGE:
+                pieces.append((bandwidth(part), part.size / fs))
+    return out
 
 
 def sinusoidal_minutes(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarray, th: CtgThresholds) -> np.ndarray:
