@@ -211,7 +211,7 @@ def classify_decelerations(
     - unclassified: gradual with no contraction to relate it to.
     """
     out = []
-    for exc, band in zip(decels, band_within):
+    for exc, band in zip(decels, band_within, strict=True):
         onset_to_nadir = fall_time(x1, b, exc)
         c = _associated(exc, cons, th)
         timing: dict[str, float] = {}
