@@ -95,7 +95,10 @@ def _deceleration_finding(dec: Deceleration, t0: float, th: CtgThresholds) -> Fi
             if acute else "")
         sentence = f"Prolonged deceleration for {minutes:.1f} min{ongoing}, nadir {e.extreme_bpm:.0f} bpm"
     elif dec.kind == "late":
-        sev = Severity.URGENT
+        # One late deceleration is a warning; FIGO 2015 makes late decelerations pathological
+        # when repetitive for > 30 min, which the repetitive-deceleration and classification
+        # findings raise as urgent. An urgent alert here escalated every single one.
+        sev = Severity.ADVISORY
         rule = f"{FIGO}: late deceleration (gradual, nadir after the contraction's acme, return after its end)"
         sentence = (f"Late deceleration, nadir {e.extreme_bpm:.0f} bpm "
                     f"{dec.timing.get('nadir_after_acme_s', 0):.0f} s after the contraction peak")
@@ -113,6 +116,13 @@ def _deceleration_finding(dec: Deceleration, t0: float, th: CtgThresholds) -> Fi
         rule = f"{FIGO}: deceleration > {th.deceleration_bpm:.0f} bpm, > {th.deceleration_min_s:.0f} s, no contraction to relate it to"
         sentence = f"Deceleration to {e.extreme_bpm:.0f} bpm for {e.duration:.0f} s, not related to a contraction"
     return Finding(f"{dec.kind}_deceleration", sev, t0 + e.start, t0 + e.end, rule, sentence, values)
+
+
+def in_progress_deceleration(finding: Finding) -> bool:
+    """A deceleration still under way at the end of the history, not yet prolonged:
+    its type (early/late/variable) is known only when it ends, so it raises no alert yet."""
+    return (finding.kind.endswith("_deceleration") and finding.kind != "prolonged_deceleration"
+            and finding.values.get("complete") is False)
 
 
 def deceleration_bodies(

@@ -93,7 +93,7 @@ def _ratio_errors(x: np.ndarray, plausible: np.ndarray, fs: float, th: SignalQua
         # The erroneous segment ends at the reverse jump or at the next loss.
         end = start
         while end < x.size and plausible[end]:
-            if end > start and end - step >= 0 and abs(x[end] / x[end - step] - back) < tol * back:
+            if end > start and end - step >= 0 and plausible[end - step] and abs(x[end] / x[end - step] - back) < tol * back:
                 break
             end += 1
         out[start:end] = True

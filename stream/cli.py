@@ -416,6 +416,23 @@ def evaluate_quality(
     _report(body, "Signal quality against the FHRMA expert false-signal marks", output)
 
 
+@evaluate_app.command("burden")
+def evaluate_burden_cmd(
+    directory: Annotated[Optional[Path], typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N records.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+) -> None:
+    """Alert episodes per monitored hour the rules would raise on CTU-UHB records (normal outcome vs acidaemia)."""
+    from stream.evaluation_real import alert_burden, burden_markdown
+
+    folder = directory or _settings(None).ctu_uhb_dir
+    if not folder.is_dir():
+        raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
+    groups = alert_burden(folder, limit)
+    command = "ctgwatch evaluate burden" + (f" --limit {limit}" if limit else "")
+    _report(burden_markdown(groups, command), "Alert burden on CTU-UHB recordings", output)
+
+
 @evaluate_app.command("ctu")
 def evaluate_ctu_cmd(
     directory: Annotated[Optional[Path], typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,

@@ -9,11 +9,12 @@ the command that produced them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 
-from detectors.ctg import analyse_ctg
+from detectors.ctg import CtgAnalysis, analyse_ctg
 from detectors.scoring import EMPTY_SCORE, EventScore, merge_intervals, score_events
 from stream.simulator import SimulatedCtg, simulate_ctg, standard_scenarios
 
@@ -48,21 +49,29 @@ class StreamingConfig:
     first_s: float = 10 * 60.0
 
 
-def streamed_findings(sim: SimulatedCtg, cfg: StreamingConfig = StreamingConfig()) -> dict[str, list[tuple[float, float]]]:
-    """Findings per kind over the record, as a stream re-analysing its history would report them."""
-    fs = sim.fs
-    per_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    n = sim.fhr.size
+def replay_analyses(
+    fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None = None,
+    cfg: StreamingConfig = StreamingConfig(),
+) -> Iterator[CtgAnalysis]:
+    """The analyses the stream would make of a recording: its history re-analysed every step."""
+    n = fhr.size
     end_s = cfg.first_s
     while True:
         end = min(n, int(end_s * fs))
         start = max(0, end - int(cfg.history_s * fs))
-        a = analyse_ctg(sim.fhr[start:end], uc=sim.uc[start:end], fs=fs, mhr=sim.mhr[start:end], t0=start / fs)
-        for f in a.findings:
-            per_kind[f.kind].append((f.start_s, f.end_s))
+        yield analyse_ctg(fhr[start:end], uc=None if uc is None else uc[start:end], fs=fs,
+                          mhr=None if mhr is None else mhr[start:end], t0=start / fs)
         if end >= n:
             break
         end_s += cfg.step_s
+
+
+def streamed_findings(sim: SimulatedCtg, cfg: StreamingConfig = StreamingConfig()) -> dict[str, list[tuple[float, float]]]:
+    """Findings per kind over the record, as a stream re-analysing its history would report them."""
+    per_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for a in replay_analyses(sim.fhr, sim.uc, sim.fs, sim.mhr, cfg):
+        for f in a.findings:
+            per_kind[f.kind].append((f.start_s, f.end_s))
     return {k: merge_intervals(v) for k, v in per_kind.items()}
 
 

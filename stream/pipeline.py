@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from detectors.ctg import analyse_ctg
+from detectors.ctg import analyse_ctg, in_progress_deceleration
 from detectors.findings import Finding, Severity
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
@@ -241,12 +241,6 @@ class Pipeline:
         """Drop cached windows (after a rebalance another worker may have extended them)."""
         self.cache.clear()
         self.fast_active.clear()
-
-
-def in_progress_deceleration(finding: Finding) -> bool:
-    """A deceleration still under way at the end of the history, not yet prolonged."""
-    return (finding.kind.endswith("_deceleration") and finding.kind != "prolonged_deceleration"
-            and finding.values.get("complete") is False)
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

@@ -50,3 +50,36 @@ def test_maternal_capture_scored_against_marks(tmp_path) -> None:
     c = results["all"]
     assert used == 1 and c.sensitivity > 0.9 and c.specificity > 0.99
     assert c.false_minutes == 2 and c.false_minutes_caught == 2
+
+
+def test_alert_episodes_merge_a_kind_within_the_quiet_time() -> None:
+    from detectors.findings import Finding, Severity
+    from stream.evaluation_real import alert_episodes
+
+    def f(kind, start, end, sev=Severity.ADVISORY, **values):
+        return Finding(kind, sev, start, end, "rule", "sentence", values)
+
+    episodes = alert_episodes([
+        f("late_deceleration", 100, 160), f("late_deceleration", 100, 160),  # the same event, two analyses
+        f("late_deceleration", 700, 760, Severity.URGENT),  # < 15 min later: same episode, severity up
+        f("late_deceleration", 2000, 2060),  # > 15 min after the last: a new episode
+        f("variable_deceleration", 300, 330, Severity.INFO),  # information only: no alert
+        f("variable_deceleration", 3000, 3030, Severity.ADVISORY, complete=False),  # still in progress
+        f("signal_loss", 50, 80),
+    ])
+    assert episodes["late_deceleration"] == [(100, 760, int(Severity.URGENT)), (2000, 2060, int(Severity.ADVISORY))]
+    assert "variable_deceleration" not in episodes and len(episodes["signal_loss"]) == 1
+
+
+def test_alert_burden_on_real_records() -> None:
+    from stream.config import Settings
+    from stream.evaluation_real import ACIDAEMIA, NORMAL_OUTCOME, alert_burden, burden_markdown
+
+    directory = Settings().ctu_uhb_dir
+    if not (directory / "1001.hea").is_file():
+        pytest.skip("CTU-UHB records not present in ../shared/data")
+    groups = alert_burden(directory, limit=6)
+    counted = groups[NORMAL_OUTCOME].records + groups[ACIDAEMIA].records
+    assert 1 <= counted <= 6 and groups[NORMAL_OUTCOME].hours > 0.5
+    table = burden_markdown(groups, "ctgwatch evaluate burden --limit 6")
+    assert "| all kinds |" in table and "signal_loss" in table
