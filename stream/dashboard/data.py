@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from detectors.baseline import to_1hz
 from detectors.ctg import analyse_ctg
+from detectors.runs import runs
 from stream.alerts import AlertStore
 from stream.patient_window import WindowStore
 
@@ -58,7 +59,8 @@ async def trace(redis: Redis, patient_id: str, seconds: float, capacity_s: float
     window = await WindowStore(redis, capacity_s=capacity_s).load(patient_id, "?")
     fhr, uc, mhr, t0 = window.last(seconds)
     if fhr.size == 0:
-        return {"patient_id": patient_id, "t0": None, "fhr": [], "uc": [], "mhr": [], "events": [], "anomaly": None}
+        return {"patient_id": patient_id, "t0": None, "fhr": [], "uc": [], "mhr": [], "events": [], "not_fetal": [],
+                "anomaly": None}
     f1, fv = to_1hz(fhr, fhr > 0, window.fs)
     u1, _ = to_1hz(uc, np.ones(uc.size, bool), window.fs)
     m1 = to_1hz(mhr, mhr > 0, window.fs)[0] if mhr is not None else None
@@ -67,6 +69,12 @@ async def trace(redis: Redis, patient_id: str, seconds: float, capacity_s: float
     events += [{"kind": f"{d.kind}_deceleration", "start": t0 + d.excursion.start, "end": t0 + d.excursion.end}
                for d in analysis.decelerations]
     events += [{"kind": "contraction", "start": t0 + c.onset, "end": t0 + c.end} for c in analysis.contractions]
+    # Stretches the signal-quality detector judged not to be the fetal heart, drawn over the trace
+    # so that a clinician sees what the analysis left out and why.
+    not_fetal = [{"kind": kind, "start": t0 + a / window.fs, "end": t0 + b / window.fs}
+                 for kind, mask in (("maternal_hr_capture", analysis.quality.maternal),
+                                    ("halving_doubling", analysis.quality.ratio_error))
+                 for a, b in runs(mask)]
     status = _status(await redis.hgetall(f"ctgw:patient:{patient_id}"))
 
     def clean(x: np.ndarray | None) -> list:
@@ -74,7 +82,7 @@ async def trace(redis: Redis, patient_id: str, seconds: float, capacity_s: float
 
     return {
         "patient_id": patient_id, "t0": t0, "fs": 1.0, "fhr": clean(np.where(fv, f1, np.nan)), "uc": clean(u1),
-        "mhr": clean(m1), "events": events, "baseline_bpm": status.get("baseline_bpm"),
+        "mhr": clean(m1), "events": events, "not_fetal": not_fetal, "baseline_bpm": status.get("baseline_bpm"),
         "classification": analysis.classification, "reasons": analysis.reasons,
         "anomaly": status.get("model_error"),
     }

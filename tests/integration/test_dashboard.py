@@ -135,6 +135,38 @@ def test_read_api_and_fhir_export(stack, dashboard) -> None:
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
+def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
+    """A bed whose FHR channel carried the mother's heart rate for 3 min: the trace API marks that stretch,
+    so the bed view can shade what the analysis left out."""
+    import numpy as np
+
+    from stream.patient_window import PatientWindow, WindowStore
+
+    patient, fs, n = f"nf-{uuid.uuid4().hex[:6]}", 4.0, 4 * 900
+    t = np.arange(n) / fs
+    mhr = 88 + 6 * np.sin(2 * np.pi * t / 50)
+    fhr = 140 + 5 * np.sin(2 * np.pi * t / 13)
+    fhr[4 * 300:4 * 480] = mhr[4 * 300:4 * 480] + 0.5  # minutes 5-8: the mother's heart on the FHR channel
+    start_ts = time.time() - n / fs
+
+    async def store() -> None:
+        redis = Redis.from_url(stack.redis_dsn)
+        windows, window = WindowStore(redis, capacity_s=2400), PatientWindow(patient, "bed-7", 2400)
+        for i in range(0, n, 240):
+            pkt = CtgPacket(patient_id=patient, bed_id="bed-7", device_id="mon-nf", start_ts=start_ts + i / fs,
+                            fhr=[round(float(v), 2) for v in fhr[i:i + 240]], uc=[10.0] * 240,
+                            mhr=[round(float(v), 2) for v in mhr[i:i + 240]])
+            await windows.save_packet(window, pkt)
+        await redis.aclose()
+
+    asyncio.run(store())
+    c, _ = signed_in(dashboard["url"], "ann", "nurse-password-1")
+    tr = c.get(f"/api/patients/{patient}/trace", params={"seconds": 900}).json()
+    spans = [s for s in tr["not_fetal"] if s["kind"] == "maternal_hr_capture"]
+    assert len(spans) == 1
+    assert spans[0]["start"] - tr["t0"] == pytest.approx(300, abs=5) and spans[0]["end"] - tr["t0"] == pytest.approx(480, abs=5)
+
+
 def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path) -> None:
     from playwright.sync_api import expect, sync_playwright
 

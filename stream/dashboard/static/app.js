@@ -106,6 +106,12 @@ async function drawBed(scrollToEnd = false) {
     g.fillStyle = "rgba(142, 36, 170, .18)";
     tr.anomaly.error.forEach((e, i) => { if (e > tr.anomaly.threshold) g.fillRect(xt(tr.anomaly.t0 + i), fhrTop, Math.max(pxPerS, 1), fhrH); });
   }
+  for (const span of tr.not_fetal || []) {  // judged not to be the fetal heart: left out of the analysis
+    g.fillStyle = "rgba(107, 114, 128, .22)";
+    g.fillRect(xt(span.start), fhrTop, Math.max(xt(span.end) - xt(span.start), 2), fhrH);
+    g.fillStyle = "#374151";
+    g.fillText(span.kind === "maternal_hr_capture" ? "maternal HR?" : "halved/doubled?", xt(span.start) + 3, fhrTop + 20);
+  }
   for (const ev of tr.events) {
     const color = ev.kind === "acceleration" ? "#2e7d32" : ev.kind === "contraction" ? "#1565c0" : "#e0561b";
     g.fillStyle = color;
