@@ -135,18 +135,18 @@ def test_read_api_and_fhir_export(stack, dashboard) -> None:
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
-def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
-    """A bed whose FHR channel carried the mother's heart rate for 3 min: the trace API marks that stretch,
-    so the bed view can shade what the analysis left out."""
+def store_trace_with_maternal_capture(stack, patient: str) -> None:
+    """15 min of a bed whose FHR channel carried the mother's heart rate in minutes 5-8, written to Redis
+    as the worker stores packets."""
     import numpy as np
 
     from stream.patient_window import PatientWindow, WindowStore
 
-    patient, fs, n = f"nf-{uuid.uuid4().hex[:6]}", 4.0, 4 * 900
+    fs, n = 4.0, 4 * 900
     t = np.arange(n) / fs
     mhr = 88 + 6 * np.sin(2 * np.pi * t / 50)
     fhr = 140 + 5 * np.sin(2 * np.pi * t / 13)
-    fhr[4 * 300:4 * 480] = mhr[4 * 300:4 * 480] + 0.5  # minutes 5-8: the mother's heart on the FHR channel
+    fhr[4 * 300:4 * 480] = mhr[4 * 300:4 * 480] + 0.5
     start_ts = time.time() - n / fs
 
     async def store() -> None:
@@ -160,6 +160,13 @@ def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
         await redis.aclose()
 
     asyncio.run(store())
+
+
+def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
+    """The trace API marks the stretch the quality detector judged to be the mother's heart rate,
+    so the bed view can shade what the analysis left out."""
+    patient = f"nf-{uuid.uuid4().hex[:6]}"
+    store_trace_with_maternal_capture(stack, patient)
     c, _ = signed_in(dashboard["url"], "ann", "nurse-password-1")
     tr = c.get(f"/api/patients/{patient}/trace", params={"seconds": 900}).json()
     spans = [s for s in tr["not_fetal"] if s["kind"] == "maternal_hr_capture"]
@@ -175,11 +182,14 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
                CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1")
     shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    patient = f"ui-{uuid.uuid4().hex[:6]}"
+    patient, capture_patient = f"ui-{uuid.uuid4().hex[:6]}", f"ui-nf-{uuid.uuid4().hex[:6]}"
+    page_errors: list[str] = []
+    store_trace_with_maternal_capture(stack, capture_patient)  # before playwright owns this thread's loop
     with ctgwatch_process(["worker"], env, tmp_path / "worker.log", ready="[^Worker]: Ready"), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--disable-background-networking", "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
         page.goto(dashboard["url"] + "/")
         page.fill("input[name=username]", "ann")
         page.fill("input[name=password]", "nurse-password-1")
@@ -211,5 +221,12 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
         expect(page.locator("#bed-title")).to_contain_text(patient)
         page.wait_for_timeout(1000)
         page.locator("#bed").screenshot(path=str(shots / "bed-view.png"))
+        # A bed whose trace held the mother's heart rate: the bed view draws it shaded, without a script error.
+        page.evaluate("([p, b]) => openBed(p, b)", [capture_patient, "bed-7"])
+        expect(page.locator("#bed-title")).to_contain_text(capture_patient)
+        page.wait_for_timeout(1000)
+        page.locator("#bed").screenshot(path=str(shots / "bed-view-maternal-capture.png"))
         browser.close()
+    assert not page_errors, page_errors
     assert (shots / "ward-overview.png").stat().st_size > 10_000 and (shots / "bed-view.png").stat().st_size > 10_000
+    assert (shots / "bed-view-maternal-capture.png").stat().st_size > 10_000
