@@ -125,7 +125,11 @@ async function drawBed(scrollToEnd = false) {
   };
   if (tr.mhr && tr.mhr.length) line(tr.mhr.map((v) => (v && v >= 50 ? v : null)), yF, "#9e9e9e", 1);
   if (tr.baseline_bpm) { g.setLineDash([6, 4]); line(tr.fhr.map(() => tr.baseline_bpm), yF, "#607d8b", 1); g.setLineDash([]); }
-  line(tr.fhr.map((v) => (v && v >= 50 && v <= 210 ? v : null)), yF, "#111827", 1.4);
+  // FHR in black; seconds judged not fetal (maternal HR, halving/doubling) in grey, as the analysis left them out.
+  const notFetal = tr.fhr.map((_, i) => (tr.not_fetal || []).some((s) => tr.t0 + i >= s.start && tr.t0 + i < s.end));
+  const onPaper = (v) => v && v >= 50 && v <= 210;
+  line(tr.fhr.map((v, i) => (onPaper(v) && !notFetal[i] ? v : null)), yF, "#111827", 1.4);
+  line(tr.fhr.map((v, i) => (onPaper(v) && notFetal[i] ? v : null)), yF, "#9ca3af", 1.4);
   line(tr.uc, yU, "#1565c0", 1.2);
   if (scrollToEnd) $("#trace-scroll").scrollLeft = canvas.width;
 }
