@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from detectors.runs import interpolate_gaps
 from detectors.thresholds import CtgThresholds
 
 #: Bandwidth is taken between these percentiles of a segment, not max-min,
@@ -100,7 +101,7 @@ def variability_within(
         out.append(pieces)
         if ok.sum() < piece * MIN_SEGMENT_COVERAGE:
             continue
-        filled = np.interp(np.arange(seg.size), np.flatnonzero(ok), seg[ok])
+        filled = interpolate_gaps(seg, ok)
         detrended = np.where(ok, seg - uniform_filter1d(filled, size=max(1, int(30 * fs)), mode="nearest"), np.nan)
         for start in range(0, seg.size, piece):
             part, part_ok = detrended[start:start + piece], ok[start:start + piece]
