@@ -30,13 +30,13 @@ import numpy as np  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
-from infra.launcher.process import free_port  # noqa: E402
 from infra.launcher.stack import down, up  # noqa: E402
-from stream.config import Settings  # noqa: E402
-from stream.kafka import start_producer  # noqa: E402
-from stream.publishing import merge, publish_paced, time_base  # noqa: E402
-from stream.schemas import CtgPacket, encode  # noqa: E402
-from stream.ward import assign_beds, bed_schedule  # noqa: E402
+from stream.core.kafka import start_producer  # noqa: E402
+from stream.core.ports import free_port  # noqa: E402
+from stream.core.schemas import CtgPacket, encode  # noqa: E402
+from stream.core.settings import Settings  # noqa: E402
+from stream.sources.publishing import merge, publish_paced, time_base  # noqa: E402
+from stream.sources.ward import assign_beds, bed_schedule  # noqa: E402
 
 
 def packet(pid: str, start: float, fhr: float) -> CtgPacket:

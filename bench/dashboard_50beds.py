@@ -26,7 +26,7 @@ import httpx  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
-from infra.launcher.process import free_port  # noqa: E402
+from stream.core.ports import free_port  # noqa: E402
 
 BEDS = 50
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
 from detectors.ctg import analyse_ctg  # noqa: E402
-from stream.simulator import Scenario, simulate_ctg  # noqa: E402
+from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
 
 
 def bench(window_min: float, repeats: int = 300) -> tuple[float, float]:

@@ -28,8 +28,8 @@ from infra.launcher.services import Triton  # noqa: E402
 from infra.launcher.stack import wait_ready  # noqa: E402
 from models.features import Normalisation, window_tensor  # noqa: E402
 from models.repository import TRITON_NAMES  # noqa: E402
-from stream.config import load_settings  # noqa: E402
-from stream.simulator import simulate_ctg, standard_scenarios  # noqa: E402
+from stream.core.settings import load_settings  # noqa: E402
+from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios  # noqa: E402
 
 BATCHES = (1, 8, 32, 64, 128, 256)
 
@@ -69,7 +69,7 @@ def main() -> None:
         wait_ready(triton, proc, 120)
         client = tgrpc.InferenceServerClient(settings.triton_grpc)
         data = windows(max(BATCHES))
-        for kind, name in TRITON_NAMES.items():
+        for name in TRITON_NAMES.values():
             session = ort.InferenceSession(str(settings.triton_model_repository / name / "1" / "model.onnx"),
                                            providers=["CPUExecutionProvider"])
             for batch in BATCHES:

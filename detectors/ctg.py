@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def _minute_medians(x1: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.
 def _deceleration_finding(dec: Deceleration, t0: float, th: CtgThresholds) -> Finding:
     e = dec.excursion
     minutes = e.duration / 60
-    values = {
+    values: dict[str, Any] = {
         "nadir_bpm": round(e.extreme_bpm, 1), "depth_bpm": round(e.amplitude, 1),
         "baseline_bpm": round(e.baseline_bpm, 1), "duration_s": e.duration,
         "onset_to_nadir_s": dec.onset_to_nadir_s, "complete": e.complete, **dec.timing,
@@ -138,6 +139,61 @@ def deceleration_bodies(
     return out
 
 
+@dataclass(frozen=True)
+class PreparedSignal:
+    """The FHR after the signal-quality step, at full rate and at 1 Hz."""
+
+    t0: float
+    fs: float
+    duration_s: float
+    quality: QualityReport
+    fhr_clean: np.ndarray  # full rate, samples judged not fetal removed
+    fhr_1hz: np.ndarray
+    valid_1hz: np.ndarray
+
+    @property
+    def end_t(self) -> float:
+        return self.t0 + self.duration_s
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """Decelerations with the contractions of the last ``span_s`` (FIGO 2015: repetitive if > 50 %)."""
+
+    span_s: float
+    contractions: int  # contractions whose acme lies in the span
+    with_deceleration: int  # of those, how many a deceleration followed
+    kinds: list[str]
+    repetitive: bool
+    repetitive_late: bool
+    per_10min: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.with_deceleration / self.contractions if self.contractions else 0.0
+
+
+@dataclass(frozen=True)
+class CtgFeatures:
+    """Every FIGO 2015 feature measured on one interpretable history."""
+
+    baseline_1hz: np.ndarray
+    baseline: BaselineEstimate
+    variability: VariabilityEstimate
+    accelerations: list[Excursion]
+    decelerations: list[Deceleration]
+    contractions: list[Contraction]
+    repetition: Repetition
+    bradycardia_s: float
+    bradycardia_level: float | None
+    tachycardia_s: float
+    tachycardia_level: float | None
+    sinusoidal_s: float
+    reduced_in_decelerations_s: float
+    reduced_in_decelerations_bpm: float | None
+    first_deceleration_s: float | None
+
+
 def analyse_ctg(
     fhr: np.ndarray,
     uc: np.ndarray | None = None,
@@ -147,210 +203,433 @@ def analyse_ctg(
     th: CtgThresholds = DEFAULT_CTG,
     qth: SignalQualityThresholds = DEFAULT_QUALITY,
 ) -> CtgAnalysis:
-    """Analyse a CTG history ending now; ``t0`` is the time of its first sample."""
+    """Analyse a CTG history ending now: signal quality -> features -> findings -> FIGO class.
+
+    Parameters
+    ----------
+    fhr, uc, mhr : numpy.ndarray
+        FHR (bpm, 0 = signal loss), uterine activity and the maternal HR channel
+        (optional) at ``fs`` Hz.
+    fs : float
+        Sampling rate in Hz.
+    t0 : float
+        Time of the first sample; every finding's span is on this clock.
+    th, qth : CtgThresholds, SignalQualityThresholds
+        FIGO 2015 and signal-quality thresholds.
+
+    Returns
+    -------
+    CtgAnalysis
+        Features, findings (each with rule, span, values, sentence) and the class.
+    """
+    signal = prepare_signal(fhr, fs, mhr, t0, qth)
+    lacking = lacking_signal_reason(signal, th, qth)
+    if lacking is not None:
+        return insufficient_analysis(signal, lacking, th, qth)
+    features = measure_features(signal, uc, th)
+    label, reasons = classify(features, th)
+    findings = [*signal.quality.findings, *feature_findings(features, signal, th),
+                *classification_findings(label, reasons, signal, th)]
+    return CtgAnalysis(
+        t0=t0, duration_s=signal.duration_s, quality=signal.quality, classification=label, reasons=reasons,
+        findings=findings, baseline=features.baseline, variability=features.variability,
+        accelerations=features.accelerations, decelerations=features.decelerations,
+        contractions=features.contractions, contractions_per_10min=features.repetition.per_10min,
+        bradycardia_s=features.bradycardia_s, tachycardia_s=features.tachycardia_s,
+        sinusoidal_s=features.sinusoidal_s, reduced_in_decelerations_s=features.reduced_in_decelerations_s,
+        baseline_curve=features.baseline_1hz,
+    )
+
+
+# -- step 1: signal quality ---------------------------------------------------------------
+def prepare_signal(
+    fhr: np.ndarray, fs: float, mhr: np.ndarray | None, t0: float, qth: SignalQualityThresholds
+) -> PreparedSignal:
+    """Judge every sample (loss, artefact, maternal capture, halving/doubling) and keep the fetal ones.
+
+    Parameters
+    ----------
+    fhr : numpy.ndarray
+        FHR at ``fs`` Hz (0 = loss).
+    fs : float
+        Sampling rate in Hz.
+    mhr : numpy.ndarray or None
+        Maternal HR channel, if the monitor sends one.
+    t0 : float
+        Time of the first sample.
+    qth : SignalQualityThresholds
+        Signal-quality thresholds.
+
+    Returns
+    -------
+    PreparedSignal
+        The quality report and the cleaned FHR at full rate and at 1 Hz.
+    """
     fhr = np.asarray(fhr, dtype=float).ravel()
     quality = assess_quality(fhr, fs=fs, mhr=mhr, t0=t0, th=qth)
-    duration = fhr.size / fs if fs > 0 else 0.0
-    findings = list(quality.findings)
-    x = quality.clean(fhr)
-    x1, v1 = to_1hz(x, quality.valid, fs)
-    window = int(th.baseline_window_s)
-    recent_valid = float(v1[-window:].mean()) if v1.size else 0.0
-    if v1.size < 60 or recent_valid < qth.min_valid_fraction:
-        reason = (f"{recent_valid:.0%} usable fetal signal in the last {min(duration, th.baseline_window_s) / 60:.0f} min"
-                  if v1.size >= 60 else f"only {duration:.0f} s of data")
-        if not any(f.kind == "insufficient_signal" for f in findings):
-            findings.append(Finding(
-                "insufficient_signal", Severity.ADVISORY, t0, t0 + duration,
-                rule=f"signal quality: < {qth.min_valid_fraction:.0%} valid fetal signal, or < 1 min of data",
-                sentence=f"Insufficient signal for CTG interpretation ({reason})",
-                values={"valid_fraction_recent": recent_valid, "duration_s": duration},
-            ))
-        return CtgAnalysis(t0, duration, quality, "insufficient_signal", [reason], findings)
+    clean = quality.clean(fhr)
+    fhr_1hz, valid_1hz = to_1hz(clean, quality.valid, fs)
+    return PreparedSignal(t0, fs, fhr.size / fs if fs > 0 else 0.0, quality, clean, fhr_1hz, valid_1hz)
 
+
+def lacking_signal_reason(
+    signal: PreparedSignal, th: CtgThresholds, qth: SignalQualityThresholds
+) -> str | None:
+    """Why the history cannot be interpreted (< 1 min, or too little fetal signal lately), else None."""
+    if signal.valid_1hz.size < 60:
+        return f"only {signal.duration_s:.0f} s of data"
+    recent_valid = float(signal.valid_1hz[-int(th.baseline_window_s):].mean())
+    if recent_valid < qth.min_valid_fraction:
+        return (f"{recent_valid:.0%} usable fetal signal in the last "
+                f"{min(signal.duration_s, th.baseline_window_s) / 60:.0f} min")
+    return None
+
+
+def insufficient_analysis(
+    signal: PreparedSignal, reason: str, th: CtgThresholds, qth: SignalQualityThresholds
+) -> CtgAnalysis:
+    """The analysis of a history that cannot be interpreted: its quality findings and one that says so."""
+    v1 = signal.valid_1hz
+    recent_valid = float(v1[-int(th.baseline_window_s):].mean()) if v1.size else 0.0
+    findings = list(signal.quality.findings)
+    if not any(f.kind == "insufficient_signal" for f in findings):
+        findings.append(Finding(
+            "insufficient_signal", Severity.ADVISORY, signal.t0, signal.end_t,
+            rule=f"signal quality: < {qth.min_valid_fraction:.0%} valid fetal signal, or < 1 min of data",
+            sentence=f"Insufficient signal for CTG interpretation ({reason})",
+            values={"valid_fraction_recent": recent_valid, "duration_s": signal.duration_s},
+        ))
+    return CtgAnalysis(signal.t0, signal.duration_s, signal.quality, "insufficient_signal", [reason], findings)
+
+
+# -- step 2: features -------------------------------------------------------------------------
+def measure_features(signal: PreparedSignal, uc: np.ndarray | None, th: CtgThresholds) -> CtgFeatures:
+    """Baseline, variability, accelerations, decelerations, contractions and the duration rules.
+
+    Parameters
+    ----------
+    signal : PreparedSignal
+        The output of :func:`prepare_signal` (interpretable).
+    uc : numpy.ndarray or None
+        Uterine activity at the same rate, if recorded.
+    th : CtgThresholds
+        FIGO 2015 thresholds.
+
+    Returns
+    -------
+    CtgFeatures
+    """
+    x1, v1 = signal.fhr_1hz, signal.valid_1hz
     b = baseline_curve(x1, v1, shift_min_s=int(th.acceleration_max_s), shift_bpm=th.deceleration_bpm)
     smooth1 = smooth_trace(x1, v1)
     accels = excursions(x1, v1, smooth1, b, +1, th.acceleration_bpm, th.acceleration_min_s, th.acceleration_max_s)
     decel_exc = excursions(x1, v1, smooth1, b, -1, th.deceleration_bpm, th.deceleration_min_s, None)
-    in_event = np.zeros(x1.size, bool)
-    in_accel = np.zeros(x1.size, bool)
-    for e in accels:
-        in_event[e.start:e.end] = True
-        in_accel[e.start:e.end] = True
-    for e in decel_exc:
-        in_event[e.start:e.end] = True
-    baseline = window_baseline(x1, v1, b, in_event, th)
-
-    # Variability on the full-rate trace, away from accelerations/decelerations.
-    k = max(1, int(round(fs)))
-    event_fs = np.repeat(in_event, k)
-    event_fs = np.concatenate((event_fs, np.zeros(fhr.size - event_fs.size, bool)))
-    variability = estimate_variability(x, quality.valid & ~event_fs, fs, th)
-    within = variability_within(
-        x, quality.valid, [(a * k, b_ * k) for a, b_ in deceleration_bodies(decel_exc, x1, b, th)], fs, th)
-    band_within = [float(np.median([band for band, _ in pieces])) if pieces else np.inf for pieces in within]
-    reduced_pieces = [(band, s) for pieces in within for band, s in pieces if band < th.variability_reduced_bpm]
-    reduced_in_decels_s = float(sum(s for _, s in reduced_pieces))
-
-    cons: list[Contraction] = []
-    if uc is not None:
-        u = np.asarray(uc, dtype=float).ravel()[: fhr.size]
-        cons = contractions(to_1hz(u, np.isfinite(u), fs)[0], th)
+    in_accel = _mask_of(accels, x1.size)
+    in_event = in_accel | _mask_of(decel_exc, x1.size)
+    variability = _variability_outside_events(signal, in_event, th)
+    band_within, reduced_pieces = _variability_in_decelerations(signal, decel_exc, b, th)
+    cons = _contractions(uc, signal, th)
     decels = classify_decelerations(decel_exc, cons, x1, b, band_within, th)
+    brady_s, brady_level, tachy_s, tachy_level = _rate_runs(x1, v1, th)
+    return CtgFeatures(
+        baseline_1hz=b, baseline=window_baseline(x1, v1, b, in_event, th), variability=variability,
+        accelerations=accels, decelerations=decels, contractions=cons,
+        repetition=assess_repetition(decels, cons, x1.size, signal.duration_s, uc is not None, th),
+        bradycardia_s=brady_s, bradycardia_level=brady_level, tachycardia_s=tachy_s, tachycardia_level=tachy_level,
+        sinusoidal_s=_sinusoidal_s(x1 - b, v1, ~in_accel, th),
+        reduced_in_decelerations_s=float(sum(s for _, s in reduced_pieces)),
+        reduced_in_decelerations_bpm=(round(float(np.median([band for band, _ in reduced_pieces])), 1)
+                                      if reduced_pieces else None),
+        first_deceleration_s=float(min(e.start for e in decel_exc)) if decel_exc else None,
+    )
 
-    # Bradycardia / tachycardia: FHR level below 110 / above 160 for > 10 min.
+
+def _mask_of(events: list[Excursion], n: int) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    for e in events:
+        mask[e.start:e.end] = True
+    return mask
+
+
+def _full_rate(mask_1hz: np.ndarray, signal: PreparedSignal) -> np.ndarray:
+    """A 1-Hz mask repeated to the full-rate samples (the tail that has no whole second stays False)."""
+    per_s = max(1, int(round(signal.fs)))
+    full = np.repeat(mask_1hz, per_s)
+    return np.concatenate((full, np.zeros(signal.fhr_clean.size - full.size, bool)))
+
+
+def _variability_outside_events(signal: PreparedSignal, in_event: np.ndarray, th: CtgThresholds) -> VariabilityEstimate:
+    """Variability on the full-rate trace, away from accelerations and decelerations (FIGO 2015)."""
+    usable = signal.quality.valid & ~_full_rate(in_event, signal)
+    return estimate_variability(signal.fhr_clean, usable, signal.fs, th)
+
+
+def _variability_in_decelerations(
+    signal: PreparedSignal, decel_exc: list[Excursion], b: np.ndarray, th: CtgThresholds
+) -> tuple[list[float], list[tuple[float, float]]]:
+    """Per deceleration its median bandwidth inside its body; and every reduced piece (band, seconds)."""
+    per_s = max(1, int(round(signal.fs)))
+    bodies = [(a * per_s, e * per_s) for a, e in deceleration_bodies(decel_exc, signal.fhr_1hz, b, th)]
+    within = variability_within(signal.fhr_clean, signal.quality.valid, bodies, signal.fs, th)
+    band_within = [float(np.median([band for band, _ in pieces])) if pieces else np.inf for pieces in within]
+    reduced = [(band, s) for pieces in within for band, s in pieces if band < th.variability_reduced_bpm]
+    return band_within, reduced
+
+
+def _contractions(uc: np.ndarray | None, signal: PreparedSignal, th: CtgThresholds) -> list[Contraction]:
+    if uc is None:
+        return []
+    u = np.asarray(uc, dtype=float).ravel()[: signal.fhr_clean.size]
+    return contractions(to_1hz(u, np.isfinite(u), signal.fs)[0], th)
+
+
+def _rate_runs(x1: np.ndarray, v1: np.ndarray, th: CtgThresholds) -> tuple[float, float | None, float, float | None]:
+    """Trailing bradycardia / tachycardia (FHR level below 110 / above 160) in seconds, with their level."""
     med, med_ok = _minute_medians(x1, v1)
     brady_min = trailing_run(med < th.bradycardia_bpm, med_ok)
     tachy_min = trailing_run(med > th.tachycardia_bpm, med_ok)
-    bradycardia_s, tachycardia_s = brady_min * 60.0, tachy_min * 60.0
 
-    sin_steps = sinusoidal_minutes(x1 - b, v1, ~in_accel, th)
-    sin_run = trailing_run(sin_steps, np.ones_like(sin_steps))
-    sinusoidal_s = (sin_run + 1) * 60.0 if sin_run else 0.0
+    def level(minutes: int) -> float | None:
+        if not minutes:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return float(np.nanmedian(med[-minutes:]))
 
-    span_s = min(duration, th.tachysystole_average_s)
-    recent_cons = [c for c in cons if c.acme >= x1.size - span_s]
-    per10 = len(recent_cons) / (span_s / 600.0) if span_s >= 600 and uc is not None else None
+    return brady_min * 60.0, level(brady_min), tachy_min * 60.0, level(tachy_min)
 
-    end_t = t0 + duration
+
+def _sinusoidal_s(relative_1hz: np.ndarray, v1: np.ndarray, no_accel: np.ndarray, th: CtgThresholds) -> float:
+    steps = sinusoidal_minutes(relative_1hz, v1, no_accel, th)
+    run = trailing_run(steps, np.ones_like(steps))
+    return (run + 1) * 60.0 if run else 0.0
+
+
+def assess_repetition(
+    decels: list[Deceleration], cons: list[Contraction], n_1hz: int, duration_s: float, has_uc: bool,
+    th: CtgThresholds,
+) -> Repetition:
+    """Decelerations counted with the contractions of the same span (the last 30 min, FIGO 2015).
+
+    Parameters
+    ----------
+    decels, cons : list
+        Typed decelerations (each with its contraction, if related) and contractions.
+    n_1hz : int
+        Length of the history in seconds (1-Hz samples).
+    duration_s : float
+        Length of the history.
+    has_uc : bool
+        Whether uterine activity was recorded (no contraction rate without it).
+    th : CtgThresholds
+
+    Returns
+    -------
+    Repetition
+        Both counts over the same contractions: a 60-min history no longer reads
+        "decelerations after 20 of the last 10 contractions".
+    """
+    span_s = min(duration_s, th.tachysystole_average_s)
+    recent = [c for c in cons if c.acme >= n_1hz - span_s]
+    with_decel = {id(d.contraction): d for d in decels if d.contraction is not None}
+    followed = [with_decel[id(c)] for c in recent if id(c) in with_decel]
+    late_like = [d for d in followed if d.kind in ("late", "prolonged")]
+    enough = len(recent) >= 2
+    return Repetition(
+        span_s=span_s, contractions=len(recent), with_deceleration=len(followed),
+        kinds=sorted({d.kind for d in followed}),
+        repetitive=enough and len(followed) / len(recent) > th.repetitive_fraction,
+        repetitive_late=enough and len(late_like) / len(recent) > th.repetitive_fraction,
+        per_10min=len(recent) / (span_s / 600.0) if span_s >= 600 and has_uc else None,
+    )
+
+
+# -- step 3: findings -------------------------------------------------------------------------
+def feature_findings(features: CtgFeatures, signal: PreparedSignal, th: CtgThresholds) -> list[Finding]:
+    """Every feature as a finding with its rule, span, values and sentence (annotations and abnormalities)."""
+    t0 = signal.t0
+    return [
+        *_acceleration_findings(features.accelerations, t0, th),
+        *(_deceleration_finding(d, t0, th) for d in features.decelerations),
+        *_rate_findings(features, signal.end_t, th),
+        *_variability_findings(features, signal, th),
+        *_pattern_findings(features, signal.end_t, th),
+    ]
+
+
+def _acceleration_findings(accels: list[Excursion], t0: float, th: CtgThresholds) -> list[Finding]:
     # An acceleration is reported once the FHR is back at the baseline: a rise
     # still going on may be the start of a tachycardia (> 10 min, FIGO 2015).
-    for e in (a for a in accels if a.complete):
-        findings.append(Finding(
-            "acceleration", Severity.INFO, t0 + e.start, t0 + e.end,
-            rule=f"{FIGO}: acceleration > {th.acceleration_bpm:.0f} bpm, > {th.acceleration_min_s:.0f} s, < 10 min",
-            sentence=f"Acceleration to {e.extreme_bpm:.0f} bpm for {e.duration:.0f} s",
-            values={"peak_bpm": round(e.extreme_bpm, 1), "amplitude_bpm": round(e.amplitude, 1), "duration_s": e.duration},
-        ))
-    findings.extend(_deceleration_finding(d, t0, th) for d in decels)
-    if bradycardia_s > th.baseline_window_s - 1:
-        level = float(np.nanmedian(med[-brady_min:]))
+    return [Finding(
+        "acceleration", Severity.INFO, t0 + e.start, t0 + e.end,
+        rule=f"{FIGO}: acceleration > {th.acceleration_bpm:.0f} bpm, > {th.acceleration_min_s:.0f} s, < 10 min",
+        sentence=f"Acceleration to {e.extreme_bpm:.0f} bpm for {e.duration:.0f} s",
+        values={"peak_bpm": round(e.extreme_bpm, 1), "amplitude_bpm": round(e.amplitude, 1), "duration_s": e.duration},
+    ) for e in accels if e.complete]
+
+
+def _rate_findings(features: CtgFeatures, end_t: float, th: CtgThresholds) -> list[Finding]:
+    out = []
+    brady_s, tachy_s = features.bradycardia_s, features.tachycardia_s
+    if brady_s > th.baseline_window_s - 1 and features.bradycardia_level is not None:
+        level = features.bradycardia_level
         sev = Severity.URGENT if level < th.baseline_pathological_low else Severity.ADVISORY
-        findings.append(Finding(
-            "bradycardia", sev, end_t - bradycardia_s, end_t,
+        out.append(Finding(
+            "bradycardia", sev, end_t - brady_s, end_t,
             rule=f"{FIGO}: baseline < {th.bradycardia_bpm:.0f} bpm for > 10 min"
                  + (f"; < {th.baseline_pathological_low:.0f} bpm is pathological" if sev == Severity.URGENT else ""),
-            sentence=f"Fetal bradycardia: FHR around {level:.0f} bpm for {bradycardia_s / 60:.0f} min",
-            values={"level_bpm": round(level, 1), "duration_s": bradycardia_s},
+            sentence=f"Fetal bradycardia: FHR around {level:.0f} bpm for {brady_s / 60:.0f} min",
+            values={"level_bpm": round(level, 1), "duration_s": brady_s},
         ))
-    if tachycardia_s > th.baseline_window_s - 1:
-        level = float(np.nanmedian(med[-tachy_min:]))
-        findings.append(Finding(
-            "tachycardia", Severity.ADVISORY, end_t - tachycardia_s, end_t,
+    if tachy_s > th.baseline_window_s - 1 and features.tachycardia_level is not None:
+        level = features.tachycardia_level
+        out.append(Finding(
+            "tachycardia", Severity.ADVISORY, end_t - tachy_s, end_t,
             rule=f"{FIGO}: baseline > {th.tachycardia_bpm:.0f} bpm for > 10 min",
-            sentence=f"Fetal tachycardia: FHR around {level:.0f} bpm for {tachycardia_s / 60:.0f} min",
-            values={"level_bpm": round(level, 1), "duration_s": tachycardia_s},
+            sentence=f"Fetal tachycardia: FHR around {level:.0f} bpm for {tachy_s / 60:.0f} min",
+            values={"level_bpm": round(level, 1), "duration_s": tachy_s},
         ))
-    if variability.reduced_s >= th.baseline_window_s:
-        path = variability.reduced_s > th.reduced_variability_pathological_s
-        findings.append(Finding(
-            "reduced_variability", Severity.URGENT if path else Severity.ADVISORY, end_t - variability.reduced_s, end_t,
+    return out
+
+
+def _variability_findings(features: CtgFeatures, signal: PreparedSignal, th: CtgThresholds) -> list[Finding]:
+    out = []
+    var, end_t = features.variability, signal.end_t
+    if var.reduced_s >= th.baseline_window_s:
+        path = var.reduced_s > th.reduced_variability_pathological_s
+        out.append(Finding(
+            "reduced_variability", Severity.URGENT if path else Severity.ADVISORY, end_t - var.reduced_s, end_t,
             rule=f"{FIGO}: variability < {th.variability_reduced_bpm:.0f} bpm; pathological for > 50 min",
-            sentence=f"Reduced variability (bandwidth {variability.median_bpm:.1f} bpm) for {variability.reduced_s / 60:.0f} min",
-            values={"bandwidth_bpm": variability.median_bpm, "duration_s": variability.reduced_s},
+            sentence=f"Reduced variability (bandwidth {var.median_bpm:.1f} bpm) for {var.reduced_s / 60:.0f} min",
+            values={"bandwidth_bpm": var.median_bpm, "duration_s": var.reduced_s},
         ))
-    if variability.increased_s >= th.baseline_window_s:
-        path = variability.increased_s > th.increased_variability_pathological_s
-        findings.append(Finding(
-            "increased_variability", Severity.URGENT if path else Severity.ADVISORY, end_t - variability.increased_s, end_t,
+    if var.increased_s >= th.baseline_window_s:
+        path = var.increased_s > th.increased_variability_pathological_s
+        out.append(Finding(
+            "increased_variability", Severity.URGENT if path else Severity.ADVISORY, end_t - var.increased_s, end_t,
             rule=f"{FIGO}: variability > {th.variability_increased_bpm:.0f} bpm (saltatory); pathological for > 30 min",
-            sentence=f"Increased (saltatory) variability, bandwidth {variability.median_bpm:.0f} bpm, for {variability.increased_s / 60:.0f} min",
-            values={"bandwidth_bpm": variability.median_bpm, "duration_s": variability.increased_s},
+            sentence=(f"Increased (saltatory) variability, bandwidth {var.median_bpm:.0f} bpm, "
+                      f"for {var.increased_s / 60:.0f} min"),
+            values={"bandwidth_bpm": var.median_bpm, "duration_s": var.increased_s},
         ))
-    if reduced_in_decels_s > th.reduced_variability_in_decelerations_s:
-        low = [band for band, _ in reduced_pieces]
-        findings.append(Finding(
-            "reduced_variability_in_decelerations", Severity.URGENT,
-            t0 + min(e.start for e in decel_exc), end_t,
+    within_s = features.reduced_in_decelerations_s
+    if within_s > th.reduced_variability_in_decelerations_s and features.first_deceleration_s is not None:
+        out.append(Finding(
+            "reduced_variability_in_decelerations", Severity.URGENT, signal.t0 + features.first_deceleration_s, end_t,
             rule=f"{FIGO}: variability < {th.variability_reduced_bpm:.0f} bpm for "
                  f"> {th.reduced_variability_in_decelerations_s / 60:.0f} min during decelerations (pathological)",
-            sentence=(f"Reduced variability inside decelerations for {reduced_in_decels_s / 60:.0f} min "
-                      f"(bandwidth {np.median(low):.1f} bpm)"),
-            values={"duration_s": reduced_in_decels_s, "bandwidth_bpm": round(float(np.median(low)), 1)},
+            sentence=(f"Reduced variability inside decelerations for {within_s / 60:.0f} min "
+                      f"(bandwidth {features.reduced_in_decelerations_bpm:.1f} bpm)"),
+            values={"duration_s": within_s, "bandwidth_bpm": features.reduced_in_decelerations_bpm},
         ))
-    if sinusoidal_s >= th.baseline_window_s:
-        path = sinusoidal_s > th.sinusoidal_pathological_s
-        findings.append(Finding(
-            "sinusoidal", Severity.URGENT if path else Severity.ADVISORY, end_t - sinusoidal_s, end_t,
+    return out
+
+
+def _pattern_findings(features: CtgFeatures, end_t: float, th: CtgThresholds) -> list[Finding]:
+    """Sinusoidal pattern, tachysystole and repetitive decelerations."""
+    out = []
+    rep = features.repetition
+    if features.sinusoidal_s >= th.baseline_window_s:
+        path = features.sinusoidal_s > th.sinusoidal_pathological_s
+        out.append(Finding(
+            "sinusoidal", Severity.URGENT if path else Severity.ADVISORY, end_t - features.sinusoidal_s, end_t,
             rule=f"{FIGO}: regular undulation 5-15 bpm at 3-5 cycles/min without accelerations; pathological for > 30 min",
-            sentence=f"Sinusoidal pattern for {sinusoidal_s / 60:.0f} min",
-            values={"duration_s": sinusoidal_s},
+            sentence=f"Sinusoidal pattern for {features.sinusoidal_s / 60:.0f} min",
+            values={"duration_s": features.sinusoidal_s},
         ))
-    if per10 is not None and per10 > th.tachysystole_per_10min:
-        findings.append(Finding(
-            "tachysystole", Severity.ADVISORY, end_t - span_s, end_t,
+    if rep.per_10min is not None and rep.per_10min > th.tachysystole_per_10min:
+        out.append(Finding(
+            "tachysystole", Severity.ADVISORY, end_t - rep.span_s, end_t,
             rule=f"{FIGO}: > {th.tachysystole_per_10min:.0f} contractions in 10 min, averaged over 30 min",
-            sentence=f"Tachysystole: {per10:.1f} contractions per 10 min over the last {span_s / 60:.0f} min",
-            values={"per_10min": round(per10, 2), "span_s": span_s},
+            sentence=f"Tachysystole: {rep.per_10min:.1f} contractions per 10 min over the last {rep.span_s / 60:.0f} min",
+            values={"per_10min": round(rep.per_10min, 2), "span_s": rep.span_s},
         ))
-
-    # Repetitive decelerations: associated with > 50% of contractions (FIGO 2015).
-    with_decel = {id(d.contraction): d for d in decels if d.contraction is not None}
-    rep_fraction = len([c for c in recent_cons if id(c) in with_decel]) / len(recent_cons) if recent_cons else 0.0
-    rep_kinds = sorted({with_decel[id(c)].kind for c in recent_cons if id(c) in with_decel})
-    repetitive = len(recent_cons) >= 2 and rep_fraction > th.repetitive_fraction
-    late_like = [c for c in recent_cons if id(c) in with_decel and with_decel[id(c)].kind in ("late", "prolonged")]
-    repetitive_late = len(recent_cons) >= 2 and len(late_like) / len(recent_cons) > th.repetitive_fraction
-    if repetitive:
-        findings.append(Finding(
-            "repetitive_decelerations", Severity.URGENT if repetitive_late else Severity.ADVISORY,
-            end_t - span_s, end_t,
+    if rep.repetitive:
+        out.append(Finding(
+            "repetitive_decelerations", Severity.URGENT if rep.repetitive_late else Severity.ADVISORY,
+            end_t - rep.span_s, end_t,
             rule=f"{FIGO}: decelerations with > {th.repetitive_fraction:.0%} of contractions",
-            sentence=(f"Decelerations after {len(with_decel)} of the last {len(recent_cons)} contractions "
-                      f"({', '.join(rep_kinds)})"),
-            values={"fraction": round(rep_fraction, 2), "contractions": len(recent_cons), "kinds": rep_kinds},
+            sentence=(f"Decelerations after {rep.with_deceleration} of the last {rep.contractions} contractions "
+                      f"({', '.join(rep.kinds)})"),
+            values={"fraction": round(rep.fraction, 2), "contractions": rep.contractions, "kinds": rep.kinds},
         ))
+    return out
 
-    # FIGO 2015 classification.
-    pathological: list[str] = []
-    suspicious: list[str] = []
-    if baseline.determinable:
-        bl = baseline.rounded
-        if bl < th.baseline_pathological_low:
-            pathological.append(f"baseline {bl:.0f} bpm < {th.baseline_pathological_low:.0f}")
-        elif not (th.baseline_normal_low <= bl <= th.baseline_normal_high):
-            suspicious.append(f"baseline {bl:.0f} bpm outside {th.baseline_normal_low:.0f}-{th.baseline_normal_high:.0f}")
-    else:
-        suspicious.append(f"baseline undeterminable ({baseline.reason})")
-    if variability.reduced_s > th.reduced_variability_pathological_s:
-        pathological.append(f"reduced variability for {variability.reduced_s / 60:.0f} min")
-    if variability.increased_s > th.increased_variability_pathological_s:
-        pathological.append(f"increased variability for {variability.increased_s / 60:.0f} min")
-    if sinusoidal_s > th.sinusoidal_pathological_s:
-        pathological.append(f"sinusoidal pattern for {sinusoidal_s / 60:.0f} min")
-    if reduced_in_decels_s > th.reduced_variability_in_decelerations_s:
-        pathological.append(f"reduced variability within decelerations for {reduced_in_decels_s / 60:.0f} min")
-    longest_prolonged = max((d.excursion.duration for d in decels if d.kind == "prolonged"), default=0.0)
-    if longest_prolonged > th.acute_hypoxia_deceleration_s:
-        pathological.append(f"prolonged deceleration of {longest_prolonged / 60:.1f} min")
-    rep_limit = (th.repetitive_pathological_reduced_var_s if variability.reduced_s > 0
-                 else th.repetitive_pathological_s)
-    if repetitive_late and span_s >= rep_limit:
-        pathological.append(f"repetitive late/prolonged decelerations over {span_s / 60:.0f} min")
-    if variability.median_bpm is not None and not (
-        th.variability_reduced_bpm <= variability.median_bpm <= th.variability_increased_bpm
-    ):
-        suspicious.append(f"variability {variability.median_bpm:.1f} bpm outside 5-25")
-    if repetitive:
-        suspicious.append(f"repetitive decelerations ({', '.join(rep_kinds)})")
+
+# -- step 4: classification -------------------------------------------------------------------
+def classify(features: CtgFeatures, th: CtgThresholds) -> tuple[str, list[str]]:
+    """FIGO 2015 class and its reasons: pathological if any pathological feature, suspicious if any
+    suspicious one, else normal.
+
+    Parameters
+    ----------
+    features : CtgFeatures
+    th : CtgThresholds
+
+    Returns
+    -------
+    (str, list of str)
+        ``"normal"``, ``"suspicious"`` or ``"pathological"`` and the reasons a clinician reads.
+    """
+    pathological = pathological_features(features, th)
+    suspicious = suspicious_features(features, th)
     if pathological:
-        label, reasons = "pathological", pathological + suspicious
-    elif suspicious:
-        label, reasons = "suspicious", suspicious
-    else:
-        label, reasons = "normal", ["baseline 110-160, variability 5-25, no repetitive decelerations"]
-    if label != "normal":
-        findings.append(Finding(
-            f"ctg_{label}", Severity.URGENT if label == "pathological" else Severity.ADVISORY,
-            end_t - min(duration, th.baseline_window_s), end_t,
-            rule=f"{FIGO} classification: {label}",
-            sentence=f"CTG {label}: " + "; ".join(reasons),
-            values={"reasons": reasons},
-        ))
-    return CtgAnalysis(
-        t0=t0, duration_s=duration, quality=quality, classification=label, reasons=reasons, findings=findings,
-        baseline=baseline, variability=variability, accelerations=accels, decelerations=decels,
-        contractions=cons, contractions_per_10min=per10, bradycardia_s=bradycardia_s,
-        tachycardia_s=tachycardia_s, sinusoidal_s=sinusoidal_s, reduced_in_decelerations_s=reduced_in_decels_s,
-        baseline_curve=b,
-    )
+        return "pathological", pathological + suspicious
+    if suspicious:
+        return "suspicious", suspicious
+    return "normal", ["baseline 110-160, variability 5-25, no repetitive decelerations"]
+
+
+def pathological_features(features: CtgFeatures, th: CtgThresholds) -> list[str]:
+    """FIGO 2015 pathological features present in the history."""
+    out = []
+    var, rep = features.variability, features.repetition
+    level = features.baseline.rounded if features.baseline.determinable else None
+    if level is not None and level < th.baseline_pathological_low:
+        out.append(f"baseline {level:.0f} bpm < {th.baseline_pathological_low:.0f}")
+    if var.reduced_s > th.reduced_variability_pathological_s:
+        out.append(f"reduced variability for {var.reduced_s / 60:.0f} min")
+    if var.increased_s > th.increased_variability_pathological_s:
+        out.append(f"increased variability for {var.increased_s / 60:.0f} min")
+    if features.sinusoidal_s > th.sinusoidal_pathological_s:
+        out.append(f"sinusoidal pattern for {features.sinusoidal_s / 60:.0f} min")
+    if features.reduced_in_decelerations_s > th.reduced_variability_in_decelerations_s:
+        out.append(f"reduced variability within decelerations for {features.reduced_in_decelerations_s / 60:.0f} min")
+    longest_prolonged = max((d.excursion.duration for d in features.decelerations if d.kind == "prolonged"), default=0.0)
+    if longest_prolonged > th.acute_hypoxia_deceleration_s:
+        out.append(f"prolonged deceleration of {longest_prolonged / 60:.1f} min")
+    rep_limit = th.repetitive_pathological_reduced_var_s if var.reduced_s > 0 else th.repetitive_pathological_s
+    if rep.repetitive_late and rep.span_s >= rep_limit:
+        out.append(f"repetitive late/prolonged decelerations over {rep.span_s / 60:.0f} min")
+    return out
+
+
+def suspicious_features(features: CtgFeatures, th: CtgThresholds) -> list[str]:
+    """FIGO 2015 suspicious features present in the history."""
+    out = []
+    baseline, var = features.baseline, features.variability
+    level = baseline.rounded if baseline.determinable else None
+    if level is None:
+        out.append(f"baseline undeterminable ({baseline.reason})")
+    elif level >= th.baseline_pathological_low and not (th.baseline_normal_low <= level <= th.baseline_normal_high):
+        out.append(f"baseline {level:.0f} bpm outside {th.baseline_normal_low:.0f}-{th.baseline_normal_high:.0f}")
+    if var.median_bpm is not None and not (th.variability_reduced_bpm <= var.median_bpm <= th.variability_increased_bpm):
+        out.append(f"variability {var.median_bpm:.1f} bpm outside 5-25")
+    if features.repetition.repetitive:
+        out.append(f"repetitive decelerations ({', '.join(features.repetition.kinds)})")
+    return out
+
+
+def classification_findings(
+    label: str, reasons: list[str], signal: PreparedSignal, th: CtgThresholds
+) -> list[Finding]:
+    """The class as a finding when it is not normal (empty when normal)."""
+    if label == "normal":
+        return []
+    return [Finding(
+        f"ctg_{label}", Severity.URGENT if label == "pathological" else Severity.ADVISORY,
+        signal.end_t - min(signal.duration_s, th.baseline_window_s), signal.end_t,
+        rule=f"{FIGO} classification: {label}",
+        sentence=f"CTG {label}: " + "; ".join(reasons),
+        values={"reasons": reasons},
+    )]

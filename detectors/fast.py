@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.findings import Finding, Severity
-from detectors.thresholds import CtgThresholds
+from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 
 DEFAULT_CTG = CtgThresholds()
+DEFAULT_QUALITY = SignalQualityThresholds()
 
 FIGO = "FIGO 2015"
-SIGNAL_LOSS_S = 15.0
 
 
 @dataclass
@@ -50,10 +50,10 @@ class FastRuleState:
         t_first: float,
         baseline_bpm: float | None,
         th: CtgThresholds = DEFAULT_CTG,
-        max_gap_s: float = 10.0,
+        qth: SignalQualityThresholds = DEFAULT_QUALITY,
     ) -> list[Finding]:
         """Advance by one packet (samples ``fhr`` from time ``t_first``); findings in progress now."""
-        max_gap = int(max_gap_s * self.fs)
+        max_gap = int(qth.fast_rule_max_gap_s * self.fs)
         for i, v in enumerate(np.asarray(fhr, dtype=float)):
             t = t_first + i / self.fs
             valid = np.isfinite(v) and v > 0
@@ -78,19 +78,21 @@ class FastRuleState:
             else:
                 self.brady_samples, self.brady_start = 0, None
         t_end = t_first + len(fhr) / self.fs
-        return self._findings(t_end, baseline_bpm, th)
+        return self._findings(t_end, baseline_bpm, th, qth)
 
     def _reset_runs(self) -> None:
         self.below_samples, self.below_start, self.below_nadir = 0, None, float("inf")
         self.brady_samples, self.brady_start = 0, None
 
-    def _findings(self, t_end: float, baseline: float | None, th: CtgThresholds) -> list[Finding]:
+    def _findings(
+        self, t_end: float, baseline: float | None, th: CtgThresholds, qth: SignalQualityThresholds
+    ) -> list[Finding]:
         out = []
         loss_s = self.loss_samples / self.fs
-        if loss_s >= SIGNAL_LOSS_S and self.loss_start is not None:
+        if loss_s >= qth.loss_event_min_s and self.loss_start is not None:
             out.append(Finding(
                 "signal_loss", Severity.ADVISORY, self.loss_start, t_end,
-                rule=f"signal quality: no FHR signal for >= {SIGNAL_LOSS_S:.0f} s (in progress)",
+                rule=f"signal quality: no FHR signal for >= {qth.loss_event_min_s:.0f} s (in progress)",
                 sentence=f"FHR signal lost for {loss_s:.0f} s and counting; check the transducer",
                 values={"duration_s": loss_s},
             ))

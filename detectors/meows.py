@@ -10,8 +10,8 @@ systolic pressure falls, or a shock index (HR / SBP) at or above 0.9.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -208,14 +208,28 @@ def assess_quality(
     mhr: np.ndarray | None = None,
     t0: float = 0.0,
     th: SignalQualityThresholds = DEFAULT_QUALITY,
-    loss_event_min_s: float = 15.0,
 ) -> QualityReport:
     """Grade an FHR window and say which samples are fetal signal.
 
-    ``fhr`` in bpm with 0 or NaN for signal loss; ``mhr`` is the maternal
-    heart rate channel at the same rate (0/NaN where absent). Capture needs
-    the FHR to follow the maternal trace, so a constant maternal value (one
-    vitals reading) never marks fetal samples as maternal.
+    Parameters
+    ----------
+    fhr : numpy.ndarray
+        FHR in bpm, 0 or NaN for signal loss.
+    fs : float
+        Sampling rate in Hz.
+    mhr : numpy.ndarray or None
+        The maternal heart-rate channel at the same rate (0/NaN where absent).
+        Capture needs the FHR to follow the maternal trace, so a constant
+        maternal value (one vitals reading) never marks fetal samples as maternal.
+    t0 : float
+        Time of the first sample.
+    th : SignalQualityThresholds
+
+    Returns
+    -------
+    QualityReport
+        Per-sample masks (valid, loss, artefact, halving/doubling, maternal), a
+        grade and a finding per stretch of each kind.
     """
     x = np.asarray(fhr, dtype=float).ravel()
     n = x.size
@@ -238,23 +252,33 @@ def assess_quality(
         else "fair" if fraction >= th.min_valid_fraction
         else "insufficient"
     )
+    findings = [
+        *_loss_findings(loss, fs, t0, th),
+        *_capture_findings(x, m, maternal, fs, t0, th),
+        *_ratio_findings(x, ratio, fs, t0),
+        *_insufficient_findings(grade, fraction, n, fs, t0, th),
+    ]
+    return QualityReport(
+        fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
+        maternal=maternal, grade=grade, findings=findings,
+    )
 
-    findings: list[Finding] = []
 
-    def span(a: int, b: int) -> tuple[float, float]:
-        return t0 + a / fs, t0 + b / fs
+def _loss_findings(loss: np.ndarray, fs: float, t0: float, th: SignalQualityThresholds) -> list[Finding]:
+    return [Finding(
+        "signal_loss", Severity.ADVISORY, t0 + a / fs, t0 + b / fs,
+        rule=f"signal quality: no FHR signal for >= {th.loss_event_min_s:.0f} s",
+        sentence=f"FHR signal lost for {(b - a) / fs:.0f} s; check the transducer",
+        values={"duration_s": (b - a) / fs},
+    ) for a, b in runs(loss) if (b - a) / fs >= th.loss_event_min_s]
 
-    for a, b in runs(loss):
-        if (b - a) / fs >= loss_event_min_s:
-            s, e = span(a, b)
-            findings.append(Finding(
-                "signal_loss", Severity.ADVISORY, s, e,
-                rule=f"signal quality: no FHR signal for >= {loss_event_min_s:.0f} s",
-                sentence=f"FHR signal lost for {(b - a) / fs:.0f} s; check the transducer",
-                values={"duration_s": (b - a) / fs},
-            ))
+
+def _capture_findings(
+    x: np.ndarray, m: np.ndarray | None, maternal: np.ndarray, fs: float, t0: float, th: SignalQualityThresholds
+) -> list[Finding]:
+    findings = []
     for a, b in runs(maternal):
-        s, e = span(a, b)
+        assert m is not None  # capture is only found beside a maternal channel
         # Distance to the maternal rate or its double, where the channel has a value.
         with np.errstate(invalid="ignore"):
             diffs = np.fmin(np.abs(x[a:b] - m[a:b]), np.abs(x[a:b] - 2 * m[a:b]))
@@ -264,7 +288,7 @@ def assess_quality(
         if has_channel.mean() < 0.9:
             channel_note += f"; maternal channel present for {has_channel.mean():.0%} of it"
         findings.append(Finding(
-            "maternal_hr_capture", Severity.URGENT, s, e,
+            "maternal_hr_capture", Severity.URGENT, t0 + a / fs, t0 + b / fs,
             rule=(f"signal quality: FHR within {th.mhr_match_bpm:.0f} bpm of the maternal HR for >= "
                   f"{th.mhr_min_near_fraction:.0%} of a {th.mhr_window_s:.0f}-s window, >= {th.mhr_min_s:.0f} s "
                   "(FIGO 2015: coinciding FHR and maternal HR, confirm the fetal heart)"),
@@ -275,22 +299,26 @@ def assess_quality(
                     **({} if median_diff is None else {"mhr_median": float(np.nanmedian(m[a:b])),
                                                        "median_difference_bpm": median_diff})},
         ))
-    for a, b in runs(ratio):
-        s, e = span(a, b)
-        findings.append(Finding(
-            "halving_doubling", Severity.ADVISORY, s, e,
-            rule="signal quality: abrupt jump to ~1/2 or ~2x the preceding rate",
-            sentence=f"FHR looks halved or doubled for {(b - a) / fs:.0f} s (counting artefact)",
-            values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b]))},
-        ))
-    if grade == "insufficient" and n:
-        findings.append(Finding(
-            "insufficient_signal", Severity.ADVISORY, t0, t0 + n / fs,
-            rule=f"signal quality: < {th.min_valid_fraction:.0%} valid fetal signal in the window",
-            sentence=f"Only {fraction:.0%} of the last {n / fs / 60:.0f} min is usable fetal signal: no CTG interpretation",
-            values={"valid_fraction": fraction},
-        ))
-    return QualityReport(
-        fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
-        maternal=maternal, grade=grade, findings=findings,
-    )
+    return findings
+
+
+def _ratio_findings(x: np.ndarray, ratio: np.ndarray, fs: float, t0: float) -> list[Finding]:
+    return [Finding(
+        "halving_doubling", Severity.ADVISORY, t0 + a / fs, t0 + b / fs,
+        rule="signal quality: abrupt jump to ~1/2 or ~2x the preceding rate",
+        sentence=f"FHR looks halved or doubled for {(b - a) / fs:.0f} s (counting artefact)",
+        values={"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b]))},
+    ) for a, b in runs(ratio)]
+
+
+def _insufficient_findings(
+    grade: str, fraction: float, n: int, fs: float, t0: float, th: SignalQualityThresholds
+) -> list[Finding]:
+    if grade != "insufficient" or not n:
+        return []
+    return [Finding(
+        "insufficient_signal", Severity.ADVISORY, t0, t0 + n / fs,
+        rule=f"signal quality: < {th.min_valid_fraction:.0%} valid fetal signal in the window",
+        sentence=f"Only {fraction:.0%} of the last {n / fs / 60:.0f} min is usable fetal signal: no CTG interpretation",
+        values={"valid_fraction": fraction},
+    )]

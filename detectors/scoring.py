@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+from scipy.stats import rankdata
+
 Interval = tuple[float, float]
 
 
@@ -50,7 +53,7 @@ class EventScore:
     def mean_onset_error_s(self) -> float | None:
         return sum(self.onset_errors_s) / len(self.onset_errors_s) if self.onset_errors_s else None
 
-    def __add__(self, other: "EventScore") -> "EventScore":
+    def __add__(self, other: EventScore) -> EventScore:
         return EventScore(
             self.true_positives + other.true_positives,
             self.false_positives + other.false_positives,
@@ -80,3 +83,11 @@ def score_events(truth: list[Interval], detected: list[Interval]) -> EventScore:
         used_d.add(j)
         errors.append(abs(detected[j][0] - truth[i][0]))
     return EventScore(len(used_t), len(detected) - len(used_d), len(truth) - len(used_t), tuple(errors))
+
+
+def auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney), ties counted half."""
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([positive, negative]))
+    return float((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))

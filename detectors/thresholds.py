@@ -37,6 +37,12 @@ class SignalQualityThresholds:
     #: (a window with more than half lost is "insufficient signal").
     min_valid_fraction: float = 0.5
     good_valid_fraction: float = 0.8
+    #: A loss of the FHR this long is reported (ctgwatch's own choice: shorter
+    #: drop-outs are part of every Doppler trace and only lower the grade).
+    loss_event_min_s: float = 15.0
+    #: The per-packet rules (detectors.fast) bridge drop-outs up to this long
+    #: inside a deceleration or bradycardia run (ctgwatch's own choice).
+    fast_rule_max_gap_s: float = 10.0
     #: Maternal heart rate capture (FIGO 2015: when the FHR and the maternal
     #: heart rate coincide, the monitor may be recording the mother; confirm
     #: the fetal heart). The numbers below are ctgwatch's own, tuned on the

@@ -1,10 +1,10 @@
 """Training and evaluation data: CTU-UHB records split by record, or simulator traces.
 
-"Normal outcome" for training (CTU-UHB): umbilical artery pH >= 7.20 and
-Apgar at 5 min >= 7, the usual normal range in the CTU-UHB literature
-(Chudáček et al. 2014); acidaemia is pH < 7.05 (CLINICAL_REFERENCE.md). Splits
-are by record, never by window, so no recording contributes to both training
-and evaluation.
+"Normal outcome" and acidaemia are defined with the recordings
+(:mod:`stream.sources.recordings`). Splits are by record, never by window, so
+no recording contributes to both training and evaluation. Recordings come in
+only through :mod:`stream.sources.recordings` and the simulator, never through
+Kafka code (the import contract in pyproject.toml checks it).
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.simulator import Scenario, simulate_ctg, standard_scenarios
-
-NORMAL_PH = 7.20
-NORMAL_APGAR5 = 7.0
-ACIDAEMIA_PH = 7.05
+from stream.sources.ctg_simulator import Scenario, scale_scenario, simulate_ctg, standard_scenarios
+from stream.sources.recordings import ACIDAEMIA_PH, NORMAL_APGAR5, NORMAL_PH, list_records, read_recording
 
 #: Simulator events that make a window abnormal (clinically meaningful patterns);
 #: artefact episodes are left out of both classes.
@@ -50,8 +47,6 @@ class Recording:
 
 
 def load_ctu_uhb(directory: Path, limit: int | None = None) -> list[Recording]:
-    from stream.replay import list_records, read_recording
-
     out = []
     for name in list_records(directory)[:limit]:
         r = read_recording(name, directory)
@@ -63,8 +58,6 @@ def load_ctu_uhb(directory: Path, limit: int | None = None) -> list[Recording]:
 
 def simulated(seeds: list[int], scenarios: list[Scenario] | None = None, duration_s: float | None = None) -> list[Recording]:
     """One recording per (scenario, seed); 'normal' scenarios carry no abnormal events."""
-    from stream.ward import scale_scenario
-
     out = []
     for scenario in scenarios or standard_scenarios():
         if duration_s is not None:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
+from detectors.scoring import auc
 from models.data import Recording, load_ctu_uhb, normal_simulated, simulated, split_by_record, window_label
 from models.features import VALID, Normalisation, sliding_windows
 from models.nets import TENSOR_IN, build
@@ -48,14 +48,6 @@ class TrainConfig:
     sim_duration_s: float = 3600.0
     lstm: dict = field(default_factory=lambda: {"hidden": 32, "layers": 1, "horizon_s": 10})
     autoencoder: dict = field(default_factory=lambda: {"width": 16, "code_channels": 8})
-
-
-def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney), ties counted half."""
-    if len(positive) == 0 or len(negative) == 0:
-        return float("nan")
-    ranks = rankdata(np.concatenate([positive, negative]))
-    return float((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
 
 
 def windows_of(records: list[Recording], norm: Normalisation, stride_s: int) -> tuple[np.ndarray, list[tuple[int, float]]]:

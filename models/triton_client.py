@@ -155,7 +155,7 @@ class AnomalyClient:
                 if self.on_latency is not None:
                     self.on_latency(model, result.latency_s, len(windows))
                 return result
-            except (InferenceServerException, asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            except (TimeoutError, InferenceServerException, ConnectionError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self._thresholds.pop(model, None)  # the server may come back with another version
                 if self._client is not None and "UNAVAILABLE" in str(exc).upper():
@@ -198,13 +198,13 @@ class BatchingScorer:
             while len(batch) < self.max_batch:
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), max(deadline - time.monotonic(), 0)))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             self.batches.append(len(batch))
             windows = np.stack([p.window for p in batch])
             results = await asyncio.gather(*(self.client.score(m, windows) for m in MODELS))
             for i, pending in enumerate(batch):
-                out = {}
+                out: dict[str, ModelUnavailable | tuple[float, np.ndarray, float]] = {}
                 for res in results:
                     if isinstance(res, ModelUnavailable):
                         out[res.model] = res

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from infra.launcher.errors import SetupError
-from stream.config import Settings, load_settings
+from stream.core.errors import SetupError
+from stream.core.settings import Settings, load_settings
 
 app = typer.Typer(
     name="ctgwatch",
@@ -25,10 +25,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StateDir = Annotated[Optional[Path], typer.Option("--state-dir", help="Pid files, logs, runtime files.")]
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Pid files, logs, runtime files.")]
 
 
-def _settings(state_dir: Optional[Path]) -> Settings:
+def _settings(state_dir: Path | None) -> Settings:
     try:
         return load_settings(state_dir=state_dir)
     except ValidationError as exc:  # a bad environment value
@@ -65,7 +65,7 @@ def _print_status(settings: Settings) -> bool:
 def _print_lag(settings: Settings) -> bool:
     import asyncio
 
-    from stream.kafka import group_lag
+    from stream.core.kafka import group_lag
 
     try:
         lag = asyncio.run(group_lag(settings))
@@ -119,7 +119,7 @@ def status(state_dir: StateDir = None) -> None:
 
 @app.command()
 def alerts(
-    bed: Annotated[Optional[str], typer.Option(help="Only this bed.")] = None,
+    bed: Annotated[str | None, typer.Option(help="Only this bed.")] = None,
     state_dir: StateDir = None,
 ) -> None:
     """The open alerts of the ward, most severe first, with their evidence sentence."""
@@ -128,7 +128,7 @@ def alerts(
 
     from redis.asyncio import Redis
 
-    from stream.alerts import AlertStore
+    from stream.state.alerts import AlertStore
 
     settings = _settings(state_dir)
 
@@ -165,7 +165,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run a stream worker (Faust); start more of them to share the partitions."""
-    from stream.worker import run_worker
+    from stream.worker.app import run_worker
 
     run_worker(_settings(state_dir), loglevel=loglevel)
 
@@ -183,8 +183,8 @@ def simulate(
     """Publish a simulated ward of bedside monitors (CTG + maternal vitals) with ground truth."""
     import asyncio
 
-    from stream.kafka import start_producer
-    from stream.ward import MIXES, assign_beds, run_ward
+    from stream.core.kafka import start_producer
+    from stream.sources.ward import MIXES, assign_beds, run_ward
 
     if mix not in MIXES:
         raise typer.BadParameter(f"choose one of {', '.join(MIXES)}", param_hint="--mix")
@@ -208,8 +208,8 @@ def simulate(
 
 @app.command("replay")
 def replay_cmd(
-    directory: Annotated[Optional[Path], typer.Argument(help="WFDB directory (CTU-UHB layout); default CTGWATCH_CTU_UHB_DIR.")] = None,
-    records: Annotated[Optional[str], typer.Option(help="Comma-separated record names (default: all).")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="WFDB directory (CTU-UHB layout); default CTGWATCH_CTU_UHB_DIR.")] = None,
+    records: Annotated[str | None, typer.Option(help="Comma-separated record names (default: all).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many records (one bed each).")] = 8,
     speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time.")] = 1.0,
     physionet: Annotated[bool, typer.Option(help="Fetch the records from PhysioNet (needs internet).")] = False,
@@ -218,8 +218,9 @@ def replay_cmd(
     """Replay real CTG recordings (WFDB, 4 Hz FHR + UC) into the topics."""
     import asyncio
 
-    from stream.kafka import start_producer
-    from stream.replay import list_records, read_recording, replay
+    from stream.core.kafka import start_producer
+    from stream.sources.recordings import list_records, read_recording
+    from stream.sources.replay import replay
 
     settings = _settings(state_dir)
     folder = directory or settings.ctu_uhb_dir
@@ -246,14 +247,14 @@ def replay_cmd(
 
 @app.command()
 def dashboard(
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default CTGWATCH_HOST).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default CTGWATCH_HOST).")] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run the nurse-station dashboard (web) until interrupted."""
     import uvicorn
 
-    from infra.launcher.process import require_free_ports
-    from stream.dashboard.app import create_dashboard
+    from stream.core.ports import require_free_ports
+    from stream.station.app import create_dashboard
 
     settings = _settings(state_dir)
     bind = host or settings.host
@@ -278,7 +279,7 @@ def users_add(
 
     from redis.asyncio import Redis
 
-    from stream.dashboard.users import UserError, UserStore
+    from stream.station.users import UserError, UserStore
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
         "Password", hide_input=True, confirmation_prompt=True)
@@ -305,7 +306,7 @@ app.add_typer(gateway_app, name="gateway")
 @gateway_app.callback()
 def gateway(
     ctx: typer.Context,
-    host: Annotated[Optional[str], typer.Option(help="Bind address (default CTGWATCH_GATEWAY_HOST).")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default CTGWATCH_GATEWAY_HOST).")] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Run the gateway (HTTP ingest + MLLP) until interrupted."""
@@ -380,10 +381,10 @@ app.add_typer(evaluate_app, name="evaluate")
 @evaluate_app.command("detectors")
 def evaluate_detectors(
     seeds: Annotated[str, typer.Option(help="Comma-separated simulator seeds (default: held out).")] = "30,31,32,33,34",
-    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the report to.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the report to.")] = None,
 ) -> None:
     """Per-event precision/recall/F1 of every detector on the simulator's scenarios."""
-    from stream.evaluation import evaluate_on_simulator, markdown_report, required_met
+    from stream.evaluation.simulated import evaluate_on_simulator, markdown_report, required_met
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     total, confusion, records = evaluate_on_simulator(seed_list)
@@ -391,7 +392,7 @@ def evaluate_detectors(
     report = markdown_report(total, confusion, records, command)
     typer.echo(report)
     if output:
-        from stream.reporting import write_section
+        from stream.evaluation.reporting import write_section
 
         title, _, body = report.partition("\n")
         write_section(output, title.removeprefix("## ").strip(), body, "ctgwatch evaluation")
@@ -402,11 +403,11 @@ def evaluate_detectors(
 
 @evaluate_app.command("quality")
 def evaluate_quality(
-    directory: Annotated[Optional[Path], typer.Argument(help="FHRMA false-signal set; default CTGWATCH_FHRMA_DIR.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="FHRMA false-signal set; default CTGWATCH_FHRMA_DIR.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """Score the signal-quality / maternal-HR-capture detector against the FHRMA expert marks."""
-    from stream.evaluation_real import evaluate_fhrma, fhrma_markdown
+    from stream.evaluation.real import evaluate_fhrma, fhrma_markdown
 
     folder = directory or _settings(None).fhrma_dir
     if not (folder / "annotations.json").is_file():
@@ -418,12 +419,12 @@ def evaluate_quality(
 
 @evaluate_app.command("burden")
 def evaluate_burden_cmd(
-    directory: Annotated[Optional[Path], typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N records.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N records.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """Alert episodes per monitored hour the rules would raise on CTU-UHB records (normal outcome vs acidaemia)."""
-    from stream.evaluation_real import alert_burden, burden_markdown
+    from stream.evaluation.real import alert_burden, burden_markdown
 
     folder = directory or _settings(None).ctu_uhb_dir
     if not folder.is_dir():
@@ -435,13 +436,13 @@ def evaluate_burden_cmd(
 
 @evaluate_app.command("ctu")
 def evaluate_ctu_cmd(
-    directory: Annotated[Optional[Path], typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+    directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
     window_min: Annotated[float, typer.Option(help="Minutes before delivery analysed.")] = 60.0,
-    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Per-record CSV.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Per-record CSV.")] = None,
 ) -> None:
     """FIGO class per CTU-UHB record and its association with acidaemia (pH < 7.05, < 7.15)."""
-    from stream.evaluation_real import ctu_markdown, evaluate_ctu
+    from stream.evaluation.real import ctu_markdown, evaluate_ctu
 
     folder = directory or _settings(None).ctu_uhb_dir
     rows = evaluate_ctu(folder, window_min * 60, csv_path=csv)
@@ -450,10 +451,10 @@ def evaluate_ctu_cmd(
     _report(body, "FIGO classification against the CTU-UHB outcome", output)
 
 
-def _report(body: str, title: str, output: Optional[Path]) -> None:
+def _report(body: str, title: str, output: Path | None) -> None:
     typer.echo(f"## {title}\n\n{body}")
     if output:
-        from stream.reporting import write_section
+        from stream.evaluation.reporting import write_section
 
         write_section(output, title, body, "ctgwatch evaluation")
         typer.echo(f"written to {output}")
@@ -462,7 +463,7 @@ def _report(body: str, title: str, output: Optional[Path]) -> None:
 @evaluate_app.command("models")
 def evaluate_models(
     version_dir: Annotated[Path, typer.Argument(help="A trained version directory (v<N>) with metrics.json.")],
-    output: Annotated[Optional[Path], typer.Option(help="Markdown file to write the section to.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """Report a trained version's held-out evaluation (AUCs, false alarms per hour)."""
     from models.training import evaluation_markdown
@@ -472,7 +473,7 @@ def evaluate_models(
     title, body = evaluation_markdown(version_dir)
     typer.echo(f"## {title}\n\n{body}")
     if output:
-        from stream.reporting import write_section
+        from stream.evaluation.reporting import write_section
 
         write_section(output, title, body, "ctgwatch evaluation")
         typer.echo(f"written to {output}")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.launcher.process import free_port
-from stream.config import Settings
+from stream.core.ports import free_port
+from stream.core.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from stream.config import Settings
+from stream.core.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

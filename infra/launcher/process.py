@@ -7,17 +7,16 @@ stops the helper processes it spawns (Triton's Python-backend stubs), and
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.launcher.errors import SetupError
+from stream.core.errors import SetupError
+from stream.core.ports import free_port, port_is_free, require_free_ports  # noqa: F401 (re-exported for the launcher's users)
 
 
 @dataclass(frozen=True)
@@ -32,36 +31,6 @@ class PidRecord:
     #: Kernel start time of the process (clock ticks since boot): together
     #: with the pid it identifies the process even after the pid is reused.
     start_ticks: int | None = None
-
-
-def port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (checked by binding to it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
-
-
-def require_free_ports(service: str, host: str, ports: dict[str, int]) -> None:
-    """Fail with the setting to change when one of the service's ports is taken."""
-    for setting, port in ports.items():
-        if not port_is_free(host, port):
-            raise SetupError(
-                f"port {port} on {host} for {service} is already in use by another process",
-                f"stop that process or choose another port with CTGWATCH_{setting.upper()}=<free port>",
-            )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS considers free right now (for tests and ad-hoc stacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def group_alive(pgid: int) -> bool:

@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from functools import cached_property
 from pathlib import Path
 
-from infra.launcher.errors import SetupError
-from stream.config import PROJECT_ROOT, Settings
+from stream.core.errors import SetupError
+from stream.core.settings import PROJECT_ROOT, Settings
 
 
 class ProbeFailed(Exception):
@@ -158,13 +158,13 @@ class Broker(Service):
         try:
             await asyncio.wait_for(client.bootstrap(), timeout_s)
             return len(client.cluster.brokers())
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             raise ProbeFailed(str(exc) or type(exc).__name__) from exc
         finally:
             await client.close()
 
     def after_ready(self) -> str:
-        from infra.topics import load_topics
+        from stream.core.topics import load_topics
 
         specs = load_topics(self.settings.topics_file)
         outcome = asyncio.run(self._ensure(specs))
@@ -175,7 +175,7 @@ class Broker(Service):
     async def _ensure(self, specs):  # type: ignore[no-untyped-def]
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from infra.topics import ensure_topics
+        from stream.core.topics import ensure_topics
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=10_000)
         await admin.start()

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from infra.launcher.errors import SetupError
 from infra.launcher.process import ManagedProcess, require_free_ports
 from infra.launcher.services import ProbeFailed, Service, build_services
-from stream.config import Settings
+from stream.core.errors import SetupError
+from stream.core.settings import Settings
 
 Echo = Callable[[str], None]
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from infra.launcher.errors import SetupError
 from infra.launcher.process import ManagedProcess
-from stream.config import Settings
+from stream.core.errors import SetupError
+from stream.core.settings import Settings
 
 Echo = Callable[[str], None]
 

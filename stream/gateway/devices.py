@@ -21,9 +21,9 @@ import secrets
 import time
 from pathlib import Path
 
-from infra.launcher.errors import SetupError
+from stream.core.errors import SetupError
 
-#: The identifier rule of stream.schemas.Identifier.
+#: The identifier rule of stream.core.schemas.Identifier.
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 
 

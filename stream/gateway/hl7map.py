@@ -29,13 +29,13 @@ from dataclasses import dataclass
 import hl7
 from pydantic import ValidationError
 
-from stream.schemas import (
+from stream.core.schemas import (
     CtgPacket,
     Reading,
     RejectCode,
     VitalsObservation,
 )
-from stream.validation import IngestError
+from stream.core.validation import IngestError
 
 _ID_CLEAN = re.compile(r"[^A-Za-z0-9._:\-]")
 

@@ -23,11 +23,11 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from stream.core.metrics import GATEWAY_BACKPRESSURE
+from stream.core.schemas import RejectCode
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.intake import Intake
 from stream.gateway.publisher import BrokerBusy
-from stream.metrics import GATEWAY_BACKPRESSURE
-from stream.schemas import RejectCode
 
 ENTRANCE = "http"
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stream.core.metrics import DEAD_LETTERS, RECORDS_IN
+from stream.core.schemas import DeadLetter, RejectCode
+from stream.core.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, decode_checked
 from stream.gateway.publisher import BrokerBusy, IngestPublisher
-from stream.metrics import DEAD_LETTERS, RECORDS_IN
-from stream.schemas import DeadLetter, RejectCode
-from stream.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, decode_checked
 
 
 @dataclass

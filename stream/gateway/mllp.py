@@ -22,13 +22,13 @@ import logging
 import hl7
 from hl7.mllp import InvalidBlockError
 
+from stream.core.metrics import GATEWAY_BACKPRESSURE
+from stream.core.schemas import DeadLetter, RejectCode
+from stream.core.validation import IngestError
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.hl7map import ack, map_oru, parse_message
 from stream.gateway.intake import Intake
 from stream.gateway.publisher import BrokerBusy
-from stream.metrics import GATEWAY_BACKPRESSURE
-from stream.schemas import DeadLetter, RejectCode
-from stream.validation import IngestError
 
 log = logging.getLogger("ctgwatch.mllp")
 ENTRANCE = "mllp"

@@ -16,9 +16,9 @@ import time
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from infra.topics import TopicNames
-from stream.metrics import PUBLISH_SECONDS
-from stream.schemas import CtgPacket, DeadLetter, VitalsObservation, encode, record_key
+from stream.core.metrics import PUBLISH_SECONDS
+from stream.core.schemas import CtgPacket, DeadLetter, VitalsObservation, encode, record_key
+from stream.core.topics import TopicNames
 
 
 class BrokerBusy(Exception):

@@ -8,13 +8,13 @@ import logging
 import uvicorn
 from hl7.mllp import start_hl7_server
 
-from stream.config import Settings
+from stream.core.kafka import start_producer
+from stream.core.settings import Settings
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.http import create_http_app
 from stream.gateway.intake import Intake
 from stream.gateway.mllp import MllpHandler
 from stream.gateway.publisher import IngestPublisher
-from stream.kafka import start_producer
 
 log = logging.getLogger("ctgwatch.gateway")
 
@@ -50,10 +50,10 @@ async def serve_gateway(settings: Settings) -> None:
 
 
 def run_gateway(settings: Settings) -> None:
-    from stream.logs import configure
+    from stream.core.logs import configure
 
     configure(settings.log_format)
-    from infra.launcher.process import require_free_ports
+    from stream.core.ports import require_free_ports
 
     require_free_ports(
         "gateway", settings.gateway_host,

@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.findings import Finding, Severity
-from stream.alerts import AlertError, AlertPolicy, AlertStore
+from stream.core.policy import AlertPolicy
+from stream.state.alerts import AlertError, AlertStore
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.findings import Finding, Severity
-from infra.launcher.process import free_port
-from stream.alerts import AlertStore
-from stream.kafka import start_producer
-from stream.schemas import CtgPacket, encode
-from stream.dashboard.users import UserStore
+from stream.core.kafka import start_producer
+from stream.core.ports import free_port
+from stream.core.schemas import CtgPacket, encode
+from stream.state.alerts import AlertStore
+from stream.station.users import UserStore
 from tests.helpers import ctgwatch_process, env_for
 
 pytestmark = pytest.mark.integration
@@ -140,7 +140,7 @@ def store_trace_with_maternal_capture(stack, patient: str) -> None:
     as the worker stores packets."""
     import numpy as np
 
-    from stream.patient_window import PatientWindow, WindowStore
+    from stream.state.windows import PatientWindow, WindowStore
 
     fs, n = 4.0, 4 * 900
     t = np.arange(n) / fs

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.launcher.stack import status
-from infra.topics import load_topics
-from stream.config import Settings
+from stream.core.settings import Settings
+from stream.core.topics import load_topics
 
 pytestmark = pytest.mark.integration
 

@@ -19,16 +19,16 @@ from hl7.mllp import open_hl7_connection
 from infra.launcher.process import ManagedProcess, free_port
 from infra.launcher.services import Broker
 from infra.launcher.stack import wait_ready
-from stream.config import Settings
+from stream.core.schemas import Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
+from stream.core.settings import Settings
 from stream.gateway.devices import DeviceRegistry
-from stream.schemas import Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration
 
 
 def hl7_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y%m%d%H%M%S.%f")[:-3] + "+0000"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y%m%d%H%M%S.%f")[:-3] + "+0000"
 
 
 def oru(control_id: str, patient: str, t: float, *, sender: str = "MON-7", fhr: str = "140^141^0^142",

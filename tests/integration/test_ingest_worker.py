@@ -8,10 +8,11 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from stream.schemas import CtgPacket, RejectCode, VitalsObservation, Reading, decode_deadletter, encode
+from stream.core.schemas import CtgPacket, Reading, RejectCode, VitalsObservation, decode_deadletter, encode
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration

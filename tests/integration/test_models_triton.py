@@ -18,9 +18,9 @@ from infra.launcher.stack import wait_ready
 from models.features import Normalisation, window_tensor
 from models.repository import TRITON_NAMES, install_version
 from models.training import load_trained, train
-from tests.helpers import tiny_train_config
 from models.triton_client import AnomalyClient, BatchingScorer, ModelScores, ModelUnavailable
-from stream.simulator import simulate_ctg, standard_scenarios
+from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.integration
 

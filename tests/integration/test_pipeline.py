@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from stream.alerts import AlertPolicy, AlertStore
-from stream.patient_window import WindowStore
-from stream.pipeline import Cadence, Pipeline
-from stream.schemas import CtgPacket
+from stream.core.policy import AlertPolicy
+from stream.core.schemas import CtgPacket
+from stream.state.alerts import AlertStore
+from stream.state.windows import WindowStore
+from stream.worker.pipeline import Cadence, Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import uuid
 import numpy as np
 import pytest
 
-from stream.schemas import GroundTruth, decode_signal
+from stream.core.schemas import GroundTruth, decode_signal
 from tests.helpers import PROJECT_ROOT, env_for, read_topic
 from tests.unit.test_vitals_ward_replay import write_record
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from stream.kafka import start_producer
-from stream.publishing import Scheduled, merge, publish_paced, time_base
-from stream.simulator import Scenario
-from stream.vitals_sim import VitalsScenario
-from stream.ward import Bed, bed_schedule
+from stream.core.kafka import start_producer
+from stream.sources.ctg_simulator import Scenario
+from stream.sources.publishing import Scheduled, merge, publish_paced, time_base
+from stream.sources.vitals_simulator import VitalsScenario
+from stream.sources.ward import Bed, bed_schedule
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration

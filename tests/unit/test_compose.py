@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from stream.config import PROJECT_ROOT
+from stream.core.settings import PROJECT_ROOT
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

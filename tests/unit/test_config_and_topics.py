@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.launcher.errors import SetupError
-from infra.topics import load_topics
-from stream.config import Settings
+from stream.core.errors import SetupError
+from stream.core.settings import Settings
+from stream.core.topics import load_topics
 
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_json_logs_are_one_object_per_line_with_extra_fields(capsys) -> None:
     import json
     import logging
 
-    from stream.logs import configure
+    from stream.core.logs import configure
 
     configure("json")
     try:

@@ -300,7 +300,7 @@ def test_capture_entered_by_a_halving_like_jump_is_maternal() -> None:
 def test_tachycardia_near_twice_the_maternal_rate_is_not_capture() -> None:
     """Fetal tachycardia (~172 bpm) passing near twice the maternal rate (~85) for 30 s is coincidence
     (the simulator's tachycardia scenario, seeds 11 and 14, used to be flagged)."""
-    from stream.simulator import simulate_ctg, standard_scenarios
+    from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 
     scenario = next(s for s in standard_scenarios() if s.name == "tachycardia")
     for seed in (11, 14):

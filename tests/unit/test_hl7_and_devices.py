@@ -8,11 +8,11 @@ from pathlib import Path
 import hl7
 import pytest
 
-from infra.launcher.errors import SetupError
+from stream.core.errors import SetupError
+from stream.core.schemas import CtgPacket, RejectCode, VitalsObservation
+from stream.core.validation import IngestError
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.hl7map import CODE_TABLE, ack, map_oru, parse_message
-from stream.schemas import CtgPacket, RejectCode, VitalsObservation
-from stream.validation import IngestError
 
 T = "20261122101010.250+0000"
 T_EPOCH = 1795342210.25

@@ -9,13 +9,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from detectors.scoring import auc
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
 from models.nets import ConvAutoencoder, LstmForecaster
 from models.repository import TRITON_NAMES, build_local_twin, install_version, read_config
-from models.training import TrainConfig, alarm_rate, auc, calibrate, load_trained, train
-from tests.helpers import tiny_train_config
+from models.training import TrainConfig, alarm_rate, calibrate, load_trained, train
 from models.triton_client import CircuitBreaker
-from stream.simulator import Scenario, simulate_ctg
+from stream.sources.ctg_simulator import Scenario, simulate_ctg
+from tests.helpers import tiny_train_config
 
 NORM = Normalisation()
 
@@ -139,7 +140,7 @@ def test_repository_and_local_twin(tiny_version, tmp_path) -> None:
 
 
 def test_shipped_repository_configs_are_consistent() -> None:
-    from stream.config import Settings
+    from stream.core.settings import Settings
 
     repo = Settings().triton_model_repository
     for name in TRITON_NAMES.values():
@@ -169,7 +170,7 @@ def test_circuit_breaker_opens_and_recovers() -> None:
 
 def test_report_sections_replace_only_themselves(tmp_path, tiny_version) -> None:
     from models.training import evaluation_markdown
-    from stream.reporting import write_section
+    from stream.evaluation.reporting import write_section
 
     doc = tmp_path / "EVAL.md"
     write_section(doc, "Detectors", "old detectors", "evaluation")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.schemas import (
+from stream.core.schemas import (
     MAX_PACKET_SAMPLES,
     CtgPacket,
     DeadLetter,
@@ -22,7 +22,7 @@ from stream.schemas import (
     encode,
     record_key,
 )
-from stream.validation import IngestError, IngestLimits, OrderGuard, Validator, parse_signal
+from stream.core.validation import IngestError, IngestLimits, OrderGuard, Validator, parse_signal
 
 NOW = 1_800_000_000.0
 LIMITS = IngestLimits(max_message_bytes=64 * 1024, max_future_skew_s=10.0, max_age_s=3600.0)

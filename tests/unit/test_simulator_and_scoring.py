@@ -8,8 +8,8 @@ import pytest
 
 from detectors.scoring import merge_intervals, score_events
 from detectors.variability import segment_bands
-from stream.evaluation import score_record
-from stream.simulator import FS, Scenario, simulate_ctg, standard_scenarios
+from stream.evaluation.simulated import score_record
+from stream.sources.ctg_simulator import FS, Scenario, simulate_ctg, standard_scenarios
 
 
 def test_deterministic_for_a_seed() -> None:

@@ -8,15 +8,16 @@ import wfdb
 
 from detectors.meows import VitalsObservation as Obs
 from detectors.meows import score_observation, vitals_trend
-from infra.topics import TopicNames
-from stream.config import Settings
-from stream.publishing import ctg_packets, device_range, time_base
-from stream.replay import list_records, parse_header_comments, read_recording, recording_schedule
-from stream.schemas import CtgPacket, GroundTruth, VitalsObservation, encode
-from stream.simulator import FS
-from stream.validation import IngestLimits, Validator
-from stream.vitals_sim import NORMAL, TARGETS, VitalsScenario, simulate_vitals, standard_vitals_scenarios
-from stream.ward import assign_beds, bed_schedule, merge, scale_scenario
+from stream.core.schemas import CtgPacket, GroundTruth, VitalsObservation, encode
+from stream.core.settings import Settings
+from stream.core.topics import TopicNames
+from stream.core.validation import IngestLimits, Validator
+from stream.sources.ctg_simulator import FS
+from stream.sources.publishing import ctg_packets, device_range, time_base
+from stream.sources.recordings import RecordingError, list_records, parse_header_comments, read_recording
+from stream.sources.replay import recording_schedule
+from stream.sources.vitals_simulator import NORMAL, TARGETS, VitalsScenario, simulate_vitals, standard_vitals_scenarios
+from stream.sources.ward import assign_beds, bed_schedule, merge, scale_scenario
 
 TOPICS = TopicNames("ctg.packets", "vitals.observations", "ingest.deadletter", "alerts", "sim.groundtruth")
 
@@ -130,15 +131,13 @@ def test_replayer_reads_a_tiny_wfdb_record(tmp_path) -> None:
 
 
 def test_replayer_refuses_what_it_cannot_replay(tmp_path) -> None:
-    from infra.launcher.errors import SetupError
-
-    with pytest.raises(SetupError):
+    with pytest.raises(RecordingError):
         list_records(tmp_path / "missing")
-    with pytest.raises(SetupError):
+    with pytest.raises(RecordingError):
         list_records(tmp_path)
     wfdb.wrsamp("ecg", fs=4, units=["mV"], sig_name=["ECG"], p_signal=np.zeros((8, 1)), fmt=["16"],
                 adc_gain=[100], baseline=[0], write_dir=str(tmp_path))
-    with pytest.raises(SetupError, match="not FHR and UC"):
+    with pytest.raises(RecordingError, match="not FHR and UC"):
         read_recording("ecg", tmp_path)
 
 

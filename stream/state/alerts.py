@@ -29,13 +29,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from detectors.findings import Finding, Severity
+from stream.core.policy import AlertPolicy
 
 AUDIT = "ctgw:audit"
 ESCALATION = "ctgw:escalation"
@@ -44,17 +44,6 @@ STATUSES = ("raised", "acknowledged", "escalated", "resolved")
 
 class AlertError(Exception):
     """A lifecycle action that is not allowed (unknown alert, wrong state)."""
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    ward_id: str = "labour-ward"
-    escalate_after_s: tuple[tuple[int, float], ...] = ((int(Severity.URGENT), 300.0), (int(Severity.EMERGENCY), 60.0))
-    suppress_after_resolve_s: float = 900.0
-    evidence_keep: int = 5  # most recent findings kept as evidence
-
-    def escalation_delay(self, severity: int) -> float | None:
-        return dict(self.escalate_after_s).get(severity)
 
 
 def alert_id(patient_id: str, kind: str, start_s: float) -> str:

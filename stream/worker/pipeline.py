@@ -41,10 +41,10 @@ from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
 from models.features import Normalisation, window_tensor
 from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
-from stream.alerts import AlertStore
-from stream.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
-from stream.patient_window import PatientWindow, WindowStore, packet_index
-from stream.schemas import CtgPacket, VitalsObservation
+from stream.core.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
+from stream.core.schemas import CtgPacket, VitalsObservation
+from stream.state.alerts import AlertStore
+from stream.state.windows import PatientWindow, WindowStore, packet_index
 
 log = logging.getLogger("ctgwatch.pipeline")
 

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from detectors.baseline import to_1hz
 from detectors.ctg import analyse_ctg
 from detectors.runs import runs
-from stream.alerts import AlertStore
-from stream.patient_window import WindowStore
+from stream.state.alerts import AlertStore
+from stream.state.windows import WindowStore
 
 _NUMERIC = ("fhr_now", "baseline_bpm", "t_end", "meows_red", "meows_yellow", "analysed_at", "vitals_ts")
 

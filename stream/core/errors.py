@@ -1,4 +1,4 @@
-"""The one error type the launcher raises for problems an operator can fix."""
+"""The error type for problems an operator can fix (settings, ports, files, the broker)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ seed. Pure numpy: publishing to Kafka lives elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,3 +226,27 @@ def standard_scenarios() -> list[Scenario]:
                  maternal_capture=((1200.0, 1380.0), (2400.0, 2520.0)),
                  halving=((2100.0, 2160.0),)),
     ]
+
+
+def scale_scenario(scenario: Scenario, duration_s: float) -> Scenario:
+    """The same scenario over a different duration: every episode span scales with it."""
+    f = duration_s / scenario.duration_s
+    if f == 1.0:
+        return scenario
+
+    def span(s):
+        return None if s is None else (s[0] * f, s[1] * f)
+
+    return dataclasses.replace(
+        scenario,
+        duration_s=duration_s,
+        decel_span=span(scenario.decel_span),
+        prolonged=tuple(span(s) for s in scenario.prolonged),
+        bradycardia=span(scenario.bradycardia),
+        tachycardia=span(scenario.tachycardia),
+        sinusoidal=span(scenario.sinusoidal),
+        reduced_variability=span(scenario.reduced_variability),
+        signal_loss=tuple(span(s) for s in scenario.signal_loss),
+        maternal_capture=tuple(span(s) for s in scenario.maternal_capture),
+        halving=tuple(span(s) for s in scenario.halving),
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from infra.launcher.errors import SetupError
-from stream.config import Settings
+from stream.core.errors import SetupError
+from stream.core.settings import Settings
 
 
 async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:

@@ -9,7 +9,7 @@ Security: every page and API needs a signed-in session except ``/health``
 and ``/login``; sessions are signed cookies (SameSite=strict, HttpOnly);
 actions need the session's CSRF token in ``X-CSRF-Token``; roles are checked
 on every action (users.py); every action is written to the audit trail with
-the user's name (stream/alerts.py).
+the user's name (stream/state/alerts.py).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from starlette.middleware.sessions import SessionMiddleware
 
-from stream.alerts import AlertError, AlertStore
-from stream.config import Settings
-from stream.dashboard import data
-from stream.dashboard.users import UserError, UserStore, may
+from stream.core.settings import Settings
+from stream.state.alerts import AlertError, AlertStore
+from stream.station import views as data
+from stream.station.users import UserError, UserStore, may
 
 STATIC = Path(__file__).with_name("static")
 ADMIN_AUDIT = "ctgw:audit:admin"

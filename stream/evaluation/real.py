@@ -160,7 +160,7 @@ CLASS_RANK = {"normal": 0, "suspicious": 1, "pathological": 2}
 
 def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = None,
                  csv_path: Path | None = None) -> list[dict]:
-    from stream.replay import list_records, read_recording
+    from stream.sources.recordings import list_records, read_recording
 
     rows = []
     for name in list_records(directory)[:limit]:
@@ -189,7 +189,7 @@ def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = 
 
 
 def ctu_markdown(rows: list[dict], command: str, window_s: float) -> str:
-    from models.training import auc
+    from detectors.scoring import auc
 
     scored = [r for r in rows if r["ph"] is not None and r["classification"] in CLASS_RANK]
     lines = [
@@ -211,7 +211,7 @@ def ctu_markdown(rows: list[dict], command: str, window_s: float) -> str:
         pos = [r for r in scored if r["ph"] < cut]
         neg = [r for r in scored if r["ph"] >= cut]
 
-        def sens_spec(level: int) -> tuple[float, float]:
+        def sens_spec(level: int, pos: list = pos, neg: list = neg) -> tuple[float, float]:
             se = sum(CLASS_RANK[r["classification"]] >= level for r in pos) / max(len(pos), 1)
             sp = sum(CLASS_RANK[r["classification"]] < level for r in neg) / max(len(neg), 1)
             return se, sp
@@ -267,9 +267,8 @@ class Burden:
 
 def alert_burden(directory: Path, limit: int | None = None) -> dict[str, Burden]:
     """Alert episodes per monitored hour on CTU-UHB records, by outcome group, as the stream would raise them."""
-    from models.data import NORMAL_APGAR5, NORMAL_PH
-    from stream.evaluation import replay_analyses
-    from stream.replay import list_records, read_recording
+    from stream.evaluation.simulated import replay_analyses
+    from stream.sources.recordings import NORMAL_APGAR5, NORMAL_PH, list_records, read_recording
 
     groups = {NORMAL_OUTCOME: Burden(), ACIDAEMIA: Burden()}
     for name in list_records(directory)[:limit]:

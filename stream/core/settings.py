@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stream.validation import IngestLimits
+from stream.core.validation import IngestLimits
 
 if TYPE_CHECKING:
-    from infra.topics import TopicNames
-    from stream.alerts import AlertPolicy
+    from stream.core.policy import AlertPolicy
+    from stream.core.topics import TopicNames
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(default=10.0, gt=0)
     worker_heartbeat_s: float = Field(default=3.0, gt=0)
 
-    # -- clinical pipeline (stream/pipeline.py) ---------------------------------
+    # -- clinical pipeline (stream/worker/pipeline.py) ---------------------------------
     ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")
     history_s: float = Field(default=2400.0, ge=600, description="Seconds of CTG kept per patient (memory and Redis).")
     analysis_interval_s: float = Field(default=15.0, gt=0, description="FIGO window analysis every N s of recording.")
@@ -211,7 +211,7 @@ class Settings(BaseSettings):
 
     def alert_policy(self) -> AlertPolicy:
         from detectors.findings import Severity
-        from stream.alerts import AlertPolicy
+        from stream.core.policy import AlertPolicy
 
         return AlertPolicy(
             ward_id=self.ward_id,
@@ -221,7 +221,7 @@ class Settings(BaseSettings):
         )
 
     def topic_names(self) -> TopicNames:
-        from infra.topics import topic_names
+        from stream.core.topics import topic_names
 
         return topic_names(self.topics_file)
 

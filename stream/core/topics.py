@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.launcher.errors import SetupError
+from stream.core.errors import SetupError
 
 # Kafka protocol error code for "topic already exists" (CreateTopics API).
 TOPIC_ALREADY_EXISTS = 36

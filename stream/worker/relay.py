@@ -20,7 +20,7 @@ import socket
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from stream.alerts import AUDIT, AlertStore
+from stream.state.alerts import AUDIT, AlertStore
 
 log = logging.getLogger("ctgwatch.relay")
 CURSOR = "ctgw:relay:cursor"

@@ -16,7 +16,7 @@ import numpy as np
 
 from detectors.ctg import CtgAnalysis, analyse_ctg
 from detectors.scoring import EMPTY_SCORE, EventScore, merge_intervals, score_events
-from stream.simulator import SimulatedCtg, simulate_ctg, standard_scenarios
+from stream.sources.ctg_simulator import SimulatedCtg, simulate_ctg, standard_scenarios
 
 #: Detector finding kind -> evaluation class (several kinds may share one).
 CLASS_OF_FINDING = {

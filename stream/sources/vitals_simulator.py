@@ -15,7 +15,7 @@ ground truth is unambiguous):
 
 Observations are taken every ``interval_s`` (a wearable or an automatic
 cuff; charted observations in labour are every 15-60 min). Pure numpy and
-deterministic for a seed; publishing lives in :mod:`stream.ward`.
+deterministic for a seed; publishing lives in :mod:`stream.sources.ward`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.simulator import GroundTruthEvent
+from stream.sources.ctg_simulator import GroundTruthEvent
 
 #: Normal labour values: (mean, per-observation noise SD).
 NORMAL = {

@@ -1,7 +1,7 @@
 """A simulated ward: N beds of bedside monitors publishing into the topics.
 
-Each bed is one patient with a CTG scenario (:mod:`stream.simulator`) and a
-maternal vital-signs scenario (:mod:`stream.vitals_sim`); bed ``i`` gets the
+Each bed is one patient with a CTG scenario (:mod:`stream.sources.ctg_simulator`) and a
+maternal vital-signs scenario (:mod:`stream.sources.vitals_simulator`); bed ``i`` gets the
 ``i``-th of the standard scenarios (mix ``standard``) or a normal trace (mix
 ``normal``). Every injected event is published to the ground-truth topic
 with absolute times, so a consumer can score alerts against it.
@@ -10,7 +10,6 @@ with absolute times, so a consumer can score alerts against it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 from collections.abc import Iterator
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from infra.topics import TopicNames
-from stream.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
-from stream.schemas import GroundTruth, Reading, VitalsObservation
-from stream.simulator import Scenario, simulate_ctg, standard_scenarios
-from stream.vitals_sim import VitalsScenario, simulate_vitals, standard_vitals_scenarios
+from stream.core.schemas import GroundTruth, Reading, VitalsObservation
+from stream.core.topics import TopicNames
+from stream.sources.ctg_simulator import Scenario, scale_scenario, simulate_ctg, standard_scenarios
+from stream.sources.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
+from stream.sources.vitals_simulator import VitalsScenario, simulate_vitals, standard_vitals_scenarios
 
 log = logging.getLogger("ctgwatch.ward")
 
@@ -37,30 +36,6 @@ class Bed:
     ctg: Scenario
     vitals: VitalsScenario
     seed: int
-
-
-def scale_scenario(scenario: Scenario, duration_s: float) -> Scenario:
-    """The same scenario over a different duration: every episode span scales with it."""
-    f = duration_s / scenario.duration_s
-    if f == 1.0:
-        return scenario
-
-    def span(s):
-        return None if s is None else (s[0] * f, s[1] * f)
-
-    return dataclasses.replace(
-        scenario,
-        duration_s=duration_s,
-        decel_span=span(scenario.decel_span),
-        prolonged=tuple(span(s) for s in scenario.prolonged),
-        bradycardia=span(scenario.bradycardia),
-        tachycardia=span(scenario.tachycardia),
-        sinusoidal=span(scenario.sinusoidal),
-        reduced_variability=span(scenario.reduced_variability),
-        signal_loss=tuple(span(s) for s in scenario.signal_loss),
-        maternal_capture=tuple(span(s) for s in scenario.maternal_capture),
-        halving=tuple(span(s) for s in scenario.halving),
-    )
 
 
 def assign_beds(

@@ -4,7 +4,7 @@ One path for every entrance (Kafka topics, the HTTP gateway, the MLLP
 listener), so that a record is judged the same way wherever it comes in:
 
 1. size (before parsing, so a huge input costs nothing to refuse),
-2. schema and device ranges (:mod:`stream.schemas`, strict),
+2. schema and device ranges (:mod:`stream.core.schemas`, strict),
 3. time: not too far in the future (clock skew), not older than the accepted
    age (a device whose clock reset to 1970, a replay of last week),
 4. order per patient (:class:`OrderGuard`): a CTG packet may not overlap or
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from stream.schemas import (
+from stream.core.schemas import (
     CtgPacket,
     DeadLetter,
     RejectCode,
@@ -34,7 +34,7 @@ SignalRecord = CtgPacket | VitalsObservation
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """Operational limits (from :class:`stream.config.Settings`)."""
+    """Operational limits (from :class:`stream.core.settings.Settings`)."""
 
     max_message_bytes: int = 256 * 1024
     max_future_skew_s: float = 10.0

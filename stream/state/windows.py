@@ -23,7 +23,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from detectors.fast import FastRuleState
-from stream.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
+from stream.core.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
 
 _HEADER = struct.Struct("<qH?")  # first index, samples, has maternal HR
 

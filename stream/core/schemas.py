@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: CTG monitors (ultrasound and fetal ECG) report FHR and UC at 4 Hz; the
 #: CTU-UHB database and every detector in ``detectors/`` use this rate.
@@ -232,7 +232,7 @@ class VitalsObservation(_Record):
         return max(self.timestamps())
 
 
-SignalRecord = Annotated[Union[CtgPacket, VitalsObservation], Field(discriminator="kind")]
+SignalRecord = Annotated[CtgPacket | VitalsObservation, Field(discriminator="kind")]
 _SIGNAL_ADAPTER: TypeAdapter[CtgPacket | VitalsObservation] = TypeAdapter(SignalRecord)
 
 
@@ -304,7 +304,7 @@ def encode(record: AnyRecord) -> bytes:
 def decode_signal(raw: bytes | str) -> CtgPacket | VitalsObservation:
     """Parse and validate a CTG packet or vitals observation (strict).
 
-    Raises ``pydantic.ValidationError``; :mod:`stream.validation` turns it into
+    Raises ``pydantic.ValidationError``; :mod:`stream.core.validation` turns it into
     a reject code and a readable reason.
     """
     return _SIGNAL_ADAPTER.validate_json(raw, strict=True)
@@ -316,6 +316,6 @@ def decode_deadletter(raw: bytes | str) -> DeadLetter:
 
 def record_key(record: AnyRecord) -> bytes:
     """Kafka key: the patient id, so one patient stays on one partition."""
-    patient = getattr(record, "patient_id", None) or getattr(record, "source", "unknown")
-    return patient.encode("utf-8")
+    patient = getattr(record, "patient_id", None) or getattr(record, "source", None) or "unknown"
+    return str(patient).encode("utf-8")
 

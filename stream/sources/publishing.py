@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from stream.schemas import (
+from stream.core.schemas import (
     CTG_FS_HZ,
     FHR_RANGE_BPM,
     MHR_RANGE_BPM,

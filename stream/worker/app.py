@@ -1,13 +1,13 @@
 """The Faust app (``ctgwatch worker``): agents on the signal topics, keyed by patient.
 
-Every record that reaches a worker is judged again by :mod:`stream.validation`
+Every record that reaches a worker is judged again by :mod:`stream.core.validation`
 (any producer can write to the topics, not only our gateway): a refused record
 goes to the dead-letter topic with its raw bytes, reason and source
 (``kafka:<topic>[<partition>]@<offset>``), and the agent moves on. Nothing an
 input contains can stop an agent: an unexpected error while handling one
 record dead-letters that record with code ``internal`` and keeps going.
 
-Accepted records go to the clinical pipeline (:mod:`stream.pipeline`):
+Accepted records go to the clinical pipeline (:mod:`stream.worker.pipeline`):
 windows, fast rules, the FIGO analysis and model scoring on a cadence
 (a timer), alerts in Redis; an escalation timer and the alert relay (Redis
 audit stream -> ``alerts`` topic) run beside the agents. ``on_record`` can
@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 
 import faust
 
-from stream.config import Settings
-from stream.metrics import CONSUMER_LAG, DEAD_LETTERS, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
-from stream.schemas import DeadLetter, RejectCode, encode, record_key
-from stream.validation import SignalRecord, Validator
+from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
+from stream.core.schemas import DeadLetter, RejectCode, encode, record_key
+from stream.core.settings import Settings
+from stream.core.validation import SignalRecord, Validator
 
 log = logging.getLogger("ctgwatch.worker")
 
@@ -100,11 +100,11 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
     from redis.asyncio import Redis
 
     from models.triton_client import AnomalyClient, BatchingScorer
-    from stream.alerts import AlertStore
-    from stream.kafka import start_producer
-    from stream.patient_window import WindowStore
-    from stream.pipeline import Cadence, Pipeline
-    from stream.relay import AlertRelay
+    from stream.core.kafka import start_producer
+    from stream.state.alerts import AlertStore
+    from stream.state.windows import WindowStore
+    from stream.worker.pipeline import Cadence, Pipeline
+    from stream.worker.relay import AlertRelay
 
     redis = Redis.from_url(settings.redis_dsn)
     store = AlertStore(redis, settings.alert_policy())
@@ -139,7 +139,7 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
 
     @app.timer(interval=15.0, name="consumer-lag")
     async def consumer_lag() -> None:
-        from stream.kafka import partition_lag
+        from stream.core.kafka import partition_lag
 
         try:
             for (topic, partition), (lag, _known) in (await partition_lag(settings)).items():
@@ -168,7 +168,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
-        from infra.launcher.errors import SetupError
+        from stream.core.errors import SetupError
 
         try:
             start_http_server(settings.worker_metrics_port, addr=settings.host)
@@ -177,7 +177,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                 f"worker metrics port {settings.worker_metrics_port} on {settings.host} is not free ({exc.strerror})",
                 "set CTGWATCH_WORKER_METRICS_PORT to a free port (each worker on a host needs its own) or 0",
             ) from exc
-    from stream.logs import logging_config
+    from stream.core.logs import logging_config
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True,
