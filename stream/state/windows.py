@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from detectors.fast import FastRuleState
 from stream.core.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
+from stream.state.patient_status import PatientStatusStore
 
 _HEADER = struct.Struct("<qH?")  # first index, samples, has maternal HR
 
@@ -137,7 +138,7 @@ class WindowStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self._win(packet.patient_id), {blob: start})
             pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
-            pipe.hset(f"ctgw:patient:{packet.patient_id}", mapping={"bed_id": packet.bed_id})
+            PatientStatusStore(self.redis).note_bed(pipe, packet.patient_id, packet.bed_id)
             await pipe.execute()
 
     async def load(self, patient_id: str, bed_id: str) -> PatientWindow:

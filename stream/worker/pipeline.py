@@ -25,7 +25,6 @@ while the rules keep alerting.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -44,6 +43,7 @@ from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
 from stream.core.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
+from stream.state.patient_status import ModelError, PatientStatusStore
 from stream.state.windows import PatientWindow, WindowStore, packet_index
 
 log = logging.getLogger("ctgwatch.pipeline")
@@ -73,6 +73,7 @@ class Pipeline:
         self.redis = redis
         self.alerts = alerts
         self.windows = windows
+        self.status = PatientStatusStore(redis, keep_marks_s=windows.capacity_s)
         self.cadence = cadence
         self.scorer = scorer
         self.norm = norm
@@ -121,10 +122,8 @@ class Pipeline:
             merged = merge_vitals(history, self.cadence.vitals_merge_s)
             result = score_observation(merged[-1])
             findings = result.findings + vitals_trend(merged)
-            await self.redis.hset(f"ctgw:patient:{obs.patient_id}", mapping={
-                "bed_id": obs.bed_id, "meows_red": len(result.red), "meows_yellow": len(result.yellow),
-                "vitals_ts": obs.observed_ts,
-            })
+            await self.status.record_vitals(obs.patient_id, obs.bed_id, meows_red=len(result.red),
+                                            meows_yellow=len(result.yellow), observed_ts=obs.observed_ts)
             for f in findings:
                 await self._alert(obs.patient_id, obs.bed_id, f)
 
@@ -171,13 +170,9 @@ class Pipeline:
         if analysis.baseline is not None and analysis.baseline.value is not None:
             window.baseline_bpm = float(analysis.baseline.value)
         valid = fhr[fhr > 0]
-        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping={
-            "bed_id": window.bed_id, "t_end": window.t_end or 0, "classification": analysis.classification,
-            "reasons": "; ".join(analysis.reasons), "quality": analysis.quality.grade,
-            "baseline_bpm": window.baseline_bpm or "", "fhr_now": float(valid[-1]) if valid.size else "",
-            "analysed_at": time.time(),
-        })
-        await self.redis.zadd(f"ctgw:patients:{self.alerts.policy.ward_id}", {window.patient_id: window.t_end or 0})
+        await self.status.record_analysis(
+            self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
+            fhr_now=float(valid[-1]) if valid.size else None, baseline_bpm=window.baseline_bpm, analysed_at=time.time())
         for f in analysis.findings:
             if in_progress_deceleration(f):
                 continue  # its type (early/late/variable) is known only when it ends
@@ -212,15 +207,15 @@ class Pipeline:
             above += int(score > threshold)
         MODEL_STATUS.set(0 if unavailable else 1)
         self.model_evidence[window.patient_id] = evidence
-        status = {"models": "degraded: " + "; ".join(unavailable) if unavailable else "ok",
-                  "model_evidence": json.dumps(evidence)}
         ae = result.get("ctg_autoencoder")
+        error = None
         if ae is not None and not isinstance(ae, ModelUnavailable):
             # the per-second reconstruction error, for the dashboard's "where is it abnormal" shading
-            status["model_error"] = json.dumps({
-                "model": "ctg_autoencoder", "t0": (window.t_end or 0) - self.norm.window_s, "threshold": ae[2],
-                "error": [round(float(v), 4) for v in ae[1]]})
-        await self.redis.hset(f"ctgw:patient:{window.patient_id}", mapping=status)
+            error = ModelError(model="ctg_autoencoder", t0=(window.t_end or 0) - self.norm.window_s,
+                               threshold=float(ae[2]), error=[round(float(v), 4) for v in ae[1]])
+        await self.status.record_models(
+            window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
+            evidence=evidence, error=error)
         self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above == len(MODELS) else 0
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
             t_end = window.t_end or 0

@@ -134,13 +134,15 @@ def test_read_api_and_fhir_export(stack, dashboard) -> None:
     assert "/api/ward" in schema["paths"] and "/api/alerts/{alert_id}/fhir" in schema["paths"]
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
-def store_trace_with_maternal_capture(stack, patient: str) -> None:
-    """15 min of a bed whose FHR channel carried the mother's heart rate in minutes 5-8, written to Redis
-    as the worker stores packets."""
+def store_trace_with_maternal_capture(stack, patient: str, ward: str) -> None:
+    """15 min of a bed whose FHR channel carried the mother's heart rate in minutes 5-8, run through
+    the worker's pipeline (packets stored, then its FIGO analysis), as the worker does."""
     import numpy as np
 
-    from stream.state.windows import PatientWindow, WindowStore
+    from stream.core.policy import AlertPolicy
+    from stream.state.alerts import AlertStore
+    from stream.state.windows import WindowStore
+    from stream.worker.pipeline import Pipeline
 
     fs, n = 4.0, 4 * 900
     t = np.arange(n) / fs
@@ -151,12 +153,13 @@ def store_trace_with_maternal_capture(stack, patient: str) -> None:
 
     async def store() -> None:
         redis = Redis.from_url(stack.redis_dsn)
-        windows, window = WindowStore(redis, capacity_s=2400), PatientWindow(patient, "bed-7", 2400)
+        pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400))
         for i in range(0, n, 240):
             pkt = CtgPacket(patient_id=patient, bed_id="bed-7", device_id="mon-nf", start_ts=start_ts + i / fs,
                             fhr=[round(float(v), 2) for v in fhr[i:i + 240]], uc=[10.0] * 240,
                             mhr=[round(float(v), 2) for v in mhr[i:i + 240]])
-            await windows.save_packet(window, pkt)
+            await pipeline.on_record(pkt)
+        await pipeline.tick()  # the worker's FIGO analysis, stored with its not-fetal stretches
         await redis.aclose()
 
     asyncio.run(store())
@@ -166,7 +169,7 @@ def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
     """The trace API marks the stretch the quality detector judged to be the mother's heart rate,
     so the bed view can shade what the analysis left out."""
     patient = f"nf-{uuid.uuid4().hex[:6]}"
-    store_trace_with_maternal_capture(stack, patient)
+    store_trace_with_maternal_capture(stack, patient, dashboard["ward"])
     c, _ = signed_in(dashboard["url"], "ann", "nurse-password-1")
     tr = c.get(f"/api/patients/{patient}/trace", params={"seconds": 900}).json()
     spans = [s for s in tr["not_fetal"] if s["kind"] == "maternal_hr_capture"]
@@ -174,6 +177,19 @@ def test_trace_shows_what_was_judged_not_fetal(stack, dashboard) -> None:
     assert spans[0]["start"] - tr["t0"] == pytest.approx(300, abs=5) and spans[0]["end"] - tr["t0"] == pytest.approx(480, abs=5)
 
 
+def test_tile_and_bed_view_show_the_same_class(stack, dashboard) -> None:
+    """Both come from the worker's one analysis: a 40-min bed view cannot reclassify the trace."""
+    patient = f"cl-{uuid.uuid4().hex[:6]}"
+    store_trace_with_maternal_capture(stack, patient, dashboard["ward"])
+    c, _ = signed_in(dashboard["url"], "ann", "nurse-password-1")
+    tile = next(t for t in c.get("/api/ward").json()["patients"] if t["patient_id"] == patient)
+    for seconds in (600, 900, 2400):
+        tr = c.get(f"/api/patients/{patient}/trace", params={"seconds": seconds}).json()
+        assert tr["classification"] == tile["classification"] and tr["classification"] is not None
+        assert tr["reasons"] == tile["reasons"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
 def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -184,7 +200,7 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     patient, capture_patient = f"ui-{uuid.uuid4().hex[:6]}", f"ui-nf-{uuid.uuid4().hex[:6]}"
     page_errors: list[str] = []
-    store_trace_with_maternal_capture(stack, capture_patient)  # before playwright owns this thread's loop
+    store_trace_with_maternal_capture(stack, capture_patient, ward)  # before playwright owns this thread's loop
     with ctgwatch_process(["worker"], env, tmp_path / "worker.log", ready="[^Worker]: Ready"), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--disable-background-networking", "--disable-component-update"])

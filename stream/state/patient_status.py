@@ -1,0 +1,168 @@
+"""What the ward sees of one patient: the only module that reads or writes ``ctgw:patient:<id>``.
+
+The worker writes it (bed on every packet, the FIGO analysis every 15 s with
+the events and not-fetal stretches it found, MEOWS after every vitals
+observation, model scores every 60 s); the nurse station and the CLI read it.
+The bed view therefore draws exactly what the worker analysed, and the tile
+and the bed view can never show two different CTG classes.
+
+Every field is stored as JSON in one Redis hash, so reading back needs no
+hand-kept list of numeric fields: :class:`PatientStatus` validates it.
+The ward index ``ctgw:patients:<ward>`` (patient -> newest recording time)
+lists the patients a ward shows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline as RedisPipeline
+
+from detectors.ctg import CtgAnalysis
+from detectors.runs import runs
+
+
+class TraceMark(BaseModel):
+    """A stretch drawn on the trace: an event (acceleration, deceleration, contraction) or a not-fetal span."""
+
+    kind: str
+    start: float
+    end: float
+
+
+class ModelError(BaseModel):
+    """The autoencoder's per-second reconstruction error over its last window (where it is abnormal)."""
+
+    model: str
+    t0: float
+    threshold: float
+    error: list[float]
+
+
+class PatientStatus(BaseModel):
+    """One patient's current state as the worker last wrote it."""
+
+    patient_id: str
+    bed_id: str = "?"
+    t_end: float | None = Field(default=None, description="Newest recording time analysed (epoch seconds).")
+    classification: str | None = Field(default=None, description="FIGO 2015 class of the last analysis.")
+    reasons: list[str] = Field(default_factory=list)
+    quality: str | None = None
+    baseline_bpm: float | None = None
+    fhr_now: float | None = None
+    analysed_at: float | None = None
+    analysis_t0: float | None = Field(default=None, description="Start of the history the last analysis covered.")
+    events: list[TraceMark] = Field(default_factory=list)
+    not_fetal: list[TraceMark] = Field(default_factory=list)
+    meows_red: int | None = None
+    meows_yellow: int | None = None
+    vitals_ts: float | None = None
+    models: str | None = None
+    model_evidence: dict[str, Any] | None = None
+    model_error: ModelError | None = None
+
+
+def analysis_marks(analysis: CtgAnalysis) -> tuple[list[TraceMark], list[TraceMark]]:
+    """The events and the not-fetal stretches of an analysis, on the analysis' clock.
+
+    Not-fetal stretches are what the signal-quality step judged not to be the
+    fetal heart (the mother's rate, halving/doubling): drawn over the trace so a
+    clinician sees what the analysis left out and why.
+    """
+    t0, fs = analysis.t0, analysis.quality.fs
+    events = [TraceMark(kind="acceleration", start=t0 + e.start, end=t0 + e.end) for e in analysis.accelerations]
+    events += [TraceMark(kind=f"{d.kind}_deceleration", start=t0 + d.excursion.start, end=t0 + d.excursion.end)
+               for d in analysis.decelerations]
+    events += [TraceMark(kind="contraction", start=t0 + c.onset, end=t0 + c.end) for c in analysis.contractions]
+    not_fetal = [TraceMark(kind=kind, start=t0 + a / fs, end=t0 + b / fs)
+                 for kind, mask in (("maternal_hr_capture", analysis.quality.maternal),
+                                    ("halving_doubling", analysis.quality.ratio_error))
+                 for a, b in runs(mask)]
+    return events, not_fetal
+
+
+def merge_marks(previous: list[TraceMark], new: list[TraceMark], since: float, keep_from: float) -> list[TraceMark]:
+    """The new analysis' marks, plus the earlier ones that ended before it began (still within ``keep_from``).
+
+    The analysis covers the last 30 min; the bed view scrolls further back, so
+    marks of earlier analyses are kept for the part the new one no longer sees.
+    """
+    older = [m for m in previous if m.end <= since and m.end >= keep_from]
+    return sorted(older + new, key=lambda m: (m.start, m.kind))
+
+
+def status_key(patient_id: str) -> str:
+    return f"ctgw:patient:{patient_id}"
+
+
+def ward_key(ward_id: str) -> str:
+    return f"ctgw:patients:{ward_id}"
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v.model_dump() if isinstance(v, BaseModel) else v) for k, v in fields.items()}
+
+
+def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        text = v.decode()
+        try:
+            out[k.decode()] = json.loads(text)
+        except json.JSONDecodeError:  # written by an older version as a bare string
+            out[k.decode()] = text or None
+    return out
+
+
+class PatientStatusStore:
+    """Typed reads and writes of the per-patient status hash and the ward's patient index."""
+
+    def __init__(self, redis: Redis, *, keep_marks_s: float = 2400.0) -> None:
+        self.redis = redis
+        self.keep_marks_s = keep_marks_s
+
+    def note_bed(self, pipe: RedisPipeline, patient_id: str, bed_id: str) -> None:
+        """Queue the patient's bed on a caller's transaction (the packet write)."""
+        pipe.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id}))
+
+    async def record_analysis(
+        self, ward_id: str, patient_id: str, bed_id: str, analysis: CtgAnalysis, *,
+        t_end: float, fhr_now: float | None, baseline_bpm: float | None, analysed_at: float,
+    ) -> None:
+        """The FIGO analysis the worker just made, with its marks merged into the earlier ones."""
+        events, not_fetal = analysis_marks(analysis)
+        previous = await self.read(patient_id)
+        keep_from = t_end - self.keep_marks_s
+        fields = {
+            "bed_id": bed_id, "t_end": t_end, "classification": analysis.classification,
+            "reasons": analysis.reasons, "quality": analysis.quality.grade, "baseline_bpm": baseline_bpm,
+            "fhr_now": fhr_now, "analysed_at": analysed_at, "analysis_t0": analysis.t0,
+            "events": [m.model_dump() for m in merge_marks(previous.events, events, analysis.t0, keep_from)],
+            "not_fetal": [m.model_dump() for m in merge_marks(previous.not_fetal, not_fetal, analysis.t0, keep_from)],
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(status_key(patient_id), mapping=_encode(fields))
+            pipe.zadd(ward_key(ward_id), {patient_id: t_end})
+            await pipe.execute()
+
+    async def record_vitals(self, patient_id: str, bed_id: str, *, meows_red: int, meows_yellow: int,
+                            observed_ts: float) -> None:
+        await self.redis.hset(status_key(patient_id), mapping=_encode({
+            "bed_id": bed_id, "meows_red": meows_red, "meows_yellow": meows_yellow, "vitals_ts": observed_ts}))
+
+    async def record_models(self, patient_id: str, *, models: str, evidence: dict[str, Any],
+                            error: ModelError | None) -> None:
+        fields: dict[str, Any] = {"models": models, "model_evidence": evidence}
+        if error is not None:
+            fields["model_error"] = error
+        await self.redis.hset(status_key(patient_id), mapping=_encode(fields))
+
+    async def read(self, patient_id: str) -> PatientStatus:
+        raw = await self.redis.hgetall(status_key(patient_id))
+        return PatientStatus.model_validate({**_decode(raw), "patient_id": patient_id})
+
+    async def ward_patients(self, ward_id: str) -> list[str]:
+        return [p.decode() for p in await self.redis.zrange(ward_key(ward_id), 0, -1)]

@@ -1,0 +1,122 @@
+"""What the nurse-station API answers and accepts (pydantic response and request models)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.state.patient_status import ModelError, PatientStatus, TraceMark
+
+
+class Alert(BaseModel):
+    """One alert with its evidence (rule, span, values, sentence; model scores apart)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    patient_id: str
+    bed_id: str
+    ward_id: str | None = None
+    kind: str
+    severity: int
+    severity_name: str
+    status: Literal["raised", "acknowledged", "escalated", "resolved"]
+    raised_at: float
+    updated_at: float
+    sentence: str
+    rule: str | None = None
+    origin: str | None = None
+    condition_active: int | None = None
+    escalations: int | None = None
+    first_start_s: float | None = None
+    last_end_s: float | None = None
+    ack_by: str | None = None
+    ack_at: float | None = None
+    escalated_at: float | None = None
+    resolved_by: str | None = None
+    resolved_at: float | None = None
+    resolve_reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertSummary(BaseModel):
+    """An alert as a ward tile lists it (no evidence)."""
+
+    id: str
+    patient_id: str
+    bed_id: str
+    kind: str
+    severity: int
+    severity_name: str
+    status: str
+    raised_at: float
+    updated_at: float
+    sentence: str
+    rule: str | None = None
+    ack_by: str | None = None
+    condition_active: int | None = None
+    escalations: int | None = None
+    origin: str | None = None
+
+
+class Tile(PatientStatus):
+    """A bed on the ward overview: the worker's status of its patient and the patient's open alerts."""
+
+    alerts: list[AlertSummary]
+    worst: str
+
+
+class Ward(BaseModel):
+    ward_id: str
+    patients: list[Tile]
+    open_alerts: int
+
+
+class Trace(BaseModel):
+    """The last minutes of a patient's CTG at 1 Hz with the worker's own analysis of it."""
+
+    patient_id: str
+    t0: float | None
+    fs: float = 1.0
+    fhr: list[float | None] = Field(default_factory=list)
+    uc: list[float | None] = Field(default_factory=list)
+    mhr: list[float | None] = Field(default_factory=list)
+    events: list[TraceMark] = Field(default_factory=list)
+    not_fetal: list[TraceMark] = Field(default_factory=list)
+    baseline_bpm: float | None = None
+    classification: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    analysed_at: float | None = None
+    anomaly: ModelError | None = None
+
+
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    alert_id: str
+    event: str
+    actor: str
+    at: float
+
+
+class Me(BaseModel):
+    user: str
+    role: str
+    csrf: str
+    may: list[str]
+
+
+class ActionBody(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+
+
+class NewUser(BaseModel):
+    name: str
+    password: str
+    role: str
