@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo up down status test clean
+.PHONY: setup demo up down status test check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; fix: install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -38,6 +38,12 @@ status:
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Code rules (CI runs them before the tests): style, types of the core packages, the import contract.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean: down
 	rm -rf .ctgwatch

@@ -314,3 +314,35 @@ def test_halving_is_detected() -> None:
     q = assess_quality(fhr, fs=FS)
     assert q.ratio_error[1210:1430].all() and not q.ratio_error[:1150].any()
     assert any(f.kind == "halving_doubling" for f in q.findings)
+
+
+def test_repetitive_decelerations_count_the_same_contractions_over_60_min() -> None:
+    """Regression: decelerations were counted over the whole history and contractions over the last
+    30 min, so a 60-min trace read "Decelerations after 16 of the last 9 contractions"."""
+    import re
+
+    from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
+
+    scenario = next(s for s in standard_scenarios() if s.name == "late_decelerations")
+    sim = simulate_ctg(scenario, seed=1)
+    k = 3600 * 4
+    analysis = analyse_ctg(sim.fhr[-k:], sim.uc[-k:], t0=0.0)
+    rep = next(f for f in analysis.findings if f.kind == "repetitive_decelerations")
+    followed, total = map(int, re.search(r"after (\d+) of the last (\d+) contractions", rep.sentence).groups())
+    assert total == rep.values["contractions"]
+    assert followed <= total
+    assert followed / total == pytest.approx(rep.values["fraction"], abs=0.01)
+    assert rep.end_s - rep.start_s == 1800  # the span both counts cover
+
+
+def test_no_detector_function_is_longer_than_60_lines() -> None:
+    """A reviewer's rule (issue 12): each step of the analysis is its own short, tested function."""
+    import ast
+    from pathlib import Path
+
+    too_long = []
+    for path in sorted((Path(__file__).parents[2] / "detectors").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                too_long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert too_long == []

@@ -1,4 +1,4 @@
-"""The pipeline in-process against the real Redis: duplicates, window rebuild, idle patients."""
+"""The pipeline in-process against an in-process Redis (fakeredis: the same commands, WATCH/MULTI included): duplicates, window rebuild, idle patients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import uuid
 
 import numpy as np
 import pytest
-from redis.asyncio import Redis
 
 from stream.core.policy import AlertPolicy
 from stream.core.schemas import CtgPacket
@@ -15,22 +14,17 @@ from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
 from stream.worker.pipeline import Cadence, Pipeline
 
-pytestmark = pytest.mark.integration
-
-
 def packets(patient: str, t0: float, fhr: np.ndarray) -> list[CtgPacket]:
     return [CtgPacket(patient_id=patient, bed_id="bed-p", device_id="m", start_ts=t0 + i,
                       fhr=[float(v) for v in fhr[4 * i : 4 * i + 4]], uc=[15.0] * 4) for i in range(len(fhr) // 4)]
 
 
 @pytest.fixture
-async def pipeline(stack):
-    redis = Redis.from_url(stack.redis_dsn)
+async def pipeline(redis):
     ward = f"w-{uuid.uuid4().hex[:6]}"
     p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400),
                  Cadence(forget_idle_s=3600.0))
     yield p
-    await redis.aclose()
 
 
 async def test_duplicates_add_nothing_and_a_new_pipeline_rebuilds_the_window(pipeline) -> None:

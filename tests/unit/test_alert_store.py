@@ -1,18 +1,14 @@
-"""Alert lifecycle, de-duplication, hysteresis, escalation and audit against the real Redis."""
+"""Alert lifecycle, de-duplication, hysteresis, escalation and audit against an in-process Redis (fakeredis: the same commands, WATCH/MULTI included)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
 from detectors.findings import Finding, Severity
 from stream.core.policy import AlertPolicy
 from stream.state.alerts import AlertError, AlertStore
-
-pytestmark = pytest.mark.integration
-
 
 def finding(kind: str, start: float, end: float, severity: Severity = Severity.URGENT) -> Finding:
     return Finding(kind, severity, start, end, rule=f"rule for {kind}", sentence=f"{kind} {start}-{end}",
@@ -20,13 +16,11 @@ def finding(kind: str, start: float, end: float, severity: Severity = Severity.U
 
 
 @pytest.fixture
-async def store(stack):
-    redis = Redis.from_url(stack.redis_dsn)
+async def store(redis):
     now = [1_000.0]
     ward = f"ward-{uuid.uuid4().hex[:6]}"
     s = AlertStore(redis, AlertPolicy(ward_id=ward, suppress_after_resolve_s=600), clock=lambda: now[0])
     yield s, now, f"p-{uuid.uuid4().hex[:8]}"
-    await redis.aclose()
 
 
 async def test_one_episode_is_one_alert(store) -> None:
