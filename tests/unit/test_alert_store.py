@@ -1,4 +1,4 @@
-"""Alert lifecycle, de-duplication, hysteresis, escalation and audit against an in-process Redis (fakeredis: the same commands, WATCH/MULTI included)."""
+"""Alert lifecycle, de-duplication, hysteresis, escalation and audit, on an in-process Redis (fakeredis)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from detectors.findings import Finding, Severity
 from stream.core.policy import AlertPolicy
 from stream.state.alerts import AlertError, AlertStore
+
 
 def finding(kind: str, start: float, end: float, severity: Severity = Severity.URGENT) -> Finding:
     return Finding(kind, severity, start, end, rule=f"rule for {kind}", sentence=f"{kind} {start}-{end}",

@@ -1,4 +1,4 @@
-"""The pipeline in-process against an in-process Redis (fakeredis: the same commands, WATCH/MULTI included): duplicates, window rebuild, idle patients."""
+"""The pipeline in-process on fakeredis: duplicates, window rebuild, idle patients."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from stream.core.schemas import CtgPacket
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
 from stream.worker.pipeline import Cadence, Pipeline
+
 
 def packets(patient: str, t0: float, fhr: np.ndarray) -> list[CtgPacket]:
     return [CtgPacket(patient_id=patient, bed_id="bed-p", device_id="m", start_ts=t0 + i,
