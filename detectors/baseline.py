@@ -21,18 +21,15 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from detectors.runs import close_gaps, runs
-from detectors.thresholds import CtgThresholds
-
-#: Exclusion limits (bpm) of the successive refinement passes, and the
-#: low-pass length (s): the Mantel-style narrowing from coarse to fine.
-REFINEMENT_LIMITS = (25.0, 20.0, 15.0, 10.0)
-LOWPASS_S = 120
-#: Smoothing (s) before judging distance from the baseline, and the margin
-#: (s, total) by which an excluded excursion is widened on both sides.
-SMOOTH_S = 10
-EXCLUSION_MARGIN_S = 31
-ANCHOR_SPAN_S = 20 * 60
-ANCHOR_STEP_S = 60
+from detectors.thresholds import (
+    ANCHOR_SPAN_S,
+    ANCHOR_STEP_S,
+    EXCLUSION_MARGIN_S,
+    LOWPASS_S,
+    REFINEMENT_LIMITS,
+    SMOOTH_S,
+    CtgThresholds,
+)
 
 
 @dataclass(frozen=True)

@@ -12,25 +12,20 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks, peak_widths
 
-from detectors.baseline import SMOOTH_S
 from detectors.runs import close_gaps, interpolate_gaps, runs
-from detectors.thresholds import CtgThresholds
+from detectors.thresholds import (
+    BRIDGE_S,
+    FALL_SMOOTH_S,
+    RETURN_BPM,
+    SMOOTH_S,
+    UC_SMOOTH_S,
+    UC_TONE_WINDOW_S,
+    CtgThresholds,
+)
 
-#: An excursion starts and ends where the FHR comes back within this many
-#: bpm of the baseline (its "departure" and "return").
-RETURN_BPM = 5.0
-#: Short gaps of signal inside an excursion are bridged (seconds).
-BRIDGE_S = 5
-#: Heavier smoothing (s) for the onset-to-nadir measurement, where residual
-#: variability would otherwise decide between "abrupt" and "gradual".
-FALL_SMOOTH_S = 15
 #: Share of a raised-cosine fall spent between 20% and 80% of its depth:
 #: (arccos(-0.6) - arccos(0.6)) / pi.
 COSINE_FALL_20_80 = float((np.arccos(-0.6) - np.arccos(0.6)) / np.pi)
-#: Tocogram: smoothing (s) before peak finding, and the span (s) of the
-#: running minimum that estimates the basal tone.
-UC_SMOOTH_S = 10
-UC_TONE_WINDOW_S = 180
 
 
 @dataclass(frozen=True)

@@ -211,3 +211,42 @@ class MeowsChart:
     trend_hr_rise: float = 15.0
     trend_sbp_fall: float = 15.0
     shock_index: float = 0.9
+
+
+# -- Method constants --------------------------------------------------------------------------
+# Signal-processing choices of ctgwatch's own (not clinical thresholds): kept
+# here with the tables so that no detector module holds a number of its own.
+
+# Baseline (detectors.baseline).
+#: Exclusion limits (bpm) of the successive refinement passes, and the
+#: low-pass length (s): the Mantel-style narrowing from coarse to fine.
+REFINEMENT_LIMITS = (25.0, 20.0, 15.0, 10.0)
+LOWPASS_S = 120
+#: Smoothing (s) before judging distance from the baseline, and the margin
+#: (s, total) by which an excluded excursion is widened on both sides.
+SMOOTH_S = 10
+EXCLUSION_MARGIN_S = 31
+#: Span and step (s) of the running anchor level the baseline is refined around.
+ANCHOR_SPAN_S = 20 * 60
+ANCHOR_STEP_S = 60
+
+# Accelerations, decelerations, contractions (detectors.events).
+#: An excursion starts and ends where the FHR comes back within this many
+#: bpm of the baseline (its "departure" and "return").
+RETURN_BPM = 5.0
+#: Short gaps of signal inside an excursion are bridged (seconds).
+BRIDGE_S = 5
+#: Heavier smoothing (s) for the onset-to-nadir measurement, where residual
+#: variability would otherwise decide between "abrupt" and "gradual".
+FALL_SMOOTH_S = 15
+#: Tocogram: smoothing (s) before peak finding, and the span (s) of the
+#: running minimum that estimates the basal tone.
+UC_SMOOTH_S = 10
+UC_TONE_WINDOW_S = 180
+
+# Variability (detectors.variability).
+#: Bandwidth is taken between these percentiles of a segment, not max-min,
+#: so that one residual artefact sample cannot make a flat trace look normal.
+BAND_PERCENTILES = (2.5, 97.5)
+#: A 1-min segment is assessed when at least this share of it is usable.
+MIN_SEGMENT_COVERAGE = 0.5

@@ -14,13 +14,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from detectors.runs import interpolate_gaps
-from detectors.thresholds import CtgThresholds
-
-#: Bandwidth is taken between these percentiles of a segment, not max-min,
-#: so that one residual artefact sample cannot make a flat trace look normal.
-BAND_PERCENTILES = (2.5, 97.5)
-#: A 1-min segment is assessed when at least this share of it is usable.
-MIN_SEGMENT_COVERAGE = 0.5
+from detectors.thresholds import BAND_PERCENTILES, MIN_SEGMENT_COVERAGE, CtgThresholds
 
 
 @dataclass(frozen=True)

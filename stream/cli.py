@@ -8,6 +8,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,38 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+class WardMix(StrEnum):
+    """Which scenarios a simulated ward draws from (stream.sources.ward.MIXES)."""
+
+    standard = "standard"
+    normal = "normal"
+
+
+class Role(StrEnum):
+    """Nurse-station roles (stream.station.users.ROLES)."""
+
+    nurse = "nurse"
+    obstetrician = "obstetrician"
+    admin = "admin"
+
+
+class TrainingSource(StrEnum):
+    """Where training recordings come from (models.training)."""
+
+    auto = "auto"
+    ctu_uhb = "ctu-uhb"
+    simulator = "simulator"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
 
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Pid files, logs, runtime files.")]
 
@@ -162,12 +195,12 @@ def topics(state_dir: StateDir = None) -> None:
 @app.command()
 def worker(
     state_dir: StateDir = None,
-    loglevel: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    loglevel: Annotated[LogLevel, typer.Option(help="How much the worker logs.")] = LogLevel.info,
 ) -> None:
     """Run a stream worker (Faust); start more of them to share the partitions."""
     from stream.worker.app import run_worker
 
-    run_worker(_settings(state_dir), loglevel=loglevel)
+    run_worker(_settings(state_dir), loglevel=loglevel.value)
 
 
 @app.command()
@@ -176,7 +209,7 @@ def simulate(
     speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time; 60 = one hour per minute.")] = 1.0,
     duration: Annotated[float, typer.Option(min=60, help="Seconds of recording per bed.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Same seed, same ward.")] = 0,
-    mix: Annotated[str, typer.Option(help="standard (every scenario) or normal.")] = "standard",
+    mix: Annotated[WardMix, typer.Option(help="standard: every scenario; normal: normal beds only.")] = WardMix.standard,
     follow: Annotated[bool, typer.Option(help="Keep going live (speed 1) after the first recording.")] = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -184,12 +217,10 @@ def simulate(
     import asyncio
 
     from stream.core.kafka import start_producer
-    from stream.sources.ward import MIXES, assign_beds, run_ward
+    from stream.sources.ward import assign_beds, run_ward
 
-    if mix not in MIXES:
-        raise typer.BadParameter(f"choose one of {', '.join(MIXES)}", param_hint="--mix")
     settings = _settings(state_dir)
-    ward = assign_beds(beds, seed=seed, mix=mix, duration_s=duration)
+    ward = assign_beds(beds, seed=seed, mix=mix.value, duration_s=duration)
     for bed in ward:
         typer.echo(f"{bed.bed_id}  {bed.patient_id}  ctg={bed.ctg.name}  vitals={bed.vitals.name}")
 
@@ -270,7 +301,7 @@ app.add_typer(users_app, name="users")
 @users_app.command("add")
 def users_add(
     name: str,
-    role: Annotated[str, typer.Option(help="nurse, obstetrician or admin")] = "nurse",
+    role: Annotated[Role, typer.Option(help="nurse and obstetrician act on alerts; admin also manages users.")] = Role.nurse,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -288,7 +319,7 @@ def users_add(
     async def add() -> None:
         redis = Redis.from_url(settings.redis_dsn)
         try:
-            await UserStore(redis).add(name, password, role)
+            await UserStore(redis).add(name, password, role.value)
         finally:
             await redis.aclose()
 
@@ -296,7 +327,7 @@ def users_add(
         asyncio.run(add())
     except UserError as exc:
         raise SetupError(str(exc), "choose another name, role or password") from exc
-    typer.echo(f"user {name} ({role}) saved")
+    typer.echo(f"user {name} ({role.value}) saved")
 
 
 gateway_app = typer.Typer(help="IoMT gateway: HTTP JSON ingest and HL7 v2 MLLP listener.", invoke_without_command=True)
@@ -352,7 +383,7 @@ def gateway_devices(state_dir: StateDir = None) -> None:
 
 @app.command()
 def train(
-    source: Annotated[str, typer.Option(help="auto (CTU-UHB when present), ctu-uhb or simulator.")] = "auto",
+    source: Annotated[TrainingSource, typer.Option(help="auto: CTU-UHB when present, else the simulator.")] = TrainingSource.auto,
     epochs: Annotated[int, typer.Option(min=1)] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     target_false_alarms: Annotated[float, typer.Option(help="Alarms per monitored hour on held-out normal records.")] = 0.5,
@@ -364,7 +395,7 @@ def train(
     from models.training import train as run_training
 
     settings = _settings(state_dir)
-    cfg = TrainConfig(source=source, epochs=epochs, seed=seed, target_false_alarms_per_hour=target_false_alarms)
+    cfg = TrainConfig(source=source.value, epochs=epochs, seed=seed, target_false_alarms_per_hour=target_false_alarms)
     out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo)
     typer.echo(f"models written to {out} (model card: {out / 'MODEL_CARD.md'})")
     if install:

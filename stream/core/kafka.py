@@ -41,7 +41,8 @@ async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, 
 
     names = settings.topic_names()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.worker_app_id,
-                                enable_auto_commit=False, request_timeout_ms=5000)
+                                enable_auto_commit=False,
+                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
     await consumer.start()
     try:
         await consumer.topics()

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     models_enabled: bool = Field(default=True, description="Score windows with the Triton models (rules run regardless).")
     model_timeout_s: float = Field(default=2.0, gt=0, description="Deadline of one Triton call, retries included.")
     scheduler_tick_s: float = Field(default=1.0, gt=0, description="How often the worker looks for patients due.")
+    escalation_check_s: float = Field(default=5.0, gt=0, description="How often the worker looks for alerts to escalate.")
+    lag_probe_s: float = Field(default=15.0, gt=0, description="How often the worker measures its consumer lag.")
+    relay_interval_s: float = Field(default=0.5, gt=0, description="How often the relay publishes new alert events.")
+    relay_lease_s: float = Field(default=10.0, gt=0, description="Lease of the one relay per deployment (Redis lock).")
+    kafka_admin_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of a lag or topic query to the broker.")
     escalate_urgent_s: float = Field(default=300.0, gt=0, description="Unacknowledged urgent alert escalates after.")
     escalate_emergency_s: float = Field(default=60.0, gt=0, description="Unacknowledged emergency alert escalates after.")
     suppress_after_resolve_s: float = Field(default=900.0, ge=0, description="Quiet time for a kind after it is resolved.")
@@ -152,6 +157,7 @@ class Settings(BaseSettings):
     dashboard_secret: str | None = Field(default=None, description="Session signing key; unset = generated in the state dir.")
     dashboard_secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
     dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
+    dashboard_session_max_age_s: float = Field(default=12 * 3600.0, gt=0, description="A signed-in session lasts this long.")
 
     # -- logs ---------------------------------------------------------------------
     log_format: Literal["text", "json"] = Field(default="text", description="text for terminals, json for log shippers.")

@@ -31,9 +31,6 @@ from stream.station.routers import alerts, pages, patients, users, ward
 from stream.station.routers.pages import STATIC
 from stream.station.users import UserStore
 
-#: How long a signed-in session lasts (a long night shift).
-SESSION_MAX_AGE_S = 12 * 3600
-
 
 def session_secret(settings: Settings) -> str:
     """From CTGWATCH_DASHBOARD_SECRET, else a random one kept (0600) in the state directory."""
@@ -53,7 +50,7 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
                   description="Live CTG and maternal-vitals alerts. Read-only API for hospital systems; "
                               "actions need a signed-in session with its CSRF token.")
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="ctgwatch_session",
-                       same_site="strict", https_only=settings.dashboard_secure_cookies, max_age=SESSION_MAX_AGE_S)
+                       same_site="strict", https_only=settings.dashboard_secure_cookies, max_age=int(settings.dashboard_session_max_age_s))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.settings = settings
     app.state.redis = redis

@@ -129,7 +129,7 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         except Exception:  # one bad tick must not stop the next
             log.exception("analysis tick failed")
 
-    @app.timer(interval=5.0, name="escalations")
+    @app.timer(interval=settings.escalation_check_s, name="escalations")
     async def escalations() -> None:
         try:
             for aid in await store.run_escalations():
@@ -137,7 +137,7 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         except Exception:
             log.exception("escalation round failed")
 
-    @app.timer(interval=15.0, name="consumer-lag")
+    @app.timer(interval=settings.lag_probe_s, name="consumer-lag")
     async def consumer_lag() -> None:
         from stream.core.kafka import partition_lag
 
@@ -151,7 +151,8 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
     async def alert_relay() -> None:
         producer = await start_producer(settings)
         try:
-            await AlertRelay(redis, store, producer, settings.topic_names().alerts).run()
+            await AlertRelay(redis, store, producer, settings.topic_names().alerts,
+                             lease_s=settings.relay_lease_s).run(settings.relay_interval_s)
         finally:
             await producer.stop()
 

@@ -58,3 +58,20 @@ def test_json_logs_are_one_object_per_line_with_extra_fields(capsys) -> None:
         assert record["patient_id"] == "p-1" and record["alert_kind"] == "bradycardia"
     finally:
         configure("text")
+
+
+def test_cli_choices_match_the_domain_and_show_in_help() -> None:
+    """The CLI's Enum choices are the ones the code accepts, and --help lists them."""
+    from typer.testing import CliRunner
+
+    from stream.cli import Role, WardMix, app
+    from stream.sources.ward import MIXES
+    from stream.station.users import ROLES
+
+    assert tuple(m.value for m in WardMix) == MIXES
+    assert tuple(r.value for r in Role) == ROLES
+    runner = CliRunner()
+    assert "standard" in runner.invoke(app, ["simulate", "--help"]).output
+    assert "obstetrician" in runner.invoke(app, ["users", "add", "--help"]).output
+    refused = runner.invoke(app, ["simulate", "--mix", "weird"])
+    assert refused.exit_code == 2 and "weird" in refused.output
