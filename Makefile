@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/ctgwatch up --ward
+	$(BIN)/ctgwatch up --ward --fresh
 	@echo
 	@echo "The ward is live: $(BIN)/ctgwatch alerts lists the open alerts; worker metrics on :19100."
 	@echo "Nurse station: http://127.0.0.1:18081/ after '$(BIN)/ctgwatch users add NAME --role nurse'."

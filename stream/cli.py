@@ -117,6 +117,7 @@ def _print_lag(settings: Settings) -> bool:
 def up(
     state_dir: StateDir = None,
     ward: Annotated[bool, typer.Option(help="Also run the worker, the simulated ward and (with data) the replayer.")] = False,
+    fresh: Annotated[bool, typer.Option(help="With --ward: clear the previous run's alerts and traces first (users kept).")] = False,
 ) -> None:
     """Start the embedded broker, Redis and Triton (or check the external ones)."""
     from infra.launcher.stack import up as stack_up
@@ -124,12 +125,33 @@ def up(
     settings = _settings(state_dir)
     stack_up(settings, echo=typer.echo)
     if ward:
-        from infra.launcher.ward import start_ward
+        from infra.launcher.ward import start_ward, ward_status
 
+        if fresh and not any(pid for _, pid in ward_status(settings)):
+            typer.echo(f"ward      fresh     cleared {_clear_ward(settings)} key(s) of the previous run (users kept)")
+        elif fresh:
+            typer.echo("ward      resumed   the ward is already running; 'make down' first for a fresh one")
         start_ward(settings, echo=typer.echo)
     typer.echo("")
     if not _print_status(settings):
         raise typer.Exit(1)
+
+
+def _clear_ward(settings: Settings) -> int:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from stream.state.ward_reset import clear_clinical_state
+
+    async def clear() -> int:
+        redis = Redis.from_url(settings.redis_dsn)
+        try:
+            return await clear_clinical_state(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(clear())
 
 
 @app.command()
@@ -174,11 +196,17 @@ def alerts(
 
     rows = sorted(asyncio.run(fetch()), key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
     now = _time.time()
-    typer.echo(f"{'bed':<8}{'patient':<16}{'severity':<10}{'status':<13}{'age':>6}  {'kind':<26}evidence")
-    for a in rows:
-        typer.echo(f"{a['bed_id']:<8}{a['patient_id'][:15]:<16}{a['severity_name']:<10}{a['status']:<13}"
-                   f"{(now - a['raised_at']) / 60:>5.0f}m  {a['kind']:<26}{a['sentence']}")
+    table = [[a["bed_id"], a["patient_id"], a["severity_name"], a["status"], f"{(now - a['raised_at']) / 60:.0f}m",
+              a["kind"], a["sentence"]] for a in rows]
+    for line in text_table(["bed", "patient", "severity", "status", "age", "kind", "evidence"], table):
+        typer.echo(line)
     typer.echo(f"{len(rows)} open alert(s) in ward {settings.ward_id}")
+
+
+def text_table(headers: list[str], rows: list[list[str]], gap: int = 2) -> list[str]:
+    """Columns as wide as their widest cell, two spaces apart (the last one left unpadded)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    return ["".join(f"{str(cell):<{w + gap}}" for cell, w in zip(r, widths)) + str(r[-1]) for r in [headers, *rows]]
 
 
 @app.command()
@@ -210,6 +238,7 @@ def simulate(
     duration: Annotated[float, typer.Option(min=60, help="Seconds of recording per bed.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Same seed, same ward.")] = 0,
     mix: Annotated[WardMix, typer.Option(help="standard: every scenario; normal: normal beds only.")] = WardMix.standard,
+    first_bed: Annotated[int, typer.Option(min=1, help="Number of the first bed (bed-01 by default).")] = 1,
     follow: Annotated[bool, typer.Option(help="Keep going live (speed 1) after the first recording.")] = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -220,7 +249,7 @@ def simulate(
     from stream.sources.ward import assign_beds, run_ward
 
     settings = _settings(state_dir)
-    ward = assign_beds(beds, seed=seed, mix=mix.value, duration_s=duration)
+    ward = assign_beds(beds, seed=seed, mix=mix.value, duration_s=duration, first_bed=first_bed)
     for bed in ward:
         typer.echo(f"{bed.bed_id}  {bed.patient_id}  ctg={bed.ctg.name}  vitals={bed.vitals.name}")
 
@@ -244,6 +273,7 @@ def replay_cmd(
     limit: Annotated[int, typer.Option(min=1, help="At most this many records (one bed each).")] = 8,
     speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time.")] = 1.0,
     physionet: Annotated[bool, typer.Option(help="Fetch the records from PhysioNet (needs internet).")] = False,
+    first_bed: Annotated[int, typer.Option(min=1, help="Number of the first bed (bed-01 by default).")] = 1,
     state_dir: StateDir = None,
 ) -> None:
     """Replay real CTG recordings (WFDB, 4 Hz FHR + UC) into the topics."""
@@ -252,6 +282,7 @@ def replay_cmd(
     from stream.core.kafka import start_producer
     from stream.sources.recordings import list_records, read_recording
     from stream.sources.replay import replay
+    from stream.sources.ward import bed_label
 
     settings = _settings(state_dir)
     folder = directory or settings.ctu_uhb_dir
@@ -263,12 +294,13 @@ def replay_cmd(
         names = list_records(folder)
     recordings = [read_recording(n, folder, physionet=physionet) for n in names[:limit]]
     for i, r in enumerate(recordings):
-        typer.echo(f"bed-{i + 1:02d}  ctu-{r.record_id}  {r.duration_s / 60:.0f} min  pH={r.outcome.get('pH', '?')}")
+        typer.echo(f"{bed_label(first_bed + i)}  ctu-{r.record_id}  {r.duration_s / 60:.0f} min  pH={r.outcome.get('pH', '?')}")
 
     async def go() -> None:
         producer = await start_producer(settings)
         try:
-            report = await replay(producer, settings.topic_names(), recordings, speed=speed, packet_s=settings.packet_s)
+            report = await replay(producer, settings.topic_names(), recordings, speed=speed, packet_s=settings.packet_s,
+                                  first_bed=first_bed)
         finally:
             await producer.stop()
         typer.echo(f"published {report.sent} packets in {report.wall_s:.1f} s")

@@ -36,8 +36,11 @@ def ward_processes(settings: Settings) -> list[WardProcess]:
                                   "--seed", "1", "--follow"], "bed-01"),
     ]
     if settings.demo_replay_records and (settings.ctu_uhb_dir / "RECORDS").exists():
+        # Replayed patients take the beds after the simulated ones: one patient per bed on the ward page.
+        first = settings.demo_beds + 1
         procs.append(WardProcess("replayer", ["replay", str(settings.ctu_uhb_dir), "--limit",
-                                              str(settings.demo_replay_records), "--speed", "1"], "bed-01"))
+                                              str(settings.demo_replay_records), "--speed", "1",
+                                              "--first-bed", str(first)], f"bed-{first:02d}"))
     return procs
 
 

@@ -15,18 +15,19 @@ from stream.core.schemas import CTG_FS_HZ
 from stream.core.topics import TopicNames
 from stream.sources.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
 from stream.sources.recordings import CtgRecording
+from stream.sources.ward import bed_label
 
 log = logging.getLogger("ctgwatch.replay")
 
 
 def recording_schedule(
-    recording: CtgRecording, bed_index: int, topics: TopicNames, *, t0: float, packet_s: float
+    recording: CtgRecording, bed_index: int, topics: TopicNames, *, t0: float, packet_s: float, first_bed: int = 1
 ) -> Iterator[Scheduled]:
     blanked = 0
     patient = f"ctu-{recording.record_id}"
     for seq, (offset, packet, n_blank) in enumerate(
         ctg_packets(
-            patient_id=patient, bed_id=f"bed-{bed_index + 1:02d}", device_id=f"replay-{recording.record_id}",
+            patient_id=patient, bed_id=bed_label(first_bed + bed_index), device_id=f"replay-{recording.record_id}",
             fhr=recording.fhr, uc=recording.uc, t0=t0, packet_s=packet_s,
         )
     ):
@@ -43,10 +44,11 @@ async def replay(
     *,
     speed: float,
     packet_s: float,
+    first_bed: int = 1,
 ) -> PublishReport:
-    """All recordings start together, one bed each, paced by ``speed``."""
+    """All recordings start together, one bed each (numbered from ``first_bed``), paced by ``speed``."""
     t0 = time_base(max(r.duration_s for r in recordings), speed)
     schedule = merge(
-        recording_schedule(r, i, topics, t0=t0, packet_s=packet_s) for i, r in enumerate(recordings)
+        recording_schedule(r, i, topics, t0=t0, packet_s=packet_s, first_bed=first_bed) for i, r in enumerate(recordings)
     )
     return await publish_paced(producer, schedule, speed=speed)

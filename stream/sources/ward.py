@@ -38,9 +38,16 @@ class Bed:
     seed: int
 
 
+def bed_label(number: int) -> str:
+    """The bed id a ward shows: ``bed-07``."""
+    return f"bed-{number:02d}"
+
+
 def assign_beds(
-    n: int, *, seed: int = 0, mix: str = "standard", duration_s: float = 3600.0, vitals_interval_s: float = 300.0
+    n: int, *, seed: int = 0, mix: str = "standard", duration_s: float = 3600.0, vitals_interval_s: float = 300.0,
+    first_bed: int = 1,
 ) -> list[Bed]:
+    """``n`` beds numbered from ``first_bed`` (so a replayer beside the simulator takes other numbers)."""
     if mix not in MIXES:
         raise ValueError(f"unknown mix {mix!r}; choose one of {', '.join(MIXES)}")
     ctg_pool = [scale_scenario(s, duration_s) for s in standard_scenarios()]
@@ -52,7 +59,7 @@ def assign_beds(
             vitals = VitalsScenario("normal", duration_s, vitals_interval_s)
         else:
             ctg, vitals = ctg_pool[i % len(ctg_pool)], vitals_pool[i % len(vitals_pool)]
-        beds.append(Bed(i, f"sim-{seed}-{i:03d}", f"bed-{i + 1:02d}", ctg, vitals, seed * 1000 + i))
+        beds.append(Bed(i, f"sim-{seed}-{i:03d}", bed_label(first_bed + i), ctg, vitals, seed * 1000 + i))
     return beds
 
 

@@ -98,3 +98,15 @@ async def test_escalation_of_unacknowledged_alerts(store) -> None:
     await s.acknowledge(urgent, "nurse")
     now[0] += 1000
     assert urgent not in await s.run_escalations()
+
+
+async def test_a_fresh_ward_clears_clinical_state_and_keeps_users(redis) -> None:
+    from stream.state.ward_reset import clear_clinical_state
+
+    s = AlertStore(redis, AlertPolicy(ward_id="w"))
+    await s.apply("p-1", "bed-1", finding("bradycardia", 0, 700))
+    await redis.hset("ctgw:user:ann", mapping={"role": "nurse"})
+    await redis.xadd("ctgw:audit:admin", {"event": "user_added"})
+    assert await clear_clinical_state(redis) > 0
+    assert await s.open_alerts() == []
+    assert sorted(k.decode() for k in await redis.keys("*")) == ["ctgw:audit:admin", "ctgw:user:ann"]

@@ -75,3 +75,12 @@ def test_cli_choices_match_the_domain_and_show_in_help() -> None:
     assert "obstetrician" in runner.invoke(app, ["users", "add", "--help"]).output
     refused = runner.invoke(app, ["simulate", "--mix", "weird"])
     assert refused.exit_code == 2 and "weird" in refused.output
+
+
+def test_alert_table_columns_never_run_together() -> None:
+    from stream.cli import text_table
+
+    lines = text_table(["bed", "kind", "evidence"], [["bed-10", "reduced_variability_in_decelerations", "x"],
+                                                     ["bed-1", "signal_loss", "FHR signal lost"]])
+    assert lines[1] == "bed-10  reduced_variability_in_decelerations  x"
+    assert lines[2].index("signal_loss") == lines[1].index("reduced_variability")
