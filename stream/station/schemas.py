@@ -9,37 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from stream.state.patient_status import ModelError, PatientStatus, TraceMark
 
 
-class Alert(BaseModel):
-    """One alert with its evidence (rule, span, values, sentence; model scores apart)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    patient_id: str
-    bed_id: str
-    ward_id: str | None = None
-    kind: str
-    severity: int
-    severity_name: str
-    status: Literal["raised", "acknowledged", "escalated", "resolved"]
-    raised_at: float
-    updated_at: float
-    sentence: str
-    rule: str | None = None
-    origin: str | None = None
-    condition_active: int | None = None
-    escalations: int | None = None
-    first_start_s: float | None = None
-    last_end_s: float | None = None
-    ack_by: str | None = None
-    ack_at: float | None = None
-    escalated_at: float | None = None
-    resolved_by: str | None = None
-    resolved_at: float | None = None
-    resolve_reason: str | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
-
-
 class AlertSummary(BaseModel):
     """An alert as a ward tile lists it (no evidence)."""
 
@@ -49,7 +18,7 @@ class AlertSummary(BaseModel):
     kind: str
     severity: int
     severity_name: str
-    status: str
+    status: Literal["raised", "acknowledged", "escalated", "resolved"]
     raised_at: float
     updated_at: float
     sentence: str
@@ -58,6 +27,22 @@ class AlertSummary(BaseModel):
     condition_active: int | None = None
     escalations: int | None = None
     origin: str | None = None
+
+
+class Alert(AlertSummary):
+    """One alert with its whole record and evidence (rule, span, values, sentence; model scores apart)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ward_id: str | None = None
+    first_start_s: float | None = None
+    last_end_s: float | None = None
+    ack_at: float | None = None
+    escalated_at: float | None = None
+    resolved_by: str | None = None
+    resolved_at: float | None = None
+    resolve_reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class Tile(PatientStatus):

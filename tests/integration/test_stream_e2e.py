@@ -20,6 +20,7 @@ from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import Scheduled, merge, publish_paced, time_base
 from stream.sources.vitals_simulator import VitalsScenario
 from stream.sources.ward import Bed, bed_schedule
+from stream.state.patient_status import PatientStatus
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration
@@ -133,8 +134,10 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
     bed_index = {m.decode() for m in redis.smembers("ctgw:open:bed:bed-02")}
     assert {a["id"] for a in alerts if a["bed_id"] == "bed-02"} <= bed_index
     assert {a["id"] for a in alerts} <= {m.decode() for m in redis.zrange(f"ctgw:open:ward:w-{tag}", 0, -1)}
-    status = {k.decode(): v.decode() for k, v in redis.hgetall(f"ctgw:patient:{tag}-normal").items()}
-    assert status["classification"] == "normal" and status["models"] == "ok"
+    status = PatientStatus.model_validate({"patient_id": f"{tag}-normal", **{
+        k.decode(): json.loads(v) for k, v in redis.hgetall(f"ctgw:patient:{tag}-normal").items()}})
+    assert status.classification == "normal" and status.models == "ok"
+    assert status.analysis_t0 is not None and all(m.end > status.analysis_t0 - 2400 for m in status.events)
     on_topic = raised_on_topic(stack, tag, len(alerts))
     assert sorted((m["alert"]["patient_id"], m["alert"]["kind"]) for m in on_topic) == sorted(
         (a["patient_id"], a["kind"]) for a in alerts)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
 from stream.state.alerts import AlertError
-from stream.station.deps import ActingUserDep, AlertsDep, UserDep
+from stream.station.deps import ActingUserDep, AlertsDep, SignedInUser, UserDep
 from stream.station.fhir import detected_issue
 from stream.station.schemas import ActionBody, Alert, AuditEntry
 
@@ -42,28 +43,27 @@ async def alert_fhir(alert_id: str, user: UserDep, alerts: AlertsDep) -> dict[st
     return detected_issue(await _found(alerts, alert_id))
 
 
-@router.post("/{alert_id}/acknowledge", response_model=Alert)
-async def acknowledge(alert_id: str, body: ActionBody, user: ActingUserDep, alerts: AlertsDep) -> dict[str, Any]:
-    user.require("acknowledge")
+async def _act(action: str, change: Callable[[str, str, str], Awaitable[dict[str, Any]]], alert_id: str,
+               body: ActionBody, user: SignedInUser) -> dict[str, Any]:
+    """One clinical action by a user whose role allows it; a wrong state answers 409 with the reason."""
+    user.require(action)
     try:
-        return await alerts.acknowledge(alert_id, user.name, body.reason)
+        return await change(alert_id, user.name, body.reason)
     except AlertError as exc:
         raise HTTPException(409, str(exc)) from exc
+
+
+@router.post("/{alert_id}/acknowledge", response_model=Alert)
+async def acknowledge(alert_id: str, body: ActionBody, user: ActingUserDep, alerts: AlertsDep) -> dict[str, Any]:
+    return await _act("acknowledge", alerts.acknowledge, alert_id, body, user)
 
 
 @router.post("/{alert_id}/escalate", response_model=Alert)
 async def escalate(alert_id: str, body: ActionBody, user: ActingUserDep, alerts: AlertsDep) -> dict[str, Any]:
-    user.require("escalate")
-    try:
-        return await alerts.escalate(alert_id, user.name, body.reason)
-    except AlertError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    return await _act("escalate", alerts.escalate, alert_id, body, user)
 
 
 @router.post("/{alert_id}/resolve", response_model=Alert)
 async def resolve(alert_id: str, body: ActionBody, user: ActingUserDep, alerts: AlertsDep) -> dict[str, Any]:
-    user.require("resolve")
-    try:
-        return await alerts.resolve(alert_id, user.name, body.reason)
-    except AlertError as exc:
-        raise HTTPException(409, str(exc)) from exc
+    """Resolve with a reason (required: the alert store refuses an empty one)."""
+    return await _act("resolve", alerts.resolve, alert_id, body, user)

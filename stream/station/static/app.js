@@ -15,18 +15,74 @@ async function api(path, options = {}) {
   return body;
 }
 
-async function act(id, action) {
-  let reason = "";
-  if (action === "resolve" || action === "escalate") {
-    reason = prompt(action === "resolve" ? "Reason for resolving (required)" : "Reason for escalating") ?? null;
-    if (reason === null) return;
-  }
+async function act(id, action, reason = "") {
+  const note = $("#action-note");
   try {
     await api(`/api/alerts/${id}/${action}`, {
       method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
       body: JSON.stringify({ reason }),
     });
-  } catch (e) { alert(`${action} failed: ${e.message}`); }
+    note.textContent = "";
+  } catch (e) { note.textContent = `${action} failed: ${e.message}`; }
+}
+
+// Escalate and resolve ask for a reason in the row itself (no browser pop-up).
+function askReason(row, action) {
+  const form = row.querySelector("form.reason");
+  form.hidden = false;
+  form.dataset.action = action;
+  form.querySelector("input").placeholder = action === "resolve" ? "reason for resolving (required)" : "reason for escalating";
+  form.querySelector("input").focus();
+}
+
+const ACTIONS = ["acknowledge", "escalate", "resolve"];
+
+function newAlertRow(a) {
+  const tr = document.createElement("tr");
+  tr.dataset.alert = a.id;
+  tr.innerHTML = `<td class="bed"></td><td class="sev"></td><td class="status"></td><td class="kind"></td>
+    <td class="evidence"></td><td class="raised"></td>
+    <td class="actions">${ACTIONS.map((x) => `<button type="button" data-action="${x}">${x}</button>`).join(" ")}
+      <form class="reason" hidden><input maxlength="500" aria-label="reason"><button type="submit">confirm</button>
+      <button type="button" class="cancel">cancel</button></form></td>`;
+  for (const b of tr.querySelectorAll("button[data-action]")) {
+    b.onclick = () => (b.dataset.action === "acknowledge" ? act(a.id, "acknowledge") : askReason(tr, b.dataset.action));
+  }
+  const form = tr.querySelector("form.reason");
+  form.onsubmit = (e) => { e.preventDefault(); form.hidden = true; act(a.id, form.dataset.action, form.querySelector("input").value); };
+  form.querySelector(".cancel").onclick = () => { form.hidden = true; };
+  return tr;
+}
+
+function fillAlertRow(tr, a) {
+  tr.dataset.kind = a.kind;
+  tr.querySelector(".bed").innerHTML = `${esc(a.bed_id)}<br><span class="muted small">${esc(a.patient_id)}</span>`;
+  const sev = tr.querySelector(".sev");
+  sev.className = `sev ${a.severity_name}`;
+  sev.textContent = a.severity_name;
+  tr.querySelector(".status").innerHTML = `${esc(a.status)}${a.ack_by ? `<br><span class="small muted">by ${esc(a.ack_by)}</span>` : ""}`;
+  tr.querySelector(".kind").innerHTML = `${esc(a.kind.replaceAll("_", " "))}${a.origin === "models" ? " <span class='pill'>model</span>" : ""}`;
+  tr.querySelector(".evidence").innerHTML = `${esc(a.sentence)}<br><span class="small muted">${esc(a.rule)}</span>`;
+  tr.querySelector(".raised").textContent = clock(a.raised_at);
+  for (const b of tr.querySelectorAll("button[data-action]")) b.disabled = !me.may.includes(b.dataset.action);
+}
+
+// The alert list is updated in place: rows keep their place while they exist (a button never
+// moves under the cursor), new alerts are inserted where their severity puts them, gone ones removed.
+function renderAlerts(alerts) {
+  const body = $("#alerts tbody");
+  const wanted = new Set(alerts.map((a) => a.id));
+  for (const tr of [...body.rows]) if (!wanted.has(tr.dataset.alert)) tr.remove();
+  const rank = new Map(alerts.map((a, i) => [a.id, i]));
+  for (const a of alerts) {
+    let tr = body.querySelector(`tr[data-alert="${CSS.escape(a.id)}"]`);
+    if (!tr) {
+      tr = newAlertRow(a);
+      const after = [...body.rows].find((r) => rank.get(r.dataset.alert) > rank.get(a.id));
+      body.insertBefore(tr, after || null);
+    }
+    fillAlertRow(tr, a);
+  }
 }
 
 function renderWard(ward) {
@@ -45,18 +101,7 @@ function renderWard(ward) {
   for (const t of document.querySelectorAll(".tile")) t.onclick = () => openBed(t.dataset.patient, t.dataset.bed);
   const alerts = ward.patients.flatMap((p) => p.alerts).sort((a, b) => b.severity - a.severity || a.raised_at - b.raised_at);
   $("#alert-count").textContent = alerts.length;
-  $("#alerts tbody").innerHTML = alerts.map((a) => `
-    <tr data-alert="${esc(a.id)}" data-kind="${esc(a.kind)}">
-      <td>${esc(a.bed_id)}<br><span class="muted small">${esc(a.patient_id)}</span></td>
-      <td class="sev ${esc(a.severity_name)}">${esc(a.severity_name)}</td>
-      <td class="status">${esc(a.status)}${a.ack_by ? `<br><span class="small muted">by ${esc(a.ack_by)}</span>` : ""}</td>
-      <td>${esc(a.kind.replaceAll("_", " "))}${a.origin === "models" ? " <span class='pill'>model</span>" : ""}</td>
-      <td>${esc(a.sentence)}<br><span class="small muted">${esc(a.rule)}</span></td>
-      <td>${clock(a.raised_at)}</td>
-      <td>${["acknowledge", "escalate", "resolve"].map((x) =>
-        `<button data-action="${x}" ${me.may.includes(x) ? "" : "disabled"}>${x}</button>`).join(" ")}</td>
-    </tr>`).join("");
-  for (const b of document.querySelectorAll("#alerts button")) b.onclick = () => act(b.closest("tr").dataset.alert, b.dataset.action);
+  renderAlerts(alerts);
 }
 
 // ---- bed view: FHR 50-210 bpm with the 110-160 band, UC 0-100 below, at 1 or 3 cm/min ----
