@@ -470,7 +470,7 @@ def evaluate_quality(
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """Score the signal-quality / maternal-HR-capture detector against the FHRMA expert marks."""
-    from stream.evaluation.real import evaluate_fhrma, fhrma_markdown
+    from stream.evaluation.quality import evaluate_fhrma, fhrma_markdown
 
     folder = directory or _settings(None).fhrma_dir
     if not (folder / "annotations.json").is_file():
@@ -487,7 +487,7 @@ def evaluate_burden_cmd(
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """Alert episodes per monitored hour the rules would raise on CTU-UHB records (normal outcome vs acidaemia)."""
-    from stream.evaluation.real import alert_burden, burden_markdown
+    from stream.evaluation.burden import alert_burden, burden_markdown
 
     folder = directory or _settings(None).ctu_uhb_dir
     if not folder.is_dir():
@@ -505,7 +505,7 @@ def evaluate_ctu_cmd(
     csv: Annotated[Path | None, typer.Option(help="Per-record CSV.")] = None,
 ) -> None:
     """FIGO class per CTU-UHB record and its association with acidaemia (pH < 7.05, < 7.15)."""
-    from stream.evaluation.real import ctu_markdown, evaluate_ctu
+    from stream.evaluation.ctu import ctu_markdown, evaluate_ctu
 
     folder = directory or _settings(None).ctu_uhb_dir
     rows = evaluate_ctu(folder, window_min * 60, csv_path=csv)

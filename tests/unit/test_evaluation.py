@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from stream.evaluation.real import FHRM_DTYPE, Confusion, evaluate_fhrma, label_samples, read_fhrm
+from stream.evaluation.quality import Confusion, evaluate_fhrma
+from stream.sources.fhrma import FHRM_DTYPE, label_samples, read_fhrm
 
 
 def write_fhrm(path, fhr1, fhr2, mhr) -> None:
@@ -54,7 +55,7 @@ def test_maternal_capture_scored_against_marks(tmp_path) -> None:
 
 def test_alert_episodes_merge_a_kind_within_the_quiet_time() -> None:
     from detectors.findings import Finding, Severity
-    from stream.evaluation.real import alert_episodes
+    from stream.evaluation.burden import alert_episodes
 
     def f(kind, start, end, sev=Severity.ADVISORY, **values):
         return Finding(kind, sev, start, end, "rule", "sentence", values)
@@ -73,7 +74,7 @@ def test_alert_episodes_merge_a_kind_within_the_quiet_time() -> None:
 
 def test_alert_burden_on_real_records() -> None:
     from stream.core.settings import Settings
-    from stream.evaluation.real import ACIDAEMIA, NORMAL_OUTCOME, alert_burden, burden_markdown
+    from stream.evaluation.burden import ACIDAEMIA, NORMAL_OUTCOME, alert_burden, burden_markdown
 
     directory = Settings().ctu_uhb_dir
     if not (directory / "1001.hea").is_file():
