@@ -51,6 +51,14 @@ class TrainingSource(StrEnum):
     simulator = "simulator"
 
 
+class RecordHalf(StrEnum):
+    """Which CTU-UHB records an evaluation scores (stream.evaluation.burden)."""
+
+    all = "all"
+    tuning = "tuning"
+    held_out = "held_out"
+
+
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
@@ -177,30 +185,43 @@ def alerts(
     bed: Annotated[str | None, typer.Option(help="Only this bed.")] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """The open alerts of the ward, most severe first, with their evidence sentence."""
+    """The ward's open alarms, highest priority first, then the notices (information, no acknowledgement)."""
     import asyncio
     import time as _time
 
     from redis.asyncio import Redis
 
     from stream.state.alerts import AlertStore
+    from stream.state.patient_status import PatientStatusStore
 
     settings = _settings(state_dir)
 
-    async def fetch() -> list[dict]:
+    async def fetch() -> tuple[list[dict], list]:
         redis = Redis.from_url(settings.redis_dsn)
         try:
-            return await AlertStore(redis, settings.alert_policy()).open_alerts(bed_id=bed)
+            alarms = await AlertStore(redis, settings.alert_policy()).open_alerts(bed_id=bed)
+            store = PatientStatusStore(redis)
+            statuses = [await store.read(p) for p in await store.ward_patients(settings.ward_id)]
+            return alarms, [s for s in statuses if bed is None or s.bed_id == bed]
         finally:
             await redis.aclose()
 
-    rows = sorted(asyncio.run(fetch()), key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
+    alarms, statuses = asyncio.run(fetch())
+    rows = sorted(alarms, key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
     now = _time.time()
-    table = [[a["bed_id"], a["patient_id"], a["severity_name"], a["status"], f"{(now - a['raised_at']) / 60:.0f}m",
-              a["kind"], a["sentence"]] for a in rows]
-    for line in text_table(["bed", "patient", "severity", "status", "age", "kind", "evidence"], table):
+    priority = {"emergency": "high", "urgent": "medium", "advisory": "low"}
+    table = [[a["bed_id"], a["patient_id"], priority.get(a["severity_name"], "low"), a["status"],
+              f"{(now - a['raised_at']) / 60:.0f}m", a["kind"], a["sentence"]] for a in rows]
+    for line in text_table(["bed", "patient", "priority", "status", "age", "alarm", "evidence"], table):
         typer.echo(line)
-    typer.echo(f"{len(rows)} open alert(s) in ward {settings.ward_id}")
+    typer.echo(f"{len(rows)} open alarm(s) in ward {settings.ward_id}")
+    notices = [[s.bed_id, s.patient_id, n.kind + (" (watching)" if n.qualifying else ""), n.sentence]
+               for s in sorted(statuses, key=lambda s: s.bed_id) for n in s.notices]
+    if notices:
+        typer.echo("")
+        for line in text_table(["bed", "patient", "notice", "what"], notices):
+            typer.echo(line)
+    typer.echo(f"{len(notices)} notice(s): information only, no acknowledgement")
 
 
 def text_table(headers: list[str], rows: list[list[str]], gap: int = 2) -> list[str]:
@@ -485,16 +506,30 @@ def evaluate_burden_cmd(
     directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N records.")] = None,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
+    step: Annotated[float, typer.Option(min=15, help="Seconds between FIGO analyses (the stream: 15).")] = 60.0,
+    sweep: Annotated[bool, typer.Option(help="Also the trade-off table of other qualification times.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the headline figures as one JSON object.")] = False,
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    half: Annotated[RecordHalf, typer.Option(help="tuning: even positions (the policy was chosen there); held-out: odd.")] = (
+        RecordHalf.all),
 ) -> None:
-    """Alert episodes per monitored hour the rules would raise on CTU-UHB records (normal outcome vs acidaemia)."""
-    from stream.evaluation.burden import alert_burden, burden_markdown
+    """Alarms and notices per monitored hour the stream's alarm policy gives on CTU-UHB records, by outcome."""
+    from stream.evaluation.burden import alert_burden, burden_json, burden_markdown, candidate_policies
 
-    folder = directory or _settings(None).ctu_uhb_dir
+    settings = _settings(None)
+    folder = directory or settings.ctu_uhb_dir
     if not folder.is_dir():
         raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
-    groups = alert_burden(folder, limit)
-    command = "ctgwatch evaluate burden" + (f" --limit {limit}" if limit else "")
-    _report(burden_markdown(groups, command), "Alert burden on CTU-UHB recordings", output)
+    policy = settings.alarm_rules()
+    result = alert_burden(folder, limit, policies=candidate_policies(policy, sweep=sweep), step_s=step,
+                          processes=processes, half=None if half is RecordHalf.all else half.value)
+    if as_json:
+        typer.echo(burden_json(result, policy))
+        return
+    command = "ctgwatch evaluate burden" + (f" --limit {limit}" if limit else "") + (
+        f" --half {half.value.replace('_', '-')}" if half is not RecordHalf.all else "") + (
+        f" --step {step:g}" if step != 60 else "") + (" --sweep" if sweep else "")
+    _report(burden_markdown(result, command, step), "Alarm burden on CTU-UHB recordings", output)
 
 
 @evaluate_app.command("ctu")

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from stream.core.validation import IngestLimits
 
 if TYPE_CHECKING:
+    from stream.core.alarm_policy import AlarmPolicy
     from stream.core.policy import AlertPolicy
     from stream.core.topics import TopicNames
 
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     escalate_urgent_s: float = Field(default=300.0, gt=0, description="Unacknowledged urgent alert escalates after.")
     escalate_emergency_s: float = Field(default=60.0, gt=0, description="Unacknowledged emergency alert escalates after.")
     suppress_after_resolve_s: float = Field(default=900.0, ge=0, description="Quiet time for a kind after it is resolved.")
+    alarm_policy: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Changes to the alarm policy table by finding kind, as JSON, e.g. "
+                    '{"ctg_pathological": {"qualify_s": 300}} (stream/core/alarm_policy.py).',
+    )
 
     # -- the living ward of 'make demo' (ctgwatch up --ward) ---------------------
     demo_beds: int = Field(default=8, ge=1, le=200, description="Simulated beds in the demo ward.")
@@ -225,6 +231,16 @@ class Settings(BaseSettings):
                               (int(Severity.EMERGENCY), self.escalate_emergency_s)),
             suppress_after_resolve_s=self.suppress_after_resolve_s,
         )
+
+    def alarm_rules(self) -> AlarmPolicy:
+        """The alarm policy table with this ward's changes (a bad change is an operator's error)."""
+        from stream.core.alarm_policy import AlarmPolicy
+        from stream.core.errors import SetupError
+
+        try:
+            return AlarmPolicy(overrides=self.alarm_policy)
+        except (ValueError, TypeError) as exc:
+            raise SetupError(str(exc), "fix CTGWATCH_ALARM_POLICY (see the README's alarm policy table)") from exc
 
     def topic_names(self) -> TopicNames:
         from stream.core.topics import topic_names

@@ -1,110 +1,231 @@
-"""Alert burden: what the stream would raise on real CTU-UHB recordings, per monitored hour."""
+"""Alarm burden on real CTU-UHB labours, and what each choice of qualification time costs.
+
+Each record is replayed as the stream sees it (:mod:`stream.evaluation.streaming`:
+per-packet rules every second, the FIGO analysis of the last 30 min every
+``step_s`` from minute 10) through the same alarm policy the worker applies.
+Counted per monitored patient-hour, by outcome group: alarm episodes (those
+needing acknowledgement), high-priority ones, notices; the share of records
+with any alarm and with an alarm in the last 60 min before delivery (the end
+of the recording), and the time from the first alarm to delivery. The
+trade-off table re-runs the policy with other qualification times on the same
+observations.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from detectors.ctg import in_progress_deceleration
-from detectors.findings import Finding, Severity
+from stream.core.alarm_policy import AlarmPolicy, Priority
+from stream.evaluation.streaming import AlarmLog, stream_observations
 
-# -- Alert burden: what the stream would raise on real recordings ------------------
-
-#: Findings of one kind closer than this are one alert episode: the alert store keeps
-#: an episode open while its findings go on and does not raise it again within its
-#: quiet time (15 min, ``CTGWATCH_SUPPRESS_AFTER_RESOLVE_S``) after a resolution.
-EPISODE_GAP_S = 900.0
-#: Outcome groups of the alert-burden table (normal outcome as the models' training uses it).
+#: Outcome groups (normal outcome as the models' training uses it; acidaemia as CLINICAL_REFERENCE.md).
 NORMAL_OUTCOME = "normal outcome (pH >= 7.20, Apgar5 >= 7)"
 ACIDAEMIA = "acidaemia (pH < 7.05)"
-
-
-def alert_episodes(findings: Iterable[Finding], gap_s: float = EPISODE_GAP_S) -> dict[str, list[tuple[float, float, int]]]:
-    """Per finding kind, the alert episodes (start, end, worst severity) the findings would raise.
-
-    As the stream: only advisory or worse, and no deceleration still in progress.
-    """
-    spans: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
-    for f in findings:
-        if f.severity >= Severity.ADVISORY and not in_progress_deceleration(f):
-            spans[f.kind].append((f.start_s, f.end_s, int(f.severity)))
-    episodes: dict[str, list[tuple[float, float, int]]] = {}
-    for kind, items in spans.items():
-        merged: list[tuple[float, float, int]] = []
-        for start, end, sev in sorted(items):
-            if merged and start <= merged[-1][1] + gap_s:
-                s0, e0, v0 = merged[-1]
-                merged[-1] = (s0, max(e0, end), max(v0, sev))
-            else:
-                merged.append((start, end, sev))
-        episodes[kind] = merged
-    return episodes
+PH_715 = "pH < 7.15"
+GROUP_KEYS = {NORMAL_OUTCOME: "normal_outcome", ACIDAEMIA: "acidaemia", PH_715: "ph_below_7_15"}
+#: An alarm of one problem counts again only after this long without it (the alert store's
+#: quiet time after a resolution, ``CTGWATCH_SUPPRESS_AFTER_RESOLVE_S``).
+EPISODE_GAP_S = 900.0
+LAST_HOUR_S = 3600.0
+#: Qualification times of the pathological-CTG alarm weighed against each other (seconds).
+CTG_QUALIFY_CANDIDATES = (0.0, 300.0, 600.0, 900.0, 1200.0, 1800.0)
+SIGNAL_QUALIFY_CANDIDATES = (600.0, 1200.0, 1800.0)
 
 
 @dataclass
-class Burden:
+class GroupBurden:
     records: int = 0
     hours: float = 0.0
-    episodes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    urgent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    records_with_urgent: int = 0
+    alarms: int = 0
+    high: int = 0
+    by_problem: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    notices: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    with_alarm: int = 0
+    with_problem: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    with_physiological: int = 0  # records with a CTG or maternal alarm (technical ones left out)
+    with_alarm_last_hour: int = 0
+    first_alarm_to_delivery_s: list[float] = field(default_factory=list)
+
+    def add(self, log: AlarmLog, hours: float, end_s: float) -> None:
+        self.records += 1
+        self.hours += hours
+        self.alarms += len(log.alarm_episodes)
+        self.high += sum(1 for _, _, worst in log.alarm_episodes if worst >= Priority.HIGH)
+        for problem, _, _ in log.alarm_episodes:
+            self.by_problem[str(problem)] += 1
+        for problem in {str(p) for p, _, _ in log.alarm_episodes}:
+            self.with_problem[problem] += 1
+        self.with_physiological += any(p.condition == "physiological" for p, _, _ in log.alarm_episodes)
+        for kind, n in log.alarm_reasons.items():
+            self.by_reason[kind] += n
+        for kind, n in log.notice_episodes.items():
+            self.notices[kind] += n
+        if log.alarm_episodes:
+            self.with_alarm += 1
+            self.first_alarm_to_delivery_s.append(end_s - log.alarm_episodes[0][1])
+        self.with_alarm_last_hour += any(t >= end_s - LAST_HOUR_S for t in log.alarm_times)
+
+    def summary(self) -> dict[str, Any]:
+        per_h = (lambda n: round(n / self.hours, 3)) if self.hours else (lambda n: None)
+        share = self.with_alarm / self.records if self.records else None
+        low, high = wilson(self.with_alarm, self.records)
+        return {
+            "records": self.records, "hours": round(self.hours, 1),
+            "alarms_per_hour": per_h(self.alarms), "high_priority_per_hour": per_h(self.high),
+            "share_with_alarm": None if share is None else round(share, 3),
+            "share_with_alarm_95ci": [round(low, 3), round(high, 3)],
+            "share_with_physiological_alarm": round(self.with_physiological / self.records, 3) if self.records else None,
+            "share_with_alarm_last_hour": round(self.with_alarm_last_hour / self.records, 3) if self.records else None,
+            "median_first_alarm_to_delivery_min": (
+                round(statistics.median(self.first_alarm_to_delivery_s) / 60, 1) if self.first_alarm_to_delivery_s else None),
+            "notices_per_hour": per_h(sum(self.notices.values())),
+        }
 
 
-def alert_burden(directory: Path, limit: int | None = None) -> dict[str, Burden]:
-    """Alert episodes per monitored hour on CTU-UHB records, by outcome group, as the stream would raise them."""
-    from stream.evaluation.simulated import replay_analyses
-    from stream.sources.recordings import NORMAL_APGAR5, NORMAL_PH, list_records, read_recording
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (few records: say how sure the share is)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
-    groups = {NORMAL_OUTCOME: Burden(), ACIDAEMIA: Burden()}
-    for name in list_records(directory)[:limit]:
-        rec = read_recording(name, directory)
-        apgar5 = rec.outcome.get("Apgar5")
-        if rec.ph is None:
-            continue
-        if rec.ph >= NORMAL_PH and isinstance(apgar5, (int, float)) and apgar5 >= NORMAL_APGAR5:
-            group = groups[NORMAL_OUTCOME]
-        elif rec.ph < 7.05:
-            group = groups[ACIDAEMIA]
-        else:
-            continue
-        findings = [f for a in replay_analyses(rec.fhr, rec.uc, rec.fs) for f in a.findings]
-        episodes = alert_episodes(findings)
-        group.records += 1
-        group.hours += rec.fhr.size / rec.fs / 3600.0
-        for kind, eps in episodes.items():
-            group.episodes[kind] += len(eps)
-            group.urgent[kind] += sum(1 for _, _, sev in eps if sev >= Severity.URGENT)
-        group.records_with_urgent += any(sev >= Severity.URGENT for eps in episodes.values() for _, _, sev in eps)
+
+def candidate_policies(base: AlarmPolicy | None = None, *, sweep: bool = True) -> dict[str, AlarmPolicy]:
+    """The policy in force, and (``sweep``) the same with other qualification times."""
+    base = base or AlarmPolicy()
+    out = {"policy": base}
+    if not sweep:
+        return out
+    overrides = {k: {"qualify_s": r.qualify_s} for k, r in base.rules.items()}
+    for q in CTG_QUALIFY_CANDIDATES:
+        out[f"ctg_pathological.qualify_s={q:.0f}"] = AlarmPolicy(overrides={**overrides, "ctg_pathological": {"qualify_s": q}})
+    for q in SIGNAL_QUALIFY_CANDIDATES:
+        out[f"signal_loss.qualify_s={q:.0f}"] = AlarmPolicy(overrides={**overrides, "signal_loss": {"qualify_s": q}})
+    return out
+
+
+def _groups_of(ph: float | None, apgar5: Any) -> list[str]:
+    from stream.sources.recordings import ACIDAEMIA_PH, NORMAL_APGAR5, NORMAL_PH
+
+    if ph is None:
+        return []
+    groups = []
+    if ph >= NORMAL_PH and isinstance(apgar5, (int, float)) and apgar5 >= NORMAL_APGAR5:
+        groups.append(NORMAL_OUTCOME)
+    if ph < ACIDAEMIA_PH:
+        groups.append(ACIDAEMIA)
+    if ph < 7.15:
+        groups.append(PH_715)
     return groups
 
 
-def burden_markdown(groups: dict[str, Burden], command: str) -> str:
-    kinds = sorted({k for g in groups.values() for k in g.episodes},
-                   key=lambda k: -groups[NORMAL_OUTCOME].episodes.get(k, 0) / max(groups[NORMAL_OUTCOME].hours, 1e-9))
-    head = " | ".join(f"{name}: alerts/h | urgent or worse/h" for name in groups)
+def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float]) -> tuple[list[str], float, float, dict[str, AlarmLog]]:
+    directory, name, policies, step_s = args
+    from stream.sources.recordings import read_recording
+
+    rec = read_recording(name, directory)
+    groups = _groups_of(rec.ph, rec.outcome.get("Apgar5"))
+    if not groups:
+        return [], 0.0, 0.0, {}
+    logs = {key: AlarmLog(policy, EPISODE_GAP_S) for key, policy in policies.items()}
+    for source, t, findings in stream_observations(rec.fhr, rec.uc, rec.fs, step_s=step_s):
+        for log in logs.values():
+            log.observe(source, t, findings)
+    for log in logs.values():
+        log.tracker = None  # type: ignore[assignment]  # not needed back in the parent process
+    end_s = rec.fhr.size / rec.fs
+    return groups, end_s / 3600.0, end_s, logs
+
+
+def alert_burden(
+    directory: Path, limit: int | None = None, *, policies: dict[str, AlarmPolicy] | None = None,
+    step_s: float = 60.0, processes: int = 2, half: str | None = None,
+) -> dict[str, dict[str, GroupBurden]]:
+    """Per policy, per outcome group: the burden of what the stream would show on the CTU-UHB records.
+
+    ``half``: ``"tuning"`` (records at even positions of the listing, where the policy was chosen),
+    ``"held_out"`` (odd positions, never tuned on) or None (all).
+    """
+    from stream.sources.recordings import list_records
+
+    policies = policies or candidate_policies(sweep=False)
+    result = {key: {g: GroupBurden() for g in GROUP_KEYS} for key in policies}
+    names = list_records(directory)[:limit]
+    if half is not None:
+        names = names[{"tuning": 0, "held_out": 1}[half]::2]
+    jobs = [(directory, name, policies, step_s) for name in names]
+    with ProcessPoolExecutor(max_workers=max(1, processes)) as pool:
+        for groups, hours, end_s, logs in pool.map(_one_record, jobs, chunksize=4):
+            for key, log in logs.items():
+                for g in groups:
+                    result[key][g].add(log, hours, end_s)
+    return result
+
+
+def burden_json(result: dict[str, dict[str, GroupBurden]], policy: AlarmPolicy) -> str:
+    """The headline figures of the policy in force, for scripts (``ctgwatch evaluate burden --json``)."""
+    groups = result["policy"]
+    out: dict[str, Any] = {GROUP_KEYS[g]: b.summary() for g, b in groups.items()}
+    out["policy"] = {k: {"tier_alarm_at": None if r.alarm_at is None else str(r.alarm_at),
+                         "tier_notice_at": None if r.notice_at is None else str(r.notice_at),
+                         "priority": str(r.priority), "qualify_s": r.qualify_s, "clear_s": r.clear_s}
+                     for k, r in sorted(policy.rules.items())}
+    return json.dumps(out, indent=2)
+
+
+def burden_markdown(result: dict[str, dict[str, GroupBurden]], command: str, step_s: float) -> str:
+    groups = result["policy"]
+    normal = groups[NORMAL_OUTCOME]
     lines = [
-        f"Command: `{command}`. Each CTU-UHB record is replayed as the stream analyses it (a 30-min history "
-        "every minute from minute 10); the findings of advisory severity or worse become alert episodes, one "
-        f"per kind until {EPISODE_GAP_S / 60:.0f} min pass without a finding of that kind (the alert store's "
-        "quiet time), decelerations still in progress excepted. Rates are per monitored hour of one patient; "
-        "the anomaly models are not included. "
-        + "; ".join(f"{name}: {g.records} records, {g.hours:.0f} h, {g.records_with_urgent} with an urgent "
-                    f"alert or worse" for name, g in groups.items()) + ".",
+        f"Command: `{command}`. Every CTU-UHB record replayed as the stream sees it (per-packet rules every "
+        f"second, the FIGO analysis of the last 30 min every {step_s:.0f} s from minute 10; the stream analyses "
+        "every 15 s) through the alarm policy of `stream/core/alarm_policy.py`. An alarm episode is one alarm "
+        f"per problem until {EPISODE_GAP_S / 60:.0f} min pass without it. Delivery is the end of the recording. "
+        "Shares carry their 95% Wilson interval. The anomaly models and maternal vitals are not in these records.",
         "",
-        f"| alert kind | {head} |",
-        "|---|" + "---|---|" * len(groups),
+        "| group | records | hours | alarms/h | high priority/h | share with an alarm (95% CI) | "
+        "physiological (CTG, mother) only | alarm in the last 60 min | first alarm to delivery, median | notices/h |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, g in groups.items():
+        s = g.summary()
+        lo, hi = s["share_with_alarm_95ci"]
+        lines.append(
+            f"| {name} | {s['records']} | {s['hours']} | {s['alarms_per_hour']} | {s['high_priority_per_hour']} | "
+            f"{g.with_alarm}/{g.records} = {s['share_with_alarm']} ({lo:.2f}-{hi:.2f}) | "
+            f"{g.with_physiological}/{g.records} = {s['share_with_physiological_alarm']} | {s['share_with_alarm_last_hour']} | "
+            f"{s['median_first_alarm_to_delivery_min']} min | {s['notices_per_hour']} |")
+    lines += ["", "Per kind, per monitored hour (alarms: episodes by problem and the reasons they started with; "
+              "notices: episodes by kind):", "",
+              "| tier | kind | " + " | ".join(groups) + " |", "|---|---|" + "---|" * len(groups)]
 
-    def rate(count: int, hours: float) -> str:
-        return f"{count / hours:.2f}" if hours else "-"
+    def rate(n: int, hours: float) -> str:
+        return f"{n / hours:.3f}" if hours else "-"
 
-    for kind in kinds:
-        cells = " | ".join(f"{rate(g.episodes.get(kind, 0), g.hours)} | {rate(g.urgent.get(kind, 0), g.hours)}"
-                           for g in groups.values())
-        lines.append(f"| {kind} | {cells} |")
-    totals = " | ".join(f"**{rate(sum(g.episodes.values()), g.hours)}** | **{rate(sum(g.urgent.values()), g.hours)}**"
-                        for g in groups.values())
-    lines.append(f"| all kinds | {totals} |")
+    for problem in sorted({p for g in groups.values() for p in g.by_problem}):
+        lines.append(f"| alarm | {problem} | " + " | ".join(rate(g.by_problem.get(problem, 0), g.hours) for g in groups.values()) + " |")
+    for kind in sorted({k for g in groups.values() for k in g.by_reason}):
+        lines.append(f"| alarm reason | {kind} | " + " | ".join(rate(g.by_reason.get(kind, 0), g.hours) for g in groups.values()) + " |")
+    for kind in sorted({k for g in groups.values() for k in g.notices}, key=lambda k: -normal.notices.get(k, 0)):
+        lines.append(f"| notice | {kind} | " + " | ".join(rate(g.notices.get(kind, 0), g.hours) for g in groups.values()) + " |")
+    if len(result) > 1:
+        lines += ["", "Trade-off: the same records and observations, one qualification time changed at a time.", "",
+                  "| policy | normal: alarms/h | normal: high/h | normal: share with alarm (physiological) | "
+                  "acidaemia: share with alarm (physiological) | acidaemia: alarm in last 60 min | pH < 7.15: share with alarm |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, gs in result.items():
+            n, a, p = (gs[g].summary() for g in (NORMAL_OUTCOME, ACIDAEMIA, PH_715))
+            lines.append(f"| {key} | {n['alarms_per_hour']} | {n['high_priority_per_hour']} | {n['share_with_alarm']} "
+                         f"({n['share_with_physiological_alarm']}) | {a['share_with_alarm']} ({a['share_with_physiological_alarm']}) | "
+                         f"{a['share_with_alarm_last_hour']} | {p['share_with_alarm']} |")
     return "\n".join(lines)

@@ -131,6 +131,8 @@ class AlertStore:
                 return None  # nothing new
             evidence = current["evidence"]
             evidence["findings"] = (evidence["findings"] + [evidence_item])[-self.policy.evidence_keep :]
+            if "reasons" in finding.values:  # a consolidated alarm: its current reasons, all of them
+                evidence["reasons"] = finding.values["reasons"]
             if models is not None:
                 evidence["models"] = models
             severity = max(current["severity"], int(finding.severity))
@@ -165,7 +167,8 @@ class AlertStore:
             "status": "raised", "raised_at": now, "updated_at": now, "escalations": 0,
             "first_start_s": finding.start_s, "last_end_s": finding.end_s, "condition_active": 1,
             "origin": origin, "rule": finding.rule, "sentence": finding.sentence,
-            "evidence": json.dumps({"findings": [evidence_item], "models": models or {}}),
+            "evidence": json.dumps({"findings": [evidence_item], "models": models or {},
+                                    **({"reasons": finding.values["reasons"]} if "reasons" in finding.values else {})}),
         }
         pipe.multi()
         pipe.hset(_alert_key(aid), mapping=record)

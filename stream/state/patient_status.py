@@ -15,6 +15,7 @@ lists the patients a ward shows.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -42,6 +43,16 @@ class ModelError(BaseModel):
     error: list[float]
 
 
+class NoticeView(BaseModel):
+    """An information signal on the tile: no acknowledgement, gone when its condition ends."""
+
+    kind: str
+    problem: str
+    sentence: str
+    since: float
+    qualifying: bool = Field(default=False, description="An alarm condition still within its qualification time.")
+
+
 class PatientStatus(BaseModel):
     """One patient's current state as the worker last wrote it."""
 
@@ -63,6 +74,7 @@ class PatientStatus(BaseModel):
     models: str | None = None
     model_evidence: dict[str, Any] | None = None
     model_error: ModelError | None = None
+    notices: list[NoticeView] = Field(default_factory=list)
 
 
 def analysis_marks(analysis: CtgAnalysis) -> tuple[list[TraceMark], list[TraceMark]]:
@@ -159,6 +171,12 @@ class PatientStatusStore:
         if error is not None:
             fields["model_error"] = error
         await self.redis.hset(status_key(patient_id), mapping=_encode(fields))
+
+    async def record_notices(self, patient_id: str, bed_id: str, notices: Iterable[Any]) -> None:
+        """The patient's current notices (objects with kind, problem, sentence, since, qualifying)."""
+        views = [NoticeView(kind=n.kind, problem=n.problem, sentence=n.sentence, since=n.since,
+                            qualifying=n.qualifying).model_dump() for n in notices]
+        await self.redis.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id, "notices": views}))
 
     async def read(self, patient_id: str) -> PatientStatus:
         raw = await self.redis.hgetall(status_key(patient_id))

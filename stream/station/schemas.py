@@ -27,6 +27,8 @@ class AlertSummary(BaseModel):
     condition_active: int | None = None
     escalations: int | None = None
     origin: str | None = None
+    priority: str = Field(default="low", description="IEC 60601-1-8 alarm priority: high, medium or low.")
+    reasons: list[str] = Field(default_factory=list, description="Every reason of a consolidated alarm, in words.")
 
 
 class Alert(AlertSummary):

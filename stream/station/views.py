@@ -22,7 +22,7 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     open_alerts = await alerts.open_alerts()
     by_patient: dict[str, list[AlertSummary]] = {}
     for a in open_alerts:
-        by_patient.setdefault(a["patient_id"], []).append(AlertSummary.model_validate(a))
+        by_patient.setdefault(a["patient_id"], []).append(summary(a))
     tiles = []
     for pid in set(patients) | set(by_patient):
         state = await status.read(pid)
@@ -31,6 +31,17 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
                           alerts=here, worst=here[0].severity_name if here else "none"))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
     return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts))
+
+
+#: The alert store's severities are the alarm priorities (stream.core.alarm_policy.Priority.severity).
+PRIORITY_OF_SEVERITY = {"emergency": "high", "urgent": "medium", "advisory": "low"}
+
+
+def summary(alert: dict) -> AlertSummary:
+    """An alarm as the ward lists it: its priority and the sentence of every reason."""
+    reasons = [r["sentence"] for r in alert.get("evidence", {}).get("reasons", [])]
+    return AlertSummary.model_validate({**alert, "priority": PRIORITY_OF_SEVERITY.get(alert["severity_name"], "low"),
+                                        "reasons": reasons})
 
 
 def _json_floats(x: np.ndarray | None) -> list[float | None]:

@@ -120,7 +120,8 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
-    pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer)
+    pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
+                        policy=settings.alarm_rules())
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:

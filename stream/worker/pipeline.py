@@ -16,8 +16,14 @@ Two paces, as a ward needs them:
   patients fall due at different moments (their packets arrive at different
   times), which spreads the load.
 
-Model scores never raise an alert on their own unless both models agree for
-``model_alert_consecutive`` scorings; they are attached to every rule alert as
+What the ward is shown goes through one alarm state machine per patient
+(:mod:`stream.core.alarm_tracker`, the policy table of :mod:`stream.core.alarm_policy`):
+findings become annotations (drawn on the trace), notices (on the patient's
+status, no acknowledgement) or, once qualified, one alarm per problem (CTG,
+mother, signal) in the alert store, whose evidence lists every reason.
+
+Model scores are a notice at most, when both models agree for
+``model_alert_consecutive`` scorings; they are attached to every alarm as
 separate evidence, and an unavailable model is reported as degraded mode
 while the rules keep alerting.
 """
@@ -28,7 +34,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +46,8 @@ from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
 from models.features import Normalisation, window_tensor
 from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
+from stream.core.alarm_policy import AlarmPolicy, Problem, Source
+from stream.core.alarm_tracker import PatientAlarms
 from stream.core.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
@@ -58,6 +66,15 @@ class Cadence:
     model_alert_consecutive: int = 3
     vitals_merge_s: float = 3600.0  # a reading older than this is not 'current' for MEOWS
     forget_idle_s: float = 3600.0  # a patient silent this long leaves memory (Redis keeps the window)
+    alarm_refresh_s: float = 15.0  # an unchanged alarm's evidence is rewritten at most this often
+
+
+@dataclass
+class _Shown:
+    """What a patient's status and alerts show now, so only changes are written."""
+
+    notices: tuple = ()
+    alarms: dict[Problem, tuple[tuple, float]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -69,7 +86,9 @@ class Pipeline:
         cadence: Cadence = Cadence(),
         scorer: BatchingScorer | None = None,
         norm: Normalisation = Normalisation(),
+        policy: AlarmPolicy | None = None,
     ) -> None:
+        policy = policy or AlarmPolicy()
         self.redis = redis
         self.alerts = alerts
         self.windows = windows
@@ -79,7 +98,10 @@ class Pipeline:
         self.norm = norm
         self.cache: dict[str, PatientWindow] = {}
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.fast_active: defaultdict[str, set[str]] = defaultdict(set)
+        self.policy = policy
+        self.policy_why = {kind: rule.why for kind, rule in policy.rules.items()}
+        self.trackers: dict[str, PatientAlarms] = {}
+        self.shown: dict[str, _Shown] = {}
         self.model_streak: defaultdict[str, int] = defaultdict(int)
         self.model_evidence: dict[str, dict[str, Any]] = {}
 
@@ -108,12 +130,7 @@ class Pipeline:
             await self.windows.save_packet(window, packet)
             window.last_packet_monotonic = time.monotonic()
             findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
-            active = {f.kind for f in findings}
-            for f in findings:
-                await self._alert(window.patient_id, window.bed_id, f)
-            for kind in self.fast_active[packet.patient_id] - active:
-                await self.alerts.mark_cleared(packet.patient_id, kind)
-            self.fast_active[packet.patient_id] = active
+            await self._observe(window.patient_id, window.bed_id, Source.FAST, window.t_end or 0.0, findings)
 
     async def on_vitals(self, obs: VitalsObservation) -> None:
         async with self.locks[obs.patient_id]:
@@ -124,8 +141,30 @@ class Pipeline:
             findings = result.findings + vitals_trend(merged)
             await self.status.record_vitals(obs.patient_id, obs.bed_id, meows_red=len(result.red),
                                             meows_yellow=len(result.yellow), observed_ts=obs.observed_ts)
-            for f in findings:
-                await self._alert(obs.patient_id, obs.bed_id, f)
+            await self._observe(obs.patient_id, obs.bed_id, Source.VITALS, obs.observed_ts, findings)
+
+    async def _observe(self, patient_id: str, bed_id: str, source: str, t: float, findings: list[Finding]) -> None:
+        """Feed one source's findings to the patient's alarm state machine and show what changed:
+        the notices on the patient's status, one alarm per problem in the alert store."""
+        tracker = self.trackers.get(patient_id)
+        if tracker is None:
+            tracker = self.trackers[patient_id] = PatientAlarms(self.policy)
+        state = tracker.observe(source, t, findings)
+        shown = self.shown.setdefault(patient_id, _Shown())
+        notices = tuple((n.kind, n.since, n.sentence) for n in state.notices)
+        if notices != shown.notices:
+            await self.status.record_notices(patient_id, bed_id, state.notices)
+            shown.notices = notices
+        for problem, alarm in state.alarms.items():
+            signature = (alarm.priority, tuple(sorted(f.kind for f in alarm.reasons)))
+            last = shown.alarms.get(problem)
+            if last is None or last[0] != signature or t - last[1] >= self.cadence.alarm_refresh_s:
+                await self._alert(patient_id, bed_id, alarm.as_finding(t, self.policy_why),
+                                  origin="models" if {f.kind for f in alarm.reasons} == {"model_anomaly"} else "rules")
+                shown.alarms[problem] = (signature, t)
+        for problem in set(shown.alarms) - set(state.alarms):
+            await self.alerts.mark_cleared(patient_id, problem.alarm_kind)
+            del shown.alarms[problem]
 
     async def _alert(self, patient_id: str, bed_id: str, finding: Finding, origin: str = "rules") -> None:
         outcome = await self.alerts.apply(patient_id, bed_id, finding, origin=origin,
@@ -173,10 +212,9 @@ class Pipeline:
         await self.status.record_analysis(
             self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
             fhr_now=float(valid[-1]) if valid.size else None, baseline_bpm=window.baseline_bpm, analysed_at=time.time())
-        for f in analysis.findings:
-            if in_progress_deceleration(f):
-                continue  # its type (early/late/variable) is known only when it ends
-            await self._alert(window.patient_id, window.bed_id, f)
+        # A deceleration still in progress is typed (early/late/variable) only when it ends.
+        findings = [f for f in analysis.findings if not in_progress_deceleration(f)]
+        await self._observe(window.patient_id, window.bed_id, Source.FIGO, window.t_end or 0.0, findings)
 
     async def _score(self, due: list[PatientWindow]) -> None:
         tensors = []
@@ -217,25 +255,27 @@ class Pipeline:
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
             evidence=evidence, error=error)
         self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above == len(MODELS) else 0
+        t_end = window.t_end or 0.0
+        model_findings = []
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
-            t_end = window.t_end or 0
-            finding = Finding(
+            model_findings.append(Finding(
                 "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
                 rule=(f"ctg_lstm and ctg_autoencoder both above their calibrated thresholds for "
                       f"{self.model_streak[window.patient_id]} consecutive scorings"),
                 sentence="Both anomaly models find the last 10 min unlike normal-outcome traces; review the trace",
                 values={m: evidence[m].get("score") for m in MODELS},
-            )
-            await self._alert(window.patient_id, window.bed_id, finding, origin="models")
+            ))
+        await self._observe(window.patient_id, window.bed_id, Source.MODELS, t_end, model_findings)
 
     def _forget(self, patient_id: str) -> None:
-        for table in (self.cache, self.fast_active, self.model_streak, self.model_evidence, self.locks):
+        for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks):
             table.pop(patient_id, None)
 
     def forget_all(self) -> None:
         """Drop cached windows (after a rebalance another worker may have extended them)."""
         self.cache.clear()
-        self.fast_active.clear()
+        self.trackers.clear()
+        self.shown.clear()
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import threading
@@ -194,7 +195,9 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
     from playwright.sync_api import expect, sync_playwright
 
     ward = dashboard["ward"]
-    env = dict(dashboard["env"], CTGWATCH_WORKER_APP_ID=f"g-{ward}", CTGWATCH_WORKER_METRICS_PORT="0",
+    # the ward's alarm policy, changed for the test: 20 s of signal loss is a (technical) alarm
+    env = dict(dashboard["env"], CTGWATCH_ALARM_POLICY=json.dumps({"signal_loss": {"qualify_s": 20}}),
+               CTGWATCH_WORKER_APP_ID=f"g-{ward}", CTGWATCH_WORKER_METRICS_PORT="0",
                CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1")
     shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -227,7 +230,7 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
         publisher = threading.Thread(target=lambda: asyncio.run(monitor()))  # playwright owns this thread's loop
         publisher.start()
         publisher.join(60)
-        row = page.locator(f"#alerts tr:has-text('{patient}')").filter(has_text="signal loss")
+        row = page.locator(f"#alerts tr:has-text('{patient}')").filter(has_text="signal alarm")
         expect(row).to_be_visible(timeout=30_000)  # arrived over Server-Sent Events, no reload
         expect(row.locator(".status")).to_have_text("raised")
         page.screenshot(path=str(shots / "ward-overview.png"), full_page=True)

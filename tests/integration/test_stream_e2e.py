@@ -27,13 +27,16 @@ pytestmark = pytest.mark.integration
 
 DURATION = 1800.0
 SPEED = 100.0
+#: One alarm per patient and problem (the alarm policy); the 2-min signal loss alarms because the
+#: test ward's policy (CTGWATCH_ALARM_POLICY below) qualifies signal loss after 60 s instead of 10 min.
 EXPECTED = {
-    "prolonged": {"prolonged_deceleration"},
-    "brady": {"bradycardia", "prolonged_deceleration", "ctg_pathological"},
-    "loss": {"signal_loss"},
-    "haem": {"meows_trigger", "shock_index", "maternal_deterioration_trend"},
+    "prolonged": {"ctg_alarm"},
+    "brady": {"ctg_alarm"},
+    "loss": {"signal_alarm"},
+    "haem": {"maternal_alarm"},
     "normal": set(),
 }
+TEST_POLICY = json.dumps({"signal_loss": {"qualify_s": 60}})
 
 
 def beds(tag: str) -> list[Bed]:
@@ -50,7 +53,8 @@ def beds(tag: str) -> list[Bed]:
 
 def worker_env(stack, group: str, ward: str) -> dict[str, str]:
     return env_for(stack, CTGWATCH_WORKER_APP_ID=group, CTGWATCH_WARD_ID=ward, CTGWATCH_WORKER_METRICS_PORT="0",
-                   CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1")
+                   CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1",
+                   CTGWATCH_ALARM_POLICY=TEST_POLICY)
 
 
 async def publish(stack, items: list[Scheduled], shift_s: float = 0.0) -> None:
@@ -127,8 +131,15 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
         first = evidence["findings"][0]
         assert first["rule"] and first["sentence"] and first["end_s"] >= first["start_s"] and first["values"] is not None
         assert a["status"] == "raised" and a["sentence"] and a["rule"]
-    prolonged = next(a for a in alerts if a["kind"] == "prolonged_deceleration" and a["patient_id"].endswith("-prolonged"))
-    assert "FIGO 2015" in prolonged["rule"] and "nadir" in prolonged["sentence"]
+    prolonged = next(a for a in alerts if a["patient_id"].endswith("-prolonged"))
+    assert "FIGO 2015" in prolonged["rule"] and "nadir" in prolonged["sentence"] and prolonged["severity_name"] == "emergency"
+    reasons = {r["kind"] for r in json.loads(prolonged["evidence"])["reasons"]}
+    assert "prolonged_deceleration" in reasons
+    brady = next(a for a in alerts if a["patient_id"].endswith("-brady"))
+    assert {"bradycardia", "prolonged_deceleration"} <= {
+        r["kind"] for f in json.loads(brady["evidence"])["findings"] for r in f["values"]["reasons"]}
+    loss = next(a for a in alerts if a["patient_id"].endswith("-loss"))
+    assert json.loads(loss["evidence"])["reasons"][0]["kind"] == "signal_loss" and loss["severity_name"] == "advisory"
     models = json.loads(prolonged["evidence"])["models"]
     assert set(models) == {"ctg_lstm", "ctg_autoencoder"} and all(m["status"] == "ok" for m in models.values())
     bed_index = {m.decode() for m in redis.smembers("ctgw:open:bed:bed-02")}

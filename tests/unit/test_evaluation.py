@@ -53,23 +53,23 @@ def test_maternal_capture_scored_against_marks(tmp_path) -> None:
     assert c.false_minutes == 2 and c.false_minutes_caught == 2
 
 
-def test_alert_episodes_merge_a_kind_within_the_quiet_time() -> None:
+def test_alarm_log_counts_one_episode_per_problem_within_the_quiet_time() -> None:
     from detectors.findings import Finding, Severity
-    from stream.evaluation.burden import alert_episodes
+    from stream.core.alarm_policy import AlarmPolicy, Priority, Problem, Source
+    from stream.evaluation.streaming import AlarmLog
 
-    def f(kind, start, end, sev=Severity.ADVISORY, **values):
-        return Finding(kind, sev, start, end, "rule", "sentence", values)
+    def f(kind, start, end, sev=Severity.URGENT):
+        return Finding(kind, sev, start, end, "rule", "sentence", {})
 
-    episodes = alert_episodes([
-        f("late_deceleration", 100, 160), f("late_deceleration", 100, 160),  # the same event, two analyses
-        f("late_deceleration", 700, 760, Severity.URGENT),  # < 15 min later: same episode, severity up
-        f("late_deceleration", 2000, 2060),  # > 15 min after the last: a new episode
-        f("variable_deceleration", 300, 330, Severity.INFO),  # information only: no alert
-        f("variable_deceleration", 3000, 3030, Severity.ADVISORY, complete=False),  # still in progress
-        f("signal_loss", 50, 80),
-    ])
-    assert episodes["late_deceleration"] == [(100, 760, int(Severity.URGENT)), (2000, 2060, int(Severity.ADVISORY))]
-    assert "variable_deceleration" not in episodes and len(episodes["signal_loss"]) == 1
+    log = AlarmLog(AlarmPolicy(overrides={"ctg_pathological": {"qualify_s": 0, "clear_s": 0}}), episode_gap_s=900)
+    log.observe(Source.FIGO, 100, [f("ctg_pathological", 0, 100)])
+    log.observe(Source.FIGO, 160, [])  # cleared
+    log.observe(Source.FAST, 500, [f("prolonged_deceleration", 200, 500, Severity.EMERGENCY)])  # < 15 min later: same episode, higher
+    log.observe(Source.FAST, 501, [])
+    log.observe(Source.FIGO, 2000, [f("ctg_pathological", 1000, 2000)])  # > 15 min after: a new episode
+    log.observe(Source.FIGO, 2015, [f("ctg_suspicious", 1000, 2015, Severity.ADVISORY)])
+    assert log.alarm_episodes == [(Problem.CTG, 100, Priority.HIGH), (Problem.CTG, 2000, Priority.MEDIUM)]
+    assert log.notice_episodes == {"ctg_suspicious": 1} and log.alarm_reasons["ctg_pathological"] == 2
 
 
 def test_alert_burden_on_real_records() -> None:
@@ -79,8 +79,9 @@ def test_alert_burden_on_real_records() -> None:
     directory = Settings().ctu_uhb_dir
     if not (directory / "1001.hea").is_file():
         pytest.skip("CTU-UHB records not present in ../shared/data")
-    groups = alert_burden(directory, limit=6)
+    result = alert_burden(directory, limit=6, processes=1)
+    groups = result["policy"]
     counted = groups[NORMAL_OUTCOME].records + groups[ACIDAEMIA].records
     assert 1 <= counted <= 6 and groups[NORMAL_OUTCOME].hours > 0.5
-    table = burden_markdown(groups, "ctgwatch evaluate burden --limit 6")
-    assert "| all kinds |" in table and "signal_loss" in table
+    table = burden_markdown(result, "ctgwatch evaluate burden --limit 6", 60.0)
+    assert "| normal outcome" in table and "| notice |" in table

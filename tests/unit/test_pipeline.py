@@ -38,8 +38,10 @@ async def test_duplicates_add_nothing_and_a_new_pipeline_rebuilds_the_window(pip
         await pipeline.on_record(pkt)
     window = pipeline.cache[patient]
     assert window.fhr.size == fhr.size and np.array_equal(window.fhr, fhr)
-    alerts = await pipeline.alerts.open_alerts()
-    assert [a["kind"] for a in alerts] == ["signal_loss"]
+    # 20 s of loss: a notice on the bed (no acknowledgement), not an alarm (the policy wants 10 min)
+    assert await pipeline.alerts.open_alerts() == []
+    status = await pipeline.status.read(patient)
+    assert [n.kind for n in status.notices] == ["signal_loss"] and status.notices[0].qualifying
     fresh = Pipeline(pipeline.redis, pipeline.alerts, pipeline.windows, pipeline.cadence)
     rebuilt = await fresh._window(patient, "bed-p")
     assert np.array_equal(rebuilt.fhr, fhr) and rebuilt.end_index == window.end_index
@@ -54,3 +56,32 @@ async def test_idle_patients_leave_memory(pipeline) -> None:
     pipeline.cadence = Cadence(forget_idle_s=0.0)
     await pipeline.tick()
     assert patient not in pipeline.cache
+
+
+async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_reasons(redis) -> None:
+    """A prolonged deceleration into a bradycardia: one CTG alarm, high priority, every reason in its evidence;
+    the notices ask for nothing."""
+    from stream.core.alarm_policy import AlarmPolicy
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+
+    sim = simulate_ctg(Scenario("brady", duration_s=1800.0, bradycardia=(900.0, 1800.0)), seed=3)
+    policy = AlarmPolicy(overrides={"ctg_pathological": {"qualify_s": 0}})
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-path")), WindowStore(redis, capacity_s=2400),
+                 Cadence(), policy=policy)
+    patient, t0 = "pp-path", time.time() - 1800
+    for i, pkt in enumerate(packets(patient, t0, sim.fhr)):
+        await p.on_record(pkt)
+        if i % 15 == 0:
+            await p.tick()
+    await p.tick()
+    alerts = await p.alerts.open_alerts()
+    assert [a["kind"] for a in alerts] == ["ctg_alarm"]
+    alarm = alerts[0]
+    reasons = {r["kind"] for r in alarm["evidence"]["reasons"]}
+    assert {"bradycardia", "ctg_pathological"} <= reasons, reasons
+    assert alarm["severity_name"] == "emergency"  # high priority: escalates after 1 min unacknowledged
+    assert all(r["sentence"] and r["rule"] and r["policy"] for r in alarm["evidence"]["reasons"])
+    status = await p.status.read(patient)
+    assert all(n.kind not in reasons or n.qualifying for n in status.notices)
+    # notices never enter the alert store: nothing to acknowledge
+    assert not any(a["kind"] in {n.kind for n in status.notices} for a in alerts)

@@ -59,10 +59,12 @@ function fillAlertRow(tr, a) {
   tr.querySelector(".bed").innerHTML = `${esc(a.bed_id)}<br><span class="muted small">${esc(a.patient_id)}</span>`;
   const sev = tr.querySelector(".sev");
   sev.className = `sev ${a.severity_name}`;
-  sev.textContent = a.severity_name;
+  sev.textContent = `${a.priority} priority`;
   tr.querySelector(".status").innerHTML = `${esc(a.status)}${a.ack_by ? `<br><span class="small muted">by ${esc(a.ack_by)}</span>` : ""}`;
   tr.querySelector(".kind").innerHTML = `${esc(a.kind.replaceAll("_", " "))}${a.origin === "models" ? " <span class='pill'>model</span>" : ""}`;
-  tr.querySelector(".evidence").innerHTML = `${esc(a.sentence)}<br><span class="small muted">${esc(a.rule)}</span>`;
+  const reasons = (a.reasons || []).length > 1
+    ? `<ul class="reasons">${a.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>` : esc(a.sentence);
+  tr.querySelector(".evidence").innerHTML = `${reasons}<br><span class="small muted">${esc(a.rule)}</span>`;
   tr.querySelector(".raised").textContent = clock(a.raised_at);
   for (const b of tr.querySelectorAll("button[data-action]")) b.disabled = !me.may.includes(b.dataset.action);
 }
@@ -96,7 +98,8 @@ function renderWard(ward) {
       <div class="row small"><span>signal ${esc(p.quality || "—")}</span>
         <span>MEOWS ${p.meows_red ?? 0} red / ${p.meows_yellow ?? 0} yellow</span></div>
       <div class="small muted">models ${esc((p.models || "—").split(":")[0])}</div>
-      <ul>${p.alerts.map((a) => `<li class="sev ${esc(a.severity_name)}">${esc(a.kind.replaceAll("_", " "))} (${esc(a.status)})</li>`).join("")}</ul>
+      <ul>${p.alerts.map((a) => `<li class="sev ${esc(a.severity_name)}">${esc(a.kind.replaceAll("_", " "))}: ${esc(a.priority)} (${esc(a.status)})</li>`).join("")}</ul>
+      <ul class="notices">${(p.notices || []).map((n) => `<li class="notice" title="${esc(n.sentence)}">ⓘ ${esc(n.kind.replaceAll("_", " "))}${n.qualifying ? " (watching)" : ""}</li>`).join("")}</ul>
     </div>`).join("");
   for (const t of document.querySelectorAll(".tile")) t.onclick = () => openBed(t.dataset.patient, t.dataset.bed);
   const alerts = ward.patients.flatMap((p) => p.alerts).sort((a, b) => b.severity - a.severity || a.raised_at - b.raised_at);
