@@ -532,6 +532,24 @@ def evaluate_burden_cmd(
     _report(burden_markdown(result, command, step), "Alarm burden on CTU-UHB recordings", output)
 
 
+@evaluate_app.command("alarms")
+def evaluate_alarms_cmd(
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
+    seeds: Annotated[str, typer.Option(help="Simulator seeds (comma-separated); 30-34 are held out.")] = "30,31,32,33,34",
+) -> None:
+    """Every clinically significant simulated event still raises an alarm: recall and delay per kind (exit 1 if not)."""
+    from stream.evaluation.alarm_recall import SIGNIFICANT, alarm_recall, recall_markdown
+
+    chosen = [int(s) for s in seeds.split(",") if s.strip()]
+    results, false_alarms = alarm_recall(_settings(None).alarm_rules(), seeds=chosen)
+    command = "ctgwatch evaluate alarms" + (f" --seeds {seeds}" if seeds != "30,31,32,33,34" else "")
+    _report(recall_markdown(results, false_alarms, command, chosen), "Alarm recall on simulated events", output)
+    missed = [k for k in SIGNIFICANT if results.get(k) is not None and results[k].caught < results[k].events]
+    if missed:
+        typer.echo(f"missed: {', '.join(missed)}", err=True)
+        raise typer.Exit(1)
+
+
 @evaluate_app.command("ctu")
 def evaluate_ctu_cmd(
     directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,

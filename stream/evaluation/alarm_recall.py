@@ -114,6 +114,7 @@ def recall_markdown(results: dict[str, Recall], false_alarms: dict[str, int], co
     for kind in SIGNIFICANT:
         r = results.get(kind, Recall())
         lines.append(f"| {kind} | {SIGNIFICANT[kind]} | {r.caught}/{r.events} | {r.recall:.2f} | {r.delay_text()} |")
-    lines += ["", "Alarm episodes on scenarios without a significant event: " + ", ".join(
+    lines += ["", "Alarm episodes on scenarios without a significant clinical event (the artefacts scenario's are the "
+              "technical alarms for its injected maternal-HR capture): " + ", ".join(
         f"{k} {v}" for k, v in sorted(false_alarms.items())) + "."]
     return "\n".join(lines)

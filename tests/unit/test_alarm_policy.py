@@ -115,3 +115,11 @@ def test_technical_and_physiological_problems_stay_apart() -> None:
     assert list(state.alarms) == [Problem.SIGNAL]
     assert state.alarms[Problem.SIGNAL].priority is Priority.LOW
     assert Problem.SIGNAL.condition == "technical" and Problem.CTG.condition == "physiological"
+
+
+def test_the_readme_lists_every_row_of_the_policy_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for r in DEFAULT_RULES:
+        assert f"| `{r.kind}` | {r.problem} |" in readme, r.kind
