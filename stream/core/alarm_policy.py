@@ -119,7 +119,8 @@ _I = Severity.INFO
 DEFAULT_RULES: tuple[KindRule, ...] = (
     # -- CTG: what the fetus shows ---------------------------------------------------------
     KindRule("ctg_pathological", Problem.CTG, alarm_at=A, priority=Priority.MEDIUM, qualify_s=600.0, clear_s=300.0,
-             why="FIGO 2015: pathological CTG needs action now; held 10 min first (AlertWatch:OB; 0 min adds 4% of normal labours on CTU-UHB)"),
+             why="FIGO 2015: pathological CTG needs action now; held 10 min first "
+                 "(AlertWatch:OB; 0 min adds 4% of normal labours on CTU-UHB)"),
     KindRule("prolonged_deceleration", Problem.CTG, sources=(Source.FAST, Source.FIGO), alarm_at=A, priority=Priority.MEDIUM,
              high_at=E, why="FIGO 2015: a prolonged deceleration (> 3 min) in progress cannot wait; > 5 min below 80 bpm "
                             "suggests acute hypoxia (high priority)"),

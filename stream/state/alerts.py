@@ -158,7 +158,9 @@ class AlertStore:
         resolved_at = float(ep.get("resolved_at", "-inf"))
         if now - resolved_at < self.policy.suppress_after_resolve_s:
             return None
-        aid = alert_id(patient_id, finding.kind, finding.start_s)
+        # After a resolution the same condition may still be on (a consolidated alarm keeps its start):
+        # the new alert is named by where the resolved one's evidence ended, so it is a new record.
+        aid = alert_id(patient_id, finding.kind, max(finding.start_s, covered))
         if await pipe.exists(_alert_key(aid)):
             return None  # already raised once for this very episode (replay after a crash)
         record = {

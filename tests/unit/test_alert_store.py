@@ -110,3 +110,14 @@ async def test_a_fresh_ward_clears_clinical_state_and_keeps_users(redis) -> None
     assert await clear_clinical_state(redis) > 0
     assert await s.open_alerts() == []
     assert sorted(k.decode() for k in await redis.keys("*")) == ["ctgw:audit:admin", "ctgw:user:ann"]
+
+
+async def test_a_condition_still_on_after_a_resolution_alarms_again_after_the_quiet_time(store) -> None:
+    s, now, patient = store
+    _, first = await s.apply(patient, "bed-1", finding("ctg_alarm", 0, 600))
+    await s.resolve(first, "olga", "reviewed, plan made")
+    now[0] += 100
+    assert await s.apply(patient, "bed-1", finding("ctg_alarm", 0, 700)) is None  # within the quiet time
+    now[0] += 600  # 700 s after the resolution (quiet time 600 s)
+    outcome, second = await s.apply(patient, "bed-1", finding("ctg_alarm", 0, 1400))
+    assert outcome == "raised" and second != first
