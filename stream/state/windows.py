@@ -141,14 +141,20 @@ class WindowStore:
             PatientStatusStore(self.redis).note_bed(pipe, packet.patient_id, packet.bed_id)
             await pipe.execute()
 
-    async def load(self, patient_id: str, bed_id: str) -> PatientWindow:
-        """Rebuild a window (and its fast-rule counters) from Redis; empty if none is stored."""
+    async def load(self, patient_id: str, bed_id: str, baseline_bpm: float | None = None) -> PatientWindow:
+        """Rebuild a window (and its fast-rule counters) from Redis; empty if none is stored.
+
+        ``baseline_bpm`` is the last analysis' baseline (kept with the patient's status): with it the
+        prolonged-deceleration counter resumes too, so a deceleration under way when a worker died or a
+        partition moved still alarms at 3 min, not only after the next analysis.
+        """
         window = PatientWindow(patient_id, bed_id, self.capacity_s)
         for blob in await self.redis.zrange(self._win(patient_id), 0, -1):
             start, fhr, uc, mhr = _unpack(blob)
             window.add(start, fhr, uc, mhr)
+        window.baseline_bpm = baseline_bpm
         if window.end_index is not None:
-            window.fast.update(window.fhr, window.t_start, None)  # loss/bradycardia counters; baseline comes later
+            window.fast.update(window.fhr, window.t_start, baseline_bpm)
         return window
 
     async def save_vitals(self, obs: VitalsObservation) -> None:

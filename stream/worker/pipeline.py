@@ -115,7 +115,8 @@ class Pipeline:
     async def _window(self, patient_id: str, bed_id: str) -> PatientWindow:
         window = self.cache.get(patient_id)
         if window is None:
-            window = await self.windows.load(patient_id, bed_id)
+            baseline = (await self.status.read(patient_id)).baseline_bpm
+            window = await self.windows.load(patient_id, bed_id, baseline)
             window.last_packet_monotonic = time.monotonic()
             self.cache[patient_id] = window
         return window

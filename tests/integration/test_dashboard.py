@@ -217,12 +217,12 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
         expect(page.locator("#who")).to_have_text("ann (nurse)")
         expect(page.locator("#live")).to_contain_text("live", timeout=10_000)
 
-        async def monitor() -> None:  # a bedside monitor: 2 min of trace, then the signal is lost
+        async def monitor() -> None:  # a bedside monitor: 2 min of trace, then the signal is lost for 1 min
             producer = await start_producer(stack)
             now = time.time()
-            for i in range(150):
+            for i in range(180):
                 fhr = 140.0 + (i % 7) if i < 120 else 0.0
-                pkt = CtgPacket(patient_id=patient, bed_id="bed-42", device_id="mon-ui", start_ts=now - 150 + i,
+                pkt = CtgPacket(patient_id=patient, bed_id="bed-42", device_id="mon-ui", start_ts=now - 180 + i,
                                 fhr=[fhr] * 4, uc=[15.0] * 4)
                 await producer.send_and_wait("ctg.packets", encode(pkt), key=patient.encode())
             await producer.stop()

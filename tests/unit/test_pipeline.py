@@ -85,3 +85,23 @@ async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_
     assert all(n.kind not in reasons or n.qualifying for n in status.notices)
     # notices never enter the alert store: nothing to acknowledge
     assert not any(a["kind"] in {n.kind for n in status.notices} for a in alerts)
+
+
+async def test_a_restarted_pipeline_resumes_the_prolonged_deceleration_counter(pipeline) -> None:
+    """The last analysis' baseline is kept with the status: a deceleration under way at a restart still
+    alarms at 3 min (it used to wait for the next analysis, and a finished one is history by then)."""
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 1200
+    fhr = np.full(4 * 900, 140.0)
+    fhr[4 * 800:] = 95.0  # a deceleration from 800 s, 100 s of it before the "crash"
+    for pkt in packets(patient, t0, fhr):
+        await pipeline.on_record(pkt)
+        if pkt.start_ts - t0 < 700 and int(pkt.start_ts - t0) % 15 == 0:
+            await pipeline.tick()
+    assert (await pipeline.status.read(patient)).baseline_bpm == pytest.approx(140, abs=3)
+    fresh = Pipeline(pipeline.redis, pipeline.alerts, pipeline.windows, pipeline.cadence)
+    more = np.full(4 * 120, 95.0)
+    for pkt in packets(patient, t0 + 900, more):
+        await fresh.on_record(pkt)
+    alerts = await fresh.alerts.open_alerts()
+    assert [a["kind"] for a in alerts] == ["ctg_alarm"]
+    assert alerts[0]["evidence"]["reasons"][0]["kind"] == "prolonged_deceleration"
