@@ -143,7 +143,7 @@ class AlertStore:
                 "sentence": finding.sentence if finding.severity >= current["severity"] else current["sentence"],
                 "evidence": json.dumps(evidence),
             })
-            if finding.severity > current["severity"]:
+            if finding.severity >= current["severity"]:  # the rule goes with the sentence it explains
                 pipe.hset(_alert_key(open_id), "rule", finding.rule)
             pipe.hset(_episode_key(patient_id, finding.kind), "covered_until", max(covered, finding.end_s))
             if severity > current["severity"]:

@@ -99,7 +99,7 @@ function renderWard(ward) {
         <span>MEOWS ${p.meows_red ?? 0} red / ${p.meows_yellow ?? 0} yellow</span></div>
       <div class="small muted">models ${esc((p.models || "—").split(":")[0])}</div>
       <ul>${p.alerts.map((a) => `<li class="sev ${esc(a.severity_name)}">${esc(a.kind.replaceAll("_", " "))}: ${esc(a.priority)} (${esc(a.status)})</li>`).join("")}</ul>
-      <ul class="notices">${(p.notices || []).map((n) => `<li class="notice" title="${esc(n.sentence)}">ⓘ ${esc(n.kind.replaceAll("_", " "))}${n.qualifying ? " (watching)" : ""}</li>`).join("")}</ul>
+      <ul class="notices">${(p.notices || []).map((n) => `<li class="notice" title="${esc(n.sentence)}">notice: ${esc(n.kind.replaceAll("_", " "))}${n.qualifying ? " (watching)" : ""}</li>`).join("")}</ul>
     </div>`).join("");
   for (const t of document.querySelectorAll(".tile")) t.onclick = () => openBed(t.dataset.patient, t.dataset.bed);
   const alerts = ward.patients.flatMap((p) => p.alerts).sort((a, b) => b.severity - a.severity || a.raised_at - b.raised_at);
