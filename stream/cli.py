@@ -351,36 +351,106 @@ users_app = typer.Typer(help="Dashboard users (nurse, obstetrician, admin).", no
 app.add_typer(users_app, name="users")
 
 
-@users_app.command("add")
-def users_add(
-    name: str,
-    role: Annotated[Role, typer.Option(help="nurse and obstetrician act on alerts; admin also manages users.")] = Role.nurse,
-    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
-    state_dir: StateDir = None,
-) -> None:
-    """Create or update a user; the password is asked for (or read from stdin) and stored hashed."""
+def _user_admin(state_dir: Path | None, operation, what: str, fix: str):  # type: ignore[no-untyped-def]
+    """Run one user-administration step against Redis (store and sessions), audited; UserError -> one line."""
     import asyncio
+    import json as _json
+    import time as _time
 
     from redis.asyncio import Redis
 
+    from stream.station.sessions import ADMIN_AUDIT, SessionStore
     from stream.station.users import UserError, UserStore
 
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
-        "Password", hide_input=True, confirmation_prompt=True)
     settings = _settings(state_dir)
 
-    async def add() -> None:
+    async def run():  # type: ignore[no-untyped-def]
         redis = Redis.from_url(settings.redis_dsn)
         try:
-            await UserStore(redis).add(name, password, role.value)
+            sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
+                                    max_age_s=settings.dashboard_session_max_age_s)
+            result = await operation(UserStore(redis), sessions)
+            if what:
+                await redis.xadd(ADMIN_AUDIT, {"event": what, "actor": "ctgwatch-cli", "at": _time.time(),
+                                               "detail": _json.dumps({"result": str(result)})})
+            return result
         finally:
             await redis.aclose()
 
     try:
-        asyncio.run(add())
+        return asyncio.run(run())
     except UserError as exc:
-        raise SetupError(str(exc), "choose another name, role or password") from exc
+        raise SetupError(str(exc), fix) from exc
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+PasswordStdin = Annotated[bool, typer.Option(help="Read the password from standard input.")]
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[Role, typer.Option(help="nurse and obstetrician act on alerts; admin also manages users.")] = Role.nurse,
+    password_stdin: PasswordStdin = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Create a user (never overwrites one); the password is asked for (or read from stdin) and stored hashed."""
+    password = _read_password(password_stdin)
+    _user_admin(state_dir, lambda users, _s: users.add(name, password, role.value), f"user_added:{name}:{role.value}",
+                "choose another name, role or password ('ctgwatch users passwd NAME' changes a password)")
     typer.echo(f"user {name} ({role.value}) saved")
+
+
+@users_app.command("passwd")
+def users_passwd(name: str, password_stdin: PasswordStdin = False, state_dir: StateDir = None) -> None:
+    """Change a user's password; their open sessions end."""
+    password = _read_password(password_stdin)
+
+    async def change(users, sessions):  # type: ignore[no-untyped-def]
+        await users.set_password(name, password)
+        return await sessions.end_all(name)
+
+    ended = _user_admin(state_dir, change, f"password_changed:{name}", "name an existing user; 10 characters at least")
+    typer.echo(f"password of {name} changed; {ended} session(s) ended")
+
+
+@users_app.command("disable")
+def users_disable(name: str, enable: Annotated[bool, typer.Option(help="Enable the user again instead.")] = False,
+                  state_dir: StateDir = None) -> None:
+    """Disable a user (their sessions end at once), or enable them again."""
+    async def change(users, sessions):  # type: ignore[no-untyped-def]
+        await users.set_disabled(name, not enable)
+        return 0 if enable else await sessions.end_all(name)
+
+    ended = _user_admin(state_dir, change, f"user_{'enabled' if enable else 'disabled'}:{name}", "name an existing user")
+    typer.echo(f"user {name} {'enabled' if enable else 'disabled'}" + ("" if enable else f"; {ended} session(s) ended"))
+
+
+@users_app.command("remove")
+def users_remove(name: str, state_dir: StateDir = None) -> None:
+    """Remove a user; their sessions end at once."""
+    async def change(users, sessions):  # type: ignore[no-untyped-def]
+        await users.remove(name)
+        return await sessions.end_all(name)
+
+    ended = _user_admin(state_dir, change, f"user_removed:{name}", "name an existing user")
+    typer.echo(f"user {name} removed; {ended} session(s) ended")
+
+
+@users_app.command("list")
+def users_list(state_dir: StateDir = None) -> None:
+    """Every user with their role and whether they are disabled."""
+    async def listing(users, _sessions):  # type: ignore[no-untyped-def]
+        return await users.list()
+
+    rows = _user_admin(state_dir, listing, "", "")
+    for line in text_table(["user", "role", "state"], [[n, r, "disabled" if d else "enabled"] for n, r, d in rows]):
+        typer.echo(line)
 
 
 gateway_app = typer.Typer(help="IoMT gateway: HTTP JSON ingest and HL7 v2 MLLP listener.", invoke_without_command=True)

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     dashboard_secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
     dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
     dashboard_session_max_age_s: float = Field(default=12 * 3600.0, gt=0, description="A signed-in session lasts this long.")
+    dashboard_session_idle_s: float = Field(default=3600.0, gt=0, description="A session unused this long ends.")
+    dashboard_login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins (per name, per address) before a lockout.")
+    dashboard_login_window_s: float = Field(default=900.0, gt=0, description="Window over which failed sign-ins are counted.")
+    dashboard_lockout_s: float = Field(default=900.0, gt=0, description="How long a name or address stays locked.")
 
     # -- logs ---------------------------------------------------------------------
     log_format: Literal["text", "json"] = Field(default="text", description="text for terminals, json for log shippers.")

@@ -19,7 +19,8 @@ from __future__ import annotations
 import secrets
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from starlette.middleware.sessions import SessionMiddleware
@@ -27,8 +28,10 @@ from starlette.middleware.sessions import SessionMiddleware
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
 from stream.state.patient_status import PatientStatusStore
+from stream.station.deps import UserDep
 from stream.station.routers import alerts, pages, patients, users, ward
 from stream.station.routers.pages import STATIC
+from stream.station.sessions import SessionStore, SignInGuard
 from stream.station.users import UserStore
 
 
@@ -46,7 +49,7 @@ def session_secret(settings: Settings) -> str:
 
 def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     redis = redis or Redis.from_url(settings.redis_dsn)
-    app = FastAPI(title="ctgwatch nurse station", version="1",
+    app = FastAPI(title="ctgwatch nurse station", version="1", docs_url=None, redoc_url=None, openapi_url=None,
                   description="Live CTG and maternal-vitals alerts. Read-only API for hospital systems; "
                               "actions need a signed-in session with its CSRF token.")
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="ctgwatch_session",
@@ -57,8 +60,21 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     app.state.alerts = AlertStore(redis, settings.alert_policy())
     app.state.users = UserStore(redis)
     app.state.status = PatientStatusStore(redis, keep_marks_s=settings.history_s)
+    app.state.sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
+                                      max_age_s=settings.dashboard_session_max_age_s)
+    app.state.guard = SignInGuard(redis, max_failures=settings.dashboard_login_max_failures,
+                                  window_s=settings.dashboard_login_window_s, lockout_s=settings.dashboard_lockout_s)
     for router in (pages.router, ward.router, alerts.router, patients.router, users.router):
         app.include_router(router)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(user: UserDep) -> JSONResponse:
+        """The OpenAPI document, for signed-in users only (it maps the whole API)."""
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(user: UserDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ctgwatch nurse station API")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

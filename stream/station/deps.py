@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
 from stream.state.patient_status import PatientStatusStore
+from stream.station.sessions import SessionStore, SignInGuard
 from stream.station.users import UserStore, may
 
 
@@ -55,20 +56,31 @@ def get_status(request: Request) -> PatientStatusStore:
     return _state(request).status
 
 
+def get_sessions(request: Request) -> SessionStore:
+    return _state(request).sessions
+
+
+def get_guard(request: Request) -> SignInGuard:
+    return _state(request).guard
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 AlertsDep = Annotated[AlertStore, Depends(get_alerts)]
 UsersDep = Annotated[UserStore, Depends(get_users)]
 StatusDep = Annotated[PatientStatusStore, Depends(get_status)]
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+GuardDep = Annotated[SignInGuard, Depends(get_guard)]
 
 
-async def current_user(request: Request, users: UsersDep) -> SignedInUser:
-    """The session's user, re-read from Redis on every request: a removed user is out at once."""
-    name = request.session.get("user")
-    role = await users.role(name) if name else None
-    if not name or role is None:
+async def current_user(request: Request, users: UsersDep, sessions: SessionsDep) -> SignedInUser:
+    """The user of the request's server-side session, re-read on every request: a signed-out, idle,
+    disabled or removed user is out at once."""
+    session = await sessions.get(request.session.get("sid"))
+    role = await users.role(session.user) if session else None
+    if session is None or role is None:
         raise HTTPException(401, "sign in first")
-    return SignedInUser(name, role, request.session.get("csrf", ""))
+    return SignedInUser(session.user, role, session.csrf)
 
 
 UserDep = Annotated[SignedInUser, Depends(current_user)]

@@ -101,6 +101,7 @@ class ActionBody(BaseModel):
 class UserOut(BaseModel):
     name: str
     role: str
+    disabled: bool = False
 
 
 class NewUser(BaseModel):

@@ -7,7 +7,11 @@ Roles and what they may do:
 - ``admin``: the same, and manage users.
 
 Users live in Redis (``ctgw:user:<name>``) so every dashboard instance sees
-the same accounts; created with ``ctgwatch users add NAME --role ROLE``.
+the same accounts; created with ``ctgwatch users add NAME --role ROLE`` (an
+existing user is never overwritten: ``users passwd`` changes a password),
+listed, disabled and removed with ``ctgwatch users list / disable / remove``.
+A wrong password costs the same time for a known and an unknown name (both
+are verified against an Argon2 hash), so names cannot be found by timing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ PERMISSIONS: dict[str, set[str]] = {
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 _hasher = PasswordHasher()
+#: Verified against when the name is unknown: the same work as for a real user.
+_DUMMY_HASH = _hasher.hash("not a password of anyone: equalises the answer time")
 
 
 class UserError(ValueError):
@@ -43,32 +49,63 @@ class UserStore:
         self.redis = redis
 
     async def add(self, name: str, password: str, role: str) -> None:
+        """A new user; refused when the name is taken (use :meth:`set_password` to change a password)."""
         if not _NAME.match(name):
             raise UserError("user names are 2-40 lower-case letters, digits and . _ -")
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}")
-        if len(password) < 10:
-            raise UserError("passwords have at least 10 characters")
-        await self.redis.hset(f"ctgw:user:{name}", mapping={
-            "hash": _hasher.hash(password), "role": role, "created": time.time()})
+        _check_password(password)
+        created = await self.redis.hsetnx(_key(name), "hash", _hasher.hash(password))
+        if not created:
+            raise UserError(f"user {name} exists; change the password with 'ctgwatch users passwd {name}'")
+        await self.redis.hset(_key(name), mapping={"role": role, "created": time.time(), "disabled": 0})
+
+    async def set_password(self, name: str, password: str) -> None:
+        _check_password(password)
+        if not await self.redis.exists(_key(name)):
+            raise UserError(f"no user {name}")
+        await self.redis.hset(_key(name), "hash", _hasher.hash(password))
+
+    async def set_disabled(self, name: str, disabled: bool) -> None:
+        if not await self.redis.exists(_key(name)):
+            raise UserError(f"no user {name}")
+        await self.redis.hset(_key(name), "disabled", int(disabled))
+
+    async def remove(self, name: str) -> None:
+        if not await self.redis.delete(_key(name)):
+            raise UserError(f"no user {name}")
 
     async def verify(self, name: str, password: str) -> str | None:
-        """The user's role if the password is right, else None (same cost either way)."""
-        record = await self.redis.hgetall(f"ctgw:user:{name}")
-        stored = record.get(b"hash", b"").decode() or _hasher.hash("timing-equaliser")
+        """The user's role if the password is right and the user is enabled, else None (same cost either way)."""
+        record = await self.redis.hgetall(_key(name))
+        stored = record.get(b"hash", b"").decode() or _DUMMY_HASH
         try:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        return record[b"role"].decode() if record else None
+        if not record or record.get(b"disabled") == b"1":
+            return None
+        return record[b"role"].decode()
 
     async def role(self, name: str) -> str | None:
-        role = await self.redis.hget(f"ctgw:user:{name}", "role")
-        return role.decode() if role else None
+        """The role of an enabled user, else None (a disabled or removed user is out at once)."""
+        role, disabled = await self.redis.hmget(_key(name), ["role", "disabled"])
+        return role.decode() if role and disabled != b"1" else None
 
-    async def list(self) -> list[tuple[str, str]]:
+    async def list(self) -> list[tuple[str, str, bool]]:
+        """(name, role, disabled) of every user."""
         out = []
         async for key in self.redis.scan_iter(match="ctgw:user:*"):
             name = key.decode().split(":", 2)[2]
-            out.append((name, (await self.role(name)) or "?"))
+            role, disabled = await self.redis.hmget(key, ["role", "disabled"])
+            out.append((name, role.decode() if role else "?", disabled == b"1"))
         return sorted(out)
+
+
+def _key(name: str) -> str:
+    return f"ctgw:user:{name}"
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 10:
+        raise UserError("passwords have at least 10 characters")

@@ -109,7 +109,7 @@ def test_roles_csrf_and_audit(stack, dashboard) -> None:
     r = admin.post("/api/users", json={"name": "ben", "password": "another-password", "role": "nurse"},
                    headers={"X-CSRF-Token": acsrf})
     assert r.status_code == 201
-    assert {"name": "ben", "role": "nurse"} in admin.get("/api/users").json()
+    assert {"name": "ben", "role": "nurse", "disabled": False} in admin.get("/api/users").json()
 
     async def admin_trail() -> list:
         redis = Redis.from_url(stack.redis_dsn)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-import time
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from stream.station.deps import RedisDep, UsersDep
+from stream.station.deps import GuardDep, RedisDep, SessionsDep, UsersDep
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -28,26 +26,36 @@ async def login_page() -> FileResponse:
 
 
 @router.post("/login")
-async def login(request: Request, users: UsersDep) -> RedirectResponse:
+async def login(request: Request, users: UsersDep, sessions: SessionsDep, guard: GuardDep) -> RedirectResponse:
+    """Sign in: refused while the name or the address is locked; every failure counted, logged, audited."""
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
+    address = request.client.host if request.client else "?"
+    if await guard.locked(name, address):
+        await users.verify(name, password)  # the same answer time as any other refusal
+        await guard.failed(name, address, "locked")
+        return RedirectResponse("/login?locked=1", status_code=303)
     role = await users.verify(name, password)
     if role is None:
+        await guard.failed(name, address, "wrong name or password, or disabled")
         return RedirectResponse("/login?failed=1", status_code=303)
+    await guard.succeeded(name)
+    session = await sessions.create(name)
     request.session.clear()
-    request.session.update({"user": name, "csrf": secrets.token_urlsafe(32), "since": time.time()})
+    request.session["sid"] = session.sid
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/logout")
-async def logout(request: Request) -> RedirectResponse:
+async def logout(request: Request, sessions: SessionsDep) -> RedirectResponse:
+    await sessions.end(request.session.get("sid"))
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
 
 @router.get("/", response_class=HTMLResponse, response_model=None)
-async def index(request: Request, users: UsersDep) -> FileResponse | RedirectResponse:
-    name = request.session.get("user")
-    if not name or await users.role(name) is None:
+async def index(request: Request, users: UsersDep, sessions: SessionsDep) -> FileResponse | RedirectResponse:
+    session = await sessions.get(request.session.get("sid"))
+    if session is None or await users.role(session.user) is None:
         return RedirectResponse("/login", status_code=303)
     return FileResponse(STATIC / "index.html")

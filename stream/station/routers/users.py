@@ -9,9 +9,8 @@ from fastapi import APIRouter, HTTPException
 
 from stream.station.deps import ActingUserDep, RedisDep, UserDep, UsersDep
 from stream.station.schemas import NewUser, UserOut
+from stream.station.sessions import ADMIN_AUDIT
 from stream.station.users import UserError
-
-ADMIN_AUDIT = "ctgw:audit:admin"
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -19,7 +18,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 @router.get("", response_model=list[UserOut])
 async def list_users(user: UserDep, users: UsersDep) -> list[UserOut]:
     user.require("manage_users")
-    return [UserOut(name=n, role=r) for n, r in await users.list()]
+    return [UserOut(name=n, role=r, disabled=d) for n, r, d in await users.list()]
 
 
 @router.post("", status_code=201, response_model=UserOut)
@@ -28,7 +27,7 @@ async def add_user(body: NewUser, user: ActingUserDep, users: UsersDep, redis: R
     try:
         await users.add(body.name, body.password, body.role)
     except UserError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from exc
     await redis.xadd(ADMIN_AUDIT, {"event": "user_added", "actor": user.name, "at": time.time(),
                                    "detail": json.dumps({"user": body.name, "role": body.role})})
     return UserOut(name=body.name, role=body.role)

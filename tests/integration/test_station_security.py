@@ -1,0 +1,149 @@
+"""Nurse-station sign-in and sessions against the real Redis: lockout, equal answer times for known and
+unknown names, revoked sessions, the API documents behind sign-in, no silent overwrite of a user."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import uuid
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from stream.station.app import create_dashboard
+from stream.station.users import UserError, UserStore
+
+pytestmark = pytest.mark.integration
+
+
+async def station(stack, tmp_path, address: str = "10.1.2.3", **settings):
+    redis = Redis.from_url(stack.redis_dsn)
+    app = create_dashboard(stack.model_copy(update={"state_dir": tmp_path, "dashboard_secret": "s-" + uuid.uuid4().hex,
+                                                    **settings}), redis)
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://station", follow_redirects=False), redis
+
+
+async def new_user(redis, role: str = "nurse") -> str:
+    name = f"u{uuid.uuid4().hex[:8]}"
+    await UserStore(redis).add(name, "right-password-1", role)
+    return name
+
+
+async def sign_in(client: httpx.AsyncClient, name: str, password: str) -> str:
+    r = await client.post("/login", data={"username": name, "password": password})
+    return r.headers["location"]
+
+
+async def test_the_api_documents_need_a_session(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path)
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert (await client.get(path)).status_code in (401, 404), path
+    name = await new_user(redis)
+    assert await sign_in(client, name, "right-password-1") == "/"
+    assert (await client.get("/openapi.json")).json()["info"]["title"] == "ctgwatch nurse station"
+    assert (await client.get("/docs")).status_code == 200
+    await redis.aclose()
+
+
+async def test_repeated_failures_lock_the_name_and_are_audited(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path, address=f"10.9.{uuid.uuid4().int % 250}.1",
+                                  dashboard_login_max_failures=3)
+    name = await new_user(redis)
+    for _ in range(3):
+        assert await sign_in(client, name, "wrong-password-x") == "/login?failed=1"
+    # locked: even the right password is refused, for this name
+    assert await sign_in(client, name, "right-password-1") == "/login?locked=1"
+    other = await new_user(redis)
+    assert await sign_in(client, other, "right-password-1") == "/"  # another name from the same ward PC
+    audit = [e for _, e in await redis.xrange("ctgw:audit:admin", count=100000)
+             if e[b"event"] == b"sign_in_failed" and e[b"actor"].decode() == name]
+    assert len(audit) == 4 and json.loads(audit[-1][b"detail"])["reason"] == "locked"
+    await redis.aclose()
+
+
+async def test_an_address_with_many_failures_is_locked(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path, address=f"10.8.{uuid.uuid4().int % 250}.1",
+                                  dashboard_login_max_failures=2)
+    for _ in range(8):  # 4 names' allowance of 2: a guessing machine
+        await sign_in(client, f"nobody{uuid.uuid4().hex[:6]}", "guess-guess-1")
+    name = await new_user(redis)
+    assert await sign_in(client, name, "right-password-1") == "/login?locked=1"
+    await redis.aclose()
+
+
+async def test_known_and_unknown_names_answer_in_the_same_time(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path, dashboard_login_max_failures=1000)
+    name = await new_user(redis)
+
+    async def timed(user: str) -> float:
+        started = time.perf_counter()
+        await sign_in(client, user, "wrong-password-x")
+        return time.perf_counter() - started
+
+    known, unknown = [], []
+    for _ in range(7):
+        known.append(await timed(name))
+        unknown.append(await timed(f"ghost{uuid.uuid4().hex[:6]}"))
+    k, u = statistics.median(known), statistics.median(unknown)
+    assert abs(k - u) / max(k, u) < 0.2, (k, u)
+    await redis.aclose()
+
+
+async def test_a_session_ends_with_sign_out_and_with_the_user(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path)
+    name = await new_user(redis)
+    assert await sign_in(client, name, "right-password-1") == "/"
+    saved = dict(client.cookies)
+    assert (await client.get("/api/me")).status_code == 200
+    await client.post("/logout")
+    replay, _ = await station(stack, tmp_path)
+    replay.cookies.update(saved)  # the cookie kept from before the sign-out
+    assert (await replay.get("/api/me")).status_code == 401
+    # disabling (or removing) a user ends their sessions at once
+    assert await sign_in(client, name, "right-password-1") == "/"
+    await UserStore(redis).set_disabled(name, True)
+    assert (await client.get("/api/me")).status_code == 401
+    assert await sign_in(client, name, "right-password-1") == "/login?failed=1"
+    await redis.aclose()
+
+
+async def test_a_user_is_never_overwritten(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path)
+    admin = await new_user(redis, "admin")
+    assert await sign_in(client, admin, "right-password-1") == "/"
+    csrf = (await client.get("/api/me")).json()["csrf"]
+    r = await client.post("/api/users", json={"name": admin, "password": "another-password", "role": "nurse"},
+                          headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 409
+    with pytest.raises(UserError, match="exists"):
+        await UserStore(redis).add(admin, "another-password", "nurse")
+    assert await sign_in(client, admin, "right-password-1") == "/"  # the password did not change
+    await redis.aclose()
+
+
+def test_users_are_administered_from_the_command_line(stack) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import PROJECT_ROOT, env_for
+
+    env, name = env_for(stack), f"cli{uuid.uuid4().hex[:6]}"
+
+    def ctgwatch(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "stream.cli", "users", *args], input=stdin, env=env,
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+
+    assert ctgwatch("add", name, "--role", "obstetrician", "--password-stdin", stdin="first-password\n").returncode == 0
+    again = ctgwatch("add", name, "--password-stdin", stdin="other-password\n")
+    assert again.returncode == 2 and "exists" in again.stderr and "users passwd" in again.stderr
+    assert ctgwatch("passwd", name, "--password-stdin", stdin="second-password\n").returncode == 0
+    assert ctgwatch("disable", name).returncode == 0
+    listing = ctgwatch("list").stdout
+    assert any(line.split() == [name, "obstetrician", "disabled"] for line in listing.splitlines()), listing
+    assert ctgwatch("remove", name).returncode == 0
+    assert name not in ctgwatch("list").stdout
+    gone = ctgwatch("passwd", name, "--password-stdin", stdin="third-password\n")
+    assert gone.returncode == 2 and "no user" in gone.stderr
