@@ -23,6 +23,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.middleware.sessions import SessionMiddleware
 
 from stream.core.settings import Settings
@@ -79,5 +80,17 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RedisError)
+    async def store_unavailable(request: Request, exc: RedisError) -> JSONResponse | HTMLResponse:
+        """Redis down (or still loading): a 503 that names the failing service, never a bare 500."""
+        message = (f"The alert store (Redis at {settings.redis_dsn.rsplit('@', 1)[-1]}) is unavailable "
+                   f"({type(exc).__name__}): alarms and traces cannot be shown. Monitor the beds directly "
+                   "and call IT; this page retries by itself.")
+        headers = {"Retry-After": "5"}
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(f"<!doctype html><meta http-equiv=refresh content=5><title>ctgwatch: unavailable</title>"
+                                f"<h1>Nurse station unavailable</h1><p>{message}</p>", status_code=503, headers=headers)
+        return JSONResponse({"error": message, "service": "redis"}, status_code=503, headers=headers)
 
     return app

@@ -147,3 +147,15 @@ def test_users_are_administered_from_the_command_line(stack) -> None:
     assert name not in ctgwatch("list").stdout
     gone = ctgwatch("passwd", name, "--password-stdin", stdin="third-password\n")
     assert gone.returncode == 2 and "no user" in gone.stderr
+
+
+async def test_redis_down_answers_503_naming_the_service(stack, tmp_path) -> None:
+    from stream.core.ports import free_port
+
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    app = create_dashboard(stack.model_copy(update={"state_dir": tmp_path, "dashboard_secret": "x" * 20}), dead)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://station")
+    r = await client.get("/health", headers={"accept": "application/json"})
+    assert r.status_code == 503 and r.json()["service"] == "redis" and "Redis" in r.json()["error"]
+    page = await client.post("/login", data={"username": "ann", "password": "whatever-1"}, headers={"accept": "text/html"})
+    assert page.status_code == 503 and "unavailable" in page.text and page.headers["retry-after"] == "5"
