@@ -58,6 +58,9 @@ class Ward(BaseModel):
     ward_id: str
     patients: list[Tile]
     open_alerts: int
+    monitoring_interrupted: bool = Field(default=False, description="The worker is silent: no alarm is being raised.")
+    worker_silent_s: float | None = Field(
+        default=None, description="While interrupted: seconds since the worker last reported (None: never seen).")
 
 
 class Trace(BaseModel):

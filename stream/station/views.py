@@ -11,12 +11,13 @@ import numpy as np
 
 from detectors.baseline import to_1hz
 from stream.state.alerts import AlertStore
+from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.patient_status import PatientStatusStore
 from stream.state.windows import WindowStore
 from stream.station.schemas import AlertSummary, Tile, Trace, Ward
 
 
-async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id: str) -> Ward:
+async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id: str, stale_after_s: float = 30.0) -> Ward:
     """One tile per patient (sorted by bed), each with its open alerts, most severe first."""
     patients = await status.ward_patients(ward_id)
     open_alerts = await alerts.open_alerts()
@@ -30,7 +31,11 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
         tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal"}),
                           alerts=here, worst=here[0].severity_name if here else "none"))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
-    return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts))
+    age = await heartbeat_age_s(status.redis)
+    interrupted = age is None or age > stale_after_s
+    # the age only while interrupted: a healthy ward's snapshot stays the same and is not pushed again
+    return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts), monitoring_interrupted=interrupted,
+                worker_silent_s=round(age) if interrupted and age is not None else None)
 
 
 #: The alert store's severities are the alarm priorities (stream.core.alarm_policy.Priority.severity).

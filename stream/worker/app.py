@@ -138,6 +138,15 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         except Exception:
             log.exception("escalation round failed")
 
+    @app.timer(interval=settings.worker_alive_s, name="heartbeat")
+    async def heartbeat() -> None:
+        from stream.state.heartbeat import beat
+
+        try:
+            await beat(redis, keep_s=24 * 3600)
+        except Exception as exc:  # Redis away: the station says so by the heartbeat's age
+            log.warning("heartbeat not written: %s", exc)
+
     @app.timer(interval=settings.lag_probe_s, name="consumer-lag")
     async def consumer_lag() -> None:
         from stream.core.kafka import partition_lag

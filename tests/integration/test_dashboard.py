@@ -230,6 +230,7 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
         publisher = threading.Thread(target=lambda: asyncio.run(monitor()))  # playwright owns this thread's loop
         publisher.start()
         publisher.join(60)
+        expect(page.locator("#interrupted")).to_be_hidden(timeout=30_000)  # the worker reports: no banner
         row = page.locator(f"#alerts tr:has-text('{patient}')").filter(has_text="signal alarm")
         expect(row).to_be_visible(timeout=30_000)  # arrived over Server-Sent Events, no reload
         expect(row.locator(".status")).to_have_text("raised")

@@ -151,6 +151,7 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
         k.decode(): json.loads(v) for k, v in redis.hgetall(f"ctgw:patient:{tag}-normal").items()}})
     assert status.classification == "normal" and status.models == "ok"
     assert status.analysis_t0 is not None and all(m.end > status.analysis_t0 - 2400 for m in status.events)
+    assert time.time() - float(redis.get("ctgw:worker:heartbeat")) < 30  # the worker's heartbeat for the station
     on_topic = raised_on_topic(stack, tag, len(alerts))
     assert sorted((m["alert"]["patient_id"], m["alert"]["kind"]) for m in on_topic) == sorted(
         (a["patient_id"], a["kind"]) for a in alerts)

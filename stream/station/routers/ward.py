@@ -25,7 +25,7 @@ async def me(user: UserDep) -> Me:
 
 @router.get("/ward", response_model=Ward)
 async def ward(user: UserDep, status: StatusDep, alerts: AlertsDep, settings: SettingsDep) -> Ward:
-    return await views.ward_snapshot(status, alerts, settings.ward_id)
+    return await views.ward_snapshot(status, alerts, settings.ward_id, settings.dashboard_worker_stale_s)
 
 
 @router.get("/events")
@@ -35,7 +35,7 @@ async def events(request: Request, user: UserDep, status: StatusDep, alerts: Ale
     async def stream() -> AsyncIterator[str]:
         last = None
         while not await request.is_disconnected():
-            snapshot = (await views.ward_snapshot(status, alerts, settings.ward_id)).model_dump_json()
+            snapshot = (await views.ward_snapshot(status, alerts, settings.ward_id, settings.dashboard_worker_stale_s)).model_dump_json()
             if snapshot != last:
                 yield f"event: ward\ndata: {snapshot}\n\n"
                 last = snapshot

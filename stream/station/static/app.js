@@ -89,6 +89,12 @@ function renderAlerts(alerts) {
 
 function renderWard(ward) {
   lastWard = ward;
+  const banner = $("#interrupted");
+  banner.hidden = !ward.monitoring_interrupted;
+  banner.textContent = ward.monitoring_interrupted
+    ? `Monitoring interrupted: the stream worker has ${ward.worker_silent_s == null ? "not reported" : `not reported for ${ward.worker_silent_s} s`}. `
+      + "No alarm is being raised: watch the monitors at the bedside and call IT."
+    : "";
   $("#ward").textContent = ward.ward_id;
   $("#tiles").innerHTML = ward.patients.map((p) => `
     <div class="tile ${esc(p.worst)}" data-patient="${esc(p.patient_id)}" data-bed="${esc(p.bed_id)}">
