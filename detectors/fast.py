@@ -80,6 +80,13 @@ class FastRuleState:
         t_end = t_first + len(fhr) / self.fs
         return self._findings(t_end, baseline_bpm, th, qth)
 
+    def interrupt(self) -> None:
+        """No data arrived for a while (monitor off, network, broker or worker down): that is not a loss of
+        the fetal signal, which the monitor reports as FHR 0. The loss run starts afresh; the deceleration
+        and bradycardia runs too, since nothing is known of the FHR in between."""
+        self.loss_samples, self.loss_start, self.gap_samples = 0, None, 0
+        self._reset_runs()
+
     def _reset_runs(self) -> None:
         self.below_samples, self.below_start, self.below_nadir = 0, None, float("inf")
         self.brady_samples, self.brady_start = 0, None

@@ -15,6 +15,7 @@ lists the patients a ward shows.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -75,6 +76,7 @@ class PatientStatus(BaseModel):
     model_evidence: dict[str, Any] | None = None
     model_error: ModelError | None = None
     notices: list[NoticeView] = Field(default_factory=list)
+    last_packet_at: float | None = Field(default=None, description="Wall time the worker last stored a packet of this bed.")
 
 
 def analysis_marks(analysis: CtgAnalysis) -> tuple[list[TraceMark], list[TraceMark]]:
@@ -137,8 +139,8 @@ class PatientStatusStore:
         self.keep_marks_s = keep_marks_s
 
     def note_bed(self, pipe: RedisPipeline, patient_id: str, bed_id: str) -> None:
-        """Queue the patient's bed on a caller's transaction (the packet write)."""
-        pipe.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id}))
+        """Queue the patient's bed and the arrival time on a caller's transaction (the packet write)."""
+        pipe.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id, "last_packet_at": time.time()}))
 
     async def record_analysis(
         self, ward_id: str, patient_id: str, bed_id: str, analysis: CtgAnalysis, *,

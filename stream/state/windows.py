@@ -48,6 +48,7 @@ class NewSamples:
     fhr: np.ndarray
     uc: np.ndarray
     mhr: np.ndarray | None
+    gap: int = 0  # leading samples no packet brought (filled with 0 in the window): no data, not signal loss
 
 
 @dataclass
@@ -101,7 +102,7 @@ class PatientWindow:
         self.end_index = start + len(fhr)
         new_fhr = np.concatenate([zeros, np.asarray(fhr, float)])
         return NewSamples((start - gap) / self.fs, new_fhr, np.concatenate([zeros, np.asarray(uc, float)]),
-                          None if mhr is None else np.concatenate([zeros, m]))
+                          None if mhr is None else np.concatenate([zeros, m]), gap=gap)
 
     def last(self, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
         """The newest ``seconds`` of FHR, UC, maternal HR (None if never sent) and their start time."""

@@ -52,6 +52,7 @@ class Tile(PatientStatus):
 
     alerts: list[AlertSummary]
     worst: str
+    data_interrupted: bool = Field(default=False, description="No packet for this bed lately (a technical condition).")
 
 
 class Ward(BaseModel):

@@ -7,6 +7,8 @@ not-fetal stretches of a bed come from the worker's last analysis
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from detectors.baseline import to_1hz
@@ -25,11 +27,13 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     for a in open_alerts:
         by_patient.setdefault(a["patient_id"], []).append(summary(a))
     tiles = []
+    now = time.time()
     for pid in set(patients) | set(by_patient):
         state = await status.read(pid)
         here = sorted(by_patient.get(pid, []), key=lambda a: (-a.severity, a.raised_at))
+        quiet = state.last_packet_at is not None and now - state.last_packet_at > stale_after_s
         tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal"}),
-                          alerts=here, worst=here[0].severity_name if here else "none"))
+                          alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
     age = await heartbeat_age_s(status.redis)
     interrupted = age is None or age > stale_after_s

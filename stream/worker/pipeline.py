@@ -67,6 +67,7 @@ class Cadence:
     vitals_merge_s: float = 3600.0  # a reading older than this is not 'current' for MEOWS
     forget_idle_s: float = 3600.0  # a patient silent this long leaves memory (Redis keeps the window)
     alarm_refresh_s: float = 15.0  # an unchanged alarm's evidence is rewritten at most this often
+    data_gap_samples: int = 8  # packets missing for this long (2 s at 4 Hz) is an interruption, not signal loss
 
 
 @dataclass
@@ -130,7 +131,11 @@ class Pipeline:
                 return  # a duplicate delivery: already in the window
             await self.windows.save_packet(window, packet)
             window.last_packet_monotonic = time.monotonic()
-            findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
+            if new.gap >= self.cadence.data_gap_samples:  # packets missing, not FHR 0: nothing is known of it
+                window.fast.interrupt()
+                findings = window.fast.update(new.fhr[new.gap:], new.t_first + new.gap / window.fs, window.baseline_bpm)
+            else:
+                findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
             await self._observe(window.patient_id, window.bed_id, Source.FAST, window.t_end or 0.0, findings)
 
     async def on_vitals(self, obs: VitalsObservation) -> None:

@@ -105,3 +105,21 @@ async def test_a_restarted_pipeline_resumes_the_prolonged_deceleration_counter(p
     alerts = await fresh.alerts.open_alerts()
     assert [a["kind"] for a in alerts] == ["ctg_alarm"]
     assert alerts[0]["evidence"]["reasons"][0]["kind"] == "prolonged_deceleration"
+
+
+async def test_missing_packets_are_an_interruption_not_signal_loss(pipeline) -> None:
+    """A minute with no packets (monitor off, network or broker down) raises no signal-loss condition;
+    a minute of FHR 0 from the monitor does."""
+    quiet, lost = f"pp-{uuid.uuid4().hex[:6]}", f"pp-{uuid.uuid4().hex[:6]}"
+    t0 = time.time() - 300
+    fhr = np.full(4 * 180, 140.0)
+    for i, pkt in enumerate(packets(quiet, t0, fhr)):
+        if 60 <= i < 120:
+            continue  # 60 s without packets
+        await pipeline.on_record(pkt)
+        assert "signal_loss" not in pipeline.trackers[quiet].conditions, i
+    assert (await pipeline.status.read(quiet)).notices == []
+    fhr[4 * 60:4 * 120] = 0.0
+    for pkt in packets(lost, t0, fhr)[:110]:  # FHR 0 from the monitor: the transducer lost the signal
+        await pipeline.on_record(pkt)
+    assert [n.kind for n in (await pipeline.status.read(lost)).notices] == ["signal_loss"]

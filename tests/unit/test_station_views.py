@@ -22,3 +22,23 @@ async def test_monitoring_is_interrupted_when_the_worker_falls_silent(redis) -> 
     await redis.set(HEARTBEAT, repr(time.time() - 95))
     silent = await ward_snapshot(status, alerts, "w", stale_after_s=30)
     assert silent.monitoring_interrupted and 94 <= silent.worker_silent_s <= 97
+
+
+async def test_a_bed_without_packets_shows_monitoring_interrupted(redis) -> None:
+    from detectors.ctg import analyse_ctg
+    from stream.state.patient_status import status_key
+
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertPolicy(ward_id="w"))
+    import numpy as np
+
+    analysis = analyse_ctg(np.full(4 * 700, 140.0), np.full(4 * 700, 10.0), t0=0.0)
+    for pid in ("p-live", "p-quiet"):
+        async with redis.pipeline(transaction=True) as pipe:
+            status.note_bed(pipe, pid, f"bed-{pid}")
+            await pipe.execute()
+        await status.record_analysis("w", pid, f"bed-{pid}", analysis, t_end=700.0, fhr_now=140.0, baseline_bpm=140.0,
+                                     analysed_at=time.time())
+    await redis.hset(status_key("p-quiet"), "last_packet_at", repr(time.time() - 120))
+    await beat(redis, keep_s=3600)
+    tiles = {t.patient_id: t for t in (await ward_snapshot(status, alerts, "w", stale_after_s=30)).patients}
+    assert not tiles["p-live"].data_interrupted and tiles["p-quiet"].data_interrupted

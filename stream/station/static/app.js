@@ -104,6 +104,7 @@ function renderWard(ward) {
       <div class="row small"><span>signal ${esc(p.quality || "—")}</span>
         <span>MEOWS ${p.meows_red ?? 0} red / ${p.meows_yellow ?? 0} yellow</span></div>
       <div class="small muted">models ${esc((p.models || "—").split(":")[0])}</div>
+      ${p.data_interrupted ? `<div class="interrupted small">monitoring interrupted since ${clock(p.last_packet_at)} (no data)</div>` : ""}
       <ul>${p.alerts.map((a) => `<li class="sev ${esc(a.severity_name)}">${esc(a.kind.replaceAll("_", " "))}: ${esc(a.priority)} (${esc(a.status)})</li>`).join("")}</ul>
       <ul class="notices">${(p.notices || []).map((n) => `<li class="notice" title="${esc(n.sentence)}">notice: ${esc(n.kind.replaceAll("_", " "))}${n.qualifying ? " (watching)" : ""}</li>`).join("")}</ul>
     </div>`).join("");
