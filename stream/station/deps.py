@@ -7,8 +7,9 @@ reads as what it does and its tests can override any dependency.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from redis.asyncio import Redis
@@ -32,45 +33,22 @@ class SignedInUser:
             raise HTTPException(403, f"role {self.role} may not {action.replace('_', ' ')}")
 
 
-def _state(request: Request):  # the objects create_dashboard put on the app
-    return request.app.state
+def app_state(name: str) -> Callable[[Request], Any]:
+    """A dependency that returns one of the objects ``create_dashboard`` put on ``app.state``."""
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-def get_settings(request: Request) -> Settings:
-    return _state(request).settings
-
-
-def get_redis(request: Request) -> Redis:
-    return _state(request).redis
-
-
-def get_alerts(request: Request) -> AlertStore:
-    return _state(request).alerts
-
-
-def get_users(request: Request) -> UserStore:
-    return _state(request).users
-
-
-def get_status(request: Request) -> PatientStatusStore:
-    return _state(request).status
-
-
-def get_sessions(request: Request) -> SessionStore:
-    return _state(request).sessions
-
-
-def get_guard(request: Request) -> SignInGuard:
-    return _state(request).guard
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
-AlertsDep = Annotated[AlertStore, Depends(get_alerts)]
-UsersDep = Annotated[UserStore, Depends(get_users)]
-StatusDep = Annotated[PatientStatusStore, Depends(get_status)]
-SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
-GuardDep = Annotated[SignInGuard, Depends(get_guard)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings"))]
+RedisDep = Annotated[Redis, Depends(app_state("redis"))]
+AlertsDep = Annotated[AlertStore, Depends(app_state("alerts"))]
+UsersDep = Annotated[UserStore, Depends(app_state("users"))]
+StatusDep = Annotated[PatientStatusStore, Depends(app_state("status"))]
+SessionsDep = Annotated[SessionStore, Depends(app_state("sessions"))]
+GuardDep = Annotated[SignInGuard, Depends(app_state("guard"))]
 
 
 async def current_user(request: Request, users: UsersDep, sessions: SessionsDep) -> SignedInUser:
