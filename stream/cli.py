@@ -98,9 +98,39 @@ def _print_status(settings: Settings) -> bool:
         typer.echo(f"{name:<10}{'process':<10}{(str(pid) if pid else '-'):<9}{('running' if pid else 'STOPPED'):<10}"
                    f"{'':<28}log {settings.log_dir / (name + '.log')}")
         healthy = healthy and pid is not None
-    if healthy and any(r.name == "broker" for r in rows):
-        healthy = _print_lag(settings) and healthy
+    # The lag and the worker's heartbeat are always printed: an operator needs them most when something is down.
+    if any(r.name == "broker" and r.healthy for r in rows):
+        _print_lag(settings)
+    else:
+        typer.echo(f"lag       worker group {settings.worker_app_id!r}: unknown (broker down)")
+    if any(r.name == "redis" and r.healthy for r in rows):
+        _print_heartbeat(settings)
+    else:
+        typer.echo("heartbeat unknown (redis down): the station cannot show alarms")
     return healthy
+
+
+def _print_heartbeat(settings: Settings) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from stream.state.heartbeat import age_s
+
+    async def read() -> float | None:
+        redis = Redis.from_url(settings.redis_dsn)
+        try:
+            return await age_s(redis)
+        finally:
+            await redis.aclose()
+
+    age = asyncio.run(read())
+    if age is None:
+        typer.echo("heartbeat no worker has reported")
+    elif age > settings.dashboard_worker_stale_s:
+        typer.echo(f"heartbeat STALE: the worker last reported {age:.0f} s ago; no alarm is being raised")
+    else:
+        typer.echo(f"heartbeat worker reported {age:.0f} s ago")
 
 
 def _print_lag(settings: Settings) -> bool:

@@ -60,8 +60,9 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         st = _run(["status"], env)
         assert st.returncode == 0, st.stdout + st.stderr
         rows = {line.split()[0]: line for line in st.stdout.splitlines()[1:]}
-        assert set(rows) == {"broker", "redis", "triton", "lag"}
+        assert set(rows) == {"broker", "redis", "triton", "lag", "heartbeat"}
         assert "no committed offsets yet" in rows.pop("lag")
+        assert "no worker has reported" in rows.pop("heartbeat")
         assert all(" healthy " in row for row in rows.values()), st.stdout
         assert "tansu 0." in rows["broker"]
         assert "redis " in rows["redis"]
@@ -78,6 +79,8 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
     assert not list((tmp_path / "run").glob("*.pid"))
     after = _run(["status"], env)
     assert after.returncode == 1 and after.stdout.count(" DOWN ") == 3
+    # what is unknown while the services are down is said, not hidden
+    assert "unknown (broker down)" in after.stdout and "unknown (redis down)" in after.stdout, after.stdout
 
 
 def test_up_with_the_ward_runs_the_main_job(tmp_path: Path) -> None:
