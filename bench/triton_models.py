@@ -23,11 +23,12 @@ import onnxruntime as ort  # noqa: E402
 import tritonclient.grpc as tgrpc  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
-from infra.launcher.process import ManagedProcess, free_port  # noqa: E402
+from infra.launcher.process import ManagedProcess  # noqa: E402
 from infra.launcher.services import Triton  # noqa: E402
 from infra.launcher.stack import wait_ready  # noqa: E402
 from models.features import Normalisation, window_tensor  # noqa: E402
 from models.repository import TRITON_NAMES  # noqa: E402
+from stream.core.ports import free_port  # noqa: E402
 from stream.core.settings import load_settings  # noqa: E402
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios  # noqa: E402
 

@@ -239,8 +239,9 @@ def alerts(
     alarms, statuses = asyncio.run(fetch())
     rows = sorted(alarms, key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
     now = _time.time()
-    priority = {"emergency": "high", "urgent": "medium", "advisory": "low"}
-    table = [[a["bed_id"], a["patient_id"], priority.get(a["severity_name"], "low"), a["status"],
+    from stream.core.alarm_policy import Priority
+
+    table = [[a["bed_id"], a["patient_id"], str(Priority.of_severity_name(a["severity_name"])), a["status"],
               f"{(now - a['raised_at']) / 60:.0f}m", a["kind"], a["sentence"]] for a in rows]
     for line in text_table(["bed", "patient", "priority", "status", "age", "alarm", "evidence"], table):
         typer.echo(line)

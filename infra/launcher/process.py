@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream.core.errors import SetupError
-from stream.core.ports import free_port, port_is_free, require_free_ports  # noqa: F401 (re-exported for the launcher's users)
 
 
 @dataclass(frozen=True)

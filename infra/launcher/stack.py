@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from infra.launcher.process import ManagedProcess, require_free_ports
+from infra.launcher.process import ManagedProcess
 from infra.launcher.services import ProbeFailed, Service, build_services
 from stream.core.errors import SetupError
+from stream.core.ports import require_free_ports
 from stream.core.settings import Settings
 
 Echo = Callable[[str], None]

@@ -47,6 +47,11 @@ class Priority(IntEnum):
     def __str__(self) -> str:
         return self.name.lower()
 
+    @classmethod
+    def of_severity_name(cls, name: str) -> Priority:
+        """The alarm priority an alert record's severity stands for (the inverse of :attr:`severity`)."""
+        return next((p for p in cls if str(p.severity) == name and p is not Priority.INFO), Priority.LOW)
+
     @property
     def severity(self) -> Severity:
         """The alert store's severity: it escalates medium (urgent) and high (emergency) alarms."""

@@ -48,9 +48,13 @@ class Recall:
         return f"{statistics.median(self.delays_s) / 60:.1f} min (max {max(self.delays_s) / 60:.1f})"
 
 
-def _caught(log_times: list[tuple[float, Problem]], problem: Problem, start: float, end: float) -> float | None:
-    hits = [t for t, p in log_times if p is problem and start <= t <= end]
-    return min(hits) - start if hits else None
+def _score(results: dict[str, Recall], kind: str, on: list[tuple[float, Problem]], start: float, end: float) -> None:
+    """Count one injected event: caught when its problem's alarm is on between its start and ``end``."""
+    hits = [t for t, p in on if p is SIGNIFICANT[kind] and start <= t <= end]
+    results[kind].events += 1
+    if hits:
+        results[kind].caught += 1
+        results[kind].delays_s.append(min(hits) - start)
 
 
 def _ctg_events(sim) -> list[tuple[str, float, float]]:
@@ -75,11 +79,7 @@ def alarm_recall(policy: AlarmPolicy, seeds: Iterable[int] = HELD_OUT_SEEDS, gra
                 on += [(t, p) for p in log.observe(source, t, findings).alarms]
             events = _ctg_events(sim)
             for kind, start, end in events:
-                delay = _caught(on, SIGNIFICANT[kind], start, end + grace_s)
-                results[kind].events += 1
-                if delay is not None:
-                    results[kind].caught += 1
-                    results[kind].delays_s.append(delay)
+                _score(results, kind, on, start, end + grace_s)
             if not events:
                 false_alarms[f"ctg:{scenario.name}"] += len(log.alarm_episodes)
         for vitals in standard_vitals_scenarios():
@@ -92,11 +92,7 @@ def alarm_recall(policy: AlarmPolicy, seeds: Iterable[int] = HELD_OUT_SEEDS, gra
                 findings = score_observation(history[-1]).findings + vitals_trend(history)
                 on += [(sample.t, p) for p in log.observe(Source.VITALS, sample.t, findings).alarms]
             for e in sim_v.events:
-                delay = _caught(on, SIGNIFICANT[e.kind], e.start_s, e.end_s + grace_s)
-                results[e.kind].events += 1
-                if delay is not None:
-                    results[e.kind].caught += 1
-                    results[e.kind].delays_s.append(delay)
+                _score(results, e.kind, on, e.start_s, e.end_s + grace_s)
             if not sim_v.events:
                 false_alarms[f"vitals:{vitals.name}"] += len(log.alarm_episodes)
     return dict(results), dict(false_alarms)

@@ -141,8 +141,6 @@ def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float]) -> tuple[
     for source, t, findings in stream_observations(rec.fhr, rec.uc, rec.fs, step_s=step_s):
         for log in logs.values():
             log.observe(source, t, findings)
-    for log in logs.values():
-        log.tracker = None  # type: ignore[assignment]  # not needed back in the parent process
     end_s = rec.fhr.size / rec.fs
     return groups, end_s / 3600.0, end_s, logs
 

@@ -148,14 +148,16 @@ class PatientStatusStore:
     ) -> None:
         """The FIGO analysis the worker just made, with its marks merged into the earlier ones."""
         events, not_fetal = analysis_marks(analysis)
-        previous = await self.read(patient_id)
+        old_events, old_not_fetal = (  # only the marks: the rest of the status is not needed here
+            [TraceMark.model_validate(m) for m in json.loads(raw)] if raw else []
+            for raw in await self.redis.hmget(status_key(patient_id), ["events", "not_fetal"]))
         keep_from = t_end - self.keep_marks_s
         fields = {
             "bed_id": bed_id, "t_end": t_end, "classification": analysis.classification,
             "reasons": analysis.reasons, "quality": analysis.quality.grade, "baseline_bpm": baseline_bpm,
             "fhr_now": fhr_now, "analysed_at": analysed_at, "analysis_t0": analysis.t0,
-            "events": [m.model_dump() for m in merge_marks(previous.events, events, analysis.t0, keep_from)],
-            "not_fetal": [m.model_dump() for m in merge_marks(previous.not_fetal, not_fetal, analysis.t0, keep_from)],
+            "events": [m.model_dump() for m in merge_marks(old_events, events, analysis.t0, keep_from)],
+            "not_fetal": [m.model_dump() for m in merge_marks(old_not_fetal, not_fetal, analysis.t0, keep_from)],
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(status_key(patient_id), mapping=_encode(fields))

@@ -123,6 +123,7 @@ class WindowStore:
         self.redis = redis
         self.capacity_s = capacity_s
         self.vitals_keep_s = vitals_keep_s
+        self.status = PatientStatusStore(redis)
 
     @staticmethod
     def _win(pid: str) -> str:
@@ -139,7 +140,7 @@ class WindowStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self._win(packet.patient_id), {blob: start})
             pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
-            PatientStatusStore(self.redis).note_bed(pipe, packet.patient_id, packet.bed_id)
+            self.status.note_bed(pipe, packet.patient_id, packet.bed_id)
             await pipe.execute()
 
     async def load(self, patient_id: str, bed_id: str, baseline_bpm: float | None = None) -> PatientWindow:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from detectors.baseline import to_1hz
+from stream.core.alarm_policy import Priority
 from stream.state.alerts import AlertStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.patient_status import PatientStatusStore
@@ -42,14 +43,10 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
                 worker_silent_s=round(age) if interrupted and age is not None else None)
 
 
-#: The alert store's severities are the alarm priorities (stream.core.alarm_policy.Priority.severity).
-PRIORITY_OF_SEVERITY = {"emergency": "high", "urgent": "medium", "advisory": "low"}
-
-
 def summary(alert: dict) -> AlertSummary:
     """An alarm as the ward lists it: its priority and the sentence of every reason."""
     reasons = [r["sentence"] for r in alert.get("evidence", {}).get("reasons", [])]
-    return AlertSummary.model_validate({**alert, "priority": PRIORITY_OF_SEVERITY.get(alert["severity_name"], "low"),
+    return AlertSummary.model_validate({**alert, "priority": str(Priority.of_severity_name(alert["severity_name"])),
                                         "reasons": reasons})
 
 

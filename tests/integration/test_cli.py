@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.launcher.process import free_port, group_alive
+from infra.launcher.process import group_alive
+from stream.core.ports import free_port
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.integration

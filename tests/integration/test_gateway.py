@@ -16,9 +16,10 @@ import httpx
 import pytest
 from hl7.mllp import open_hl7_connection
 
-from infra.launcher.process import ManagedProcess, free_port
+from infra.launcher.process import ManagedProcess
 from infra.launcher.services import Broker
 from infra.launcher.stack import wait_ready
+from stream.core.ports import free_port
 from stream.core.schemas import Reading, RejectCode, VitalsObservation, decode_deadletter, decode_signal, encode
 from stream.core.settings import Settings
 from stream.gateway.devices import DeviceRegistry

@@ -12,13 +12,14 @@ import torch
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
 
-from infra.launcher.process import ManagedProcess, free_port
+from infra.launcher.process import ManagedProcess
 from infra.launcher.services import Triton
 from infra.launcher.stack import wait_ready
 from models.features import Normalisation, window_tensor
 from models.repository import TRITON_NAMES, install_version
 from models.training import load_trained, train
 from models.triton_client import AnomalyClient, BatchingScorer, ModelScores, ModelUnavailable
+from stream.core.ports import free_port
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 from tests.helpers import tiny_train_config
 

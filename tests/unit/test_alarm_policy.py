@@ -123,3 +123,9 @@ def test_the_readme_lists_every_row_of_the_policy_table() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for r in DEFAULT_RULES:
         assert f"| `{r.kind}` | {r.problem} |" in readme, r.kind
+
+
+def test_an_alert_records_severity_reads_back_as_its_priority() -> None:
+    for p in (Priority.LOW, Priority.MEDIUM, Priority.HIGH):
+        assert Priority.of_severity_name(str(p.severity)) is p
+    assert Priority.of_severity_name("unknown") is Priority.LOW
