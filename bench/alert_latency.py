@@ -34,7 +34,7 @@ from redis.asyncio import Redis  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
 from infra.launcher.stack import down, up  # noqa: E402
-from stream.core.kafka import start_producer  # noqa: E402
+from stream.core.kafka import producer_outbox, start_producer  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
 from stream.core.schemas import CtgPacket, encode  # noqa: E402
 from stream.core.settings import Settings  # noqa: E402
@@ -77,13 +77,15 @@ async def measure(settings: Settings, beds: int, trials: int) -> list[float]:
     producer = await start_producer(settings, linger_ms=0)
     redis = Redis.from_url(settings.redis_dsn)
     ward = assign_beds(beds, seed=3, duration_s=3600)
+    outbox = await producer_outbox(settings, "bench-load", max_records=100_000, linger_ms=0).start()
     load = asyncio.create_task(publish_paced(
-        producer, merge(bed_schedule(b, settings.topic_names(), t0=time_base(3600, 1.0), packet_s=1.0) for b in ward),
+        outbox, merge(bed_schedule(b, settings.topic_names(), t0=time_base(3600, 1.0), packet_s=1.0) for b in ward),
         speed=1.0))
     try:
         results = await asyncio.gather(*(trial(settings, producer, redis, f"lat-{i}", i * 0.7) for i in range(trials)))
     finally:
         load.cancel()
+        await outbox.stop(flush_timeout_s=1.0)
         await producer.stop()
         await redis.aclose()
     return [r for r in results if r is not None]

@@ -297,7 +297,7 @@ def simulate(
     """Publish a simulated ward of bedside monitors (CTG + maternal vitals) with ground truth."""
     import asyncio
 
-    from stream.core.kafka import start_producer
+    from stream.core.kafka import producer_outbox
     from stream.sources.ward import assign_beds, run_ward
 
     settings = _settings(state_dir)
@@ -306,13 +306,14 @@ def simulate(
         typer.echo(f"{bed.bed_id}  {bed.patient_id}  ctg={bed.ctg.name}  vitals={bed.vitals.name}")
 
     async def go() -> None:
-        producer = await start_producer(settings)
+        outbox = producer_outbox(settings, "simulator", max_records=settings.source_outbox_records)
+        await outbox.start(require_broker=True)
         try:
             report = await run_ward(
-                producer, settings.topic_names(), ward, speed=speed, packet_s=settings.packet_s, follow=follow
+                outbox, settings.topic_names(), ward, speed=speed, packet_s=settings.packet_s, follow=follow
             )
         finally:
-            await producer.stop()
+            await outbox.stop()
         typer.echo(f"published {report.sent} records in {report.wall_s:.1f} s: {report.by_topic}")
 
     asyncio.run(go())
@@ -331,7 +332,7 @@ def replay_cmd(
     """Replay real CTG recordings (WFDB, 4 Hz FHR + UC) into the topics."""
     import asyncio
 
-    from stream.core.kafka import start_producer
+    from stream.core.kafka import producer_outbox
     from stream.sources.recordings import list_records, read_recording
     from stream.sources.replay import replay
     from stream.sources.ward import bed_label
@@ -349,12 +350,13 @@ def replay_cmd(
         typer.echo(f"{bed_label(first_bed + i)}  ctu-{r.record_id}  {r.duration_s / 60:.0f} min  pH={r.outcome.get('pH', '?')}")
 
     async def go() -> None:
-        producer = await start_producer(settings)
+        outbox = producer_outbox(settings, "replay", max_records=settings.source_outbox_records)
+        await outbox.start(require_broker=True)
         try:
-            report = await replay(producer, settings.topic_names(), recordings, speed=speed, packet_s=settings.packet_s,
+            report = await replay(outbox, settings.topic_names(), recordings, speed=speed, packet_s=settings.packet_s,
                                   first_bed=first_bed)
         finally:
-            await producer.stop()
+            await outbox.stop()
         typer.echo(f"published {report.sent} packets in {report.wall_s:.1f} s")
 
     asyncio.run(go())

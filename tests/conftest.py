@@ -5,32 +5,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from stream.core.ports import free_port
 from stream.core.settings import Settings
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def stack_settings(state_dir: Path, model_repository: Path | None = None) -> Settings:
-    """Settings for a private stack: own state dir and free ports, embedded services."""
-    ports = [free_port() for _ in range(5)]
-    return Settings(
-        state_dir=state_dir,
-        kafka_bootstrap=None,
-        redis_url=None,
-        triton_url=None,
-        broker_port=ports[0],
-        redis_port=ports[1],
-        triton_http_port=ports[2],
-        triton_grpc_port=ports[3],
-        triton_metrics_port=ports[4],
-        triton_model_repository=model_repository or FIXTURES / "triton_repository",
-        startup_timeout_s=90,
-    )
+from tests.helpers import FIXTURES, stack_settings
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from stream.core.ports import free_port
 from stream.core.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 async def read_topic(
@@ -40,6 +42,24 @@ async def read_topic(
         return kept
     finally:
         await consumer.stop()
+
+
+def stack_settings(state_dir: Path, model_repository: Path | None = None) -> Settings:
+    """Settings for a private stack: own state dir and free ports, embedded services."""
+    ports = [free_port() for _ in range(5)]
+    return Settings(
+        state_dir=state_dir,
+        kafka_bootstrap=None,
+        redis_url=None,
+        triton_url=None,
+        broker_port=ports[0],
+        redis_port=ports[1],
+        triton_http_port=ports[2],
+        triton_grpc_port=ports[3],
+        triton_metrics_port=ports[4],
+        triton_model_repository=model_repository or FIXTURES / "triton_repository",
+        startup_timeout_s=90,
+    )
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:

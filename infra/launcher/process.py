@@ -97,6 +97,14 @@ class ManagedProcess:
             return rec
         return None
 
+    def crashed(self) -> PidRecord | None:
+        """The record of a run that ended without ``stop`` (killed, crashed): its pid file is left."""
+        try:
+            rec = PidRecord(**json.loads(self.pid_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+        return None if self.record() is not None else rec
+
     def stale_group(self) -> PidRecord | None:
         """A record whose main process is gone but whose group still has members."""
         try:
@@ -171,6 +179,23 @@ class ManagedProcess:
                 time.sleep(0.05)
         _reap(rec.pid)
         self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL the whole group at once (a crash, for fault injection); True if it ran.
+
+        The pid file is left behind on purpose, as a crash leaves it: ``up`` then
+        knows this service ran before and died.
+        """
+        rec = self.record() or self.stale_group()
+        if rec is None:
+            return False
+        self._signal_group(rec.pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while group_alive(rec.pgid) and time.monotonic() < deadline:
+            _reap(rec.pid)
+            time.sleep(0.05)
+        _reap(rec.pid)
         return True
 
     @staticmethod

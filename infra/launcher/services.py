@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,10 @@ class Service(ABC):
     @abstractmethod
     def probe(self, timeout_s: float) -> str:
         """Ask the server over its protocol whether it is healthy; return its version."""
+
+    def after_crash(self) -> str | None:
+        """What an operator must know when this service is started again after it died."""
+        return None
 
     def after_ready(self) -> str | None:
         """Work to do once the server answers (e.g. create topics); returns a summary."""
@@ -128,7 +133,8 @@ class Broker(Service):
             "--listener-url", url,
             "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/",
-            "--cluster-id", "ctgwatch",
+            # one id per run: a worker tells a recreated (empty) broker from the one it knew
+            "--cluster-id", f"ctgwatch-{secrets.token_hex(4)}",
         ]
 
     def probe(self, timeout_s: float) -> str:
@@ -162,6 +168,11 @@ class Broker(Service):
             raise ProbeFailed(str(exc) or type(exc).__name__) from exc
         finally:
             await client.close()
+
+    def after_crash(self) -> str:
+        return ("RECREATED: the previous broker died; the embedded broker keeps its log in memory only, so its "
+                "records, consumer offsets and dead letters are gone. Producers resend what they still hold; "
+                "use Apache Kafka (docker-compose.yml) for a durable log")
 
     def after_ready(self) -> str:
         from stream.core.topics import load_topics
@@ -218,6 +229,10 @@ class Redis(Service):
             "--bind", self.settings.host,
             "--dir", str(data_dir),
         ]
+
+    def after_crash(self) -> str:
+        return (f"restarted after a crash: alert state reloaded from the append-only file in "
+                f"{self.settings.state_dir / 'redis'} (at most the last second of writes may be missing)")
 
     def probe(self, timeout_s: float) -> str:
         import redis

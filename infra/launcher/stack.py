@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from infra.launcher.process import ManagedProcess
@@ -52,15 +52,27 @@ def wait_ready(service: Service, proc: ManagedProcess | None, timeout_s: float) 
     )
 
 
-def up(settings: Settings, echo: Echo = print) -> list[ServiceStatus]:
+def selected(settings: Settings, only: Collection[str] | None) -> list[Service]:
+    """The stack's services, or those named in ``only`` (tests and fault injection start part of it)."""
+    services = build_services(settings)
+    if only is None:
+        return services
+    unknown = set(only) - {s.name for s in services}
+    if unknown:
+        raise ValueError(f"unknown service(s): {', '.join(sorted(unknown))}")
+    return [s for s in services if s.name in only]
+
+
+def up(settings: Settings, echo: Echo = print, only: Collection[str] | None = None) -> list[ServiceStatus]:
     """Start every embedded service that is not running, check external ones.
 
     On a failure, the services this call started are stopped again so that a
-    half-started stack is not left behind.
+    half-started stack is not left behind. A service whose last run died
+    (its pid file is left) is named as restarted, with what it lost.
     """
     started: list[ManagedProcess] = []
     try:
-        for service in build_services(settings):
+        for service in selected(settings, only):
             if service.external:
                 version = wait_ready(service, None, min(settings.startup_timeout_s, 10.0))
                 echo(f"{service.name:<7} external  {service.address}  {version}")
@@ -71,12 +83,16 @@ def up(settings: Settings, echo: Echo = print) -> list[ServiceStatus]:
                     echo(f"{service.name:<7} running   {service.address}  {version} (already up)")
                 else:
                     require_free_ports(service.name, settings.host, service.ports())
+                    crashed = proc.crashed()
                     command = service.command()
                     t0 = time.monotonic()
                     started.append(proc)
                     proc.start(command, env=service.env())
                     version = wait_ready(service, proc, settings.startup_timeout_s)
                     echo(f"{service.name:<7} started   {service.address}  {version} in {time.monotonic() - t0:.1f} s")
+                    note = service.after_crash() if crashed is not None else None
+                    if note:
+                        echo(f"{'':<7} {note} (previous run started {time.ctime(crashed.started_at)})")
             summary = service.after_ready()
             if summary:
                 echo(f"{'':<7} {summary}")
@@ -87,10 +103,10 @@ def up(settings: Settings, echo: Echo = print) -> list[ServiceStatus]:
     return status(settings)
 
 
-def down(settings: Settings, echo: Echo = print) -> list[str]:
+def down(settings: Settings, echo: Echo = print, only: Collection[str] | None = None) -> list[str]:
     """Stop the embedded services (reverse start order); returns those stopped."""
     stopped = []
-    for service in reversed(build_services(settings)):
+    for service in reversed(selected(settings, only)):
         if service.external:
             continue
         if _process(settings, service).stop(settings.shutdown_timeout_s):
@@ -99,6 +115,12 @@ def down(settings: Settings, echo: Echo = print) -> list[str]:
         else:
             echo(f"{service.name:<7} not running")
     return stopped
+
+
+def kill(settings: Settings, name: str) -> bool:
+    """SIGKILL one embedded service (fault injection); True if it was running."""
+    (service,) = selected(settings, [name])
+    return _process(settings, service).kill()
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

@@ -6,6 +6,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from stream.core.errors import SetupError
+from stream.core.outbox import Outbox
 from stream.core.settings import Settings
 
 
@@ -29,6 +30,20 @@ async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
             "start the stack with 'ctgwatch up' or set CTGWATCH_KAFKA_BOOTSTRAP",
         ) from exc
     return producer
+
+
+def producer_outbox(settings: Settings, name: str, *, max_records: int, max_bytes: int = 64 * 1024 * 1024,
+                    **producer_overrides: object) -> Outbox:
+    """An :class:`~stream.core.outbox.Outbox` that connects with :func:`start_producer` (call ``start()``)."""
+
+    async def connect() -> AIOKafkaProducer:
+        # the client expires what it cannot deliver in the outbox's send timeout (see Outbox._send)
+        options = {"request_timeout_ms": int(settings.gateway_publish_timeout_s * 1000), **producer_overrides}
+        return await start_producer(settings, **options)
+
+    return Outbox(connect, name=name, max_records=max_records, max_bytes=max_bytes,
+                  send_timeout_s=settings.gateway_publish_timeout_s,
+                  retry_first_s=settings.outage_retry_first_s, retry_max_s=settings.outage_retry_max_s)
 
 
 async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, bool]]:

@@ -20,7 +20,7 @@ DEAD_LETTERS = Counter(
 )
 GATEWAY_BACKPRESSURE = Counter(
     "ctgwatch_gateway_backpressure_total",
-    "Requests answered 429 / AR because the broker did not keep up.",
+    "Requests answered 503 / AR because the gateway outbox was full (broker away or slow).",
     ["entrance"],
 )
 PUBLISH_SECONDS = Histogram(
@@ -48,4 +48,23 @@ PACKET_LATENCY = Histogram(
 CONSUMER_LAG = Gauge(
     "ctgwatch_consumer_lag_records", "Records of a signal topic partition the worker group has not processed yet.",
     ["topic", "partition"],
+)
+OUTAGE_WAITING = Gauge(
+    "ctgwatch_worker_outage_waiting",
+    "1 while the worker holds a record because Redis or the broker is unreachable (it retries; nothing is dropped).",
+)
+OUTAGE_RETRIES = Counter(
+    "ctgwatch_worker_outage_retries_total", "Attempts to process a record that failed because a service was away.",
+)
+OUTBOX_HELD = Gauge(
+    "ctgwatch_outbox_held_records", "Records a producer holds until the broker acknowledges them, by producer.",
+    ["producer"],
+)
+OUTBOX_BROKER_UP = Gauge(
+    "ctgwatch_outbox_broker_up", "0 while a producer cannot reach the broker (it holds and retries), by producer.",
+    ["producer"],
+)
+DUPLICATES = Counter(
+    "ctgwatch_redelivered_records_total",
+    "Records received again that were already stored exactly (a producer resent them after an outage); skipped.",
 )

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         default=19100, ge=0, le=65535, description="Prometheus metrics of the worker on host:port; 0 = off."
     )
     worker_session_timeout_s: float = Field(default=10.0, gt=0)
+    outage_retry_first_s: float = Field(
+        default=0.2, gt=0, description="First wait before retrying a record while Redis or the broker is away."
+    )
+    outage_retry_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between retries (the wait doubles up to this)."
+    )
     worker_heartbeat_s: float = Field(default=3.0, gt=0)
 
     # -- clinical pipeline (stream/worker/pipeline.py) ---------------------------------
@@ -109,6 +115,10 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = Field(default=1.0, gt=0, description="How often the worker looks for patients due.")
     worker_alive_s: float = Field(default=5.0, gt=0, description="How often the worker writes its heartbeat to Redis.")
     escalation_check_s: float = Field(default=5.0, gt=0, description="How often the worker looks for alerts to escalate.")
+    broker_watch_s: float = Field(
+        default=2.0, gt=0, description="How often the worker checks that the broker is still the same run "
+        "(an embedded broker recreated after a crash starts with an empty log: the worker restarts on it)."
+    )
     lag_probe_s: float = Field(default=15.0, gt=0, description="How often the worker measures its consumer lag.")
     relay_interval_s: float = Field(default=0.5, gt=0, description="How often the relay publishes new alert events.")
     relay_lease_s: float = Field(default=10.0, gt=0, description="Lease of the one relay per deployment (Redis lock).")
@@ -152,11 +162,19 @@ class Settings(BaseSettings):
     gateway_tokens_file: Path | None = Field(
         default=None, description="Device tokens (hashed); unset = <state_dir>/device-tokens.json."
     )
-    gateway_max_inflight: int = Field(
-        default=2000, ge=1, description="Records awaiting broker acknowledgement before the gateway answers 429."
+    gateway_outbox_records: int = Field(
+        default=20_000, ge=1,
+        description="Records the gateway holds for the broker (e.g. during an outage) before it answers 503 / AR.",
+    )
+    gateway_outbox_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Bytes the gateway holds for the broker before it answers 503 / AR."
+    )
+    source_outbox_records: int = Field(
+        default=200_000, ge=1,
+        description="Records the simulator / replayer hold during a broker outage before they pause (back-pressure).",
     )
     gateway_publish_timeout_s: float = Field(
-        default=5.0, gt=0, description="How long a publish may wait for the broker before the gateway answers 429."
+        default=5.0, gt=0, description="A batch the broker does not acknowledge in this time is held and resent."
     )
 
     # -- nurse-station dashboard --------------------------------------------------

@@ -10,8 +10,12 @@ docs/SCHEMAS.md). Answers:
 - 400 body is not JSON / not a record or batch (dead-lettered);
 - 401 no or unknown token (dead-lettered); 413 body over the size limit
   (dead-lettered, truncated to the limit);
-- 429 with ``Retry-After``: the broker is not keeping up; nothing was kept,
-  send the same batch again later.
+- 503 with ``Retry-After``: the gateway's outbox is full (the broker is away
+  or not keeping up); nothing was kept, send the same batch again later.
+
+202 means the records are in the gateway's outbox: they reach the broker in
+order, and during a broker outage they are held and resent (``GET /health``
+says how many are held and whether the broker is reachable).
 
 ``GET /health`` needs no token; everything else does.
 """
@@ -34,7 +38,7 @@ ENTRANCE = "http"
 
 def _busy(exc: BrokerBusy) -> JSONResponse:
     GATEWAY_BACKPRESSURE.labels(ENTRANCE).inc()
-    return JSONResponse({"error": "busy", "detail": str(exc)}, status_code=429, headers={"Retry-After": "1"})
+    return JSONResponse({"error": "busy", "detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
 async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
@@ -61,7 +65,10 @@ def create_http_app(intake: Intake, registry: DeviceRegistry) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "awaiting_broker": intake.publisher.inflight}
+        outbox = intake.publisher.outbox
+        return {"status": "ok" if outbox.broker_up else "holding: broker unreachable",
+                "awaiting_broker": outbox.held, "oldest_held_s": round(outbox.oldest_age_s(), 1),
+                "broker_reachable": outbox.broker_up}
 
     @app.post("/v1/ingest")
     async def ingest(request: Request) -> JSONResponse:

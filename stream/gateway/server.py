@@ -8,7 +8,7 @@ import logging
 import uvicorn
 from hl7.mllp import start_hl7_server
 
-from stream.core.kafka import start_producer
+from stream.core.kafka import producer_outbox
 from stream.core.settings import Settings
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.http import create_http_app
@@ -21,11 +21,10 @@ log = logging.getLogger("ctgwatch.gateway")
 
 async def serve_gateway(settings: Settings) -> None:
     registry = DeviceRegistry(settings.tokens_file)
-    producer = await start_producer(settings)
-    publisher = IngestPublisher(
-        producer, settings.topic_names(),
-        max_inflight=settings.gateway_max_inflight, timeout_s=settings.gateway_publish_timeout_s,
-    )
+    outbox = producer_outbox(settings, "gateway", max_records=settings.gateway_outbox_records,
+                             max_bytes=settings.gateway_outbox_bytes)
+    await outbox.start()
+    publisher = IngestPublisher(outbox, settings.topic_names())
     intake = Intake(settings.ingest_limits(), publisher)
     handler = MllpHandler(intake, registry)
     mllp = await start_hl7_server(
@@ -46,7 +45,7 @@ async def serve_gateway(settings: Settings) -> None:
     finally:
         mllp.close()
         await mllp.wait_closed()
-        await producer.stop()
+        await outbox.stop(settings.gateway_publish_timeout_s)
 
 
 def run_gateway(settings: Settings) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
 
+from stream.core.outbox import Outbox
 from stream.core.schemas import (
     CTG_FS_HZ,
     FHR_RANGE_BPM,
@@ -103,21 +103,21 @@ class PublishReport:
 
 
 async def publish_paced(
-    producer: AIOKafkaProducer,
+    outbox: Outbox,
     schedule: Iterable[Scheduled],
     *,
     speed: float,
-    max_in_flight: int = 5000,
     stop: asyncio.Event | None = None,
 ) -> PublishReport:
     """Send each record when its recording time comes (divided by ``speed``).
 
-    Sends are pipelined (not awaited one by one) and all are acknowledged
+    Records go through the outbox (:mod:`stream.core.outbox`): during a broker
+    outage they are held and resent, and when the outbox is full this waits,
+    as a monitor's own memory would hold the samples. All are acknowledged
     before returning, so a finished run means the broker has every record.
     """
     start = time.monotonic()
     report = PublishReport()
-    pending: list[asyncio.Future] = []
     for item in schedule:
         if stop is not None and stop.is_set():
             break
@@ -125,12 +125,9 @@ async def publish_paced(
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        pending.append(await producer.send(item.topic, encode(item.record), key=record_key(item.record)))
+        await outbox.put(item.topic, record_key(item.record), encode(item.record))
         report.sent += 1
         report.by_topic[item.topic] = report.by_topic.get(item.topic, 0) + 1
-        if len(pending) >= max_in_flight:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
+    await outbox.flush()
     report.wall_s = time.monotonic() - start
     return report

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaProducer
-
+from stream.core.outbox import Outbox
 from stream.core.schemas import CTG_FS_HZ
 from stream.core.topics import TopicNames
 from stream.sources.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
@@ -38,7 +37,7 @@ def recording_schedule(
 
 
 async def replay(
-    producer: AIOKafkaProducer,
+    outbox: Outbox,
     topics: TopicNames,
     recordings: list[CtgRecording],
     *,
@@ -51,4 +50,4 @@ async def replay(
     schedule = merge(
         recording_schedule(r, i, topics, t0=t0, packet_s=packet_s, first_bed=first_bed) for i, r in enumerate(recordings)
     )
-    return await publish_paced(producer, schedule, speed=speed)
+    return await publish_paced(outbox, schedule, speed=speed)

@@ -15,8 +15,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-
+from stream.core.outbox import Outbox
 from stream.core.schemas import GroundTruth, Reading, VitalsObservation
 from stream.core.topics import TopicNames
 from stream.sources.ctg_simulator import Scenario, scale_scenario, simulate_ctg, standard_scenarios
@@ -100,7 +99,7 @@ def bed_schedule(bed: Bed, topics: TopicNames, *, t0: float, packet_s: float, ro
 
 
 async def run_ward(
-    producer: AIOKafkaProducer,
+    outbox: Outbox,
     topics: TopicNames,
     beds: list[Bed],
     *,
@@ -115,7 +114,7 @@ async def run_ward(
     total = PublishReport()
     for round_no in itertools.count():
         schedule = merge(bed_schedule(b, topics, t0=t0, packet_s=packet_s, round_no=round_no) for b in beds)
-        report = await publish_paced(producer, schedule, speed=speed, stop=stop)
+        report = await publish_paced(outbox, schedule, speed=speed, stop=stop)
         total.sent += report.sent
         total.wall_s += report.wall_s
         for k, v in report.by_topic.items():

@@ -166,6 +166,20 @@ class WindowStore:
             pipe.zremrangebyscore(key, "-inf", f"({obs.observed_ts - self.vitals_keep_s}")
             await pipe.execute()
 
+    async def already_stored(self, record: CtgPacket | VitalsObservation) -> bool:
+        """True when exactly this record is stored already (a redelivery, not new data).
+
+        A packet is stored as a deterministic member of the patient's sorted set, and an
+        observation as its JSON; the same record therefore finds itself. A packet that overlaps
+        what is stored but differs is not a duplicate.
+        """
+        if isinstance(record, CtgPacket):
+            blob = _pack(packet_index(record), np.array(record.fhr), np.array(record.uc),
+                         None if record.mhr is None else np.array(record.mhr))
+            return await self.redis.zscore(self._win(record.patient_id), blob) is not None
+        return await self.redis.zscore(self._vitals(record.patient_id),
+                                       record.model_dump_json(exclude_none=True)) is not None
+
     async def vitals_history(self, patient_id: str) -> list[VitalsObservation]:
         raw = await self.redis.zrange(self._vitals(patient_id), 0, -1)
         return [VitalsObservation.model_validate(json.loads(r)) for r in raw]

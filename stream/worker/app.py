@@ -6,6 +6,8 @@ goes to the dead-letter topic with its raw bytes, reason and source
 (``kafka:<topic>[<partition>]@<offset>``), and the agent moves on. Nothing an
 input contains can stop an agent: an unexpected error while handling one
 record dead-letters that record with code ``internal`` and keeps going.
+An outage is not bad input: while Redis or the broker is unreachable the
+record is held and retried (:mod:`stream.worker.outage`), never dead-lettered.
 
 Accepted records go to the clinical pipeline (:mod:`stream.worker.pipeline`):
 windows, fast rules, the FIGO analysis and model scoring on a cadence
@@ -16,16 +18,20 @@ replace the pipeline (tests of the ingest path alone).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 
-from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
+from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, DUPLICATES, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
 from stream.core.schemas import DeadLetter, RejectCode, encode, record_key
 from stream.core.settings import Settings
-from stream.core.validation import SignalRecord, Validator
+from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
+from stream.worker.broker_watch import BrokerWatch, restart_worker
+from stream.worker.outage import OutageRetry, is_outage
 
 log = logging.getLogger("ctgwatch.worker")
 
@@ -58,11 +64,40 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
     validator = Validator(settings.ingest_limits())
     deadletter_topic = app.topic(names.deadletter, key_type=bytes, value_type=bytes)
 
+    retry = OutageRetry(first_s=settings.outage_retry_first_s, max_s=settings.outage_retry_max_s)
+    pipeline: list[Any] = []  # the clinical pipeline, once attached (its cache is dropped on an outage)
+
     async def dead_letter(letter: DeadLetter) -> None:
-        fut = await deadletter_topic.send(key=record_key(letter), value=encode(letter))
-        await fut  # acknowledged by the broker before the offset moves on
+        async def send() -> None:
+            fut = await deadletter_topic.send(key=record_key(letter), value=encode(letter))
+            await fut  # acknowledged by the broker before the offset moves on
+
+        await retry.run(send, source=f"the dead letter of {letter.source}")
         DEAD_LETTERS.labels("kafka", letter.code.value).inc()
         log.warning("dead letter from %s: %s: %s", letter.source, letter.code.value, letter.reason)
+
+    async def redelivered(raw: bytes, now: float, source: str) -> bool:
+        """Is this out-of-order record one the worker already stored (a producer's resend)?"""
+        if not pipeline:
+            return False
+        try:
+            record = parse_signal(raw, settings.ingest_limits(), now=now)
+        except IngestError:
+            return False
+        found = False
+
+        async def look() -> None:
+            nonlocal found
+            found = await pipeline[0].windows.already_stored(record)
+
+        await retry.run(look, source=source)
+        return found
+
+    def drop_half_done(patient_id: str) -> Callable[[BaseException], None]:
+        def drop(_exc: BaseException) -> None:
+            for p in pipeline:  # the retry reloads the window from Redis: nothing half-applied stays
+                p.forget_window(patient_id)
+        return drop
 
     async def judge_stream(stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -72,11 +107,14 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
             now = time.time()
             verdict = validator.judge(raw, source=source, now=now)
             if isinstance(verdict, DeadLetter):
+                if verdict.code == RejectCode.OUT_OF_ORDER and await redelivered(raw, now, source):
+                    DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
+                    continue
                 await dead_letter(verdict)
                 continue
             RECORDS_IN.labels("kafka", verdict.kind).inc()
             try:
-                await on_record(verdict)
+                await retry.run(functools.partial(handle, verdict), source=source, on_outage=drop_half_done(verdict.patient_id))
                 if verdict.kind == "ctg":
                     PACKET_LATENCY.observe(max(0.0, time.time() - verdict.end_ts))
             except Exception as exc:  # a bug must not stop the ward: keep the record, say why
@@ -90,6 +128,20 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
 
     if on_record is None:
         on_record = _attach_pipeline(app, settings)
+        pipeline.append(app.pipeline)
+    handle: RecordHandler = on_record
+    watch = BrokerWatch(settings)
+
+    @app.timer(interval=settings.broker_watch_s, name="broker-watch")
+    async def broker_watch() -> None:
+        try:
+            new_id = await watch.recreated()
+        except Exception:  # the broker is away: the consumer waits for it, nothing to decide yet
+            return
+        if new_id is not None:
+            restart_worker(f"the broker was recreated (cluster id {watch.known} -> {new_id}); "
+                           "an embedded broker's log starts again empty")
+
     app.agent(app.topic(names.ctg, key_type=bytes, value_type=bytes), name="ingest-ctg")(judge_stream)
     app.agent(app.topic(names.vitals, key_type=bytes, value_type=bytes), name="ingest-vitals")(judge_stream)
     return app
@@ -127,16 +179,22 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
     async def analysis_cadence() -> None:
         try:
             await pipeline.tick()
-        except Exception:  # one bad tick must not stop the next
-            log.exception("analysis tick failed")
+        except Exception as exc:  # one bad tick must not stop the next
+            if is_outage(exc):  # the records wait in the agents; the next tick tries again
+                log.warning("analysis tick skipped: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("analysis tick failed")
 
     @app.timer(interval=settings.escalation_check_s, name="escalations")
     async def escalations() -> None:
         try:
             for aid in await store.run_escalations():
                 log.warning("alert %s escalated: not acknowledged in time", aid)
-        except Exception:
-            log.exception("escalation round failed")
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("escalation round skipped: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("escalation round failed")
 
     @app.timer(interval=settings.worker_alive_s, name="heartbeat")
     async def heartbeat() -> None:
@@ -188,8 +246,16 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                 f"worker metrics port {settings.worker_metrics_port} on {settings.host} is not free ({exc.strerror})",
                 "set CTGWATCH_WORKER_METRICS_PORT to a free port (each worker on a host needs its own) or 0",
             ) from exc
-    from stream.core.logs import logging_config
+    import asyncio
 
+    from stream.core.logs import logging_config
+    from stream.worker.broker_watch import reset_stale_offsets
+
+    try:
+        for line in asyncio.run(reset_stale_offsets(settings)):
+            log.warning("consumer offsets from a previous broker: %s", line)
+    except Exception as exc:  # broker away at start: the consumer will wait for it
+        log.warning("committed offsets not checked (%s: %s)", type(exc).__name__, exc)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True,
                           logging_config=logging_config(settings.log_format, loglevel))

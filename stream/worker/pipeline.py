@@ -277,6 +277,14 @@ class Pipeline:
         for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks):
             table.pop(patient_id, None)
 
+    def forget_window(self, patient_id: str) -> None:
+        """Drop a patient's cached window (not its alarm state): it is reloaded from Redis.
+
+        After a failed write the cache may hold samples Redis does not; reloading makes the
+        retry of the same packet write them instead of skipping it as a duplicate.
+        """
+        self.cache.pop(patient_id, None)
+
     def forget_all(self) -> None:
         """Drop cached windows (after a rebalance another worker may have extended them)."""
         self.cache.clear()

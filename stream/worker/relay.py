@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from stream.state.alerts import AUDIT, AlertStore
+from stream.worker.outage import is_outage, service_of
 
 log = logging.getLogger("ctgwatch.relay")
 CURSOR = "ctgw:relay:cursor"
@@ -71,10 +72,18 @@ class AlertRelay:
         return len(entries)
 
     async def run(self, interval_s: float = 0.5) -> None:
+        away: str | None = None  # the outage being waited out: logged once when it starts and when it ends
         while True:
             try:
                 while await self.relay_once():
                     pass
-            except Exception:  # broker or Redis hiccup: try again next round, the cursor did not move
-                log.exception("alert relay round failed")
+                if away is not None:
+                    log.warning("alert relay resumed (%s is back)", away)
+                    away = None
+            except Exception as exc:  # broker or Redis away: try again next round, the cursor did not move
+                if not is_outage(exc):
+                    log.exception("alert relay round failed")
+                elif away is None:
+                    away = service_of(exc)
+                    log.warning("alert relay waiting: %s is unavailable (%s: %s)", away, type(exc).__name__, exc)
             await asyncio.sleep(interval_s)

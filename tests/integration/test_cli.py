@@ -14,7 +14,7 @@ import pytest
 
 from infra.launcher.process import group_alive
 from stream.core.ports import free_port
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 pytestmark = pytest.mark.integration
 

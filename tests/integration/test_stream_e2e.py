@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from stream.core.kafka import start_producer
+from stream.core.kafka import producer_outbox
 from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import Scheduled, merge, publish_paced, time_base
 from stream.sources.vitals_simulator import VitalsScenario
@@ -58,12 +58,9 @@ def worker_env(stack, group: str, ward: str) -> dict[str, str]:
 
 
 async def publish(stack, items: list[Scheduled], shift_s: float = 0.0) -> None:
-    producer = await start_producer(stack)
-    try:
+    async with producer_outbox(stack, "test", max_records=100_000) as outbox:
         shifted = [Scheduled(i.offset_s - shift_s, i.seq, i.topic, i.record) for i in items]
-        await publish_paced(producer, shifted, speed=SPEED)
-    finally:
-        await producer.stop()
+        await publish_paced(outbox, shifted, speed=SPEED)
 
 
 def schedule(stack, tag: str) -> list[Scheduled]:

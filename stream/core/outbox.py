@@ -1,0 +1,270 @@
+"""A bounded outbox between a producer of records and the broker, that carries a broker outage.
+
+The embedded broker keeps its log in memory, and any broker can be away for a
+while (restart, network). A bedside monitor does not stop producing samples
+for that, so every producer of ctgwatch (the gateway, the simulator, the
+replayer) hands its records to an :class:`Outbox` instead of to the Kafka
+client directly:
+
+- records leave in the order they came, in batches, and are removed only once
+  the broker acknowledged them; a failed batch is resent whole after a capped
+  exponential backoff, on a new connection (a resend may deliver a record
+  twice: the worker's windows are idempotent and it recognises a duplicate);
+- the outbox is bounded (records and bytes): :meth:`Outbox.offer` refuses
+  with :class:`OutboxFull` when it cannot keep more (the gateway answers 503 /
+  MLLP ``AE`` and the device keeps the data), :meth:`Outbox.put` waits for
+  room (the simulator and the replayer slow down, as a monitor's own buffer
+  would hold the samples);
+- one warning when the broker goes away and one when it is back, with how
+  many records were held, not a log line per attempt.
+
+The buffer is in memory: a producer process killed during a broker outage
+loses what it held (the gateway's devices resend what was not acknowledged
+to them only if the gateway refused it, so keep the outbox small enough that
+a crash is the rarer event and run Kafka replicated in production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from stream.core.metrics import OUTBOX_BROKER_UP, OUTBOX_HELD, PUBLISH_SECONDS
+
+log = logging.getLogger("ctgwatch.outbox")
+
+Connect = Callable[[], Awaitable[AIOKafkaProducer]]
+
+
+class OutboxFull(Exception):
+    """The outbox holds as much as it may: refuse, the sender keeps the data and retries."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    topic: str
+    key: bytes | None
+    value: bytes
+    queued_at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.value) + len(self.key or b"")
+
+
+class Outbox:
+    """Ordered, bounded, at-least-once delivery to the broker that waits out its outages.
+
+    Parameters
+    ----------
+    connect
+        Returns a started producer (called again after a failure: a fresh connection).
+    name
+        Who is producing, for the logs and the metrics (``gateway``, ``simulator``...).
+    max_records, max_bytes
+        The bound; a record that would exceed either is refused (:meth:`offer`) or waits (:meth:`put`).
+    batch
+        Records per send; all of a batch are acknowledged before the next leaves.
+    send_timeout_s
+        A batch not acknowledged in this time counts as a failure (the broker is away).
+    """
+
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        name: str,
+        max_records: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        batch: int = 500,
+        send_timeout_s: float = 10.0,
+        retry_first_s: float = 0.2,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._connect = connect
+        self.name = name
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.batch = batch
+        self.send_timeout_s = send_timeout_s
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
+        self._queue: deque[_Item] = deque()
+        self._bytes = 0
+        self._nonempty = asyncio.Event()
+        self._progress = asyncio.Event()  # replaced after each delivered batch: waiters wake and re-check
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.failures = 0
+        self.broker_up = True
+        self._down_since: float | None = None
+
+    # -- what the producer side sees ---------------------------------------------
+    @property
+    def held(self) -> int:
+        """Records not yet acknowledged by the broker."""
+        return len(self._queue)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
+    def oldest_age_s(self, now: float | None = None) -> float:
+        """How long the oldest held record has waited (0 when empty)."""
+        if not self._queue:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._queue[0].queued_at
+
+    def room_for(self, sizes: list[int]) -> bool:
+        return len(self._queue) + len(sizes) <= self.max_records and self._bytes + sum(sizes) <= self.max_bytes
+
+    def offer_many(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Queue all of ``records`` (topic, key, value) or none: :class:`OutboxFull` when there is no room."""
+        sizes = [len(v) + len(k or b"") for _t, k, v in records]
+        if not self.room_for(sizes):
+            raise OutboxFull(
+                f"{self.held} records ({self._bytes / 1e6:.1f} MB) already wait for the broker "
+                f"(limit {self.max_records} records, {self.max_bytes / 1e6:.1f} MB)"
+                + ("" if self.broker_up else "; the broker is unreachable"))
+        now = time.monotonic()
+        for (topic, key, value), size in zip(records, sizes):
+            self._queue.append(_Item(topic, key, value, now))
+            self._bytes += size
+        OUTBOX_HELD.labels(self.name).set(len(self._queue))
+        self._nonempty.set()
+
+    def offer(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.offer_many([(topic, key, value)])
+
+    async def put(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one record, waiting for room while the outbox is full (back-pressure)."""
+        size = len(value) + len(key or b"")
+        while not self.room_for([size]) and self._queue:
+            await self._progress.wait()
+        if self.room_for([size]):
+            self.offer_many([(topic, key, value)])
+        else:  # one record larger than the bound goes alone (else it would wait forever)
+            self._queue.append(_Item(topic, key, value, time.monotonic()))
+            self._bytes += size
+            self._nonempty.set()
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything queued so far is acknowledged; False if ``timeout_s`` ran out first."""
+        target = self.delivered + len(self._queue)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self.delivered < target:
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self, *, require_broker: bool = False) -> Outbox:
+        """Start delivering; with ``require_broker`` connect first and let a setup error surface
+        (a command started against a wrong address should say so at once, not hold forever)."""
+        if require_broker and self._producer is None:
+            self._producer = await self._connect()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"outbox-{self.name}")
+        return self
+
+    async def stop(self, flush_timeout_s: float = 10.0) -> int:
+        """Deliver what is held (up to ``flush_timeout_s``), then close; returns records left undelivered."""
+        if self._queue and self._task is not None:
+            await self.flush(flush_timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._close_producer()
+        if self._queue:
+            log.error("%s: %d records were still waiting for the broker at shutdown and are lost",
+                      self.name, len(self._queue))
+        return len(self._queue)
+
+    async def __aenter__(self) -> Outbox:
+        return await self.start()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    # -- the sender -------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = self.retry_first_s
+        while True:
+            if not self._queue:
+                self._nonempty.clear()
+                await self._nonempty.wait()
+            batch = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
+            try:
+                await self._send(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker (or the way to it) is away: keep the batch, try again
+                self._went_down(exc)
+                await self._close_producer()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            delay = self.retry_first_s
+            now = time.monotonic()
+            for item in batch:
+                self._queue.popleft()
+                self._bytes -= item.size
+                PUBLISH_SECONDS.observe(now - item.queued_at)
+            self.delivered += len(batch)
+            OUTBOX_HELD.labels(self.name).set(len(self._queue))
+            self._came_back()
+            self._progress.set()
+            self._progress = asyncio.Event()
+
+    async def _send(self, batch: list[_Item]) -> None:
+        """Send a batch and wait until every record is settled (acknowledged or failed).
+
+        The client's own request timeout (``connect`` sets it to ``send_timeout_s``) expires a
+        batch it could not deliver, so once all futures settled it holds nothing that could still
+        reach the broker later, out of order; the outer deadline only guards against a hang.
+        """
+        async with asyncio.timeout(self.send_timeout_s * 2 + 5.0):
+            if self._producer is None:
+                self._producer = await self._connect()
+            futures = [await self._producer.send(i.topic, i.value, key=i.key) for i in batch]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 5.0)
+            except Exception:  # closing a connection to a dead broker: nothing to save here
+                pass
+
+    def _went_down(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.broker_up:
+            self.broker_up = False
+            self._down_since = time.monotonic()
+            OUTBOX_BROKER_UP.labels(self.name).set(0)
+            log.warning("%s: the broker is unreachable (%s: %s); holding %d records and retrying",
+                        self.name, type(exc).__name__, exc, len(self._queue))
+
+    def _came_back(self) -> None:
+        if not self.broker_up:
+            self.broker_up = True
+            OUTBOX_BROKER_UP.labels(self.name).set(1)
+            log.warning("%s: the broker is back after %.1f s; held records delivered, %d still queued",
+                        self.name, time.monotonic() - (self._down_since or time.monotonic()), len(self._queue))

@@ -1,0 +1,105 @@
+"""The producers' outbox carries a broker outage: bounded, ordered, nothing lost (stream/core/outbox.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from stream.core.outbox import Outbox, OutboxFull
+
+
+class FlakyBroker:
+    """Stands in for the Kafka client: keeps what it acknowledged, fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.log: list[bytes] = []
+        self.connections = 0
+
+    async def connect(self) -> FlakyBroker:
+        if self.down:
+            raise KafkaConnectionError("broker unreachable")
+        self.connections += 1
+        return self
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future:
+        if self.down:
+            raise KafkaConnectionError("connection lost")
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        self.log.append(value)
+        return fut
+
+    async def stop(self) -> None:
+        pass
+
+
+def outbox(broker: FlakyBroker, **kw) -> Outbox:
+    return Outbox(broker.connect, name="test", retry_first_s=0.01, retry_max_s=0.02, **kw)  # type: ignore[arg-type]
+
+
+def test_records_held_through_an_outage_arrive_in_order_once_the_broker_is_back() -> None:
+    async def scenario() -> tuple[list[bytes], int]:
+        broker = FlakyBroker()
+        async with outbox(broker, batch=3) as box:
+            for i in range(5):
+                box.offer("t", None, b"%d" % i)
+            assert await box.flush(1.0)
+            broker.down = True
+            for i in range(5, 20):
+                box.offer("t", None, b"%d" % i)
+            await asyncio.sleep(0.1)
+            assert box.held == 15 and not box.broker_up  # held, not dropped
+            broker.down = False
+            assert await box.flush(2.0)
+            return broker.log, broker.connections
+
+    log, connections = asyncio.run(scenario())
+    assert log == [b"%d" % i for i in range(20)]
+    assert connections >= 2  # a fresh connection after the failure
+
+
+def test_a_full_outbox_refuses_whole_batches_and_put_waits_for_room() -> None:
+    async def scenario() -> None:
+        broker = FlakyBroker()
+        broker.down = True
+        box = outbox(broker, max_records=4)
+        await box.start()
+        box.offer_many([("t", None, b"a"), ("t", None, b"b"), ("t", None, b"c")])
+        with pytest.raises(OutboxFull):
+            box.offer_many([("t", None, b"d"), ("t", None, b"e")])  # all or nothing
+        assert box.held == 3
+        box.offer("t", None, b"d")
+        waiting = asyncio.create_task(box.put("t", None, b"e"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # back-pressure while the broker is away
+        broker.down = False
+        await asyncio.wait_for(waiting, 2.0)
+        assert await box.flush(2.0)
+        assert broker.log == [b"a", b"b", b"c", b"d", b"e"]
+        assert await box.stop() == 0
+
+    asyncio.run(scenario())
+
+
+def test_byte_bound_counts_keys_and_values() -> None:
+    async def scenario() -> None:
+        box = outbox(FlakyBroker(), max_bytes=10)
+        box.offer("t", b"k", b"123456789")
+        with pytest.raises(OutboxFull):
+            box.offer("t", None, b"x")
+
+    asyncio.run(scenario())
+
+
+def test_stop_reports_what_could_not_be_delivered() -> None:
+    async def scenario() -> int:
+        broker = FlakyBroker()
+        broker.down = True
+        box = await outbox(broker).start()
+        box.offer("t", None, b"kept until the end")
+        return await box.stop(flush_timeout_s=0.1)
+
+    assert asyncio.run(scenario()) == 1
