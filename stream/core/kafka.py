@@ -41,9 +41,27 @@ def producer_outbox(settings: Settings, name: str, *, max_records: int, max_byte
         options = {"request_timeout_ms": int(settings.gateway_publish_timeout_s * 1000), **producer_overrides}
         return await start_producer(settings, **options)
 
+    async def probe() -> tuple[str, frozenset[str]]:
+        return await broker_identity(settings)
+
     return Outbox(connect, name=name, max_records=max_records, max_bytes=max_bytes,
                   send_timeout_s=settings.gateway_publish_timeout_s,
-                  retry_first_s=settings.outage_retry_first_s, retry_max_s=settings.outage_retry_max_s)
+                  retry_first_s=settings.outage_retry_first_s, retry_max_s=settings.outage_retry_max_s,
+                  probe=probe, probe_s=settings.broker_watch_s)
+
+
+async def broker_identity(settings: Settings) -> tuple[str, frozenset[str]]:
+    """The broker cluster's id (the launcher gives each embedded broker run its own) and its topics."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
+    await admin.start()
+    try:
+        cluster = str((await admin.describe_cluster())["cluster_id"])
+        return cluster, frozenset(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, bool]]:

@@ -16,7 +16,12 @@ client directly:
   room (the simulator and the replayer slow down, as a monitor's own buffer
   would hold the samples);
 - one warning when the broker goes away and one when it is back, with how
-  many records were held, not a log line per attempt.
+  many records were held, not a log line per attempt;
+- acknowledged records are kept for ``keep_acked_s``: when the broker turns
+  out to be a new one (its cluster id changed: an embedded broker recreated
+  after a crash starts with an empty log), they are sent again, first, once
+  the new broker has its topics. So what the dead broker had acknowledged but
+  no worker had read yet is not lost with it.
 
 The buffer is in memory: a producer process killed during a broker outage
 loses what it held (the gateway's devices resend what was not acknowledged
@@ -40,6 +45,12 @@ from stream.core.metrics import OUTBOX_BROKER_UP, OUTBOX_HELD, PUBLISH_SECONDS
 log = logging.getLogger("ctgwatch.outbox")
 
 Connect = Callable[[], Awaitable[AIOKafkaProducer]]
+#: Returns the broker cluster's id and the topics it has (see :func:`stream.core.kafka.broker_identity`).
+Probe = Callable[[], Awaitable[tuple[str, frozenset[str]]]]
+
+
+class BrokerNotReady(Exception):
+    """A recreated broker whose topics are not created yet: wait before sending into it."""
 
 
 class OutboxFull(Exception):
@@ -73,6 +84,10 @@ class Outbox:
         Records per send; all of a batch are acknowledged before the next leaves.
     send_timeout_s
         A batch not acknowledged in this time counts as a failure (the broker is away).
+    probe, probe_s
+        Asks the broker's cluster id and topics, after a reconnection and every ``probe_s`` while sending.
+    keep_acked_s, keep_acked_records
+        How long (and how many) acknowledged records are kept to be sent again to a recreated broker.
     """
 
     def __init__(
@@ -86,6 +101,10 @@ class Outbox:
         send_timeout_s: float = 10.0,
         retry_first_s: float = 0.2,
         retry_max_s: float = 5.0,
+        probe: Probe | None = None,
+        probe_s: float = 2.0,
+        keep_acked_s: float = 30.0,
+        keep_acked_records: int = 20_000,
     ) -> None:
         self._connect = connect
         self.name = name
@@ -101,6 +120,14 @@ class Outbox:
         self._progress = asyncio.Event()  # replaced after each delivered batch: waiters wake and re-check
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._probe = probe
+        self.probe_s = probe_s
+        self.keep_acked_s = keep_acked_s
+        self.keep_acked_records = keep_acked_records
+        self._acked: deque[tuple[float, _Item]] = deque()
+        self._cluster: str | None = None
+        self._probed_at = float("-inf")
+        self.resent_after_recreation = 0
         self.delivered = 0
         self.failures = 0
         self.broker_up = True
@@ -204,10 +231,11 @@ class Outbox:
         delay = self.retry_first_s
         while True:
             if not self._queue:
-                self._nonempty.clear()
-                await self._nonempty.wait()
-            batch = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
+                await self._idle()
+                continue
             try:
+                await self._check_broker()
+                batch = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
                 await self._send(batch)
             except asyncio.CancelledError:
                 raise
@@ -223,11 +251,56 @@ class Outbox:
                 self._queue.popleft()
                 self._bytes -= item.size
                 PUBLISH_SECONDS.observe(now - item.queued_at)
+                self._acked.append((now, item))
+            while self._acked and (now - self._acked[0][0] > self.keep_acked_s or len(self._acked) > self.keep_acked_records):
+                self._acked.popleft()
             self.delivered += len(batch)
             OUTBOX_HELD.labels(self.name).set(len(self._queue))
             self._came_back()
             self._progress.set()
             self._progress = asyncio.Event()
+
+    async def _idle(self) -> None:
+        """Wait for records; meanwhile keep probing while acknowledged records are still kept, so a
+        broker recreated after the last send is noticed even when nothing new comes."""
+        now = time.monotonic()
+        while self._acked and now - self._acked[0][0] > self.keep_acked_s:
+            self._acked.popleft()
+        self._nonempty.clear()
+        watching = self._probe is not None and bool(self._acked)
+        try:
+            await asyncio.wait_for(self._nonempty.wait(), self.probe_s if watching else None)
+        except TimeoutError:
+            try:
+                await self._check_broker()
+            except Exception:  # away or not ready: the next round asks again
+                pass
+
+    async def _check_broker(self) -> None:
+        """Is the broker the one we delivered to? If it was recreated, put back what it lost.
+
+        Asked after every reconnection and every ``probe_s`` while sending (no probe: never).
+        """
+        now = time.monotonic()
+        if self._probe is None or (self._producer is not None and now - self._probed_at < self.probe_s):
+            return
+        cluster, topics = await self._probe()
+        self._probed_at = now
+        if self._cluster is None or cluster == self._cluster:
+            self._cluster = cluster
+            return
+        lost = [item for acked_at, item in self._acked if now - acked_at <= self.keep_acked_s]
+        head = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
+        missing = {i.topic for i in lost + head} - topics
+        if missing:
+            raise BrokerNotReady(f"the recreated broker has no topic {', '.join(sorted(missing))} yet")
+        self._queue.extendleft(reversed(lost))
+        self._bytes += sum(i.size for i in lost)
+        self._acked.clear()
+        self._cluster = cluster
+        self.resent_after_recreation += len(lost)
+        log.warning("%s: the broker was recreated (its log starts empty): sending again the %d records it had "
+                    "acknowledged in the last %.0f s", self.name, len(lost), self.keep_acked_s)
 
     async def _send(self, batch: list[_Item]) -> None:
         """Send a batch and wait until every record is settled (acknowledged or failed).

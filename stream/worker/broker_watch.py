@@ -24,23 +24,12 @@ import os
 import sys
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from stream.core.kafka import broker_identity
 from stream.core.settings import Settings
 
 log = logging.getLogger("ctgwatch.worker")
-
-
-async def cluster_id(settings: Settings) -> str:
-    """The broker cluster's id (one per embedded broker run)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
-    await admin.start()
-    try:
-        return str((await admin.describe_cluster())["cluster_id"])
-    finally:
-        await admin.close()
 
 
 class BrokerWatch:
@@ -52,7 +41,7 @@ class BrokerWatch:
 
     async def recreated(self) -> str | None:
         """The new cluster id if the broker is not the one seen first, else None (raises if unreachable)."""
-        current = await cluster_id(self.settings)
+        current, _topics = await broker_identity(self.settings)
         if self.known is None:
             self.known = current
             return None

@@ -103,3 +103,30 @@ def test_stop_reports_what_could_not_be_delivered() -> None:
         return await box.stop(flush_timeout_s=0.1)
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_records_a_recreated_broker_lost_are_sent_again_first_once_it_has_its_topics() -> None:
+    async def scenario() -> list[bytes]:
+        broker = FlakyBroker()
+        identity = {"cluster": "run-1", "topics": frozenset({"t"})}
+
+        async def probe() -> tuple[str, frozenset[str]]:
+            return identity["cluster"], identity["topics"]
+
+        box = Outbox(broker.connect, name="test", retry_first_s=0.01, retry_max_s=0.02,  # type: ignore[arg-type]
+                     probe=probe, probe_s=0.0, keep_acked_s=60)  # probe before every send
+        async with box:
+            for i in range(3):
+                box.offer("t", None, b"%d" % i)
+            assert await box.flush(1.0)
+            broker.log.clear()  # the broker died with its log...
+            identity.update(cluster="run-2", topics=frozenset())  # ...and came back empty, topics not created yet
+            box.offer("t", None, b"3")
+            await asyncio.sleep(0.1)
+            assert broker.log == []  # nothing sent into a broker without its topics
+            identity["topics"] = frozenset({"t"})
+            assert await box.flush(2.0)
+            assert box.resent_after_recreation == 3
+            return list(broker.log)
+
+    assert asyncio.run(scenario()) == [b"0", b"1", b"2", b"3"]
