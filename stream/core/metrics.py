@@ -68,3 +68,12 @@ DUPLICATES = Counter(
     "ctgwatch_redelivered_records_total",
     "Records received again that were already stored exactly (a producer resent them after an outage); skipped.",
 )
+GATEWAY_REFUSED = Counter(
+    "ctgwatch_gateway_refused_total",
+    "Unauthenticated inputs refused at the gateway (all counted; a few per sender a minute sampled as dead letters).",
+    ["entrance", "sampled"],
+)
+GATEWAY_RATE_LIMITED = Counter(
+    "ctgwatch_gateway_rate_limited_total", "Requests refused because a device exceeded its rate (429 / AR).",
+    ["entrance"],
+)

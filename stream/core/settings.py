@@ -173,6 +173,26 @@ class Settings(BaseSettings):
         default=200_000, ge=1,
         description="Records the simulator / replayer hold during a broker outage before they pause (back-pressure).",
     )
+    gateway_refused_samples_per_min: int = Field(
+        default=30, ge=0, description="Refused unauthenticated inputs kept (sampled) per sender address a minute.")
+    gateway_refused_keep_bytes: int = Field(
+        default=256, ge=0, description="Bytes of a refused unauthenticated input kept in its sample (with size, hash).")
+    gateway_device_rate_per_s: float = Field(
+        default=20.0, gt=0, description="Requests per second one device may make (HTTP 429 / HL7 AR beyond).")
+    gateway_device_burst: int = Field(default=200, ge=1, description="Requests one device may make at once.")
+    gateway_mllp_allow: list[str] = Field(
+        default_factory=list, description="MLLP sender addresses or networks allowed (CIDR); empty = any "
+        "(JSON list in the environment, e.g. '[\"10.20.0.0/16\"]').")
+    gateway_mllp_secret: str | None = Field(
+        default=None, description="Shared secret an MLLP sender puts in MSH-8 (Security); unset = not required.")
+    gateway_mllp_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="An MLLP connection with no message for this long is closed.")
+    gateway_mllp_frame_timeout_s: float = Field(
+        default=10.0, gt=0, description="Bytes that do not complete an MLLP frame in this time get a NAK and the "
+        "connection is closed (unframed or truncated data).")
+    gateway_mllp_read_limit_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest MLLP frame read whole (bigger frames are refused "
+        "unread); frames over the message limit but under this are dead-lettered truncated.")
     gateway_publish_timeout_s: float = Field(
         default=5.0, gt=0, description="A batch the broker does not acknowledge in this time is held and resent."
     )

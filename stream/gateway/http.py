@@ -8,8 +8,11 @@ docs/SCHEMAS.md). Answers:
 - 422 with ``accepted`` (indices, published) and ``rejected`` (index, code,
   reason; each also dead-lettered): do not resend the accepted ones;
 - 400 body is not JSON / not a record or batch (dead-lettered);
-- 401 no or unknown token (dead-lettered); 413 body over the size limit
-  (dead-lettered, truncated to the limit);
+- 401 no or unknown token (counted; a few per sender a minute sampled as a
+  dead letter with size, SHA-256 and first bytes, never the whole body);
+  413 body over the size limit (dead-lettered, truncated to the limit);
+- 429 with ``Retry-After``: this device exceeds its request rate; nothing
+  was kept, resend later;
 - 503 with ``Retry-After``: the gateway's outbox is full (the broker is away
   or not keeping up); nothing was kept, send the same batch again later.
 
@@ -27,7 +30,7 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from stream.core.metrics import GATEWAY_BACKPRESSURE
+from stream.core.metrics import GATEWAY_BACKPRESSURE, GATEWAY_RATE_LIMITED
 from stream.core.schemas import RejectCode
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.intake import Intake
@@ -78,9 +81,19 @@ def create_http_app(intake: Intake, registry: DeviceRegistry) -> FastAPI:
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         device = registry.device_for(token)
         source = f"http:{client}" + (f":{device}" if device else "")
-        if device is None:
-            return await refuse(raw, RejectCode.UNAUTHENTICATED, "missing or unknown device token", source, 401,
-                                **{"WWW-Authenticate": "Bearer"})
+        if device is None:  # counted, and sampled (size, hash, first bytes), never stored whole
+            try:
+                await intake.refuse_unauthenticated(raw, reason="missing or unknown device token", source=source,
+                                                    sender=client, entrance=ENTRANCE)
+            except BrokerBusy as exc:
+                return _busy(exc)
+            return JSONResponse({"error": RejectCode.UNAUTHENTICATED.value, "detail": "missing or unknown device token"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if not intake.rate.allow(device):
+            GATEWAY_RATE_LIMITED.labels(ENTRANCE).inc()
+            return JSONResponse({"error": "rate_limited", "detail": f"device {device} sends faster than "
+                                 f"{intake.rate.rate:g} requests/s; nothing was kept, resend later"},
+                                status_code=429, headers={"Retry-After": "1"})
         if too_large:
             return await refuse(raw, RejectCode.TOO_LARGE, f"body exceeds {limit} bytes (batch fewer records)",
                                 source, 413)

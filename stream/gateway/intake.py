@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stream.core.metrics import DEAD_LETTERS, RECORDS_IN
+from stream.core.metrics import DEAD_LETTERS, GATEWAY_REFUSED, RECORDS_IN
 from stream.core.schemas import DeadLetter, RejectCode
 from stream.core.validation import IngestError, IngestLimits, OrderGuard, SignalRecord, check_time, decode_checked
+from stream.gateway.guard import DeviceRateLimit, RefusalSampler, sample_of
 from stream.gateway.publisher import BrokerBusy, IngestPublisher
 
 
@@ -26,12 +27,16 @@ class Verdict:
 
 class Intake:
     def __init__(
-        self, limits: IngestLimits, publisher: IngestPublisher, *, clock: Callable[[], float] = time.time
+        self, limits: IngestLimits, publisher: IngestPublisher, *, clock: Callable[[], float] = time.time,
+        sampler: RefusalSampler | None = None, rate: DeviceRateLimit | None = None, sample_bytes: int = 256,
     ) -> None:
         self.limits = limits
         self.publisher = publisher
         self.guard = OrderGuard()
         self.clock = clock
+        self.sampler = sampler or RefusalSampler(per_min=30)
+        self.rate = rate or DeviceRateLimit(rate_per_s=20.0, burst=200)
+        self.sample_bytes = sample_bytes
 
     def now(self) -> float:
         return self.clock()
@@ -44,6 +49,25 @@ class Intake:
                                patient_id=patient_id, keep_bytes=self.limits.max_message_bytes)
         await self.publisher.publish([letter])
         DEAD_LETTERS.labels(entrance, letter.code.value).inc()
+
+    async def refuse_unauthenticated(self, raw: bytes, *, reason: str, source: str, sender: str,
+                                     entrance: str) -> bool:
+        """Count an input from a sender we do not know; keep a sample of it now and then.
+
+        Not the body: its size, SHA-256 and first bytes (see :mod:`stream.gateway.guard`).
+        Returns True if a sample was dead-lettered.
+        """
+        sampled = self.sampler.take(sender)
+        GATEWAY_REFUSED.labels(entrance, str(sampled).lower()).inc()
+        if not sampled:
+            return False
+        head, description = sample_of(raw, self.sample_bytes)
+        letter = DeadLetter.of(head, code=RejectCode.UNAUTHENTICATED, reason=f"{reason} (sample: {description})",
+                               source=source, received_ts=self.now())
+        letter = letter.model_copy(update={"raw_size": len(raw), "raw_truncated": len(head) < len(raw)})
+        await self.publisher.publish([letter])
+        DEAD_LETTERS.labels(entrance, letter.code.value).inc()
+        return True
 
     def check(self, record: SignalRecord, device: str | None) -> None:
         if device is not None and record.device_id != device:

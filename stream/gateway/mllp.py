@@ -6,8 +6,18 @@ message is answered on the same connection with:
 - ``AA``: every mapped observation is on its topic;
 - ``AE``: the content is wrong (range, missing channel, bad time, order...):
   the message is dead-lettered with the reason, do not resend it unchanged;
-- ``AR``: refused as a whole: not HL7, not ORU^R01, unknown sending device, or
-  the broker is not keeping up (``retry later``: nothing was kept).
+- ``AR``: refused as a whole: not HL7, not ORU^R01, unknown sending device,
+  wrong shared secret, the device over its rate, or the gateway's outbox full
+  (``retry later``: nothing was kept). HL7 v2's original acknowledgement mode
+  has no "busy" code; ``AE`` would tell the sender its content is wrong.
+
+Who may connect: with ``gateway_mllp_allow`` set, only those addresses; with
+``gateway_mllp_secret`` set, only messages carrying it in MSH-8 (Security);
+always only registered sending devices (MSH-3). A refused sender is counted
+and sampled (size, SHA-256, first bytes), never stored whole. A connection is
+closed after ``gateway_mllp_idle_timeout_s`` without a message; bytes that do
+not make a frame within ``gateway_mllp_frame_timeout_s`` get a NAK, and the
+connection is closed.
 
 A message with observations we do not map is accepted for the mapped ones
 and a copy is dead-lettered (code ``unsupported``) naming the codes, so no
@@ -17,12 +27,16 @@ value disappears without a trace.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 import hl7
 from hl7.mllp import InvalidBlockError
 
-from stream.core.metrics import GATEWAY_BACKPRESSURE
+from stream.core.metrics import GATEWAY_BACKPRESSURE, GATEWAY_RATE_LIMITED
 from stream.core.schemas import DeadLetter, RejectCode
 from stream.core.validation import IngestError
 from stream.gateway.devices import DeviceRegistry
@@ -34,11 +48,43 @@ log = logging.getLogger("ctgwatch.mllp")
 ENTRANCE = "mllp"
 
 
+@dataclass(frozen=True)
+class MllpPolicy:
+    """Who may send over MLLP and how long a connection may wait (see the module doc)."""
+
+    allow: tuple[IPv4Network | IPv6Network, ...] = ()
+    secret: str | None = None
+    idle_timeout_s: float = 300.0
+    frame_timeout_s: float = 10.0
+
+    @classmethod
+    def of(cls, allow: list[str], secret: str | None, idle_timeout_s: float, frame_timeout_s: float) -> MllpPolicy:
+        return cls(tuple(ip_network(a, strict=False) for a in allow), secret or None, idle_timeout_s, frame_timeout_s)
+
+    def admits(self, address: str) -> bool:
+        if not self.allow:
+            return True
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.allow)
+
+
 class MllpHandler:
-    def __init__(self, intake: Intake, registry: DeviceRegistry, *, encoding: str = "utf-8") -> None:
+    def __init__(self, intake: Intake, registry: DeviceRegistry, *, encoding: str = "utf-8",
+                 policy: MllpPolicy = MllpPolicy()) -> None:
         self.intake = intake
         self.registry = registry
         self.encoding = encoding
+        self.policy = policy
+
+    async def _refuse_sender(self, raw: bytes, reason: str, source: str) -> None:
+        try:
+            await self.intake.refuse_unauthenticated(raw, reason=reason, source=source, sender=source,
+                                                     entrance=ENTRANCE)
+        except BrokerBusy:
+            GATEWAY_BACKPRESSURE.labels(ENTRANCE).inc()
 
     async def _store(self, raw: bytes, code: RejectCode, reason: str, source: str, patient: str | None = None) -> bool:
         try:
@@ -59,13 +105,24 @@ class MllpHandler:
             except UnicodeDecodeError as exc:
                 raise IngestError(RejectCode.MALFORMED, f"not {self.encoding} text: {exc}") from None
             message = parse_message(text.replace("\n", "\r").strip("\r"))
-            sender = str(message.segment("MSH")[3]).split("^")[0]
+            msh = message.segment("MSH")
+            sender = str(msh[3]).split("^")[0]
             if not self.registry.is_registered(sender):
                 raise IngestError(RejectCode.UNAUTHENTICATED, f"sending device {sender!r} (MSH-3) is not registered")
+            if self.policy.secret is not None and not hmac.compare_digest(
+                    str(msh[8]).encode(), self.policy.secret.encode()):
+                raise IngestError(RejectCode.UNAUTHENTICATED, "MSH-8 (Security) does not hold the shared secret")
+            if not self.intake.rate.allow(f"mllp:{sender}"):
+                GATEWAY_RATE_LIMITED.labels(ENTRANCE).inc()
+                return ack(message, "AR", f"device {sender} sends faster than {self.intake.rate.rate:g} "
+                           "messages/s; nothing was kept, resend later")
             oru = map_oru(message)
             for record in oru.records:
                 self.intake.check(record, None)
         except IngestError as err:
+            if err.code == RejectCode.UNAUTHENTICATED:  # counted and sampled, not stored whole
+                await self._refuse_sender(raw, err.reason, source)
+                return ack(message, "AR", f"{err.code.value}: {err.reason}")
             hard = err.code in (RejectCode.MALFORMED, RejectCode.UNSUPPORTED, RejectCode.UNAUTHENTICATED,
                                 RejectCode.TOO_LARGE)
             if not await self._store(raw, err.code, err.reason, source, err.patient_id):
@@ -86,13 +143,39 @@ class MllpHandler:
             return ack(message, "AR", "broker busy, retry later")
         return ack(message, "AA", f"{len(oru.unmapped)} observation(s) not mapped" if oru.unmapped else "")
 
+    async def _next_block(self, reader, writer, source: str) -> bytes | None:  # noqa: ANN001
+        """The next framed message; None when the connection should close (idle, or no frame in time)."""
+        idle_until = time.monotonic() + self.policy.idle_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(self.policy.frame_timeout_s):
+                    return await reader.readblock()  # readuntil: nothing is consumed if cancelled
+            except TimeoutError:
+                pending = bytes(getattr(reader, "_buffer", b""))
+                if pending:  # bytes that never became a frame: say so, keep a sample, close
+                    await self._refuse_sender(pending, f"no complete MLLP frame within "
+                                              f"{self.policy.frame_timeout_s:g} s", source)
+                    writer.writeblock(ack(None, "AR", "MLLP framing error: no complete frame (0x0B ... 0x1C 0x0D) "
+                                          "in time").encode())
+                    await writer.drain()
+                    return None
+                if time.monotonic() >= idle_until:
+                    log.info("MLLP connection from %s closed after %.0f s idle", source, self.policy.idle_timeout_s)
+                    return None
+
     async def on_connection(self, reader, writer) -> None:
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}" if peer else "mllp"
+        if peer and not self.policy.admits(peer[0]):
+            await self._refuse_sender(b"", f"address {peer[0]} is not in the MLLP allow-list", source)
+            writer.close()
+            return
         try:
             while True:
                 try:
-                    raw = await reader.readblock()
+                    raw = await self._next_block(reader, writer, source)
+                    if raw is None:
+                        return
                 except asyncio.IncompleteReadError as exc:
                     if exc.partial.strip():
                         await self._store(exc.partial, RejectCode.MALFORMED,
@@ -103,11 +186,13 @@ class MllpHandler:
                     writer.writeblock(ack(None, "AR", "MLLP framing error: frames start with 0x0B").encode())
                     await writer.drain()
                     continue
-                except ValueError as exc:  # frame longer than the stream limit
-                    await self._store(b"", RejectCode.TOO_LARGE, f"MLLP frame too large: {exc}"[:300], source)
+                except ValueError as exc:  # frame longer than the read limit: keep its head, then hang up
+                    head = bytes(getattr(reader, "_buffer", b""))  # (the frame cannot be skipped reliably)
+                    await self._store(head, RejectCode.TOO_LARGE,
+                                      f"MLLP frame larger than the read limit: {exc}"[:300], source)
                     writer.writeblock(ack(None, "AR", "message too large").encode())
                     await writer.drain()
-                    continue
+                    return
                 response = await self.handle_block(raw, source)
                 writer.writeblock(response.encode(self.encoding))
                 await writer.drain()

@@ -11,9 +11,10 @@ from hl7.mllp import start_hl7_server
 from stream.core.kafka import producer_outbox
 from stream.core.settings import Settings
 from stream.gateway.devices import DeviceRegistry
+from stream.gateway.guard import DeviceRateLimit, RefusalSampler
 from stream.gateway.http import create_http_app
 from stream.gateway.intake import Intake
-from stream.gateway.mllp import MllpHandler
+from stream.gateway.mllp import MllpHandler, MllpPolicy
 from stream.gateway.publisher import IngestPublisher
 
 log = logging.getLogger("ctgwatch.gateway")
@@ -25,11 +26,16 @@ async def serve_gateway(settings: Settings) -> None:
                              max_bytes=settings.gateway_outbox_bytes)
     await outbox.start()
     publisher = IngestPublisher(outbox, settings.topic_names())
-    intake = Intake(settings.ingest_limits(), publisher)
-    handler = MllpHandler(intake, registry)
+    intake = Intake(settings.ingest_limits(), publisher,
+                    sampler=RefusalSampler(settings.gateway_refused_samples_per_min),
+                    rate=DeviceRateLimit(settings.gateway_device_rate_per_s, settings.gateway_device_burst),
+                    sample_bytes=settings.gateway_refused_keep_bytes)
+    policy = MllpPolicy.of(settings.gateway_mllp_allow, settings.gateway_mllp_secret,
+                           settings.gateway_mllp_idle_timeout_s, settings.gateway_mllp_frame_timeout_s)
+    handler = MllpHandler(intake, registry, policy=policy)
     mllp = await start_hl7_server(
         handler.on_connection, settings.gateway_host, settings.gateway_mllp_port,
-        limit=settings.ingest_max_message_bytes,
+        limit=max(settings.gateway_mllp_read_limit_bytes, settings.ingest_max_message_bytes),
     )
     config = uvicorn.Config(
         create_http_app(intake, registry), host=settings.gateway_host, port=settings.gateway_http_port,

@@ -193,8 +193,10 @@ async def test_mllp_invalid_messages_get_nak_and_dead_letter(stack, gateway) -> 
         code, _, text = msa(ack)
         assert code == expected_ack, (name, str(ack))
         assert text.startswith(expected_code.value), (name, text)
-        letter = await dead_letter_for(stack.bootstrap_servers, frame)
+        # an unknown sender is sampled (first bytes, size, hash), not stored whole
+        letter = await dead_letter_for(stack.bootstrap_servers, frame if name != "sender" else frame[:256])
         assert letter.code == expected_code and letter.source.startswith("mllp:127.0.0.1")
+        assert letter.raw_size == len(frame)
     # a broken frame does not take the listener down
     (ack,) = await _exchange(settings, [oru("E7", patient, now - 1)])
     assert msa(ack)[0] == "AA"
@@ -258,3 +260,60 @@ async def _wait_delivered(settings: Settings) -> dict:
                 return health
             await asyncio.sleep(0.5)
 
+
+
+def test_gateway_hardening_sampling_rate_limits_and_mllp_guards(stack, tmp_path) -> None:
+    settings, env = gateway_settings(
+        stack, tmp_path, CTGWATCH_GATEWAY_REFUSED_SAMPLES_PER_MIN="3", CTGWATCH_GATEWAY_DEVICE_RATE_PER_S="0.2",
+        CTGWATCH_GATEWAY_DEVICE_BURST="3", CTGWATCH_GATEWAY_MLLP_SECRET="s3cret",
+        CTGWATCH_GATEWAY_MLLP_FRAME_TIMEOUT_S="1", CTGWATCH_GATEWAY_MLLP_IDLE_TIMEOUT_S="2")
+    registry = DeviceRegistry(settings.tokens_file)
+    token, _ = registry.add("mon-7"), registry.add("MON-7")
+    with ctgwatch_process(["gateway"], env, tmp_path / "gw.log", ready="gateway ready"):
+        asyncio.run(_hardening(stack, settings, token))
+
+
+async def _hardening(stack, settings: Settings, token: str) -> None:
+    marker = uuid.uuid4().hex
+    body = b'{"marker": "' + marker.encode() + b'", "pad": "' + b"x" * 262_000 + b'"}'
+    base = f"http://127.0.0.1:{settings.gateway_http_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        statuses = [(await client.post("/v1/ingest", content=body)).status_code for _ in range(20)]
+        assert statuses == [401] * 20
+        auth = {"Authorization": f"Bearer {token}"}
+        patient, now = f"rl-{marker[:8]}", time.time()
+        rated = [(await client.post("/v1/ingest", json=packet(patient, now - 20 + k), headers=auth))
+                 for k in range(5)]
+        assert [r.status_code for r in rated] == [202, 202, 202, 429, 429]
+        assert rated[3].headers["retry-after"] == "1"
+    samples = await read_topic(stack.bootstrap_servers, "ingest.deadletter", until=lambda kept: len(kept) > 3,
+                               timeout_s=8, keep=lambda _k, v: marker.encode() in decode_deadletter(v).raw)
+    letters = [decode_deadletter(v) for _k, v in samples]
+    assert len(letters) == 3  # 20 refused, 3 sampled this minute, none stored whole
+    assert all(len(x.raw) == 256 and x.raw_size == len(body) and "sha256" in x.reason for x in letters)
+
+    # MLLP: unframed bytes get a NAK and the connection closes; an idle one is closed too
+    reader, writer = await asyncio.open_connection("127.0.0.1", settings.gateway_mllp_port)
+    writer.write(b"hello, is this the lab?")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)  # read to EOF: the gateway hangs up
+    assert b"MSA|AR" in answer and b"no complete frame" in answer
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", settings.gateway_mllp_port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the idle timeout
+    writer.close()
+
+    # the shared secret in MSH-8
+    patient, now = f"ms-{marker[:8]}", time.time()
+    without = oru("S1", patient, now - 3)
+    with_secret = oru("S2", patient, now - 2).replace(b"||ORU^R01", b"|s3cret|ORU^R01", 1)
+    acks = await _exchange(settings, [without, with_secret])
+    assert [msa(a)[0] for a in acks] == ["AR", "AA"]
+    assert "shared secret" in msa(acks[0])[2]
+
+    # 1.5 MB in one frame: AR, and the dead letter keeps the first 256 KB
+    big = oru("S3", patient, now - 1, extra=["NTE|1||" + "y" * 1_500_000])
+    (ack,) = await _exchange(settings, [big])
+    assert msa(ack)[0] == "AR"
+    letter = await dead_letter_for(stack.bootstrap_servers, big[: settings.ingest_max_message_bytes])
+    assert letter.code == RejectCode.TOO_LARGE and letter.raw_truncated and letter.raw_size == len(big)
