@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo up down status test check clean
+.PHONY: setup demo up down status test check chaos clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; fix: install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -39,11 +39,16 @@ status:
 test: setup
 	$(BIN)/python -m pytest
 
+# Fault injection (kill -9 of Redis, broker, worker; ~8 min): writes docs/RELIABILITY.md
+chaos: setup
+	$(BIN)/python -m pytest -q tests/chaos
+
 # Code rules (CI runs them before the tests): style, types of the core packages, the import contract.
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python infra/ci/audit.py
 
 clean: down
 	rm -rf .ctgwatch

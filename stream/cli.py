@@ -486,6 +486,66 @@ def users_list(state_dir: StateDir = None) -> None:
         typer.echo(line)
 
 
+deadletter_app = typer.Typer(help="The dead-letter topic: what was refused, and sending it again after a fix.")
+app.add_typer(deadletter_app, name="deadletter")
+
+
+@deadletter_app.command("list")
+def deadletter_list(state_dir: StateDir = None) -> None:
+    """Dead letters on the topic now, counted by code (and how many hold a whole record)."""
+    import asyncio
+
+    from stream.sources.deadletters import read_dead_letters
+
+    letters = asyncio.run(read_dead_letters(_settings(state_dir)))
+    counts: dict[str, list[int]] = {}
+    for _position, letter in letters:
+        row = counts.setdefault(letter.code.value, [0, 0])
+        row[0] += 1
+        row[1] += int(not letter.raw_truncated)
+    rows = [[code, str(n), str(whole)] for code, (n, whole) in sorted(counts.items())]
+    for line in text_table(["code", "letters", "input kept whole"], rows):
+        typer.echo(line)
+    typer.echo(f"{len(letters)} dead letter(s)")
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    code: Annotated[list[str], typer.Option(help="Reject code(s) to send again, e.g. internal (repeat the option).")],
+    dry_run: Annotated[bool, typer.Option(help="Say what would be sent; send nothing.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Send the dead letters of the chosen codes through the pipeline again (stored at their place in time)."""
+    import asyncio
+
+    from stream.core.kafka import producer_outbox
+    from stream.core.schemas import RejectCode
+    from stream.sources.deadletters import plan_replay, read_dead_letters, replay
+
+    try:
+        codes = {RejectCode(c) for c in code}
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}; codes: {', '.join(c.value for c in RejectCode)}", param_hint="--code") from None
+    settings = _settings(state_dir)
+    plan = plan_replay(asyncio.run(read_dead_letters(settings)), codes, settings)
+    for reason, n in sorted(plan.left.items()):
+        typer.echo(f"left: {n} ({reason})")
+    if dry_run:
+        typer.echo(f"would send {len(plan.send)} record(s) again")
+        return
+
+    async def go() -> int:
+        outbox = producer_outbox(settings, "deadletter-replay", max_records=settings.source_outbox_records)
+        await outbox.start(require_broker=True)
+        try:
+            return await replay(outbox, plan)
+        finally:
+            await outbox.stop()
+
+    typer.echo(f"sent {asyncio.run(go())} record(s) again; the worker stores them at their place in time "
+               "(a record still wrong is dead-lettered again with its reason)")
+
+
 gateway_app = typer.Typer(help="IoMT gateway: HTTP JSON ingest and HL7 v2 MLLP listener.", invoke_without_command=True)
 app.add_typer(gateway_app, name="gateway")
 

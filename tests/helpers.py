@@ -69,31 +69,44 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def ctgwatch_process(args: list[str], env: dict[str, str], log: Path, ready: str, timeout_s: float = 45.0) -> Iterator[subprocess.Popen]:
-    """Run ``ctgwatch ARGS`` until the block ends; wait for ``ready`` in its output first."""
+def spawn_ctgwatch(args: list[str], env: dict[str, str], log: Path, ready: str,
+                   timeout_s: float = 45.0) -> subprocess.Popen:
+    """Start ``ctgwatch ARGS`` in its own process group; return once ``ready`` is in its output."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
             cwd=PROJECT_ROOT, start_new_session=True,
         )
+    deadline = time.monotonic() + timeout_s
+    while ready.encode() not in log.read_bytes():
+        if proc.poll() is not None:
+            raise AssertionError(f"ctgwatch {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            raise AssertionError(f"ctgwatch {' '.join(args)} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def ctgwatch_process(args: list[str], env: dict[str, str], log: Path, ready: str, timeout_s: float = 45.0) -> Iterator[subprocess.Popen]:
+    """Run ``ctgwatch ARGS`` until the block ends; wait for ``ready`` in its output first."""
+    proc = spawn_ctgwatch(args, env, log, ready, timeout_s)
     try:
-        deadline = time.monotonic() + timeout_s
-        while ready.encode() not in log.read_bytes():
-            if proc.poll() is not None:
-                raise AssertionError(f"ctgwatch {' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"ctgwatch {' '.join(args)} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 

@@ -167,17 +167,9 @@ class ManagedProcess:
             self.pid_file.unlink(missing_ok=True)
             return False
         self._signal_group(rec.pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while group_alive(rec.pgid) and time.monotonic() < deadline:
-            _reap(rec.pid)
-            time.sleep(0.1)
-        if group_alive(rec.pgid):
+        if not _wait_gone(rec, timeout_s, 0.1):
             self._signal_group(rec.pgid, signal.SIGKILL)
-            kill_deadline = time.monotonic() + 5
-            while group_alive(rec.pgid) and time.monotonic() < kill_deadline:
-                _reap(rec.pid)
-                time.sleep(0.05)
-        _reap(rec.pid)
+            _wait_gone(rec, 5.0, 0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -191,11 +183,7 @@ class ManagedProcess:
         if rec is None:
             return False
         self._signal_group(rec.pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while group_alive(rec.pgid) and time.monotonic() < deadline:
-            _reap(rec.pid)
-            time.sleep(0.05)
-        _reap(rec.pid)
+        _wait_gone(rec, 5.0, 0.05)
         return True
 
     @staticmethod
@@ -212,6 +200,16 @@ def _start_ticks(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _wait_gone(rec: PidRecord, timeout_s: float, poll_s: float) -> bool:
+    """Reap and wait until no process of the group is left; False if some still run after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while group_alive(rec.pgid) and time.monotonic() < deadline:
+        _reap(rec.pid)
+        time.sleep(poll_s)
+    _reap(rec.pid)
+    return not group_alive(rec.pgid)
 
 
 def _reap(pid: int) -> None:

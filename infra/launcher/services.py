@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 
 from stream.core.errors import SetupError
+from stream.core.kafka import client_security
 from stream.core.settings import PROJECT_ROOT, Settings
 
 
@@ -157,6 +158,7 @@ class Broker(Service):
         # log: keep aiokafka's connection errors out of the operator's terminal.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         client = AIOKafkaClient(
+            **client_security(self.settings),
             bootstrap_servers=self.address,
             request_timeout_ms=int(timeout_s * 1000),
             connections_max_idle_ms=int(timeout_s * 1000) + 1000,
@@ -188,7 +190,8 @@ class Broker(Service):
 
         from stream.core.topics import ensure_topics
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=10_000,
+                                    **client_security(self.settings))
         await admin.start()
         try:
             return await ensure_topics(admin, specs)

@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from stream.core.errors import SetupError
 from stream.core.outbox import Outbox
 from stream.core.settings import Settings
+
+
+def client_security(settings: Settings) -> dict[str, Any]:
+    """aiokafka options for TLS and SASL (``CTGWATCH_KAFKA_SECURITY_PROTOCOL`` and friends).
+
+    Every Kafka client of ctgwatch (producers, consumers, admin, the Faust worker through
+    :func:`faust_credentials`) takes these, so one setting secures all of them.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    if protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None  # the settings' validator guarantees it
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security for the Faust worker (None: plaintext)."""
+    import faust
+
+    options = client_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=options["sasl_plain_username"],
+                                     password=options["sasl_plain_password"],
+                                     mechanism=settings.kafka_sasl_mechanism,
+                                     ssl_context=options.get("ssl_context"))
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
 
 
 async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
@@ -18,6 +57,7 @@ async def start_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
         linger_ms=5,
         request_timeout_ms=int(settings.gateway_publish_timeout_s * 1000) + 10_000,
         client_id="ctgwatch",
+        **client_security(settings),
     )
     options.update(overrides)
     producer = AIOKafkaProducer(**options)
@@ -55,7 +95,8 @@ async def broker_identity(settings: Settings) -> tuple[str, frozenset[str]]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
+                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000),
+                                **client_security(settings))
     await admin.start()
     try:
         cluster = str((await admin.describe_cluster())["cluster_id"])
@@ -64,19 +105,26 @@ async def broker_identity(settings: Settings) -> tuple[str, frozenset[str]]:
         await admin.close()
 
 
+async def group_reader(settings: Settings) -> AIOKafkaConsumer:
+    """A started consumer of the worker group that never subscribes (reads offsets, joins nothing)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.worker_app_id,
+                                enable_auto_commit=False,
+                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000),
+                                **client_security(settings))
+    await consumer.start()
+    return consumer
+
+
 async def partition_lag(settings: Settings) -> dict[tuple[str, int], tuple[int, bool]]:
     """Per (signal topic, partition): (records the worker group has not committed yet, committed ever).
 
     Reads the group's committed offsets without joining the group (no rebalance is caused);
     a partition the group never committed counts from offset 0.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     names = settings.topic_names()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.worker_app_id,
-                                enable_auto_commit=False,
-                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
-    await consumer.start()
+    consumer = await group_reader(settings)
     try:
         await consumer.topics()
         lag: dict[tuple[str, int], tuple[int, bool]] = {}

@@ -39,7 +39,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from stream.core.errors import SetupError
 from stream.core.metrics import OUTBOX_BROKER_UP, OUTBOX_HELD, PUBLISH_SECONDS
 
 log = logging.getLogger("ctgwatch.outbox")
@@ -57,12 +59,16 @@ class OutboxFull(Exception):
     """The outbox holds as much as it may: refuse, the sender keeps the data and retries."""
 
 
+Headers = list[tuple[str, bytes]]
+
+
 @dataclass(frozen=True)
 class _Item:
     topic: str
     key: bytes | None
     value: bytes
     queued_at: float
+    headers: Headers | None = None
 
     @property
     def size(self) -> int:
@@ -170,17 +176,18 @@ class Outbox:
     def offer(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.offer_many([(topic, key, value)])
 
-    async def put(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one record, waiting for room while the outbox is full (back-pressure)."""
+    async def put(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
+        """Queue one record, waiting for room while the outbox is full (back-pressure).
+
+        A single record larger than the bound goes alone (else it would wait forever).
+        """
         size = len(value) + len(key or b"")
         while not self.room_for([size]) and self._queue:
             await self._progress.wait()
-        if self.room_for([size]):
-            self.offer_many([(topic, key, value)])
-        else:  # one record larger than the bound goes alone (else it would wait forever)
-            self._queue.append(_Item(topic, key, value, time.monotonic()))
-            self._bytes += size
-            self._nonempty.set()
+        self._queue.append(_Item(topic, key, value, time.monotonic(), headers))
+        self._bytes += size
+        OUTBOX_HELD.labels(self.name).set(len(self._queue))
+        self._nonempty.set()
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far is acknowledged; False if ``timeout_s`` ran out first."""
@@ -240,6 +247,8 @@ class Outbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker (or the way to it) is away: keep the batch, try again
+                if not isinstance(exc, (KafkaError, OSError, TimeoutError, BrokerNotReady, SetupError)):
+                    log.exception("%s: unexpected failure while sending (kept, retrying)", self.name)
                 self._went_down(exc)
                 await self._close_producer()
                 await asyncio.sleep(delay)
@@ -312,7 +321,7 @@ class Outbox:
         async with asyncio.timeout(self.send_timeout_s * 2 + 5.0):
             if self._producer is None:
                 self._producer = await self._connect()
-            futures = [await self._producer.send(i.topic, i.value, key=i.key) for i in batch]
+            futures = [await self._producer.send(i.topic, i.value, key=i.key, headers=i.headers) for i in batch]
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:

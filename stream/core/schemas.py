@@ -314,6 +314,11 @@ def decode_deadletter(raw: bytes | str) -> DeadLetter:
     return DeadLetter.model_validate_json(raw, strict=True)
 
 
+#: Kafka header on a record re-published from the dead-letter topic (``ctgwatch deadletter replay``):
+#: the worker stores it at its place in time instead of refusing it as out of order.
+REPLAY_HEADER = "ctgwatch-replayed-from"
+
+
 def record_key(record: AnyRecord) -> bytes:
     """Kafka key: the patient id, so one patient stays on one partition."""
     patient = getattr(record, "patient_id", None) or getattr(record, "source", None) or "unknown"

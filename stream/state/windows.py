@@ -104,6 +104,26 @@ class PatientWindow:
         return NewSamples((start - gap) / self.fs, new_fhr, np.concatenate([zeros, np.asarray(uc, float)]),
                           None if mhr is None else np.concatenate([zeros, m]), gap=gap)
 
+    def backfill(self, start: int, fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None) -> int:
+        """Write samples of the past (a replayed dead letter) into the window; returns how many were placed.
+
+        Only the part inside the window (the last ``capacity_s`` before ``end_index``) is placed;
+        nothing after ``end_index`` is (that is new data: use :meth:`add`).
+        """
+        if self.end_index is None:
+            return 0
+        first = self.end_index - self.fhr.size
+        lo, hi = max(start, first), min(start + len(fhr), self.end_index)
+        if lo >= hi:
+            return 0
+        src, dst = slice(lo - start, hi - start), slice(lo - first, hi - first)
+        self.fhr[dst] = np.asarray(fhr, float)[src]
+        self.uc[dst] = np.asarray(uc, float)[src]
+        if mhr is not None:
+            self.mhr[dst] = np.asarray(mhr, float)[src]
+            self.has_mhr = True
+        return hi - lo
+
     def last(self, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
         """The newest ``seconds`` of FHR, UC, maternal HR (None if never sent) and their start time."""
         k = min(int(seconds * self.fs), self.fhr.size)

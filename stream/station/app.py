@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
@@ -48,6 +49,32 @@ def session_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+class SecureCookiesOverTls:
+    """Mark every cookie ``Secure`` when the request came over TLS (directly or, with uvicorn's proxy
+    headers, from the hospital's reverse proxy), so no setting is needed for the safe choice;
+    ``CTGWATCH_DASHBOARD_SECURE_COOKIES=true`` makes it unconditional."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = []
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"set-cookie" and b"secure" not in value.lower():
+                        value += b"; secure"
+                    headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_secure)
+
+
 def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     redis = redis or Redis.from_url(settings.redis_dsn)
     app = FastAPI(title="ctgwatch nurse station", version="1", docs_url=None, redoc_url=None, openapi_url=None,
@@ -55,6 +82,7 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
                               "actions need a signed-in session with its CSRF token.")
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="ctgwatch_session",
                        same_site="strict", https_only=settings.dashboard_secure_cookies, max_age=int(settings.dashboard_session_max_age_s))
+    app.add_middleware(SecureCookiesOverTls)  # outermost: sees the Set-Cookie the session layer wrote
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.settings = settings
     app.state.redis = redis

@@ -26,8 +26,10 @@ from typing import Any
 
 import faust
 
+from stream.core.kafka import faust_credentials
+from stream.core.logs import pseudonym, pseudonym_key
 from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, DUPLICATES, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
-from stream.core.schemas import DeadLetter, RejectCode, encode, record_key
+from stream.core.schemas import REPLAY_HEADER, DeadLetter, RejectCode, encode, record_key
 from stream.core.settings import Settings
 from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
 from stream.worker.broker_watch import BrokerWatch, restart_worker
@@ -60,10 +62,12 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=settings.worker_heartbeat_s,
         store="memory://",
+        broker_credentials=faust_credentials(settings),
     )
     validator = Validator(settings.ingest_limits())
     deadletter_topic = app.topic(names.deadletter, key_type=bytes, value_type=bytes)
 
+    log_key = pseudonym_key(settings.state_dir)
     retry = OutageRetry(first_s=settings.outage_retry_first_s, max_s=settings.outage_retry_max_s)
     pipeline: list[Any] = []  # the clinical pipeline, once attached (its cache is dropped on an outage)
 
@@ -74,7 +78,21 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
 
         await retry.run(send, source=f"the dead letter of {letter.source}")
         DEAD_LETTERS.labels("kafka", letter.code.value).inc()
-        log.warning("dead letter from %s: %s: %s", letter.source, letter.code.value, letter.reason)
+        # the reason may name the patient: it stays in the dead letter, the log has the pseudonym
+        log.warning("dead letter from %s: %s (patient %s)", letter.source, letter.code.value,
+                    pseudonym(letter.patient_id, log_key))
+
+    async def replayed(raw: bytes, now: float, source: str) -> None:
+        """Schema and time checks as always; not the order check: it is old on purpose."""
+        try:
+            record = parse_signal(raw, settings.ingest_limits(), now=now)
+        except IngestError as err:
+            await dead_letter(err.dead_letter(raw, source=source, received_ts=now,
+                                              keep_bytes=settings.ingest_max_message_bytes))
+            return
+        RECORDS_IN.labels("replay", record.kind).inc()
+        await retry.run(functools.partial(pipeline[0].on_replayed, record), source=source,
+                        on_outage=drop_half_done(record.patient_id))
 
     async def redelivered(raw: bytes, now: float, source: str) -> bool:
         """Is this out-of-order record one the worker already stored (a producer's resend)?"""
@@ -105,6 +123,9 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
             raw = event.value if isinstance(event.value, bytes) else b""
             source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
             now = time.time()
+            if pipeline and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
+                await replayed(raw, now, source)
+                continue
             verdict = validator.judge(raw, source=source, now=now)
             if isinstance(verdict, DeadLetter):
                 if verdict.code == RejectCode.OUT_OF_ORDER and await redelivered(raw, now, source):
@@ -173,7 +194,7 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
     pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
-                        policy=settings.alarm_rules())
+                        policy=settings.alarm_rules(), log_key=pseudonym_key(settings.state_dir))
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:

@@ -23,10 +23,10 @@ import logging
 import os
 import sys
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from stream.core.kafka import broker_identity
+from stream.core.kafka import broker_identity, group_reader
 from stream.core.settings import Settings
 
 log = logging.getLogger("ctgwatch.worker")
@@ -56,10 +56,7 @@ async def reset_stale_offsets(settings: Settings) -> list[str]:
     otherwise the broker refuses and the lines say so.
     """
     names = settings.topic_names()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.worker_app_id,
-                                enable_auto_commit=False,
-                                request_timeout_ms=int(settings.kafka_admin_timeout_s * 1000))
-    await consumer.start()
+    consumer = await group_reader(settings)
     try:
         await consumer.topics()
         tps = [TopicPartition(topic, p) for topic in (names.ctg, names.vitals)

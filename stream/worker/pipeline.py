@@ -48,6 +48,7 @@ from models.features import Normalisation, window_tensor
 from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
 from stream.core.alarm_policy import AlarmPolicy, Problem, Source
 from stream.core.alarm_tracker import PatientAlarms
+from stream.core.logs import pseudonym
 from stream.core.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
@@ -88,8 +89,10 @@ class Pipeline:
         scorer: BatchingScorer | None = None,
         norm: Normalisation = Normalisation(),
         policy: AlarmPolicy | None = None,
+        log_key: bytes = b"",
     ) -> None:
         policy = policy or AlarmPolicy()
+        self.log_key = log_key  # patients are named in logs by a keyed pseudonym only
         self.redis = redis
         self.alerts = alerts
         self.windows = windows
@@ -138,6 +141,30 @@ class Pipeline:
                 findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
             await self._observe(window.patient_id, window.bed_id, Source.FAST, window.t_end or 0.0, findings)
 
+    async def on_replayed(self, record: CtgPacket | VitalsObservation) -> None:
+        """A dead letter sent again (``ctgwatch deadletter replay``): store it where it belongs in time.
+
+        A record newer than what the patient has goes the normal way. An older one fills its place
+        in the stored window (and the in-memory one) without running the fast rules or MEOWS again:
+        it is history, and an alarm about the past would mislead.
+        """
+        if isinstance(record, VitalsObservation):
+            history = await self.windows.vitals_history(record.patient_id)
+            if history and record.observed_ts <= history[-1].observed_ts:
+                await self.windows.save_vitals(record)
+            else:
+                await self.on_vitals(record)
+            return
+        async with self.locks[record.patient_id]:
+            window = await self._window(record.patient_id, record.bed_id)
+            past = window.end_index is not None and packet_index(record) + len(record.fhr) <= window.end_index
+            if past:
+                window.backfill(packet_index(record), np.array(record.fhr), np.array(record.uc),
+                                None if record.mhr is None else np.array(record.mhr))
+                await self.windows.save_packet(window, record)
+                return
+        await self.on_ctg(record)
+
     async def on_vitals(self, obs: VitalsObservation) -> None:
         async with self.locks[obs.patient_id]:
             await self.windows.save_vitals(obs)
@@ -177,8 +204,9 @@ class Pipeline:
                                           models=self.model_evidence.get(patient_id))
         if outcome and outcome[0] == "raised":
             ALERTS.labels(finding.kind, str(finding.severity)).inc()
-            log.info("alert %s for %s: %s", finding.kind, patient_id, finding.sentence,
-                     extra={"event": "alert_raised", "alert_id": outcome[1], "patient_id": patient_id,
+            who = pseudonym(patient_id, self.log_key)
+            log.info("alert %s for %s: %s", finding.kind, who, finding.sentence,
+                     extra={"event": "alert_raised", "alert_id": outcome[1], "patient": who,
                             "bed_id": bed_id, "alert_kind": finding.kind, "severity": str(finding.severity),
                             "origin": origin})
 

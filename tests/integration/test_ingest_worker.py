@@ -62,7 +62,10 @@ async def _send(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]])
         await producer.stop()
 
 
-async def _dead_letters_for(bootstrap: str, topic: str, raws: set[bytes], timeout_s: float = 40.0) -> dict[bytes, list]:
+async def _dead_letters_for(bootstrap: str, topic: str, raws: set[bytes], timeout_s: float = 40.0,
+                            expect: set[bytes] | None = None) -> dict[bytes, list]:
+    """Dead letters holding any of ``raws``, read until those of ``expect`` (default: all) arrived."""
+    expect = raws if expect is None else expect
     found: dict[bytes, list] = {}
 
     def keep(_k, v):
@@ -72,7 +75,8 @@ async def _dead_letters_for(bootstrap: str, topic: str, raws: set[bytes], timeou
             return True
         return False
 
-    await read_topic(bootstrap, "ingest.deadletter", until=lambda _kept: set(found) >= raws, keep=keep, timeout_s=timeout_s)
+    await read_topic(bootstrap, "ingest.deadletter", until=lambda _kept: set(found) >= expect, keep=keep,
+                     timeout_s=timeout_s)
     return found
 
 
@@ -82,18 +86,22 @@ async def test_bad_input_lands_in_dead_letter_and_agent_survives(stack, worker, 
     proc, log = worker
     now = time.time()
     batch = data.draw(st.lists(bad_payloads(now), min_size=5, max_size=25, unique=True))
-    # a valid packet, then the same packet again (out of order): proves the
-    # agent is still alive and still judging after the bad input
+    # a valid packet, the same packet again (a redelivery: already stored, skipped, not a dead
+    # letter) and a different packet over the same samples (out of order: dead-lettered); proves
+    # the agent is still alive and still judging after the bad input
     patient = f"ok-{uuid.uuid4().hex[:10]}"
     good = encode(CtgPacket(**_packet(patient, now - 5)))
-    payloads = [(b"k", raw) for raw in batch] + [(patient.encode(), good), (patient.encode(), good)]
+    clash = encode(CtgPacket(**_packet(patient, now - 5, fhr=[150.0] * 4)))
+    payloads = [(b"k", raw) for raw in batch] + [(patient.encode(), good), (patient.encode(), good),
+                                                 (patient.encode(), clash)]
     await _send(stack.bootstrap_servers, "ctg.packets", payloads)
 
-    found = await _dead_letters_for(stack.bootstrap_servers, "ctg.packets", set(batch) | {good})
-    assert set(found) == set(batch) | {good}, f"missing dead letters; worker log:\n{log.read_text()[-2000:]}"
+    found = await _dead_letters_for(stack.bootstrap_servers, "ctg.packets", set(batch) | {good, clash},
+                                    expect=set(batch) | {clash})
+    assert set(found) == set(batch) | {clash}, f"missing dead letters; worker log:\n{log.read_text()[-2000:]}"
     for raw in batch:
         assert len(found[raw]) >= 1 and all(letter.reason for letter in found[raw])
-    assert [letter.code for letter in found[good]] == [RejectCode.OUT_OF_ORDER]
+    assert [letter.code for letter in found[clash]] == [RejectCode.OUT_OF_ORDER]
     assert proc.poll() is None, "the worker died"
 
 
@@ -103,8 +111,12 @@ async def test_vitals_agent_dead_letters_too(stack, worker) -> None:
     ok = encode(VitalsObservation(patient_id=patient, bed_id="b", device_id="d", heart_rate=Reading(value=80.0, ts=now)))
     nan = json.dumps({"kind": "vitals", "patient_id": patient, "bed_id": "b", "device_id": "d",
                       "spo2": {"value": float("nan"), "ts": now}}, allow_nan=True).encode()
+    older = encode(VitalsObservation(patient_id=patient, bed_id="b", device_id="d",
+                                     heart_rate=Reading(value=81.0, ts=now - 1)))
     await _send(stack.bootstrap_servers, "vitals.observations", [(patient.encode(), nan), (patient.encode(), ok),
-                                                                 (patient.encode(), ok)])
-    found = await _dead_letters_for(stack.bootstrap_servers, "vitals.observations", {nan, ok})
+                                                                 (patient.encode(), ok), (patient.encode(), older)])
+    found = await _dead_letters_for(stack.bootstrap_servers, "vitals.observations", {nan, ok, older},
+                                    expect={nan, older})
     assert found[nan][0].code == RejectCode.RANGE and "spo2" in found[nan][0].reason
-    assert [letter.code for letter in found[ok]] == [RejectCode.OUT_OF_ORDER]
+    assert [letter.code for letter in found[older]] == [RejectCode.OUT_OF_ORDER]
+    assert ok not in found  # the second delivery of the same observation was recognised as such

@@ -10,6 +10,8 @@ patient's stored window without a hole, nothing valid was dead-lettered, and no 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from redis import Redis
 
 from stream.core.kafka import producer_outbox
+from stream.core.schemas import CtgPacket, DeadLetter, RejectCode, encode, record_key
 from stream.sources.publishing import publish_paced
 from tests.faults import (
     KnownWard,
@@ -72,26 +75,59 @@ def _check_nothing_lost(settings, ward: KnownWard, log: Path) -> None:
     assert alerts_of(redis, ward.tag) == [], "an outage was read as a clinical or signal event"
 
 
-def test_redis_killed_while_streaming_loses_nothing_and_dead_letters_nothing(tmp_path) -> None:
-    tag = f"rds{uuid.uuid4().hex[:6]}"
+#: What each outage test expects the logs and ``up`` to say.
+SAID = {
+    # an outage is one warning and one "back" line, not a traceback per packet
+    "redis": (lambda worker_log, up_lines: "Redis is unavailable" in worker_log and "service back after" in worker_log
+              and "Traceback" not in worker_log and any("restarted after a crash" in x for x in up_lines)),
+    # `up` says plainly that the broker was recreated and its history is gone; the worker restarts on it
+    "broker": (lambda worker_log, up_lines: "the broker was recreated" in worker_log
+               and any("RECREATED" in x and "memory only" in x for x in up_lines)),
+}
+
+
+@pytest.mark.parametrize("service", ["redis", "broker"])
+def test_service_killed_while_streaming_loses_nothing_and_dead_letters_nothing(tmp_path, service: str) -> None:
+    tag = f"{service[:3]}{uuid.uuid4().hex[:6]}"
     with private_stack(tmp_path / "stack") as settings:
         ward = KnownWard(tag)
         log = tmp_path / "worker.log"
         with ctgwatch_process(["worker"], worker_env(settings, f"g-{tag}"), log, ready="[^Worker]: Ready"):
-            said = _stream_with_fault(settings, ward, "redis", at_s=12.0, down_s=15.0)
+            said = _stream_with_fault(settings, ward, service, at_s=12.0, down_s=15.0)
             _check_nothing_lost(settings, ward, log)
-        text = log.read_text(errors="replace")
-        assert "Redis is unavailable" in text and "service back after" in text
-        assert "Traceback" not in text  # an outage is one warning, not a traceback per packet
-        assert any("restarted after a crash" in line for line in said)
+        assert SAID[service](log.read_text(errors="replace"), said), said
 
 
-def test_broker_killed_and_recreated_producers_resend_and_worker_resumes(tmp_path) -> None:
-    tag = f"brk{uuid.uuid4().hex[:6]}"
+def test_deadletter_replay_fills_the_hole_an_outage_left_in_older_versions(tmp_path) -> None:
+    """A valid packet dead-lettered as 'internal' (what older versions did during a Redis outage) is sent
+    again with `ctgwatch deadletter replay --code internal` and lands at its place in the stored window."""
+    tag = f"dlr{uuid.uuid4().hex[:6]}"
+    patient = f"{tag}-0"
     with private_stack(tmp_path / "stack") as settings:
-        ward = KnownWard(tag)
-        log = tmp_path / "worker.log"
-        with ctgwatch_process(["worker"], worker_env(settings, f"g-{tag}"), log, ready="[^Worker]: Ready"):
-            said = _stream_with_fault(settings, ward, "broker", at_s=12.0, down_s=15.0)
-            _check_nothing_lost(settings, ward, log)
-        assert any("RECREATED" in line and "memory only" in line for line in said), said
+        now = time.time()
+        packets = [CtgPacket(patient_id=patient, bed_id="bed-01", device_id="mon-1", start_ts=now - 60 + k,
+                             fhr=[140.0, 141.0, 142.0, 141.0], uc=[10.0, 11.0, 12.0, 11.0]) for k in range(10)]
+        lost = packets.pop(4)
+        letter = DeadLetter.of(encode(lost), code=RejectCode.INTERNAL, reason="processing failed: ConnectionError",
+                               source="kafka:ctg.packets[0]@4", received_ts=now, patient_id=patient)
+        env = worker_env(settings, f"g-{tag}")
+        redis = Redis.from_url(settings.redis_dsn)
+        with ctgwatch_process(["worker"], env, tmp_path / "worker.log", ready="[^Worker]: Ready"):
+            async def publish() -> None:
+                async with producer_outbox(settings, "test", max_records=100) as outbox:
+                    for p in packets:
+                        await outbox.put("ctg.packets", record_key(p), encode(p))
+                    await outbox.put("ingest.deadletter", record_key(letter), encode(letter))
+
+            asyncio.run(publish())
+            assert _wait_stored(redis, {patient: 9}) == {patient: 9}
+            assert holes(stored_packets(redis, patient)) == 1
+            listing = subprocess.run([sys.executable, "-m", "stream.cli", "deadletter", "list"], env=env,
+                                     capture_output=True, text=True, timeout=60)
+            assert "internal" in listing.stdout and "1 dead letter(s)" in listing.stdout, listing.stderr
+            out = subprocess.run([sys.executable, "-m", "stream.cli", "deadletter", "replay", "--code", "internal"],
+                                 env=env, capture_output=True, text=True, timeout=60)
+            assert "sent 1 record(s) again" in out.stdout, out.stdout + out.stderr
+            assert _wait_stored(redis, {patient: 10}, timeout_s=30) == {patient: 10}
+        assert holes(stored_packets(redis, patient)) == 0
+        assert len(dead_letters_of(settings, tag)) == 1  # only the original: the replay was not refused

@@ -159,3 +159,14 @@ async def test_redis_down_answers_503_naming_the_service(stack, tmp_path) -> Non
     assert r.status_code == 503 and r.json()["service"] == "redis" and "Redis" in r.json()["error"]
     page = await client.post("/login", data={"username": "ann", "password": "whatever-1"}, headers={"accept": "text/html"})
     assert page.status_code == 503 and "unavailable" in page.text and page.headers["retry-after"] == "5"
+
+
+async def test_session_cookie_is_secure_whenever_the_station_is_served_over_tls(stack, tmp_path) -> None:
+    client, redis = await station(stack, tmp_path)
+    name = await new_user(redis)
+    r = await client.post("/login", data={"username": name, "password": "right-password-1"})
+    assert "secure" not in r.headers["set-cookie"].lower()  # plain http (a test, a loopback demo)
+    tls = httpx.AsyncClient(transport=client._transport, base_url="https://station", follow_redirects=False)
+    r = await tls.post("/login", data={"username": name, "password": "right-password-1"})
+    assert r.headers["set-cookie"].lower().rstrip().endswith("; secure")
+    await redis.aclose()

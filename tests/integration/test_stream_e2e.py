@@ -21,6 +21,7 @@ from stream.sources.publishing import Scheduled, merge, publish_paced, time_base
 from stream.sources.vitals_simulator import VitalsScenario
 from stream.sources.ward import Bed, bed_schedule
 from stream.state.patient_status import PatientStatus
+from tests.faults import alerts_of
 from tests.helpers import ctgwatch_process, env_for, read_topic
 
 pytestmark = pytest.mark.integration
@@ -68,15 +69,6 @@ def schedule(stack, tag: str) -> list[Scheduled]:
     return list(merge(bed_schedule(b, stack.topic_names(), t0=t0, packet_s=1.0) for b in beds(tag)))
 
 
-def alerts_in_redis(redis: Redis, tag: str) -> list[dict]:
-    out = []
-    for key in redis.scan_iter(match="ctgw:alert:*", count=1000):
-        a = {k.decode(): v.decode() for k, v in redis.hgetall(key).items()}
-        if a.get("patient_id", "").startswith(tag + "-"):
-            out.append(a)
-    return out
-
-
 def kinds_by_bed(alerts: list[dict], tag: str) -> dict[str, set[str]]:
     got = {name: set() for name in EXPECTED}
     for a in alerts:
@@ -87,12 +79,12 @@ def kinds_by_bed(alerts: list[dict], tag: str) -> dict[str, set[str]]:
 def wait_for_expected(redis: Redis, tag: str, timeout_s: float = 60.0) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        alerts = alerts_in_redis(redis, tag)
+        alerts = alerts_of(redis, tag)
         if all(EXPECTED[k] <= v for k, v in kinds_by_bed(alerts, tag).items()):
             break
         time.sleep(1.0)
     time.sleep(4.0)  # and nothing more arrives after the stream is done
-    return alerts_in_redis(redis, tag)
+    return alerts_of(redis, tag)
 
 
 def raised_on_topic(stack, tag: str, count: int) -> list[dict]:

@@ -37,6 +37,17 @@ def test_redis_persists_with_aof() -> None:
     assert any(v.startswith("redis-data:/data") for v in redis["volumes"])
 
 
+def test_redis_needs_a_password_and_keeps_ctgwatch_to_its_keys() -> None:
+    redis = SERVICES["redis"]
+    command = " ".join(redis["command"])
+    assert "--user default off" in command
+    assert '--user ctgwatch on ">$${CTGWATCH_REDIS_PASSWORD}" "~ctgw:*"' in command and "-@dangerous" in command
+    assert redis["environment"]["CTGWATCH_REDIS_PASSWORD"].startswith("${CTGWATCH_REDIS_PASSWORD:?")
+    assert "--user ctgwatch" in redis["healthcheck"]["test"][1]
+    url = COMPOSE["x-ctgwatch-env"]["CTGWATCH_REDIS_URL"]
+    assert url.startswith("redis://ctgwatch:${CTGWATCH_REDIS_PASSWORD:?") and url.endswith("@redis:6379/0")
+
+
 def test_triton_uses_official_image_with_gpu_and_the_model_repository() -> None:
     triton = SERVICES["triton"]
     assert triton["image"].startswith("nvcr.io/nvidia/tritonserver:")
@@ -57,7 +68,7 @@ def test_worker_scales_out_and_points_at_the_production_services() -> None:
     assert "container_name" not in worker and "ports" not in worker
     env = worker["environment"]
     assert env["CTGWATCH_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    assert env["CTGWATCH_REDIS_URL"].startswith("redis://redis:")
+    assert env["CTGWATCH_REDIS_URL"].endswith("@redis:6379/0")  # with the ACL user, see the Redis test
     assert env["CTGWATCH_TRITON_URL"] == "triton:8000"
     assert set(worker["depends_on"]) >= {"topics", "redis", "triton"}
 

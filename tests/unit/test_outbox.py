@@ -24,7 +24,7 @@ class FlakyBroker:
         self.connections += 1
         return self
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future:
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> asyncio.Future:
         if self.down:
             raise KafkaConnectionError("connection lost")
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
