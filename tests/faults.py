@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from redis import Redis
 
-from infra.launcher.stack import down, kill, up
+from infra.launcher.process import ManagedProcess
+from infra.launcher.stack import down, kill, selected, up
 from stream.core.schemas import decode_deadletter
 from stream.core.settings import Settings
 from stream.sources.ctg_simulator import Scenario
@@ -32,8 +35,9 @@ SHORT_LOSS_POLICY = json.dumps({"signal_loss": {"qualify_s": 60}})
 
 @contextmanager
 def private_stack(state_dir: Path, services: tuple[str, ...] = ("broker", "redis")) -> Iterator[Settings]:
-    """Broker and Redis of our own (no Triton: the worker runs with models off), down afterwards."""
-    settings = stack_settings(state_dir)
+    """Broker and Redis of our own (and Triton with the shipped models when asked), down afterwards."""
+    shipped = Settings().triton_model_repository if "triton" in services else None
+    settings = stack_settings(state_dir, shipped)
     up(settings, echo=lambda _line: None, only=services)
     try:
         yield settings
@@ -48,15 +52,29 @@ def restart(settings: Settings, name: str) -> list[str]:
     return lines
 
 
+def stall(settings: Settings, name: str) -> int:
+    """SIGSTOP a service's process group (a network stall: connections stay open, nothing answers);
+    returns the group to resume with :func:`resume`."""
+    (service,) = selected(settings, [name])
+    rec = ManagedProcess(service.name, settings.run_dir, settings.log_dir).record()
+    assert rec is not None, f"{name} is not running"
+    os.killpg(rec.pgid, signal.SIGSTOP)
+    return rec.pgid
+
+
+def resume(pgid: int) -> None:
+    os.killpg(pgid, signal.SIGCONT)
+
+
 def crash(settings: Settings, name: str) -> None:
     """kill -9 one service of the private stack."""
     assert kill(settings, name), f"{name} was not running"
 
 
-def worker_env(settings: Settings, group: str, **extra: str) -> dict[str, str]:
+def worker_env(settings: Settings, group: str, *, models: bool = False, **extra: str) -> dict[str, str]:
     return env_for(settings, CTGWATCH_WORKER_APP_ID=group, CTGWATCH_WARD_ID=group, CTGWATCH_WORKER_METRICS_PORT="0",
                    CTGWATCH_WORKER_SESSION_TIMEOUT_S="6", CTGWATCH_WORKER_HEARTBEAT_S="1",
-                   CTGWATCH_MODELS_ENABLED="false", CTGWATCH_ALARM_POLICY=SHORT_LOSS_POLICY,
+                   CTGWATCH_MODELS_ENABLED=str(models).lower(), CTGWATCH_ALARM_POLICY=SHORT_LOSS_POLICY,
                    CTGWATCH_OUTAGE_RETRY_MAX_S="1", **extra)
 
 

@@ -47,7 +47,14 @@ async def read_dead_letters(settings: Settings) -> list[tuple[str, DeadLetter]]:
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         letters: list[tuple[str, DeadLetter]] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+
+        async def behind() -> bool:
+            for tp in tps:
+                if await consumer.position(tp) < ends[tp]:
+                    return True
+            return False
+
+        while await behind():
             for tp, messages in (await consumer.getmany(timeout_ms=1000)).items():
                 for m in messages:
                     if m.offset < ends[tp]:

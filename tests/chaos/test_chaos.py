@@ -1,17 +1,18 @@
 """``make chaos``: a known ward under repeated faults; writes docs/RELIABILITY.md.
 
-One private stack (broker, Redis; models off), one worker, a ward of normal beds and one bed with a
-bradycardia (one CTG alarm expected), streamed in real time x ``SPEED`` through the producers'
-outbox. Every ``PERIOD_S`` one fault is injected in turn (kill -9 of Redis, of the broker, of the
-worker), the service is started again after ``DOWN_S`` as ``ctgwatch up`` / a supervisor would.
+One private stack (broker, Redis, Triton with the shipped models), one worker, a ward of normal beds
+and one bed with a bradycardia (one CTG alarm expected), streamed in real time x ``SPEED`` through
+the producers' outbox. Every ``PERIOD_S`` one fault is injected in turn (kill -9 of Redis, of the
+broker, of the worker, of Triton; a network stall = the broker SIGSTOPped), and the service is
+started again (or resumed) after ``DOWN_S`` as ``ctgwatch up`` / a supervisor would.
 At the end every published packet must be in its patient's stored window without a hole, no
 valid record dead-lettered (counted from the workers' logs: a recreated broker loses the
 dead-letter topic), the expected alarm present exactly once and no other alert raised.
 
-Not injected here (said in the report): Triton (the worker runs with models off; an unavailable
-model is covered by the integration tests' degraded mode) and a network stall.
+The technical condition must show too: while Triton is away the patients' model status says
+"degraded", and during a stall the producers' outbox holds records.
 
-Run: ``make chaos`` (about 8 minutes; CHAOS_ROUNDS=N for N injections of each fault, default 5).
+Run: ``make chaos`` (about 15 minutes; CHAOS_ROUNDS=N for N injections of each fault, default 5).
 """
 
 from __future__ import annotations
@@ -32,11 +33,22 @@ from stream.core.kafka import producer_outbox
 from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import publish_paced
 from stream.sources.ward import Bed
-from tests.faults import KnownWard, alerts_of, crash, holes, private_stack, restart, stored_packets, worker_env
+from tests.faults import (
+    KnownWard,
+    alerts_of,
+    crash,
+    holes,
+    private_stack,
+    restart,
+    resume,
+    stall,
+    stored_packets,
+    worker_env,
+)
 from tests.helpers import PROJECT_ROOT, spawn_ctgwatch, stop_process
 
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "5"))
-FAULTS = ("redis", "broker", "worker")
+FAULTS = ("redis", "broker", "worker", "triton", "stall")
 PERIOD_S = 24.0
 DOWN_S = 6.0
 SPEED = 4.0
@@ -55,8 +67,9 @@ def test_ward_under_repeated_faults_loses_nothing(tmp_path: Path) -> None:
     tag = f"chaos{uuid.uuid4().hex[:5]}"
     ward = _ward(tag)
     injections: Counter[str] = Counter()
-    with private_stack(tmp_path / "stack") as settings:
-        env = worker_env(settings, f"g-{tag}")
+    shown: Counter[str] = Counter()
+    with private_stack(tmp_path / "stack", services=("broker", "redis", "triton")) as settings:
+        env = worker_env(settings, f"g-{tag}", models=True)
         logs: list[Path] = []
         items = ward.schedule(settings)
         expected = ward.packets_per_bed(items)
@@ -81,10 +94,20 @@ def test_ward_under_repeated_faults_loses_nothing(tmp_path: Path) -> None:
                             worker.wait()
                             await asyncio.sleep(DOWN_S)
                             worker = await asyncio.to_thread(start_worker)
+                        elif fault == "stall":
+                            group = stall(settings, "broker")
+                            await asyncio.sleep(DOWN_S)
+                            shown["stall"] += int(outbox.held > 0)  # held, not lost, while nothing answers
+                            resume(group)
                         else:
                             crash(settings, fault)
                             await asyncio.sleep(DOWN_S)
-                            await asyncio.to_thread(restart, settings, fault)
+                            if fault == "triton":
+                                restarting = asyncio.create_task(asyncio.to_thread(restart, settings, fault))
+                                shown["triton"] += int(await _degraded_seen(settings, expected, restarting))
+                                await restarting
+                            else:
+                                await asyncio.to_thread(restart, settings, fault)
                     await publishing
                 redis = Redis.from_url(settings.redis_dsn)
                 deadline = time.monotonic() + 180
@@ -114,17 +137,43 @@ def test_ward_under_repeated_faults_loses_nothing(tmp_path: Path) -> None:
         "dead": dead, "expected": 1, "raised": kinds.get(brady_alarm, 0),
         "duplicated": max(0, kinds.get(brady_alarm, 0) - 1), "outage_alerts": len(unexpected),
     }
-    _write_report(rows, injections, wall)
+    _write_report(rows, injections, shown, wall)
     assert stored == expected and hole_count == 0
     assert dead == 0
     assert kinds.get(brady_alarm) == 1 and not unexpected, kinds
+    assert shown["triton"] == injections["triton"] and shown["stall"] == injections["stall"], shown
 
 
-def _write_report(rows: dict[str, int], injections: Counter[str], wall_s: float) -> None:
+async def _degraded_seen(settings, patients: dict[str, int], restarting: asyncio.Task) -> bool:
+    """Did any patient's model status say "degraded" while Triton was away (until it is back)?"""
+    redis = Redis.from_url(settings.redis_dsn)
+    try:
+        while True:
+            for pid in patients:
+                status = redis.hget(f"ctgw:patient:{pid}", "models")
+                if status and b"degraded" in status:
+                    return True
+            if restarting.done():
+                return False
+            await asyncio.sleep(0.5)
+    finally:
+        redis.close()
+
+
+def _write_report(rows: dict[str, int], injections: Counter[str], shown: Counter[str], wall_s: float) -> None:
     how = {
         "redis": "SIGKILL to redis-server's process group, restarted after 6 s (`up`: AOF reloaded)",
         "broker": "SIGKILL to the Tansu broker, restarted after 6 s (`up`: a new, empty broker)",
         "worker": "SIGKILL (kill -9) to the worker, a new worker started after 6 s",
+        "triton": "SIGKILL to tritonserver, restarted after 6 s (`up`; models load again)",
+        "stall": "SIGSTOP to the broker for 6 s, then SIGCONT (connections open, nothing answers)",
+    }
+    condition = {
+        "triton": f"model status 'degraded' on the bed view in {shown['triton']} of {injections['triton']}",
+        "stall": f"producers' outbox holding records in {shown['stall']} of {injections['stall']}",
+        "redis": "worker log: one 'Redis is unavailable' warning and one 'service back'; station answers 503",
+        "broker": "`up`: 'RECREATED ... its history is gone'; worker log: restart on the new log",
+        "worker": "not checked here (down 6 s; the station's banner needs 30 s of silence)",
     }
     lines = [
         "# Reliability: a known ward under repeated faults",
@@ -133,16 +182,17 @@ def _write_report(rows: dict[str, int], injections: Counter[str], wall_s: float)
         "",
         f"- command: `make chaos` (CHAOS_ROUNDS={ROUNDS}); machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.python_implementation()} {platform.python_version()}; wall {wall_s:.0f} s",
-        f"- ward: 4 beds (3 normal, 1 bradycardia from 15 min: one CTG alarm expected), 1-s packets at 4 Hz, "
+        f"- ward: 4 beds (3 normal, 1 bradycardia from 15 min: one CTG alarm expected; Triton scoring every bed), "
+        f"1-s packets at 4 Hz, "
         f"real time x{SPEED:g}, through the producers' outbox; one fault every {PERIOD_S:g} s in turn, each down "
         f"{DOWN_S:g} s",
         "- checks: every published packet in its patient's stored window (Redis) without a hole; no valid record "
         "dead-lettered (counted from the worker logs, since a recreated broker loses the dead-letter topic); "
         "the expected alarm exactly once; no other alert (an outage read as a clinical or signal event)",
         "",
-        "| fault | how injected | injections |",
-        "|---|---|---|",
-        *[f"| {f} | {how[f]} | {injections[f]} |" for f in FAULTS],
+        "| fault | how injected | injections | technical condition shown |",
+        "|---|---|---|---|",
+        *[f"| {f} | {how[f]} | {injections[f]} | {condition[f]} |" for f in FAULTS],
         "",
         "| records published | stored | holes | dead-lettered | alerts expected | raised | duplicated | "
         "alerts caused by an outage |",
@@ -150,11 +200,7 @@ def _write_report(rows: dict[str, int], injections: Counter[str], wall_s: float)
         f"| {rows['published']} | {rows['stored']} | {rows['holes']} | {rows['dead']} | {rows['expected']} | "
         f"{rows['raised']} | {rows['duplicated']} | {rows['outage_alerts']} |",
         "",
-        "Not injected by this suite: a Triton kill (the chaos worker runs with models off; the integration "
-        "tests check that an unavailable model degrades to the rules with the reason shown) and a network "
-        "stall (a SIGSTOPped broker behaves like a broker that is away for the producers' outbox; not "
-        "measured here).",
-        "",
+
         "What each fault costs, by design: Redis away - the worker holds the record it was processing and "
         "retries, the backlog follows; broker away - producers hold records in their outbox (bounded: the "
         "gateway answers 503 / AR when full); broker recreated - producers resend what the dead broker had "
