@@ -1,0 +1,355 @@
+"""Benchmark: how many monitored beds one worker carries in steady state, and what each costs.
+
+For each bed count N (a fresh embedded stack each time: broker, Redis, Triton with the shipped
+models):
+
+1. **History first.** Every bed gets ``--history-s`` (default 30 min) of a simulated normal CTG,
+   sent in 60-s packets, so that every bed is past the 10 min the FIGO baseline needs and is
+   analysed every 15 s and scored every 60 s like a bed in a labour ward; the bench waits until
+   the worker group's lag is 0.
+2. **Then real time.** Every second each bed sends its next 1-s packet (4 Hz) stamped with the
+   wall clock, and every 5 min a vitals observation, for ``--steady-s``; the first
+   ``--warmup-s`` are not measured.
+3. **Measured** from the workers' own Prometheus metrics (deltas over the measured span):
+   records/s processed, packet age p50/p99 (wall time from a packet's last sample to the end of
+   its processing, interpolated in the histogram's buckets), FIGO analyses/s, Triton windows/s
+   and mean batch; consumer lag sampled every 5 s (bounded = not growing over the span); CPU
+   share and RSS of every process (workers, broker, Redis, Triton, this load generator); Redis
+   commands/s and memory per bed.
+
+The sweep stops at the first N whose p99 exceeds 1 s or whose lag grows; the largest N that
+held is the headline. Results go to docs/capacity.json and a docs/BENCHMARKS.md section.
+
+Run: python bench/capacity.py --beds 50,100,200,400 [--workers 1] [--steady-s 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from redis import Redis  # noqa: E402
+
+from bench._report import write_section  # noqa: E402
+from infra.launcher.process import ManagedProcess  # noqa: E402
+from infra.launcher.stack import build_services, down, up  # noqa: E402
+from models.triton_client import MODELS  # noqa: E402
+from stream.core.kafka import group_lag, producer_outbox  # noqa: E402
+from stream.core.outbox import Outbox  # noqa: E402
+from stream.core.ports import free_port  # noqa: E402
+from stream.core.schemas import CtgPacket, Reading, VitalsObservation, encode, record_key  # noqa: E402
+from stream.core.settings import Settings  # noqa: E402
+from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
+
+FS = 4
+TRACES = 16  # distinct simulated traces, shared round-robin by the beds (each bed its own offset)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Point:
+    beds: int
+    workers: int
+    records_per_s: float
+    p50_s: float
+    p99_s: float
+    analyses_per_s: float
+    model_windows_per_s: float
+    mean_triton_batch: float
+    lag_first: int
+    lag_last: int
+    lag_max: int
+    cpu_share: float  # workers together, share of one core
+    cpu_ms_per_bed_second: float
+    rss_mb: float  # workers together
+    other_cpu: dict[str, float]
+    redis_commands_per_s: float
+    redis_bytes_per_bed: float
+
+    @property
+    def held(self) -> bool:
+        return self.p99_s <= 1.0 and self.lag_last <= max(self.beds, self.lag_first + self.beds // 2)
+
+
+# -- processes ---------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU of every process in a process group (Triton runs its backend stubs as children)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    total += cpu_seconds(int(entry.name))
+            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                pass
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def total(metrics: dict, name: str, **labels: str) -> float:
+    return sum(v for lab, v in metrics.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
+
+
+def buckets(metrics: dict, name: str) -> dict[float, float]:
+    out: dict[float, float] = {}
+    for lab, v in metrics.get(f"{name}_bucket", []):
+        le = float("inf") if lab["le"] == "+Inf" else float(lab["le"])
+        out[le] = out.get(le, 0.0) + v
+    return out
+
+
+def quantile(cumulative: dict[float, float], q: float) -> float:
+    """Linear interpolation inside the bucket that holds the q-quantile (Prometheus' method)."""
+    bounds = sorted(cumulative)
+    count = cumulative[bounds[-1]]
+    if count <= 0:
+        return float("nan")
+    rank, prev_bound, prev_count = q * count, 0.0, 0.0
+    for bound in bounds:
+        if cumulative[bound] >= rank:
+            if bound == float("inf"):
+                return prev_bound
+            span = cumulative[bound] - prev_count
+            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / span if span else 1.0)
+        prev_bound, prev_count = bound, cumulative[bound]
+    return prev_bound
+
+
+# -- load --------------------------------------------------------------------------------------
+def traces(seconds: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for seed in range(TRACES):
+        sim = simulate_ctg(Scenario("normal", duration_s=seconds), seed=1000 + seed)
+        out.append((np.round(sim.fhr, 2), np.round(sim.uc, 2)))
+    return out
+
+
+def ctg_packet(bed: int, trace: tuple[np.ndarray, np.ndarray], offset: int, start_ts: float, n: int) -> CtgPacket:
+    fhr, uc = trace
+    i = (offset + int(round(start_ts * FS))) % (len(fhr) - n)
+    return CtgPacket(patient_id=f"cap-{bed:05d}", bed_id=f"bed-{bed:05d}", device_id=f"mon-{bed:05d}",
+                     start_ts=start_ts, fhr=[float(x) for x in fhr[i:i + n]], uc=[float(x) for x in uc[i:i + n]])
+
+
+def vitals(bed: int, ts: float) -> VitalsObservation:
+    return VitalsObservation(patient_id=f"cap-{bed:05d}", bed_id=f"bed-{bed:05d}", device_id=f"mon-{bed:05d}",
+                             heart_rate=Reading(value=84.0, ts=ts), spo2=Reading(value=98.0, ts=ts),
+                             systolic_bp=Reading(value=118.0, ts=ts), diastolic_bp=Reading(value=74.0, ts=ts))
+
+
+async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list, history_s: float, now: float) -> None:
+    names = settings.topic_names()
+    start = now - history_s
+    for k in range(int(history_s // 60)):
+        for bed in range(beds):
+            p = ctg_packet(bed, data[bed % TRACES], bed * 997, start + 60 * k, 240)
+            await outbox.put(names.ctg, record_key(p), encode(p))
+    await outbox.flush()
+
+
+async def stream_live(outbox: Outbox, settings: Settings, beds: int, data: list, seconds: float,
+                      t0: float) -> None:
+    """One 1-s packet per bed per second (the last second), vitals every 5 min per bed, spread."""
+    names = settings.topic_names()
+    for k in range(int(seconds)):
+        due = t0 + k + 1.0
+        await asyncio.sleep(max(0.0, due - time.time()))
+        for bed in range(beds):
+            p = ctg_packet(bed, data[bed % TRACES], bed * 997, due - 1.0, FS)
+            await outbox.put(names.ctg, record_key(p), encode(p))
+            if (k + bed) % 300 == 0:
+                v = vitals(bed, due - 0.5)
+                await outbox.put(names.vitals, record_key(v), encode(v))
+
+
+# -- one point of the sweep -------------------------------------------------------------------
+def measure_point(beds: int, workers: int, history_s: float, steady_s: float, warmup_s: float) -> Point:
+    state = Path(tempfile.mkdtemp(prefix="ctgwatch-capacity-"))
+    ports = [free_port() for _ in range(5)]
+    settings = Settings(state_dir=state, kafka_bootstrap=None, redis_url=None, triton_url=None,
+                        broker_port=ports[0], redis_port=ports[1], triton_http_port=ports[2],
+                        triton_grpc_port=ports[3], triton_metrics_port=ports[4], startup_timeout_s=180)
+    up(settings, echo=lambda _l: None)
+    metric_ports = [free_port() for _ in range(workers)]
+    procs = []
+    try:
+        for w, port in enumerate(metric_ports):
+            env = {**os.environ, **settings.client_env(), "CTGWATCH_WORKER_METRICS_PORT": str(port)}
+            log = open(state / f"worker-{w}.log", "wb")
+            procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+                                          env=env, stdout=log, stderr=log, start_new_session=True))
+        time.sleep(15)  # join the group (no 'Ready' line at warning level)
+        data = traces(history_s + steady_s + 600)
+        return asyncio.run(_run(settings, beds, workers, data, history_s, steady_s, warmup_s, metric_ports, procs))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        down(settings, echo=lambda _l: None)
+
+
+async def _run(settings: Settings, beds: int, workers: int, data: list, history_s: float, steady_s: float,
+               warmup_s: float, metric_ports: list[int], procs: list) -> Point:
+    outbox = await producer_outbox(settings, "capacity", max_records=500_000).start(require_broker=True)
+    try:
+        now = time.time()
+        await send_history(outbox, settings, beds, data, history_s, now)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:  # let the workers drain the history
+            lag = await group_lag(settings)
+            if lag is not None and sum(lag.values()) == 0:
+                break
+            await asyncio.sleep(2)
+        live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, time.time()))
+        await asyncio.sleep(warmup_s)
+        service_groups = {s.name: ManagedProcess(s.name, settings.run_dir, settings.log_dir).record()
+                          for s in build_services(settings)}
+        redis = Redis.from_url(settings.redis_dsn)
+        before = [scrape(p) for p in metric_ports]
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        others0 = {n: group_cpu_seconds(r.pgid) for n, r in service_groups.items() if r}
+        me0 = cpu_seconds(os.getpid())
+        cmd0 = int(redis.info("stats")["total_commands_processed"])
+        t_start = time.monotonic()
+        lags = []
+        while not live.done():
+            lag = await group_lag(settings)
+            lags.append(sum(lag.values()) if lag else 0)
+            await asyncio.sleep(5)
+        span = time.monotonic() - t_start
+        after = [scrape(p) for p in metric_ports]
+        cpu1 = [cpu_seconds(p.pid) for p in procs]
+        others = {n: round((group_cpu_seconds(r.pgid) - others0[n]) / span, 3) for n, r in service_groups.items() if r}
+        others["load generator"] = round((cpu_seconds(os.getpid()) - me0) / span, 3)
+        cmds = (int(redis.info("stats")["total_commands_processed"]) - cmd0) / span
+        used = float(redis.info("memory")["used_memory"])
+        worker_rss = sum(rss_mb(p.pid) for p in procs)
+    finally:
+        await outbox.stop(flush_timeout_s=30)
+
+    def delta(name: str, **labels: str) -> float:
+        return sum(total(a, name, **labels) - total(b, name, **labels) for a, b in zip(after, before))
+
+    hist = {}
+    for a, b in zip(after, before):
+        ba, bb = buckets(a, "ctgwatch_packet_age_seconds"), buckets(b, "ctgwatch_packet_age_seconds")
+        for le in ba:
+            hist[le] = hist.get(le, 0.0) + ba[le] - bb.get(le, 0.0)
+    batches = delta("ctgwatch_triton_batch_size_count")
+    cpu_share = sum(c1 - c0 for c0, c1 in zip(cpu0, cpu1)) / span
+    return Point(
+        beds=beds, workers=workers,
+        records_per_s=round(delta("ctgwatch_ingest_records_total", entrance="kafka") / span, 1),
+        p50_s=round(quantile(hist, 0.5), 3), p99_s=round(quantile(hist, 0.99), 3),
+        analyses_per_s=round(delta("ctgwatch_window_analysis_seconds_count") / span, 2),
+        # the batch histogram is observed once per model request: windows = its sum over the models
+        model_windows_per_s=round(delta("ctgwatch_triton_batch_size_sum") / len(MODELS) / span, 2),
+        mean_triton_batch=round(delta("ctgwatch_triton_batch_size_sum") / batches, 1) if batches else 0.0,
+        lag_first=lags[0] if lags else 0, lag_last=lags[-1] if lags else 0, lag_max=max(lags) if lags else 0,
+        cpu_share=round(cpu_share, 3), cpu_ms_per_bed_second=round(1000 * cpu_share / beds, 3),
+        rss_mb=round(worker_rss, 1), other_cpu=others, redis_commands_per_s=round(cmds, 1),
+        redis_bytes_per_bed=round(used / beds),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--beds", default="50,100,200,400", help="comma-separated bed counts, ascending")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--history-s", type=float, default=1800.0)
+    parser.add_argument("--steady-s", type=float, default=120.0)
+    parser.add_argument("--warmup-s", type=float, default=30.0)
+    parser.add_argument("--keep-going", action="store_true", help="measure every N even after one broke")
+    args = parser.parse_args()
+    command = "python bench/capacity.py " + " ".join(sys.argv[1:])
+    sweep: list[Point] = []
+    for beds in (int(b) for b in args.beds.split(",")):
+        point = measure_point(beds, args.workers, args.history_s, args.steady_s, args.warmup_s)
+        sweep.append(point)
+        print(json.dumps(asdict(point)), flush=True)
+        if not point.held and not args.keep_going:
+            break
+    held = [p for p in sweep if p.held]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    out = ROOT / "docs" / "capacity.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    result = {
+        "machine": machine, "command": command,
+        "beds_per_worker": max((p.beds for p in held), default=0) if args.workers == 1 else previous.get("beds_per_worker"),
+        "p99_packet_age_s": max((p.p99_s for p in held), default=None),
+        "cpu_ms_per_bed_second": previous.get("cpu_ms_per_bed_second"),
+        "two_worker_cpu_ms_per_bed_second": previous.get("two_worker_cpu_ms_per_bed_second"),
+        "sweep": [s for s in previous.get("sweep", []) if s["workers"] != args.workers]
+        + [asdict(p) for p in sweep],
+    }
+    key = "cpu_ms_per_bed_second" if args.workers == 1 else "two_worker_cpu_ms_per_bed_second"
+    result[key] = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    rows = [f"| {p.beds} | {p.workers} | {p.records_per_s} | {p.p50_s} | {p.p99_s} | {p.lag_first} -> {p.lag_last} "
+            f"(max {p.lag_max}) | {p.analyses_per_s} | {p.model_windows_per_s} ({p.mean_triton_batch}) | "
+            f"{p.cpu_share} | {p.cpu_ms_per_bed_second} | {p.rss_mb} | "
+            f"{', '.join(f'{k} {v}' for k, v in p.other_cpu.items())} | {p.redis_commands_per_s} | "
+            f"{p.redis_bytes_per_bed / 1024:.0f} | {'held' if p.held else 'BROKE'} |" for p in sweep]
+    body = "\n".join([
+        f"Command: `{command}`. Machine: {machine}; embedded Tansu, redis-server, Triton (models on), "
+        f"{args.workers} worker(s). Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
+        f"the bench waits for lag 0), then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
+        f"(vitals every 5 min); the first {args.warmup_s:.0f} s are not measured. Packet age = wall time from a "
+        "packet's last sample to the end of its processing (worker histogram, interpolated). CPU as a share of "
+        "one core over the measured span; the load generator, broker, Redis and Triton run on the same 2 cores.",
+        "",
+        "| beds | workers | records/s | age p50 (s) | age p99 (s) | lag (records) first -> last | FIGO analyses/s "
+        "| model windows/s (mean batch) | worker CPU | worker CPU ms per bed-second | worker RSS (MB) | other "
+        "processes' CPU | Redis cmds/s | Redis KiB per bed | p99 <= 1 s, lag bounded |",
+        "|" + "---|" * 15,
+        *rows,
+        "",
+        f"Headline (largest N that held): **{max((p.beds for p in held), default=0)} beds** with "
+        f"{args.workers} worker(s). Full results: docs/capacity.json.",
+    ])
+    print(body)
+    write_section(f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''})", body)
+
+
+if __name__ == "__main__":
+    main()
