@@ -39,7 +39,7 @@ status:
 test: setup
 	$(BIN)/python -m pytest
 
-# Fault injection (kill -9 of Redis, broker, worker; ~8 min): writes docs/RELIABILITY.md
+# Fault injection (kill -9 of Redis, broker, worker, Triton; broker stall; ~18 min): writes docs/RELIABILITY.md
 chaos: setup
 	$(BIN)/python -m pytest -q tests/chaos
 
