@@ -15,6 +15,7 @@ per model, so the cost of scoring grows with batches, not with patients.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 MODELS = ("ctg_lstm", "ctg_autoencoder")
+
+log = logging.getLogger("ctgwatch.models")
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,10 @@ class AnomalyClient:
                 if self.on_latency is not None:
                     self.on_latency(model, result.latency_s, len(windows))
                 return result
-            except (TimeoutError, InferenceServerException, ConnectionError, OSError) as exc:
+            except Exception as exc:  # whatever a dying server makes the client raise: the model is unavailable
+                if not isinstance(exc, (TimeoutError, InferenceServerException, ConnectionError, OSError)):
+                    log.warning("%s: unexpected %s from the Triton client (counted as unavailable): %s",
+                                model, type(exc).__name__, exc)
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
                 self._thresholds.pop(model, None)  # the server may come back with another version
                 if self._client is not None and "UNAVAILABLE" in str(exc).upper():
@@ -182,6 +188,11 @@ class BatchingScorer:
         self._task: asyncio.Task | None = None
         self.batches: deque[int] = deque(maxlen=1000)  # recent batch sizes (bounded: a worker runs for weeks)
 
+    @property
+    def deadline_s(self) -> float:
+        """The longest a caller should wait for :meth:`score` (the client's deadline, twice, plus batching)."""
+        return 2 * float(getattr(self.client, "timeout_s", 2.0)) + self.max_wait_s + 1.0
+
     async def score(self, window: np.ndarray) -> dict[str, tuple[float, np.ndarray, float] | ModelUnavailable]:
         """One patient's window -> per model (score, per-second error, threshold) or unavailable."""
         if self._task is None or self._task.done():
@@ -202,7 +213,11 @@ class BatchingScorer:
                     break
             self.batches.append(len(batch))
             windows = np.stack([p.window for p in batch])
-            results = await asyncio.gather(*(self.client.score(m, windows) for m in MODELS))
+            try:
+                results = await asyncio.gather(*(self.client.score(m, windows) for m in MODELS))
+            except Exception as exc:  # never leave a caller waiting: the whole batch is unavailable
+                log.warning("scoring batch failed (%s: %s); models reported unavailable", type(exc).__name__, exc)
+                results = [ModelUnavailable(m, f"{type(exc).__name__}: {str(exc)[:200]}") for m in MODELS]
             for i, pending in enumerate(batch):
                 out: dict[str, ModelUnavailable | tuple[float, np.ndarray, float]] = {}
                 for res in results:

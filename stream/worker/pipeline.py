@@ -256,7 +256,12 @@ class Pipeline:
             fhr, uc, mhr, _ = w.last(self.norm.window_s)
             tensors.append(window_tensor(fhr, uc, mhr, w.fs, self.norm))
             w.last_model_t = w.t_end
-        results = await asyncio.gather(*(self.scorer.score(t) for t in tensors))
+        try:  # the models are evidence: they never hold the analysis up beyond their deadline
+            results = await asyncio.wait_for(asyncio.gather(*(self.scorer.score(t) for t in tensors)),
+                                             self.scorer.deadline_s)
+        except TimeoutError:
+            late = f"no answer within {self.scorer.deadline_s:g} s"
+            results = [{m: ModelUnavailable(m, late) for m in MODELS} for _ in due]
         for window, result in zip(due, results):
             await self._use_scores(window, result)
 

@@ -180,3 +180,35 @@ def test_report_sections_replace_only_themselves(tmp_path, tiny_version) -> None
     text = doc.read_text()
     assert text.startswith("# evaluation") and "new detectors" in text and "old detectors" not in text
     assert text.count("## Anomaly models, version v1") == 1 and "| lstm |" in text
+
+
+def test_a_client_that_raises_something_unexpected_never_leaves_the_pipeline_waiting() -> None:
+    """A dying Triton can make the client raise anything; the batch is reported unavailable and the
+    scorer keeps working for the next windows (a stuck future would stop the analysis timer)."""
+    import asyncio
+
+    import numpy as np
+
+    from models.triton_client import MODELS, BatchingScorer, ModelScores, ModelUnavailable
+
+    class Dying:
+        timeout_s = 0.1
+        calls = 0
+
+        async def score(self, model: str, windows: np.ndarray):
+            Dying.calls += 1
+            if Dying.calls <= len(MODELS):
+                raise RuntimeError("channel closed mid-call")
+            return ModelScores(model, "1", np.zeros(len(windows)), np.zeros((len(windows), 600)), 1.0, 0.01)
+
+    async def scenario() -> tuple[dict, dict]:
+        scorer = BatchingScorer(Dying(), max_wait_s=0.0)  # type: ignore[arg-type]
+        window = np.zeros((600, 4), dtype=np.float32)
+        first = await asyncio.wait_for(scorer.score(window), scorer.deadline_s)
+        second = await asyncio.wait_for(scorer.score(window), scorer.deadline_s)
+        await scorer.close()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert all(isinstance(first[m], ModelUnavailable) and "RuntimeError" in first[m].reason for m in MODELS)
+    assert all(not isinstance(second[m], ModelUnavailable) for m in MODELS)
