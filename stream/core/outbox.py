@@ -135,7 +135,6 @@ class Outbox:
         self._probed_at = float("-inf")
         self.resent_after_recreation = 0
         self.delivered = 0
-        self.failures = 0
         self.broker_up = True
         self._down_since: float | None = None
 
@@ -144,10 +143,6 @@ class Outbox:
     def held(self) -> int:
         """Records not yet acknowledged by the broker."""
         return len(self._queue)
-
-    @property
-    def held_bytes(self) -> int:
-        return self._bytes
 
     def oldest_age_s(self, now: float | None = None) -> float:
         """How long the oldest held record has waited (0 when empty)."""
@@ -336,7 +331,6 @@ class Outbox:
                 pass
 
     def _went_down(self, exc: BaseException) -> None:
-        self.failures += 1
         if self.broker_up:
             self.broker_up = False
             self._down_since = time.monotonic()

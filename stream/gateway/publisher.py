@@ -32,11 +32,6 @@ class IngestPublisher:
             return self.topics.vitals
         return self.topics.deadletter
 
-    @property
-    def inflight(self) -> int:
-        """Records accepted but not yet acknowledged by the broker."""
-        return self.outbox.held
-
     async def publish(self, records: list[CtgPacket | VitalsObservation | DeadLetter]) -> None:
         """Queue all records for the broker, or none: :class:`BrokerBusy` when the outbox is full."""
         if not records:

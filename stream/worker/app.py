@@ -33,7 +33,7 @@ from stream.core.schemas import REPLAY_HEADER, DeadLetter, RejectCode, encode, r
 from stream.core.settings import Settings
 from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
 from stream.worker.broker_watch import BrokerWatch, restart_worker
-from stream.worker.outage import OutageRetry, is_outage
+from stream.worker.outage import OutageRetry, log_failure
 
 log = logging.getLogger("ctgwatch.worker")
 
@@ -69,7 +69,11 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
 
     log_key = pseudonym_key(settings.state_dir)
     retry = OutageRetry(first_s=settings.outage_retry_first_s, max_s=settings.outage_retry_max_s)
-    pipeline: list[Any] = []  # the clinical pipeline, once attached (its cache is dropped on an outage)
+    pipeline: Any = None  # the clinical pipeline (None when ``on_record`` replaces it)
+    if on_record is None:
+        on_record = _attach_pipeline(app, settings, log_key)
+        pipeline = app.pipeline
+    handle: RecordHandler = on_record
 
     async def dead_letter(letter: DeadLetter) -> None:
         async def send() -> None:
@@ -85,36 +89,36 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
     async def replayed(raw: bytes, now: float, source: str) -> None:
         """Schema and time checks as always; not the order check: it is old on purpose."""
         try:
-            record = parse_signal(raw, settings.ingest_limits(), now=now)
+            record = parse_signal(raw, validator.limits, now=now)
         except IngestError as err:
             await dead_letter(err.dead_letter(raw, source=source, received_ts=now,
                                               keep_bytes=settings.ingest_max_message_bytes))
             return
         RECORDS_IN.labels("replay", record.kind).inc()
-        await retry.run(functools.partial(pipeline[0].on_replayed, record), source=source,
+        await retry.run(functools.partial(pipeline.on_replayed, record), source=source,
                         on_outage=drop_half_done(record.patient_id))
 
     async def redelivered(raw: bytes, now: float, source: str) -> bool:
         """Is this out-of-order record one the worker already stored (a producer's resend)?"""
-        if not pipeline:
+        if pipeline is None:
             return False
         try:
-            record = parse_signal(raw, settings.ingest_limits(), now=now)
+            record = parse_signal(raw, validator.limits, now=now)
         except IngestError:
             return False
         found = False
 
         async def look() -> None:
             nonlocal found
-            found = await pipeline[0].windows.already_stored(record)
+            found = await pipeline.windows.already_stored(record)
 
         await retry.run(look, source=source)
         return found
 
     def drop_half_done(patient_id: str) -> Callable[[BaseException], None]:
         def drop(_exc: BaseException) -> None:
-            for p in pipeline:  # the retry reloads the window from Redis: nothing half-applied stays
-                p.forget_window(patient_id)
+            if pipeline is not None:  # the retry reloads the window from Redis: nothing half-applied stays
+                pipeline.forget_window(patient_id)
         return drop
 
     async def judge_stream(stream: faust.StreamT) -> None:
@@ -123,7 +127,7 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
             raw = event.value if isinstance(event.value, bytes) else b""
             source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
             now = time.time()
-            if pipeline and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
+            if pipeline is not None and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
                 await replayed(raw, now, source)
                 continue
             verdict = validator.judge(raw, source=source, now=now)
@@ -147,10 +151,6 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
                     )
                 )
 
-    if on_record is None:
-        on_record = _attach_pipeline(app, settings)
-        pipeline.append(app.pipeline)
-    handle: RecordHandler = on_record
     watch = BrokerWatch(settings)
 
     @app.timer(interval=settings.broker_watch_s, name="broker-watch")
@@ -168,7 +168,7 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
     return app
 
 
-def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
+def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> RecordHandler:
     """Build the clinical pipeline with its Redis, Triton and relay, and its timers."""
     from redis.asyncio import Redis
 
@@ -194,17 +194,14 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
     pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
-                        policy=settings.alarm_rules(), log_key=pseudonym_key(settings.state_dir))
+                        policy=settings.alarm_rules(), log_key=log_key)
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:
         try:
             await pipeline.tick()
-        except Exception as exc:  # one bad tick must not stop the next
-            if is_outage(exc):  # the records wait in the agents; the next tick tries again
-                log.warning("analysis tick skipped: %s: %s", type(exc).__name__, exc)
-            else:
-                log.exception("analysis tick failed")
+        except Exception as exc:  # one bad tick must not stop the next (in an outage the records wait)
+            log_failure(log, "analysis tick", exc)
 
     @app.timer(interval=settings.escalation_check_s, name="escalations")
     async def escalations() -> None:
@@ -212,10 +209,7 @@ def _attach_pipeline(app: faust.App, settings: Settings) -> RecordHandler:
             for aid in await store.run_escalations():
                 log.warning("alert %s escalated: not acknowledged in time", aid)
         except Exception as exc:
-            if is_outage(exc):
-                log.warning("escalation round skipped: %s: %s", type(exc).__name__, exc)
-            else:
-                log.exception("escalation round failed")
+            log_failure(log, "escalation round", exc)
 
     @app.timer(interval=settings.worker_alive_s, name="heartbeat")
     async def heartbeat() -> None:

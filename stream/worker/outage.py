@@ -67,6 +67,14 @@ def service_of(exc: BaseException) -> str:
     return "a service"
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A failed periodic round: one warning line for an outage (it passes), a traceback for a bug."""
+    if is_outage(exc):
+        logger.warning("%s skipped: %s: %s", what, type(exc).__name__, exc)
+    else:
+        logger.error("%s failed", what, exc_info=exc)
+
+
 @dataclass
 class OutageRetry:
     """Run one record's handling until it goes through, waiting out outages.
