@@ -28,7 +28,7 @@ from detectors.events import (
     smooth_trace,
 )
 from detectors.findings import Finding, Severity
-from detectors.quality import DEFAULT_QUALITY, QualityReport, assess_quality
+from detectors.quality import DEFAULT_QUALITY, ModelVerdict, QualityReport, assess_quality
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import (
     VariabilityEstimate,
@@ -202,6 +202,7 @@ def analyse_ctg(
     t0: float = 0.0,
     th: CtgThresholds = DEFAULT_CTG,
     qth: SignalQualityThresholds = DEFAULT_QUALITY,
+    model_verdict: ModelVerdict | None = None,
 ) -> CtgAnalysis:
     """Analyse a CTG history ending now: signal quality -> features -> findings -> FIGO class.
 
@@ -216,13 +217,15 @@ def analyse_ctg(
         Time of the first sample; every finding's span is on this clock.
     th, qth : CtgThresholds, SignalQualityThresholds
         FIGO 2015 and signal-quality thresholds.
+    model_verdict : ModelVerdict or None
+        The false-signal model's per-sample verdict (see :func:`detectors.quality.assess_quality`).
 
     Returns
     -------
     CtgAnalysis
         Features, findings (each with rule, span, values, sentence) and the class.
     """
-    signal = prepare_signal(fhr, fs, mhr, t0, qth)
+    signal = prepare_signal(fhr, fs, mhr, t0, qth, model_verdict)
     lacking = lacking_signal_reason(signal, th, qth)
     if lacking is not None:
         return insufficient_analysis(signal, lacking, th, qth)
@@ -243,7 +246,8 @@ def analyse_ctg(
 
 # -- step 1: signal quality ---------------------------------------------------------------
 def prepare_signal(
-    fhr: np.ndarray, fs: float, mhr: np.ndarray | None, t0: float, qth: SignalQualityThresholds
+    fhr: np.ndarray, fs: float, mhr: np.ndarray | None, t0: float, qth: SignalQualityThresholds,
+    model_verdict: ModelVerdict | None = None,
 ) -> PreparedSignal:
     """Judge every sample (loss, artefact, maternal capture, halving/doubling) and keep the fetal ones.
 
@@ -259,6 +263,8 @@ def prepare_signal(
         Time of the first sample.
     qth : SignalQualityThresholds
         Signal-quality thresholds.
+    model_verdict : ModelVerdict or None
+        The false-signal model's per-sample verdict, where it judged.
 
     Returns
     -------
@@ -266,7 +272,7 @@ def prepare_signal(
         The quality report and the cleaned FHR at full rate and at 1 Hz.
     """
     fhr = np.asarray(fhr, dtype=float).ravel()
-    quality = assess_quality(fhr, fs=fs, mhr=mhr, t0=t0, th=qth)
+    quality = assess_quality(fhr, fs=fs, mhr=mhr, t0=t0, th=qth, model_verdict=model_verdict)
     clean = quality.clean(fhr)
     fhr_1hz, valid_1hz = to_1hz(clean, quality.valid, fs)
     return PreparedSignal(t0, fs, fhr.size / fs if fs > 0 else 0.0, quality, clean, fhr_1hz, valid_1hz)

@@ -29,6 +29,16 @@ DEFAULT_QUALITY = SignalQualityThresholds()
 
 
 @dataclass(frozen=True)
+class ModelVerdict:
+    """The false-signal model's judgement of a window, per sample: 1 false, 0 fetal, NaN not judged."""
+
+    false: np.ndarray
+    model: str = "ctg_false_signal"
+    version: str = "?"
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class QualityReport:
     fs: float
     n: int
@@ -39,6 +49,10 @@ class QualityReport:
     maternal: np.ndarray  # maternal heart rate captured instead of fetal
     grade: str  # "good", "fair" or "insufficient"
     findings: list[Finding] = field(default_factory=list)
+    #: samples the false-signal model judged not fetal (empty where it judged none)
+    model_false: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: samples the false-signal model judged at all; the rules judged the rest
+    model_judged: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def valid_fraction(self) -> float:
@@ -208,6 +222,7 @@ def assess_quality(
     mhr: np.ndarray | None = None,
     t0: float = 0.0,
     th: SignalQualityThresholds = DEFAULT_QUALITY,
+    model_verdict: ModelVerdict | None = None,
 ) -> QualityReport:
     """Grade an FHR window and say which samples are fetal signal.
 
@@ -224,6 +239,11 @@ def assess_quality(
     t0 : float
         Time of the first sample.
     th : SignalQualityThresholds
+    model_verdict : ModelVerdict or None
+        The false-signal model's per-sample verdict where it judged. On those
+        samples it replaces the rule-based maternal-capture and halving/doubling
+        tests (it was trained on experts' marks of both); the rules judge the
+        rest (samples newer than its last scoring, or all while it is unavailable).
 
     Returns
     -------
@@ -245,7 +265,17 @@ def assess_quality(
     # entered by a jump that also looks like halving: the channel is the stronger evidence.
     maternal = _maternal_capture(x, plausible, m, fs, th)
     ratio &= ~maternal
-    valid = plausible & ~ratio & ~maternal
+    judged = np.zeros(n, bool)
+    model_false = np.zeros(n, bool)
+    if model_verdict is not None:
+        judged = np.isfinite(model_verdict.false[:n]) if model_verdict.false.size >= n else np.concatenate(
+            [np.isfinite(model_verdict.false), np.zeros(n - model_verdict.false.size, bool)])
+        verdict = np.zeros(n, bool)
+        verdict[judged] = model_verdict.false[:n][judged] > 0.5
+        model_false = _close_model_gaps(verdict & plausible, plausible, judged, fs)
+        maternal &= ~judged
+        ratio &= ~judged
+    valid = plausible & ~ratio & ~maternal & ~model_false
     fraction = float(valid.mean()) if n else 0.0
     grade = (
         "good" if fraction >= th.good_valid_fraction
@@ -256,12 +286,49 @@ def assess_quality(
         *_loss_findings(loss, fs, t0, th),
         *_capture_findings(x, m, maternal, fs, t0, th),
         *_ratio_findings(x, ratio, fs, t0),
+        *_model_findings(x, m, model_false, model_verdict, fs, t0),
         *_insufficient_findings(grade, fraction, n, fs, t0, th),
     ]
     return QualityReport(
         fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
-        maternal=maternal, grade=grade, findings=findings,
+        maternal=maternal, grade=grade, findings=findings, model_false=model_false, model_judged=judged,
     )
+
+
+def _close_model_gaps(false: np.ndarray, plausible: np.ndarray, judged: np.ndarray, fs: float) -> np.ndarray:
+    """Fill the model's verdict over signal loss inside a false stretch (a run is not cut by a dropout).
+
+    Loss samples stay loss; this only joins the false samples on both sides into one stretch so
+    one finding, not many, reports it.
+    """
+    joined = close_gaps(false, int(5 * fs))
+    return joined & plausible & judged
+
+
+def _model_findings(x: np.ndarray, m: np.ndarray | None, model_false: np.ndarray, verdict: ModelVerdict | None,
+                    fs: float, t0: float) -> list[Finding]:
+    """One finding per stretch the false-signal model judged not fetal, >= 20 s (shorter ones are only drawn)."""
+    if verdict is None:
+        return []
+    findings = []
+    for a, b in runs(close_gaps(model_false, int(30 * fs))):
+        if (b - a) / fs < 20.0:
+            continue
+        values: dict[str, float] = {"duration_s": (b - a) / fs, "fhr_median": float(np.median(x[a:b][model_false[a:b]]))}
+        near = ""
+        if m is not None and np.isfinite(m[a:b]).any() and (m[a:b] > 0).any():
+            mm = float(np.nanmedian(np.where(m[a:b] > 0, m[a:b], np.nan)))
+            values["mhr_median"] = mm
+            near = f"; maternal HR {mm:.0f} bpm beside it"
+        findings.append(Finding(
+            "false_signal", Severity.URGENT, t0 + a / fs, t0 + b / fs,
+            rule=(f"signal quality judged by the false-signal model {verdict.model} v{verdict.version} "
+                  f"(probability >= {verdict.threshold:g}; trained on FHRMA experts' marks of false FHR)"),
+            sentence=(f"FHR trace for {(b - a) / fs:.0f} s is judged not fetal (median {values['fhr_median']:.0f} "
+                      f"bpm{near}): likely the mother's heart rate or a doubled/halved count; confirm the fetal heart"),
+            values=values,
+        ))
+    return findings
 
 
 def _loss_findings(loss: np.ndarray, fs: float, t0: float, th: SignalQualityThresholds) -> list[Finding]:

@@ -91,3 +91,65 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(np.concatenate([positive, negative]))
     return float((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+
+
+@dataclass
+class SampleConfusion:
+    """Per-sample confusion of a binary verdict (e.g. "false signal"), plus per-minute agreement.
+
+    A *false minute* is a minute (240 samples at 4 Hz) the experts marked mostly
+    false; it is *caught* when the verdict covers most of it too.
+    """
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    false_minutes: int = 0
+    false_minutes_caught: int = 0
+
+    def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        self.tp += int(np.sum(predicted & truth))
+        self.fp += int(np.sum(predicted & ~truth))
+        self.fn += int(np.sum(~predicted & truth))
+        self.tn += int(np.sum(~predicted & ~truth))
+
+    def add_minutes(self, predicted: np.ndarray, labels: np.ndarray, samples_per_minute: int = 240) -> None:
+        """``labels``: 1 false, 0 true, -1 unmarked, per sample like ``predicted``."""
+        m = min(predicted.size, labels.size) // samples_per_minute
+        marked = (labels[: m * samples_per_minute] == 1).reshape(m, samples_per_minute).mean(axis=1) >= 0.5
+        hit = predicted[: m * samples_per_minute].reshape(m, samples_per_minute).mean(axis=1) >= 0.5
+        self.false_minutes += int(marked.sum())
+        self.false_minutes_caught += int((marked & hit).sum())
+
+    def merge(self, other: SampleConfusion) -> None:
+        for name in ("tp", "fp", "fn", "tn", "false_minutes", "false_minutes_caught"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def sensitivity(self) -> float:
+        return self.tp / max(self.tp + self.fn, 1)
+
+    @property
+    def specificity(self) -> float:
+        return self.tn / max(self.tn + self.fp, 1)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / max(self.tp + self.fp, 1)
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.sensitivity
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def minutes_caught_fraction(self) -> float:
+        return self.false_minutes_caught / max(self.false_minutes, 1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"sensitivity": round(self.sensitivity, 4), "specificity": round(self.specificity, 4),
+                "precision": round(self.precision, 4), "f1": round(self.f1, 4),
+                "false_minutes_caught": round(self.minutes_caught_fraction, 4),
+                "false_minutes": self.false_minutes, "false_samples": self.tp + self.fn,
+                "scored_samples": self.tp + self.fp + self.fn + self.tn}

@@ -1,20 +1,15 @@
-"""The two anomaly models. Both take ``window [B, T, 4]`` (see models/features.py)
-and return, per window, a per-second error (where the window is abnormal) and a
-scalar score (how abnormal), computed inside the graph so that Triton returns
-them directly and the stream does no model arithmetic of its own.
+"""The networks served on Triton, each computing its outputs inside the graph.
 
-- :class:`LstmForecaster`: reads the window and, at every second, forecasts
-  the FHR ``horizon_s`` seconds ahead. Normal FHR is predictable at that range
-  from its recent course and the contractions; decelerations that do not
-  follow the usual pattern, sudden drops, sinusoidal rhythm and lost
-  variability are not, so the masked squared forecast error rises. Chosen
-  over a window classifier because it needs no labels: it learns from normal
-  traces only (labels of CTG abnormality are scarce and disputed).
-- :class:`ConvAutoencoder`: compresses the whole window through a narrow
-  bottleneck (about a quarter of the input size) and reconstructs FHR and UC;
-  shapes it has not seen in normal traces reconstruct badly.
+- :class:`ConvAutoencoder` (``ctg_autoencoder``): where and how much the last 10 min
+  depart from normal traces (a multiscale view: FHR level, variability, UC);
+- :class:`AcidaemiaLstm` (``ctg_lstm``): the probability of umbilical-artery
+  acidaemia from the last hour of CTG;
+- :class:`FalseSignalNet` (``ctg_false_signal``): per second, the probability
+  that the FHR is not the fetal heart.
 
-Lost seconds (``fhr_valid = 0``) never count in an error.
+The anomaly and risk models take ``window [B, T, 4]`` (models/features.py); the
+false-signal model its own per-second features. Lost seconds (``fhr_valid = 0``)
+never count in an error.
 """
 
 from __future__ import annotations
@@ -23,70 +18,265 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.features import FHR, UC, VALID
+from models.features import FHR, MHR, UC, VALID
 
 TENSOR_IN = "window"
-OUTPUTS = ("score", "error")  # plus "forecast" (LSTM) / "reconstruction" (AE)
 
 
 def _masked_score(error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (error.sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)).unsqueeze(1)
 
 
-class LstmForecaster(nn.Module):
-    def __init__(self, hidden: int = 32, layers: int = 1, horizon_s: int = 10) -> None:
-        super().__init__()
-        self.horizon_s = horizon_s
-        self.lstm = nn.LSTM(input_size=4, hidden_size=hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
+def _masked_pool(x: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
+    """Centred running mean of ``x [B, T]`` over ``size`` seconds, counting only valid seconds."""
+    pad = size // 2
+    num = F.avg_pool1d(F.pad((x * valid).unsqueeze(1), (pad, size - 1 - pad), mode="replicate"), size, stride=1)
+    den = F.avg_pool1d(F.pad(valid.unsqueeze(1), (pad, size - 1 - pad), mode="replicate"), size, stride=1)
+    return (num / den.clamp(min=1e-3)).squeeze(1)
 
-    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h, _ = self.lstm(window)
-        forecast = self.head(h).squeeze(-1)  # forecast[:, t] ~ fhr[:, t + horizon]
-        k = self.horizon_s
-        target = window[:, k:, FHR]
-        valid = window[:, k:, VALID] * window[:, :-k, VALID]
-        err = (forecast[:, :-k] - target) ** 2 * valid
-        # error at the time of the sample that was forecast, so the shading sits on the event
-        error = F.pad(err, (k, 0))
-        return _masked_score(err, valid), error, forecast
+
+VIEW_CHANNELS = 5  # level, amplitude, roughness, baseline, uc
+
+
+def multiscale_view(window: torch.Tensor, smooth_s: int = 15, variability_s: int = 60) -> torch.Tensor:
+    """``window [B, T, 4]`` -> ``[B, T, 5]``: what the autoencoder reconstructs (inside the graph).
+
+    - ``level``: the FHR smoothed over ``smooth_s`` s relative to the window's mean
+      FHR level (baseline-relative): decelerations, tachycardia and bradycardia
+      show as sustained departures, while the beat-to-beat jitter of a normal
+      trace, which no model can predict, is gone;
+    - ``amplitude``: log of the running standard deviation over ``variability_s`` s
+      of what the smoothing removed (long-term variability);
+    - ``roughness``: log of the running mean of the second-to-second FHR change
+      (short-term variability). On log scales a flat trace (reduced variability)
+      is an outlier, not the quietest normal trace, and a sinusoidal rhythm (large
+      smooth amplitude, little roughness) leaves the normal pairing of the two;
+    - ``baseline``: the window's mean level itself (140 bpm = 0), which the
+      baseline-relative ``level`` leaves out: tachycardia and bradycardia;
+    - ``uc``: the contractions, for the timing of decelerations.
+
+    Why: scored on the raw FHR, the old autoencoder rewarded smooth traces
+    (decelerations, reduced variability reconstruct well) and ranked abnormal
+    windows *below* normal ones (AUC 0.43).
+    """
+    fhr, uc, valid = window[:, :, FHR], window[:, :, UC], window[:, :, VALID]
+    smooth = _masked_pool(fhr, valid, smooth_s)
+    level = (fhr * valid).sum(dim=1, keepdim=True) / valid.sum(dim=1, keepdim=True).clamp(min=1.0)
+    residual = (fhr - smooth) * valid
+    spread = _masked_pool(residual**2, valid, variability_s).clamp(min=1e-6).sqrt()
+    both = valid * torch.cat([valid[:, :1], valid[:, :-1]], dim=1)
+    step = torch.abs(fhr - torch.cat([fhr[:, :1], fhr[:, :-1]], dim=1)) * both
+    rough = _masked_pool(step, both, variability_s).clamp(min=1e-4)
+    # natural logs around typical normal values (0.1 = 2.5 bpm spread, 0.06 = 1.5 bpm per second; models/features.py units)
+    amplitude = torch.log(spread / 0.1).clamp(-4.0, 4.0)
+    roughness = torch.log(rough / 0.06).clamp(-4.0, 4.0)
+    baseline = level.expand_as(fhr) * valid  # the window's mean level (140 bpm = 0): tachy- and bradycardia
+    return torch.stack([(smooth - level) * valid, amplitude * valid, roughness * valid, baseline, uc], dim=2)
 
 
 class ConvAutoencoder(nn.Module):
+    """1-D convolutional autoencoder over the multiscale view, scored by how unlike normal its code is.
+
+    Trained on normal windows only. Reconstruction error alone rewards smooth
+    traces (a deceleration or a flat trace reconstructs *well*: measured, abnormal
+    simulator windows scored below normal ones), so the anomaly is mainly the
+    distance of each code position from the codes of normal training windows
+    (Mahalanobis, with the mean and precision fitted after training and stored
+    in the graph as buffers), plus the reconstruction error. Each code position
+    covers about 16 s of the window, so the per-second ``error`` output says
+    *where* the window is unusual, and ``score`` (its mean over valid seconds)
+    *how much*.
+    """
+
     def __init__(self, window_s: int = 600, width: int = 16, code_channels: int = 8, uc_weight: float = 0.25) -> None:
         super().__init__()
         self.window_s = window_s
         self.uc_weight = uc_weight
-        chans = [4, width, width * 2, width * 2, code_channels]
+        chans = [VIEW_CHANNELS, width, width * 2, width * 2, code_channels]
         self.encoder = nn.ModuleList(
             nn.Conv1d(chans[i], chans[i + 1], kernel_size=7, stride=2, padding=3) for i in range(4)
         )
         sizes = [window_s]
         for _ in range(4):
             sizes.append((sizes[-1] + 1) // 2)
-        self.sizes = sizes  # 600, 300, 150, 75, 38: the code is 8 x 38 = 304 numbers for 1200 in
+        self.sizes = sizes  # 600, 300, 150, 75, 38: the code is 8 x 38 = 304 numbers for 1800 in
         dec = [code_channels, width * 2, width * 2, width, width]
         self.decoder = nn.ModuleList(nn.Conv1d(dec[i], dec[i + 1], kernel_size=7, padding=3) for i in range(4))
-        self.out = nn.Conv1d(width, 2, kernel_size=5, padding=2)
+        self.out = nn.Conv1d(width, VIEW_CHANNELS, kernel_size=5, padding=2)
+        # the normal codes' distribution (fit_code_density); zero until fitted, so training sees no distance
+        self.register_buffer("code_mean", torch.zeros(code_channels))
+        self.register_buffer("code_precision", torch.zeros(code_channels, code_channels))
 
-    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = window.transpose(1, 2)  # [B, 4, T]
+    def encode(self, view: torch.Tensor) -> torch.Tensor:
+        x = view.transpose(1, 2)  # [B, 5, T]
         for i, conv in enumerate(self.encoder):
             x = conv(x)
             if i < len(self.encoder) - 1:
                 x = F.gelu(x)
+        return x  # [B, C, L]
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        x = code
         for i, conv in enumerate(self.decoder):
             x = F.interpolate(x, size=self.sizes[-2 - i], mode="linear", align_corners=False)
             x = F.gelu(conv(x))
-        recon = self.out(x).transpose(1, 2)  # [B, T, 2]: fhr, uc
+        return self.out(x).transpose(1, 2)  # [B, T, 5]: level, amplitude, roughness, baseline, uc
+
+    def code_distance(self, code: torch.Tensor) -> torch.Tensor:
+        """Per code position, the squared Mahalanobis distance from normal codes over the channels: ``[B, L]``."""
+        d = code - self.code_mean.view(1, -1, 1)
+        return torch.einsum("bcl,cd,bdl->bl", d, self.code_precision, d) / code.shape[1]
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        view = multiscale_view(window)
+        code = self.encode(view)
+        recon = self.decode(code)
         valid = window[:, :, VALID]
-        error = (recon[:, :, 0] - window[:, :, FHR]) ** 2 * valid + self.uc_weight * (recon[:, :, 1] - window[:, :, UC]) ** 2
-        return _masked_score(error * valid, valid), error, recon
+        sq = (recon - view) ** 2
+        reconstruction = sq[:, :, :4].sum(dim=2) * valid + self.uc_weight * sq[:, :, 4]
+        distance = F.interpolate(self.code_distance(code).unsqueeze(1), size=window.shape[1], mode="linear",
+                                 align_corners=False)[:, 0]
+        error = (reconstruction + distance) * valid
+        return _masked_score(error, valid), error, recon
+
+    @torch.no_grad()
+    def fit_code_density(self, windows: torch.Tensor, shrinkage: float = 0.05, batch: int = 256) -> None:
+        """Mean and (shrunk) precision of the code positions of normal windows, kept as buffers."""
+        codes = []
+        for i in range(0, len(windows), batch):
+            w = windows[i:i + batch]
+            code = self.encode(multiscale_view(w))  # [b, C, L]
+            # only positions whose stretch of the window is mostly valid signal
+            valid = F.adaptive_avg_pool1d(w[:, :, VALID].unsqueeze(1), code.shape[2])[:, 0] >= 0.5
+            codes.append(code.permute(0, 2, 1)[valid])
+        z = torch.cat(codes).double()
+        mean = z.mean(dim=0)
+        cov = torch.cov((z - mean).T)
+        cov = (1 - shrinkage) * cov + shrinkage * torch.eye(cov.shape[0], dtype=cov.dtype) * cov.diagonal().mean()
+        self.code_mean.copy_(mean.float())
+        self.code_precision.copy_(torch.linalg.inv(cov).float())
 
 
 def build(kind: str, config: dict) -> nn.Module:
     if kind == "lstm":
-        return LstmForecaster(**config)
+        return AcidaemiaLstm(**config)
     if kind == "autoencoder":
         return ConvAutoencoder(**config)
     raise ValueError(f"unknown model kind {kind!r}")
+
+
+class _DilatedBlock(nn.Module):
+    """Residual block: dilated convolution (non-causal: the verdict on a second uses both sides), GELU, 1x1."""
+
+    def __init__(self, width: int, dilation: int, kernel: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(width, width, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+        self.mix = nn.Conv1d(width, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(F.gelu(self.conv(x)))
+
+
+class FalseSignalNet(nn.Module):
+    """Per-second probability that the FHR is not the fetal heart (maternal, doubled, halved).
+
+    A temporal convolution network (dilations 1..256 s, a receptive field of
+    about +-8 min) over the per-second features of models/false_signal_features.py,
+    optionally followed by a bidirectional GRU for longer context. Chosen over a
+    recurrent network alone because it trains an order of magnitude faster on a
+    CPU and runs as a handful of batched convolutions in Triton. Input
+    ``signal [B, T, F]``, output ``p_false [B, T]`` (a sigmoid inside the graph).
+    """
+
+    def __init__(self, n_features: int = 11, width: int = 48, kernel: int = 3,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256), gru_hidden: int = 0) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(n_features, width, 1)
+        self.blocks = nn.ModuleList(_DilatedBlock(width, d, kernel) for d in dilations)
+        self.gru = nn.GRU(width, gru_hidden, batch_first=True, bidirectional=True) if gru_hidden else None
+        self.out = nn.Conv1d(2 * gru_hidden if gru_hidden else width, 1, 1)
+
+    def logits(self, signal: torch.Tensor) -> torch.Tensor:
+        x = self.inp(signal.transpose(1, 2))
+        for block in self.blocks:
+            x = block(x)
+        if self.gru is not None:
+            h, _ = self.gru(x.transpose(1, 2))
+            x = h.transpose(1, 2)
+        return self.out(x)[:, 0, :]
+
+    def forward(self, signal: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(signal))
+
+
+class FalseSignalServed(nn.Module):
+    """What Triton serves: ``signal [B, T, F]`` -> ``false_fraction [B, 1]``, ``p_false [B, T]``.
+
+    ``false_fraction`` is the mean probability over the seconds with FHR signal
+    (feature 1, ``fhr_valid``): one number per window for metrics and evidence.
+    """
+
+    def __init__(self, net: FalseSignalNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.net(signal)
+        valid = signal[:, :, 1]
+        fraction = (p * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+        return fraction.unsqueeze(1), p
+
+
+def minute_summary(window: torch.Tensor, seconds_per_step: int = 60) -> torch.Tensor:
+    """``window [B, T, 4]`` at 1 Hz -> per-minute summaries ``[B, T/60, 8]`` (inside the graph).
+
+    Per minute: share of valid FHR; FHR mean relative to the hour's mean (a
+    baseline-relative level: decelerations and tachycardia); FHR standard
+    deviation and range (variability); lowest FHR relative to the hour (depth of
+    decelerations); UC mean and peak; maternal HR mean. Lost seconds never count.
+    """
+    b, t, c = window.shape
+    m = t // seconds_per_step
+    x = window[:, : m * seconds_per_step].reshape(b, m, seconds_per_step, c)
+    fhr, uc, mhr, valid = x[..., FHR], x[..., UC], x[..., MHR], x[..., VALID]
+    n = valid.sum(dim=2).clamp(min=1.0)
+    share = valid.mean(dim=2)
+    mean = (fhr * valid).sum(dim=2) / n
+    hour = (mean * share).sum(dim=1, keepdim=True) / share.sum(dim=1, keepdim=True).clamp(min=1e-3)
+    var = (((fhr - mean.unsqueeze(2)) ** 2) * valid).sum(dim=2) / n
+    big = 1e3
+    high = torch.where(valid > 0, fhr, torch.full_like(fhr, -big)).amax(dim=2)
+    low = torch.where(valid > 0, fhr, torch.full_like(fhr, big)).amin(dim=2)
+    has = share > 0
+    rng = torch.where(has, high - low, torch.zeros_like(high))
+    low_rel = torch.where(has, low - hour, torch.zeros_like(low))
+    level = torch.where(has, mean - hour, torch.zeros_like(mean))
+    return torch.stack([share, level, var.sqrt(), rng, low_rel, uc.mean(dim=2), uc.amax(dim=2), mhr.mean(dim=2)], dim=2)
+
+
+class AcidaemiaLstm(nn.Module):
+    """Probability of umbilical-artery pH < 7.05 and < 7.15 from the last hour of CTG.
+
+    ``window [B, 3600, 4]`` (1 Hz, models/features.py) -> per-minute summaries
+    (:func:`minute_summary`) -> LSTM -> ``risk [B, 2]``. Per-minute input was
+    chosen over 1 Hz after comparison (docs/EVALUATION.md): with 28 acidaemic
+    records a 3600-step recurrence overfits and trains slowly; minute summaries
+    keep what FIGO reads (level, variability, deceleration depth, contractions).
+    Also ``minute_risk [B, 60]``: the pH < 7.05 risk after each minute, the
+    course of the hour for the bed view.
+    """
+
+    def __init__(self, hidden: int = 16, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_size=8, hidden_size=hidden, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 2)
+
+    def logits(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, _ = self.lstm(minute_summary(window))
+        per_minute = self.head(self.drop(h))  # [B, M, 2]
+        return per_minute[:, -1], per_minute[:, :, 0]
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        last, course = self.logits(window)
+        return torch.sigmoid(last), torch.sigmoid(course)

@@ -1,4 +1,4 @@
-"""``ctgwatch train``: train, calibrate, evaluate and export both anomaly models.
+"""``ctgwatch train``: train, calibrate, evaluate and export the models served on Triton.
 
 Deterministic for a seed (torch and numpy seeded, one CPU thread order).
 Output, under ``<models_dir>/v<N>/``: ``lstm.pt`` / ``autoencoder.pt`` (weights),
@@ -28,7 +28,7 @@ from models.data import Recording, load_ctu_uhb, normal_simulated, simulated, sp
 from models.features import VALID, Normalisation, sliding_windows
 from models.nets import TENSOR_IN, build
 
-MODEL_KINDS = ("lstm", "autoencoder")
+MODEL_KINDS = ("lstm", "autoencoder", "false_signal")
 
 
 @dataclass
@@ -48,6 +48,10 @@ class TrainConfig:
     sim_duration_s: float = 3600.0
     lstm: dict = field(default_factory=lambda: {"hidden": 32, "layers": 1, "horizon_s": 10})
     autoencoder: dict = field(default_factory=lambda: {"width": 16, "code_channels": 8})
+    models: list[str] = field(default_factory=lambda: ["lstm", "autoencoder", "false_signal"])
+    false_signal: dict = field(default_factory=dict)  # FalseSignalConfig fields to override
+    acidaemia: dict = field(default_factory=dict)  # AcidaemiaConfig fields to override
+    fhrma_limit: int | None = None  # a tiny false-signal run (CI): this many recordings
 
 
 def windows_of(records: list[Recording], norm: Normalisation, stride_s: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
@@ -123,23 +127,33 @@ def per_record_scores(model, records: list[Recording], norm: Normalisation, stri
 
 def load_trained(version_dir: Path, kind: str) -> torch.nn.Module:
     """A trained model of a version directory, in eval mode (for parity checks and offline scoring)."""
-    config = json.loads((version_dir / "config.json").read_text())[kind]
+    saved = json.loads((version_dir / "config.json").read_text())
+    model: torch.nn.Module
     if kind == "autoencoder":
-        config = {**config, "window_s": Normalisation.load(version_dir / "normalisation.json").window_s}
-    model = build(kind, config)
+        config = {**saved["autoencoder"], "window_s": Normalisation.load(version_dir / "normalisation.json").window_s}
+        model = build(kind, config)
+    elif kind == "lstm":
+        from models.acidaemia_training import AcidaemiaConfig
+
+        ac = AcidaemiaConfig(**saved.get("acidaemia", {}))
+        model = build(kind, {"hidden": ac.hidden, "dropout": ac.dropout})
+    elif kind == "false_signal":
+        from models.false_signal_training import FalseSignalConfig, build_net
+
+        model = build_net(FalseSignalConfig(**saved.get("false_signal", {})))
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
     model.load_state_dict(torch.load(version_dir / f"{kind}.pt"))
     return model.eval()
 
 
 def export_onnx(model: torch.nn.Module, kind: str, norm: Normalisation, path: Path) -> None:
+    """The autoencoder as ONNX (the other models have their own exporters)."""
     example = torch.zeros(2, norm.window_s, 4)
     example[..., VALID] = 1.0
-    extra = "forecast" if kind == "lstm" else "reconstruction"
     with warnings.catch_warnings():
-        # The LSTM warning concerns initial states passed per batch; ours start at zero for
-        # every window, and tests compare ONNX and torch at several batch sizes.
         warnings.simplefilter("ignore")
-        _export(model, example, path, extra)
+        _export(model, example, path, "reconstruction")
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, extra: str) -> None:
@@ -155,58 +169,99 @@ def next_version(models_dir: Path) -> int:
     return max(existing, default=0) + 1
 
 
-def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print) -> Path:
-    """Train both models; returns the version directory."""
-    t_start = time.monotonic()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    np.random.seed(cfg.seed)
-    norm = Normalisation()
+def load_training_data(cfg: TrainConfig, ctu_dir: Path | None) -> tuple[str, list[Recording], list, list, list[Recording], str]:
+    """(source, all CTU-UHB records or [], autoencoder train / calibration records, CTU evaluation records, description)."""
     source = cfg.source
     if source == "auto":
         source = "ctu-uhb" if ctu_dir is not None and (ctu_dir / "RECORDS").exists() else "simulator"
-    ctu_eval: list[Recording] = []
     if source == "ctu-uhb":
         assert ctu_dir is not None
         records = load_ctu_uhb(ctu_dir, cfg.ctu_limit)
         normal = [r for r in records if r.normal_outcome]
         train_recs, cal_recs, test_normal = split_by_record(normal, cfg.seed, (0.7, 0.15, 0.15))
         ctu_eval = test_normal + [r for r in records if not r.normal_outcome and r.ph is not None]
-        data_desc = (f"CTU-UHB ({ctu_dir.name}): {len(records)} records, {len(normal)} with normal outcome "
-                     f"(pH >= 7.20, Apgar5 >= 7); split by record {len(train_recs)}/{len(cal_recs)}/{len(test_normal)} "
-                     f"(train/calibration/test), seed {cfg.seed}")
-    elif source == "simulator":
+        desc = (f"CTU-UHB ({ctu_dir.name}): {len(records)} records, {len(normal)} with normal outcome "
+                f"(pH >= 7.20, Apgar5 >= 7); autoencoder split by record {len(train_recs)}/{len(cal_recs)}/"
+                f"{len(test_normal)} (train/calibration/test), seed {cfg.seed}")
+        return source, records, train_recs, cal_recs, ctu_eval, desc
+    if source == "simulator":
         recs = normal_simulated(cfg.sim_train_seeds, cfg.sim_duration_s)
         train_recs, cal_recs, _ = split_by_record(recs, cfg.seed, (0.7, 0.3, 0.0))
-        data_desc = (f"simulator, scenario 'normal': {len(recs)} records of {cfg.sim_duration_s:.0f} s "
-                     f"(seeds {cfg.sim_train_seeds[0]}-{cfg.sim_train_seeds[-1]}), split by record "
-                     f"{len(train_recs)}/{len(cal_recs)} (train/calibration)")
-    else:
-        raise ValueError(f"unknown source {source!r}: auto, ctu-uhb or simulator")
+        desc = (f"simulator, scenario 'normal': {len(recs)} records of {cfg.sim_duration_s:.0f} s "
+                f"(seeds {cfg.sim_train_seeds[0]}-{cfg.sim_train_seeds[-1]}), split by record "
+                f"{len(train_recs)}/{len(cal_recs)} (train/calibration)")
+        return source, [], train_recs, cal_recs, [], desc
+    raise ValueError(f"unknown source {source!r}: auto, ctu-uhb or simulator")
 
-    train_windows, _ = windows_of(train_recs, norm, cfg.stride_s)
-    if len(train_windows) > cfg.max_train_windows:
-        keep = np.random.default_rng(cfg.seed).choice(len(train_windows), cfg.max_train_windows, replace=False)
-        train_windows = train_windows[np.sort(keep)]
-    log(f"training on {len(train_windows)} windows from {len(train_recs)} records ({source})")
 
+def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, fhrma_dir: Path | None = None) -> Path:
+    """Train the models named in ``cfg.models``; returns the version directory.
+
+    - ``autoencoder``: on normal-outcome windows (CTU-UHB, or the simulator's normal
+      scenario), calibrated to ``target_false_alarms_per_hour`` on held-out normal records;
+    - ``lstm``: the acidaemia-risk model, cross-validated on CTU-UHB beside the FIGO
+      baselines, then fitted on every record (needs CTU-UHB: skipped on the simulator);
+    - ``false_signal``: on the FHRMA recordings (``fhrma_dir``; skipped with a message
+      when absent).
+    A model that is skipped is not installed; the stream reports it unavailable.
+    """
+    t_start = time.monotonic()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    np.random.seed(cfg.seed)
+    norm = Normalisation()
+    source, ctu_records, train_recs, cal_recs, ctu_eval, data_desc = load_training_data(cfg, ctu_dir)
     version = next_version(models_dir)
     out = models_dir / f"v{version}"
     out.mkdir(parents=True, exist_ok=False)
     norm.save(out / "normalisation.json")
-    sim_eval = simulated(cfg.sim_eval_seeds, duration_s=cfg.sim_duration_s)
-    calibration, metrics = {}, {"source": source, "train_windows": int(len(train_windows))}
-    for kind in MODEL_KINDS:
-        model = fit(kind, getattr(cfg, kind if kind == "lstm" else "autoencoder"), norm, train_windows, cfg, log)
-        torch.save(model.state_dict(), out / f"{kind}.pt")
-        export_onnx(model, kind, norm, out / f"{kind}.onnx")
-        calibration[kind] = calibrate(per_record_scores(model, cal_recs, norm, cfg.cadence_s),
-                                      cfg.target_false_alarms_per_hour, cfg.cadence_s)
-        metrics[kind] = evaluate(model, norm, cfg, calibration[kind]["threshold"], sim_eval, ctu_eval)
-        log(f"{kind}: threshold {calibration[kind]['threshold']:.4f} "
-            f"({calibration[kind]['false_alarms_per_hour']:.2f} false alarms/h), {metrics[kind]}")
+    calibration: dict = {}
+    metrics: dict = {"source": source, "data": data_desc, "trained": []}
+    if "autoencoder" in cfg.models:
+        train_windows, _ = windows_of(train_recs, norm, cfg.stride_s)
+        if len(train_windows) > cfg.max_train_windows:
+            keep = np.random.default_rng(cfg.seed).choice(len(train_windows), cfg.max_train_windows, replace=False)
+            train_windows = train_windows[np.sort(keep)]
+        log(f"autoencoder: training on {len(train_windows)} windows from {len(train_recs)} normal records ({source})")
+        metrics["train_windows"] = int(len(train_windows))
+        model = fit("autoencoder", cfg.autoencoder, norm, train_windows, cfg, log)
+        model.fit_code_density(torch.from_numpy(train_windows))  # type: ignore[operator]
+        torch.save(model.state_dict(), out / "autoencoder.pt")
+        export_onnx(model, "autoencoder", norm, out / "autoencoder.onnx")
+        calibration["autoencoder"] = calibrate(per_record_scores(model, cal_recs, norm, cfg.cadence_s),
+                                               cfg.target_false_alarms_per_hour, cfg.cadence_s)
+        sim_eval = simulated(cfg.sim_eval_seeds, duration_s=cfg.sim_duration_s)
+        metrics["autoencoder"] = evaluate(model, norm, cfg, calibration["autoencoder"]["threshold"], sim_eval, ctu_eval)
+        metrics["trained"].append("autoencoder")
+        log(f"autoencoder: threshold {calibration['autoencoder']['threshold']:.4f} "
+            f"({calibration['autoencoder']['false_alarms_per_hour']:.2f} false alarms/h), {metrics['autoencoder']}")
+    if "lstm" in cfg.models:
+        if ctu_records:
+            from models.acidaemia_training import AcidaemiaConfig, train_acidaemia
+
+            ac_cfg = AcidaemiaConfig(**{"seed": cfg.seed, **cfg.acidaemia})
+            metrics["lstm"] = train_acidaemia(ac_cfg, ctu_records, out, log)
+            calibration["lstm"] = {"cadence_s": cfg.cadence_s, "threshold": None,
+                                   "note": "a probability, never an alarm threshold"}
+            metrics["trained"].append("lstm")
+        else:
+            log("acidaemia-risk LSTM skipped: it needs the CTU-UHB records with their pH (set CTGWATCH_CTU_UHB_DIR)")
+    if "false_signal" in cfg.models:
+        if fhrma_dir is not None and (fhrma_dir / "annotations.json").is_file():
+            from models.false_signal_training import FalseSignalConfig, train_false_signal
+
+            fs_cfg = FalseSignalConfig(**{"seed": cfg.seed, **cfg.false_signal})
+            fs_metrics = train_false_signal(fs_cfg, fhrma_dir, out, cfg.fhrma_limit, log)
+            calibration["false_signal"] = {"threshold": fs_metrics["threshold"]["threshold"],
+                                           "cadence_s": fs_cfg.cadence_s, "chosen_on": "tuning part (FHRMA)",
+                                           "context_s": fs_metrics["receptive_half_s"]}
+            metrics["false_signal"] = {k: fs_metrics[k] for k in ("split", "threshold", "validation", "history",
+                                                                  "train_seconds")}
+            metrics["trained"].append("false_signal")
+        else:
+            log(f"false-signal model skipped: no FHRMA annotations.json in {fhrma_dir} (set CTGWATCH_FHRMA_DIR)")
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
     metrics["train_seconds"] = round(time.monotonic() - t_start, 1)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     (out / "MODEL_CARD.md").write_text(model_card(version, cfg, data_desc, calibration, metrics))
     return out
@@ -239,74 +294,115 @@ def evaluate(model, norm: Normalisation, cfg: TrainConfig, threshold: float,
 
 def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict, metrics: dict) -> str:
     lines = [
-        f"# ctgwatch anomaly models, version {version}",
+        f"# ctgwatch models, version {version}",
         "",
-        "Decision support only: these scores flag windows that differ from normal-outcome traces;",
-        "they do not classify a CTG and never replace the FIGO/NICE rules or a clinician.",
+        "Decision support only: these outputs are evidence beside the FIGO 2015 rules; they do not",
+        "classify a CTG and never replace the rules or a clinician.",
         "",
         "## Models",
-        f"- `ctg_lstm`: LSTM forecaster {cfg.lstm}; anomaly = masked squared error of the FHR forecast "
-        f"{cfg.lstm.get('horizon_s', 10)} s ahead, per second and averaged over the window.",
-        f"- `ctg_autoencoder`: 1-D convolutional autoencoder {cfg.autoencoder}; anomaly = masked "
-        "reconstruction error of FHR (+0.25 x UC), per second and averaged.",
-        "- Input `window` [batch, 600, 4]: 10 min at 1 Hz of FHR, UC, maternal HR, FHR-valid mask "
-        "(models/features.py); outputs `score` [batch, 1], `error` [batch, 600].",
+        "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
+        "(baseline-relative FHR level at 15 s, FHR variability over 60 s, UC; models/nets.py), trained on "
+        f"normal windows only {cfg.autoencoder}; anomaly = masked reconstruction error, per second and averaged.",
+        "- `ctg_lstm`: acidaemia-risk LSTM over per-minute summaries of the last hour; outputs the probability "
+        "of umbilical-artery pH < 7.05 and < 7.15 (`risk`) and the pH < 7.05 risk after each minute "
+        "(`risk_course`). A trend and evidence, never an alarm.",
+        "- `ctg_false_signal`: temporal convolution network over per-second FHR / maternal HR features "
+        "(models/false_signal_features.py); per-second probability that the FHR is not fetal (`p_false`).",
         "",
         "## Data",
         f"- {data_desc}.",
-        f"- Training windows: {metrics['train_windows']} (10 min, stride {cfg.stride_s} s, windows with < 50 % "
-        "valid FHR skipped); seed " + str(cfg.seed) + f", {cfg.epochs} epochs, Adam lr {cfg.learning_rate}.",
-        "",
-        "## Calibration (held-out normal records)",
     ]
-    for kind, c in calibration.items():
-        lines.append(f"- {kind}: threshold {c['threshold']:.4f} gives {c['false_alarms_per_hour']:.2f} alarms per "
-                     f"monitored hour (target {c['target_false_alarms_per_hour']}) over {c['monitored_hours']:.1f} h, "
-                     f"scoring every {c['cadence_s']} s.")
-    lines += ["", "## Evaluation", "", "| model | simulator window AUC | recall at threshold | CTU-UHB pH<7.05 AUC | "
-              "CTU-UHB test false alarms/h |", "|---|---|---|---|---|"]
-    for kind in MODEL_KINDS:
-        m = metrics[kind]
-        lines.append(f"| {kind} | {m['sim_window_auc']} | {m['sim_recall_at_threshold']} | "
-                     f"{m.get('ctu_ph705_auc', 'n/a')} | {m.get('ctu_test_false_alarms_per_hour', 'n/a')} |")
+    if "autoencoder" in metrics:
+        c, m = calibration["autoencoder"], metrics["autoencoder"]
+        lines += [
+            f"- Autoencoder: {metrics.get('train_windows', '?')} training windows (10 min, stride {cfg.stride_s} s), "
+            f"seed {cfg.seed}, {cfg.epochs} epochs, Adam lr {cfg.learning_rate}; threshold {c['threshold']:.4f} gives "
+            f"{c['false_alarms_per_hour']:.2f} alarms per monitored hour on held-out normal records "
+            f"(target {c['target_false_alarms_per_hour']}). Simulator window AUC {m['sim_window_auc']}, "
+            f"CTU-UHB pH<7.05 AUC {m.get('ctu_ph705_auc', 'n/a')}.",
+        ]
+    if "lstm" in metrics:
+        m = metrics["lstm"]
+        lines.append(
+            f"- Acidaemia LSTM: {m['repeats']} x {m['folds']}-fold stratified cross-validation on {m['records']} "
+            f"records: AUC(pH<7.05) {m['lstm@7.05']['auc_mean']} (95% CI {m['lstm@7.05']['auc_ci95']}), FIGO class "
+            f"{m['figo_class@7.05']['auc_mean']}, logistic regression on FIGO features "
+            f"{m['logistic_figo@7.05']['auc_mean']}; Brier {m['lstm@7.05']['brier']} (prevalence-only "
+            f"{m['lstm@7.05']['brier_prevalence']}). The served weights are fitted on every record.")
+    if "false_signal" in metrics:
+        m = metrics["false_signal"]
+        v = m["validation"]["live"]
+        lines.append(
+            f"- False-signal model: FHRMA recordings split by record {m['split']}; threshold "
+            f"{m['threshold']['threshold']} chosen on the tuning part; validation part (scored once), live: "
+            f"Doppler F1 {v['DopMHR']['f1']}, scalp ECG F1 {v['ScalpECG']['f1']}, overall specificity "
+            f"{v['all']['specificity']}, false minutes caught {v['all']['false_minutes_caught']}.")
     lines += ["", f"Training took {metrics.get('train_seconds', '?')} s on the machine that ran it.", "",
-              "CTU-UHB: Chudáček V et al., BMC Pregnancy and Childbirth 2014;14:16 (ODC-By 1.0)."]
+              "CTU-UHB: Chudáček V et al., BMC Pregnancy and Childbirth 2014;14:16 (ODC-By 1.0). FHRMA: Boudet S "
+              "et al., Biosensors 2022;12(9):691."]
     return "\n".join(lines) + "\n"
 
 
 def evaluation_markdown(version_dir: Path) -> tuple[str, str]:
     """The docs/EVALUATION.md section for a trained version: (title, body)."""
     metrics = json.loads((version_dir / "metrics.json").read_text())
-    calibration = json.loads((version_dir / "calibration.json").read_text())
-    cfg = json.loads((version_dir / "config.json").read_text())
-    card_data = next((line[2:] for line in (version_dir / "MODEL_CARD.md").read_text().splitlines()
-                      if line.startswith("- ") and ("CTU-UHB (" in line or "simulator, scenario" in line)), "")
-    rows = []
-    for kind in MODEL_KINDS:
-        m, c = metrics[kind], calibration[kind]
-        sim_w = m["sim_windows"]
-        ctu = m.get("ctu_records", {})
-        rows.append(
-            f"| {kind} | {c['threshold']:.4f} | {c['false_alarms_per_hour']:.2f} | "
-            f"{m.get('ctu_test_false_alarms_per_hour', 'n/a')} | {m['sim_window_auc']} "
-            f"({sim_w['abnormal']}/{sim_w['normal']}) | {m['sim_recall_at_threshold']} | "
-            f"{m.get('ctu_ph705_auc', 'n/a')} ({ctu.get('acidaemic', 0)}/{ctu.get('other', 0)}) |"
-        )
-    body = "\n".join([
-        f"Command: `ctgwatch train --source {metrics['source']} --epochs {cfg['epochs']} --seed {cfg['seed']}` "
-        f"then `ctgwatch evaluate models {version_dir.name}`. Data: {card_data}",
-        "",
-        f"Thresholds are calibrated on held-out normal-outcome records for at most "
-        f"{cfg['target_false_alarms_per_hour']} alarms per monitored hour, scoring each patient's 10-min window "
-        f"every {cfg['cadence_s']} s (consecutive windows above threshold = one alarm). Simulator AUC: windows of "
-        f"the standard scenarios (seeds {', '.join(map(str, cfg['sim_eval_seeds']))}) whose last 5 min overlap an "
-        "injected abnormal episode (decelerations, brady/tachycardia, sinusoidal, reduced variability) against "
-        "windows with none; artefact windows left out. CTU-UHB AUC: each held-out record scored by the 90th "
-        "percentile of its window scores, pH < 7.05 against the rest (records never used for training).",
-        "",
-        "| model | threshold | calibration false alarms/h | CTU-UHB test false alarms/h | simulator window AUC "
-        "(abnormal/normal windows) | simulator recall at threshold | CTU-UHB pH<7.05 AUC (acidaemic/other) |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-    ])
-    return f"Anomaly models, version {version_dir.name}", body
+    return f"Models, version {version_dir.name}", "\n".join(evaluation_lines(version_dir.name, metrics))
+
+
+def evaluation_lines(name: str, metrics: dict) -> list[str]:
+    lines = [f"Data: {metrics.get('data', '')}. Trained: {', '.join(metrics.get('trained', []))} "
+             f"in {metrics.get('train_seconds', '?')} s.", ""]
+    if "autoencoder" in metrics:
+        m = metrics["autoencoder"]
+        sim_w, ctu = m["sim_windows"], m.get("ctu_records", {})
+        lines += [
+            "### Autoencoder (`ctg_autoencoder`)", "",
+            "Simulator AUC: windows of the standard scenarios whose last 5 min overlap an injected abnormal "
+            "episode (decelerations, brady/tachycardia, sinusoidal, reduced variability) against windows with "
+            "none; artefact windows left out. CTU-UHB AUC: each held-out record scored by the 90th percentile of "
+            "its window scores, pH < 7.05 against the rest (records never used for training).", "",
+            "| simulator window AUC (abnormal/normal windows) | recall at threshold | CTU-UHB pH<7.05 AUC | "
+            "CTU-UHB test false alarms/h |", "|---|---|---|---|",
+            f"| {m['sim_window_auc']} ({sim_w['abnormal']}/{sim_w['normal']}) | {m['sim_recall_at_threshold']} | "
+            f"{m.get('ctu_ph705_auc', 'n/a')} ({ctu.get('acidaemic', 0)}/{ctu.get('other', 0)}) | "
+            f"{m.get('ctu_test_false_alarms_per_hour', 'n/a')} |", ""]
+    if "lstm" in metrics:
+        m = metrics["lstm"]
+        lines += [
+            "### Acidaemia risk (`ctg_lstm`) beside the baselines, same folds", "",
+            f"{m['records']} CTU-UHB records with a pH, {m['repeats']} repeats of {m['folds']}-fold cross-validation "
+            "stratified on pH < 7.05 (folds in `lstm_folds.json`); every predictor is fitted on the training folds "
+            "and scores the held-out fold. AUC: mean over repeats of the pooled out-of-fold AUC, its range over "
+            "repeats, and a 95% bootstrap interval (records resampled) of the repeat-averaged scores.", "",
+            "| predictor | outcome | positives | AUC mean | range over repeats | 95% CI | Brier | Brier of prevalence |",
+            "|---|---|---|---|---|---|---|---|"]
+        for predictor, label in (("lstm", "LSTM (last hour, per-minute summaries)"),
+                                 ("figo_class", "FIGO class alone"),
+                                 ("logistic_figo", "logistic regression on FIGO features")):
+            for cut in ("7.05", "7.15"):
+                r = m[f"{predictor}@{cut}"]
+                lines.append(f"| {label} | pH < {cut} | {r['positives']} | {r['auc_mean']} | "
+                             f"{min(r['auc_repeats'])}-{max(r['auc_repeats'])} | {r['auc_ci95'][0]}-{r['auc_ci95'][1]} | "
+                             f"{r['brier']} | {r['brier_prevalence']} |")
+        lines += ["", "Reliability of the LSTM (pH < 7.05, repeat-averaged out-of-fold probabilities):", "",
+                  "| predicted | records | mean predicted | observed |", "|---|---|---|---|"]
+        for row in m["lstm@7.05"]["reliability"]:
+            lines.append(f"| {row['bin']} | {row['records']} | {row['mean_predicted']} | {row['observed']} |")
+        lines.append("")
+    if "false_signal" in metrics:
+        m = metrics["false_signal"]
+        lines += [
+            "### False signal (`ctg_false_signal`) on the FHRMA validation part", "",
+            f"Split by record, stratified by subset: {m['split']} (train/tuning/validation). The threshold "
+            f"({m['threshold']['threshold']}) was chosen on the tuning part (highest F1 with specificity >= 0.99); "
+            "the validation part was scored once. Per sample at 4 Hz, on samples the experts marked and where "
+            "the monitor gave a value. *live*: each second judged by the first scoring after it arrived (0-60 s "
+            "of future, what the station shows at first); *settled*: judged with the whole recording around it.", "",
+            "| reading | subset | false samples | sensitivity | specificity | precision | F1 | false minutes caught |",
+            "|---|---|---|---|---|---|---|---|"]
+        for mode in ("live", "settled"):
+            for subset in ("DopMHR", "ScalpECG", "all"):
+                r = m["validation"][mode][subset]
+                lines.append(f"| {mode} | {subset} | {r['false_samples']} | {r['sensitivity']} | {r['specificity']} | "
+                             f"{r['precision']} | {r['f1']} | {r['false_minutes_caught']} ({r['false_minutes']} min) |")
+    return lines

@@ -17,15 +17,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-MODELS = ("ctg_lstm", "ctg_autoencoder")
+MODELS = ("ctg_lstm", "ctg_autoencoder")  # evidence beside the rules: acidaemia risk, anomaly
+RISK_MODEL = "ctg_lstm"  # the acidaemia-risk LSTM (last hour)
+ANOMALY_MODEL = "ctg_autoencoder"  # the autoencoder (last 10 min)
+FALSE_SIGNAL = "ctg_false_signal"
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """Tensor names of a served model: its input, its per-window and its per-second output."""
+
+    input: str
+    scalar: str
+    per_second: str
+
+
+MODEL_IO = {
+    "ctg_lstm": ModelIO("window", "risk", "risk_course"),  # risk [B, 2]: pH < 7.05, < 7.15; course [B, 60]
+    "ctg_autoencoder": ModelIO("window", "score", "error"),
+    FALSE_SIGNAL: ModelIO("signal", "false_fraction", "p_false"),
+}
 
 log = logging.getLogger("ctgwatch.models")
 
@@ -34,14 +54,23 @@ log = logging.getLogger("ctgwatch.models")
 class ModelScores:
     model: str
     version: str
-    scores: np.ndarray  # [B]
-    errors: np.ndarray  # [B, T] per-second error: where the window is abnormal
+    scores: np.ndarray  # [B] per-window output (anomaly score; share of the window judged false)
+    errors: np.ndarray  # [B, T] per-second output (error: where abnormal; p_false: probability not fetal)
     threshold: float
     latency_s: float
 
     @property
     def abnormal(self) -> np.ndarray:
         return self.scores > self.threshold
+
+
+class Scored(NamedTuple):
+    """One window's result from one model."""
+
+    score: float
+    per_second: np.ndarray
+    threshold: float
+    version: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,9 @@ class AnomalyClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
-        self.breakers = {m: CircuitBreaker(breaker_failures, breaker_reset_s) for m in MODELS}
+        # one breaker per model, made on first use: a model missing from the server fails alone
+        self.breakers: defaultdict[str, CircuitBreaker] = defaultdict(
+            lambda: CircuitBreaker(breaker_failures, breaker_reset_s))
         self._client: InferenceServerClient | None = None
         self._thresholds: dict[str, tuple[str, float]] = {}
 
@@ -130,14 +161,15 @@ class AnomalyClient:
     async def _infer(self, model: str, windows: np.ndarray, timeout: float) -> ModelScores:
         t0 = time.monotonic()
         version, threshold = await self._threshold(model, timeout)
-        inp = InferInput("window", list(windows.shape), "FP32")
+        io = MODEL_IO.get(model, ModelIO("window", "score", "error"))
+        inp = InferInput(io.input, list(windows.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         result = await self._conn().infer(
-            model, [inp], outputs=[InferRequestedOutput("score"), InferRequestedOutput("error")],
+            model, [inp], outputs=[InferRequestedOutput(io.scalar), InferRequestedOutput(io.per_second)],
             client_timeout=max(timeout - (time.monotonic() - t0), 0.05),
         )
-        return ModelScores(model, version, result.as_numpy("score")[:, 0], result.as_numpy("error"), threshold,
-                           time.monotonic() - t0)
+        return ModelScores(model, version, result.as_numpy(io.scalar)[:, 0], result.as_numpy(io.per_second),
+                           threshold, time.monotonic() - t0)
 
     async def score(self, model: str, windows: np.ndarray) -> ModelScores | ModelUnavailable:
         """Scores for a batch ``[B, T, 4]``, or why the model is unavailable, within ``timeout_s``."""
@@ -178,10 +210,16 @@ class _Pending:
 
 
 class BatchingScorer:
-    """Collects windows from many patients; one Triton request per model per batch."""
+    """Collects windows from many patients; one Triton request per model per batch.
 
-    def __init__(self, client: AnomalyClient, *, max_batch: int = 128, max_wait_s: float = 0.02) -> None:
+    ``models`` take the same input (the two anomaly models share the CTG window;
+    the false-signal model has its own scorer over its own input).
+    """
+
+    def __init__(self, client: AnomalyClient, *, max_batch: int = 128, max_wait_s: float = 0.02,
+                 models: tuple[str, ...] = (ANOMALY_MODEL,)) -> None:
         self.client = client
+        self.models = models
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -193,8 +231,8 @@ class BatchingScorer:
         """The longest a caller should wait for :meth:`score` (the client's deadline, twice, plus batching)."""
         return 2 * float(getattr(self.client, "timeout_s", 2.0)) + self.max_wait_s + 1.0
 
-    async def score(self, window: np.ndarray) -> dict[str, tuple[float, np.ndarray, float] | ModelUnavailable]:
-        """One patient's window -> per model (score, per-second error, threshold) or unavailable."""
+    async def score(self, window: np.ndarray) -> dict[str, Scored | ModelUnavailable]:
+        """One patient's window -> per model (score, per-second output, threshold, version) or unavailable."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         fut = asyncio.get_running_loop().create_future()
@@ -214,17 +252,17 @@ class BatchingScorer:
             self.batches.append(len(batch))
             windows = np.stack([p.window for p in batch])
             try:
-                results = await asyncio.gather(*(self.client.score(m, windows) for m in MODELS))
+                results = await asyncio.gather(*(self.client.score(m, windows) for m in self.models))
             except Exception as exc:  # never leave a caller waiting: the whole batch is unavailable
                 log.warning("scoring batch failed (%s: %s); models reported unavailable", type(exc).__name__, exc)
-                results = [ModelUnavailable(m, f"{type(exc).__name__}: {str(exc)[:200]}") for m in MODELS]
+                results = [ModelUnavailable(m, f"{type(exc).__name__}: {str(exc)[:200]}") for m in self.models]
             for i, pending in enumerate(batch):
-                out: dict[str, ModelUnavailable | tuple[float, np.ndarray, float]] = {}
+                out: dict[str, Scored | ModelUnavailable] = {}
                 for res in results:
                     if isinstance(res, ModelUnavailable):
                         out[res.model] = res
                     else:
-                        out[res.model] = (float(res.scores[i]), res.errors[i], res.threshold)
+                        out[res.model] = Scored(float(res.scores[i]), res.errors[i], res.threshold, res.version)
                 if not pending.future.done():
                     pending.future.set_result(out)
 

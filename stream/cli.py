@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -603,16 +604,29 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     target_false_alarms: Annotated[float, typer.Option(help="Alarms per monitored hour on held-out normal records.")] = 0.5,
+    models: Annotated[str, typer.Option(help="Comma-separated: autoencoder, lstm (acidaemia risk), false_signal.")] = (
+        "autoencoder,lstm,false_signal"),
+    tiny: Annotated[bool, typer.Option(help="A minutes-long run on a few records (CI: keeps the code path tested).")] = False,
     install: Annotated[bool, typer.Option(help="Also write the Triton model repository (infra/triton/model_repository).")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Train, calibrate, evaluate and export the LSTM and autoencoder anomaly models."""
+    """Train, calibrate, evaluate and export the models served on Triton (model card per version)."""
     from models.training import TrainConfig
     from models.training import train as run_training
 
     settings = _settings(state_dir)
-    cfg = TrainConfig(source=source.value, epochs=epochs, seed=seed, target_false_alarms_per_hour=target_false_alarms)
-    out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo)
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = set(chosen) - {"autoencoder", "lstm", "false_signal"}
+    if unknown:
+        raise SetupError(f"unknown model(s) {sorted(unknown)}", "choose from autoencoder, lstm, false_signal")
+    cfg = TrainConfig(source=source.value, epochs=epochs, seed=seed, target_false_alarms_per_hour=target_false_alarms,
+                      models=chosen)
+    if tiny:
+        cfg.ctu_limit, cfg.fhrma_limit, cfg.max_train_windows = 24, 12, 200
+        cfg.sim_eval_seeds, cfg.sim_duration_s = [10], 1200.0
+        cfg.acidaemia = {"epochs": 2, "repeats": 1, "folds": 2, "shifts_s": [0]}
+        cfg.false_signal = {"epochs": 1, "crops_per_epoch": 64}
+    out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo, fhrma_dir=settings.fhrma_dir)
     typer.echo(f"models written to {out} (model card: {out / 'MODEL_CARD.md'})")
     if install:
         from models.repository import install_version
@@ -652,13 +666,20 @@ def evaluate_detectors(
 def evaluate_quality(
     directory: Annotated[Path | None, typer.Argument(help="FHRMA false-signal set; default CTGWATCH_FHRMA_DIR.")] = None,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Print, per subset, the figures of the judge the stream uses (the deployed false-signal model, "
+        "read out live; the rules where none is deployed) as JSON."))] = False,
 ) -> None:
-    """Score the signal-quality / maternal-HR-capture detector against the FHRMA expert marks."""
-    from stream.evaluation.quality import evaluate_fhrma, fhrma_markdown
+    """Score the signal-quality judgement (false-signal model / rules) against the FHRMA expert marks."""
+    from stream.evaluation.quality import evaluate_fhrma, fhrma_markdown, stream_judge_quality
 
-    folder = directory or _settings(None).fhrma_dir
+    settings = _settings(None)
+    folder = directory or settings.fhrma_dir
     if not (folder / "annotations.json").is_file():
         raise SetupError(f"no FHRMA annotations.json in {folder}", "pass the fhrma-fs directory or set CTGWATCH_FHRMA_DIR")
+    if as_json:
+        typer.echo(json.dumps(stream_judge_quality(folder, settings.triton_model_repository), indent=2))
+        return
     results, used = evaluate_fhrma(folder)
     body = fhrma_markdown(results, used, "ctgwatch evaluate quality")
     _report(body, "Signal quality against the FHRMA expert false-signal marks", output)
@@ -741,14 +762,35 @@ def _report(body: str, title: str, output: Path | None) -> None:
 
 @evaluate_app.command("models")
 def evaluate_models(
-    version_dir: Annotated[Path, typer.Argument(help="A trained version directory (v<N>) with metrics.json.")],
+    version: Annotated[str, typer.Argument(help="A trained version: its directory, or v<N> under CTGWATCH_MODELS_DIR.")],
+    records: Annotated[Path | None, typer.Option(help=(
+        "Score this directory with the version's ONNX models instead: WFDB records with pH (AUCs per model and "
+        "outcome) or an FHRMA directory (false-signal figures per subset)."))] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N records (WFDB).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
-    """Report a trained version's held-out evaluation (AUCs, false alarms per hour)."""
+    """A trained version's evaluation, or its served models scored on any directory of recordings."""
     from models.training import evaluation_markdown
 
+    version_dir = Path(version)
+    if not version_dir.is_dir():
+        version_dir = _settings(None).models_dir / version
     if not (version_dir / "metrics.json").is_file():
         raise SetupError(f"{version_dir} has no metrics.json", "pass a directory written by 'ctgwatch train'")
+    if records is not None:
+        from stream.evaluation.models import kind_of, score_fhrma, score_wfdb
+
+        try:
+            kind = kind_of(records)
+        except ValueError as exc:
+            raise SetupError(str(exc), "pass a CTU-UHB-style WFDB directory or the fhrma-fs directory") from exc
+        result = score_fhrma(version_dir, records) if kind == "fhrma" else score_wfdb(version_dir, records, limit)
+        typer.echo(json.dumps(result, indent=2) if as_json else _models_summary(result))
+        return
+    if as_json:
+        typer.echo((version_dir / "metrics.json").read_text())
+        return
     title, body = evaluation_markdown(version_dir)
     typer.echo(f"## {title}\n\n{body}")
     if output:
@@ -756,6 +798,24 @@ def evaluate_models(
 
         write_section(output, title, body, "ctgwatch evaluation")
         typer.echo(f"written to {output}")
+
+
+def _models_summary(result: dict) -> str:
+    """A short human reading of :mod:`stream.evaluation.models` results."""
+    lines = [f"{result['version']} on {result['directory']} ({result['records']} records)"]
+    for name, outcomes in result.get("models", {}).items():
+        for outcome, r in outcomes.items():
+            ci = r.get("ci95")
+            lines.append(f"  {name} {outcome}: AUC {r['auc']}" + (f" (95% CI {ci[0]}-{ci[1]})" if ci else "")
+                         + f", {r['positives']} positives of {r['records']}")
+    if "ctg_false_signal" in result:
+        for mode in ("live", "settled"):
+            for subset, r in result["ctg_false_signal"][mode].items():
+                lines.append(f"  ctg_false_signal {mode} {subset}: F1 {r['f1']}, sensitivity {r['sensitivity']}, "
+                             f"specificity {r['specificity']}, false minutes caught {r['false_minutes_caught']}")
+        for subset, r in result["rules"].items():
+            lines.append(f"  rules {subset}: F1 {r['f1']}, sensitivity {r['sensitivity']}, specificity {r['specificity']}")
+    return "\n".join(lines)
 
 
 def main() -> None:

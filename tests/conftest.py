@@ -23,7 +23,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     repository = tmp_path_factory.mktemp("repository")
     (repository / "scale_by_two").symlink_to(FIXTURES / "triton_repository" / "scale_by_two")
     shipped = Settings().triton_model_repository
-    for name in ("ctg_lstm", "ctg_autoencoder"):
+    for name in ("ctg_lstm", "ctg_autoencoder", "ctg_false_signal"):
         (repository / name).symlink_to(shipped / name)
     settings = stack_settings(tmp_path_factory.mktemp("stack"), repository)
     up(settings, echo=lambda _line: None)

@@ -117,3 +117,66 @@ def tiny_train_config():
     return TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
                        sim_duration_s=1200, stride_s=120, cadence_s=120,
                        lstm={"hidden": 8, "layers": 1, "horizon_s": 10}, autoencoder={"width": 8, "code_channels": 4})
+
+
+def write_synthetic_datasets(root: Path, n_ctu: int = 12, n_fhrma: int = 6, duration_s: float = 1500.0) -> tuple[Path, Path]:
+    """Tiny CTU-UHB-style (WFDB with pH) and FHRMA-style (.fhrm + annotations.json) directories from the simulator.
+
+    Lets every model's training and scoring path run in tests and CI without the real recordings:
+    CTU records alternate a normal trace (pH 7.30) and a bradycardia one (pH 6.98); FHRMA recordings
+    carry maternal-HR capture episodes, marked false, the rest marked true.
+    """
+    import json
+    import struct
+
+    import numpy as np
+    import wfdb
+
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+    from stream.sources.fhrma import FHRM_DTYPE
+
+    ctu, fhrma = root / "ctu", root / "fhrma"
+    ctu.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n_ctu):
+        acidaemic = i % 2 == 1
+        scenario = Scenario("bradycardia" if acidaemic else "normal", duration_s=duration_s,
+                            bradycardia=(duration_s * 0.6, duration_s) if acidaemic else None)
+        sim = simulate_ctg(scenario, seed=500 + i)
+        name = f"{9100 + i}"
+        wfdb.wrsamp(name, fs=4, units=["bpm", "nd"], sig_name=["FHR", "UC"],
+                    p_signal=np.column_stack([sim.fhr, np.clip(sim.uc, 0, 127)]), fmt=["16", "16"],
+                    adc_gain=[100, 100], baseline=[0, 0], write_dir=str(ctu),
+                    comments=["-- Outcome measures", f"pH           {6.98 if acidaemic else 7.30}", "Apgar5       9"])
+        names.append(name)
+    (ctu / "RECORDS").write_text("\n".join(names) + "\n")
+    annotations = {}
+    for i in range(n_fhrma):
+        subset = "DopMHR" if i % 3 else "ScalpECG"
+        third = duration_s / 3
+        sim = simulate_ctg(Scenario("maternal_hr_capture", duration_s=duration_s,
+                                    maternal_capture=((third, third + 240.0),)), seed=700 + i)
+        name = f"{subset}Train{i + 1:04d}.fhrm"
+        (fhrma / subset).mkdir(parents=True, exist_ok=True)
+        rec = np.zeros(sim.fhr.size, dtype=FHRM_DTYPE)
+        channel = "fhr1" if subset == "DopMHR" else "fhr2"
+        rec[channel] = np.round(sim.fhr * 4)
+        rec["mhr"] = np.round(sim.mhr * 4)
+        rec["toco"] = np.round(np.clip(sim.uc, 0, 127) * 2)
+        (fhrma / subset / name).write_bytes(struct.pack("<I", 1_700_000_000) + rec.tobytes())
+        false = [[int(e.start_s * 4) + 1, int(e.end_s * 4)] for e in sim.events if e.kind == "maternal_hr_capture"]
+        annotations[name] = {"set": subset, "true_fhr": [[1, sim.fhr.size]] if not false else
+                             [[1, false[0][0] - 1], [false[-1][1] + 1, sim.fhr.size]], "false_fhr": false}
+    (fhrma / "annotations.json").write_text(json.dumps(annotations))
+    return ctu, fhrma
+
+
+def tiny_all_models_config():
+    """Every model (autoencoder, acidaemia LSTM, false-signal) trained in seconds on the synthetic datasets."""
+    from models.training import TrainConfig
+
+    return TrainConfig(source="ctu-uhb", epochs=1, sim_eval_seeds=[10], sim_duration_s=1200, stride_s=120,
+                       cadence_s=120, autoencoder={"width": 8, "code_channels": 4},
+                       acidaemia={"epochs": 2, "repeats": 1, "folds": 2, "hidden": 8, "shifts_s": [0]},
+                       false_signal={"epochs": 1, "crops_per_epoch": 32, "batch_size": 8, "crop_s": 600,
+                                     "net": {"width": 8, "kernel": 3, "dilations": [1, 2, 4, 8], "gru_hidden": 0}})

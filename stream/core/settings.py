@@ -114,7 +114,8 @@ class Settings(BaseSettings):
 
     # -- clinical pipeline (stream/worker/pipeline.py) ---------------------------------
     ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")
-    history_s: float = Field(default=2400.0, ge=600, description="Seconds of CTG kept per patient (memory and Redis).")
+    history_s: float = Field(default=3600.0, ge=600, description=(
+        "Seconds of CTG kept per patient (memory and Redis); the acidaemia-risk model reads the last hour."))
     analysis_interval_s: float = Field(default=15.0, gt=0, description="FIGO window analysis every N s of recording.")
     analysis_window_s: float = Field(default=1800.0, ge=600, description="History analysed each time.")
     model_interval_s: float = Field(default=60.0, gt=0, description="Anomaly-model scoring every N s of recording.")

@@ -8,46 +8,15 @@ gave a value.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detectors.quality import assess_quality
+from detectors.scoring import SampleConfusion
 from stream.sources.fhrma import label_samples, read_fhrm
 
-
-@dataclass
-class Confusion:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-    false_minutes: int = 0
-    false_minutes_caught: int = 0
-
-    def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
-        self.tp += int(np.sum(predicted & truth))
-        self.fp += int(np.sum(predicted & ~truth))
-        self.fn += int(np.sum(~predicted & truth))
-        self.tn += int(np.sum(~predicted & ~truth))
-
-    @property
-    def sensitivity(self) -> float:
-        return self.tp / max(self.tp + self.fn, 1)
-
-    @property
-    def specificity(self) -> float:
-        return self.tn / max(self.tn + self.fp, 1)
-
-    @property
-    def precision(self) -> float:
-        return self.tp / max(self.tp + self.fp, 1)
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.sensitivity
-        return 2 * p * r / (p + r) if p + r else 0.0
+Confusion = SampleConfusion
 
 
 #: The maternal-capture thresholds were tuned on the even-numbered recordings (in
@@ -109,3 +78,49 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
         "|---|---|---|---|---|---|---|---|",
         *rows,
     ])
+
+
+def rules_confusion(directory: Path, names: list[str] | None = None) -> dict[str, SampleConfusion]:
+    """The rule-based detector per subset (DopMHR, ScalpECG, all) on the named recordings (default: all)."""
+    annotations = json.loads((directory / "annotations.json").read_text())
+    wanted = set(names) if names is not None else None
+    out = {"DopMHR": SampleConfusion(), "ScalpECG": SampleConfusion(), "all": SampleConfusion()}
+    for name, ann in sorted(annotations.items()):
+        subset = "DopMHR" if name.startswith("DopMHR") else "ScalpECG"
+        path = directory / subset / name
+        if (wanted is not None and name not in wanted) or not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
+            continue
+        rec = read_fhrm(path)
+        report = assess_quality(rec.fhr, fs=4.0, mhr=np.where(rec.mhr > 0, rec.mhr, np.nan))
+        predicted = report.maternal | report.ratio_error
+        labels = label_samples(rec.fhr.size, ann.get("true_fhr", []), ann.get("false_fhr", []))
+        scored = (labels >= 0) & (rec.fhr > 0)
+        for key in (subset, "all"):
+            out[key].add(predicted[scored], labels[scored] == 1)
+            out[key].add_minutes(predicted, labels)
+    return out
+
+
+def stream_judge_quality(directory: Path, repository: Path) -> dict:
+    """Per subset, the judge the stream uses: the deployed ``ctg_false_signal`` read out live, else the rules.
+
+    Live: each second judged by the first scoring after it arrived, as the stream
+    does every ``cadence_s`` seconds (models/false_signal_training.py).
+    """
+    from models.false_signal_data import load_fhrma
+    from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
+    from models.repository import deployed_false_signal
+
+    deployed = deployed_false_signal(repository)
+    keys = ("sensitivity", "specificity", "precision", "f1", "false_minutes_caught")
+    if deployed is None:
+        rules = rules_confusion(directory)
+        return {"judge": "rules (no ctg_false_signal deployed)",
+                **{k: {m: c.as_dict()[m] for m in keys} for k, c in rules.items()}}
+    path, params = deployed
+    records = load_fhrma(directory)
+    cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)))
+    result = evaluate_split(onnx_judge(path), records, params["threshold"], cfg,
+                            context_s=int(params.get("context_s", 1800)))["live"]
+    return {"judge": f"ctg_false_signal {path.parent.name} (live; the rules while Triton is unavailable)",
+            "records": len(records), **{k: {m: v[m] for m in keys} for k, v in result.items()}}

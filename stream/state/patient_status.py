@@ -93,7 +93,8 @@ def analysis_marks(analysis: CtgAnalysis) -> tuple[list[TraceMark], list[TraceMa
     events += [TraceMark(kind="contraction", start=t0 + c.onset, end=t0 + c.end) for c in analysis.contractions]
     not_fetal = [TraceMark(kind=kind, start=t0 + a / fs, end=t0 + b / fs)
                  for kind, mask in (("maternal_hr_capture", analysis.quality.maternal),
-                                    ("halving_doubling", analysis.quality.ratio_error))
+                                    ("halving_doubling", analysis.quality.ratio_error),
+                                    ("false_signal", analysis.quality.model_false))
                  for a, b in runs(mask)]
     return events, not_fetal
 

@@ -62,6 +62,7 @@ class PatientWindow:
     uc: np.ndarray = field(default_factory=lambda: np.zeros(0))
     mhr: np.ndarray = field(default_factory=lambda: np.zeros(0))
     has_mhr: bool = False
+    sensor: str = "unknown"  # the FHR sensor of the latest packet (ultrasound, fecg, unknown)
     fast: FastRuleState = field(default_factory=FastRuleState)
     baseline_bpm: float | None = None
     last_analysis_t: float | None = None

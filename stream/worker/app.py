@@ -172,29 +172,36 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
     """Build the clinical pipeline with its Redis, Triton and relay, and its timers."""
     from redis.asyncio import Redis
 
-    from models.triton_client import AnomalyClient, BatchingScorer
+    from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, RISK_MODEL, AnomalyClient, BatchingScorer
     from stream.core.kafka import start_producer
     from stream.state.alerts import AlertStore
     from stream.state.windows import WindowStore
+    from stream.worker.false_signal import FalseSignalJudge
     from stream.worker.pipeline import Cadence, Pipeline
     from stream.worker.relay import AlertRelay
 
     redis = Redis.from_url(settings.redis_dsn)
     store = AlertStore(redis, settings.alert_policy())
     scorer = None
+    false_signal = None
+    risk_scorer = None
     if settings.models_enabled:
         def observe(model: str, seconds: float, batch: int) -> None:
             TRITON_SECONDS.labels(model).observe(seconds)
             TRITON_BATCH.observe(batch)
 
-        scorer = BatchingScorer(AnomalyClient(settings.triton_grpc, timeout_s=settings.model_timeout_s,
-                                              on_latency=observe))
+        client = AnomalyClient(settings.triton_grpc, timeout_s=settings.model_timeout_s, on_latency=observe)
+        scorer = BatchingScorer(client, models=(ANOMALY_MODEL,))
+        risk_scorer = BatchingScorer(client, models=(RISK_MODEL,))
+        false_signal = FalseSignalJudge(BatchingScorer(client, models=(FALSE_SIGNAL,)),
+                                        interval_s=settings.model_interval_s)
     cadence = Cadence(
         analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
     pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
-                        policy=settings.alarm_rules(), log_key=log_key)
+                        policy=settings.alarm_rules(), log_key=log_key, false_signal=false_signal,
+                        risk_scorer=risk_scorer)
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:

@@ -45,7 +45,7 @@ from detectors.findings import Finding, Severity
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
 from models.features import Normalisation, window_tensor
-from models.triton_client import MODELS, BatchingScorer, ModelUnavailable
+from models.triton_client import FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
 from stream.core.alarm_policy import AlarmPolicy, Problem, Source
 from stream.core.alarm_tracker import PatientAlarms
 from stream.core.logs import pseudonym
@@ -54,6 +54,7 @@ from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
 from stream.state.patient_status import ModelError, PatientStatusStore
 from stream.state.windows import PatientWindow, WindowStore, packet_index
+from stream.worker.false_signal import FalseSignalJudge
 
 log = logging.getLogger("ctgwatch.pipeline")
 
@@ -90,6 +91,9 @@ class Pipeline:
         norm: Normalisation = Normalisation(),
         policy: AlarmPolicy | None = None,
         log_key: bytes = b"",
+        false_signal: FalseSignalJudge | None = None,
+        risk_scorer: BatchingScorer | None = None,
+        risk_norm: Normalisation = Normalisation(window_s=3600),
     ) -> None:
         policy = policy or AlarmPolicy()
         self.log_key = log_key  # patients are named in logs by a keyed pseudonym only
@@ -99,6 +103,9 @@ class Pipeline:
         self.status = PatientStatusStore(redis, keep_marks_s=windows.capacity_s)
         self.cadence = cadence
         self.scorer = scorer
+        self.false_signal = false_signal
+        self.risk_scorer = risk_scorer
+        self.risk_norm = risk_norm
         self.norm = norm
         self.cache: dict[str, PatientWindow] = {}
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -130,6 +137,8 @@ class Pipeline:
             window = await self._window(packet.patient_id, packet.bed_id)
             mhr = None if packet.mhr is None else np.array(packet.mhr)
             new = window.add(packet_index(packet), np.array(packet.fhr), np.array(packet.uc), mhr)
+            if packet.fhr_source != "unknown":
+                window.sensor = packet.fhr_source
             if new is None:
                 return  # a duplicate delivery: already in the window
             await self.windows.save_packet(window, packet)
@@ -214,6 +223,7 @@ class Pipeline:
     async def tick(self) -> None:
         """Analyse every patient that is due; score all due windows in one batch."""
         model_due: list[PatientWindow] = []
+        false_due: list[PatientWindow] = []
         now = time.monotonic()
         for patient_id, window in list(self.cache.items()):
             if now - window.last_packet_monotonic > self.cadence.forget_idle_s:
@@ -231,13 +241,20 @@ class Pipeline:
                 window.last_model_t is None or t_end - window.last_model_t >= self.cadence.model_interval_s
             ):
                 model_due.append(window)
+            if self.false_signal is not None and self.false_signal.due(window):
+                false_due.append(window)
+        if false_due and self.false_signal is not None:
+            # the verdicts serve the next analysis of each patient (at most one interval old)
+            await self.false_signal.judge(false_due, self.false_signal.scorer.deadline_s)
         if model_due:
             await self._score(model_due)
 
     async def _analyse(self, window: PatientWindow) -> None:
         fhr, uc, mhr, t0 = window.last(self.cadence.analysis_window_s)
+        verdict = (None if self.false_signal is None
+                   else self.false_signal.verdict_for(window.patient_id, t0, fhr.size, window.fs))
         started = time.perf_counter()
-        analysis = analyse_ctg(fhr, uc, mhr=mhr, t0=t0)
+        analysis = analyse_ctg(fhr, uc, mhr=mhr, t0=t0, model_verdict=verdict)
         ANALYSIS_SECONDS.observe(time.perf_counter() - started)
         window.last_analysis_t = window.t_end
         if analysis.baseline is not None and analysis.baseline.value is not None:
@@ -251,37 +268,45 @@ class Pipeline:
         await self._observe(window.patient_id, window.bed_id, Source.FIGO, window.t_end or 0.0, findings)
 
     async def _score(self, due: list[PatientWindow]) -> None:
-        tensors = []
+        """The autoencoder on each due patient's last 10 min, the acidaemia-risk LSTM on the last hour."""
+        assert self.scorer is not None
+        anomaly = [window_tensor(*w.last(self.norm.window_s)[:3], w.fs, self.norm) for w in due]
+        risk = ([window_tensor(*w.last(self.risk_norm.window_s)[:3], w.fs, self.risk_norm) for w in due]
+                if self.risk_scorer is not None else [])
         for w in due:
-            fhr, uc, mhr, _ = w.last(self.norm.window_s)
-            tensors.append(window_tensor(fhr, uc, mhr, w.fs, self.norm))
             w.last_model_t = w.t_end
-        try:  # the models are evidence: they never hold the analysis up beyond their deadline
-            results = await asyncio.wait_for(asyncio.gather(*(self.scorer.score(t) for t in tensors)),
-                                             self.scorer.deadline_s)
-        except TimeoutError:
-            late = f"no answer within {self.scorer.deadline_s:g} s"
-            results = [{m: ModelUnavailable(m, late) for m in MODELS} for _ in due]
-        for window, result in zip(due, results):
-            await self._use_scores(window, result)
+        results, risks = await asyncio.gather(_scores(self.scorer, anomaly), _scores(self.risk_scorer, risk))
+        for i, (window, result) in enumerate(zip(due, results)):
+            await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
     async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
         evidence: dict[str, Any] = {}
         above = 0
         unavailable = []
         for model in MODELS:
-            r = result[model]
+            r = result.get(model)
+            if r is None:
+                continue  # not served in this deployment
             if isinstance(r, ModelUnavailable):
                 unavailable.append(f"{model}: {r.reason}")
                 evidence[model] = {"status": "unavailable", "reason": r.reason}
                 continue
-            score, error, threshold = r
+            if model == RISK_MODEL:
+                evidence[model] = {"status": "ok", "risk_ph_below_7_05": round(r.score, 4),
+                                   "window_s": self.risk_norm.window_s,
+                                   "note": "acidaemia risk from the last hour: evidence and a trend, never an alarm"}
+                continue
+            score, error, threshold = r.score, r.per_second, r.threshold
             top = np.argsort(error)[-3:][::-1]
             t0 = (window.t_end or 0) - self.norm.window_s
             evidence[model] = {"status": "ok", "score": round(score, 4), "threshold": round(threshold, 4),
                                "above_threshold": bool(score > threshold),
                                "most_abnormal_s": [round(t0 + float(i), 1) for i in top]}
             above += int(score > threshold)
+        if self.false_signal is not None:
+            evidence[FALSE_SIGNAL] = self.false_signal.evidence(window.patient_id)
+            if evidence[FALSE_SIGNAL]["status"] == "unavailable":
+                unavailable.append(f"{FALSE_SIGNAL}: {evidence[FALSE_SIGNAL]['reason']} (signal quality judged by the rules)")
         MODEL_STATUS.set(0 if unavailable else 1)
         self.model_evidence[window.patient_id] = evidence
         ae = result.get("ctg_autoencoder")
@@ -293,20 +318,25 @@ class Pipeline:
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
             evidence=evidence, error=error)
-        self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above == len(MODELS) else 0
+        self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above else 0
         t_end = window.t_end or 0.0
         model_findings = []
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
+            risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
             model_findings.append(Finding(
                 "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
-                rule=(f"ctg_lstm and ctg_autoencoder both above their calibrated thresholds for "
+                rule=(f"ctg_autoencoder above its calibrated threshold for "
                       f"{self.model_streak[window.patient_id]} consecutive scorings"),
-                sentence="Both anomaly models find the last 10 min unlike normal-outcome traces; review the trace",
-                values={m: evidence[m].get("score") for m in MODELS},
+                sentence=("The autoencoder finds the last 10 min unlike normal-outcome traces (level, variability "
+                          "or contractions); review the trace"
+                          + (f"; acidaemia risk (pH < 7.05) from the last hour {risk:.0%}" if risk is not None else "")),
+                values={"ctg_autoencoder": evidence.get("ctg_autoencoder", {}).get("score"), RISK_MODEL: risk},
             ))
         await self._observe(window.patient_id, window.bed_id, Source.MODELS, t_end, model_findings)
 
     def _forget(self, patient_id: str) -> None:
+        if self.false_signal is not None:
+            self.false_signal.forget(patient_id)
         for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks):
             table.pop(patient_id, None)
 
@@ -323,6 +353,17 @@ class Pipeline:
         self.cache.clear()
         self.trackers.clear()
         self.shown.clear()
+
+
+async def _scores(scorer: BatchingScorer | None, tensors: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Each window's results from ``scorer``'s models, bounded by its deadline (models never hold the analysis up)."""
+    if scorer is None or not tensors:
+        return []
+    try:
+        return list(await asyncio.wait_for(asyncio.gather(*(scorer.score(t) for t in tensors)), scorer.deadline_s))
+    except TimeoutError:
+        late = f"no answer within {scorer.deadline_s:g} s"
+        return [{m: ModelUnavailable(m, late) for m in scorer.models} for _ in tensors]
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

@@ -1,4 +1,4 @@
-"""Anomaly models: features, tiny training, ONNX parity, calibration, repository, breaker."""
+"""Served models: features, tiny training of all three, ONNX parity, calibration, repository, breaker."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import torch
 
 from detectors.scoring import auc
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
-from models.nets import ConvAutoencoder, LstmForecaster
+from models.nets import AcidaemiaLstm, ConvAutoencoder, minute_summary, multiscale_view
 from models.repository import TRITON_NAMES, build_local_twin, install_version, read_config
 from models.training import TrainConfig, alarm_rate, calibrate, load_trained, train
 from models.triton_client import CircuitBreaker
 from stream.sources.ctg_simulator import Scenario, simulate_ctg
-from tests.helpers import tiny_train_config
+from tests.helpers import tiny_all_models_config, write_synthetic_datasets
 
 NORM = Normalisation()
 
@@ -42,25 +42,46 @@ def test_sliding_windows_skip_mostly_lost_windows() -> None:
     assert list(ends) == [1200.0, 1500.0, 1800.0] and w.shape == (3, 600, 4)
 
 
-def test_lstm_forecast_error_is_masked_and_aligned() -> None:
-    torch.manual_seed(0)
-    model = LstmForecaster(hidden=8, horizon_s=10).eval()
-    x = torch.zeros(1, 600, 4)
-    x[..., VALID] = 1.0
-    x[0, 300:, VALID] = 0.0
-    with torch.no_grad():
-        score, error, forecast = model(x)
-    assert error.shape == (1, 600) and forecast.shape == (1, 600) and score.shape == (1, 1)
-    assert torch.all(error[0, :10] == 0) and torch.all(error[0, 300:] == 0)
-
-
-def test_autoencoder_shapes() -> None:
+def test_autoencoder_shapes_and_bottleneck() -> None:
     model = ConvAutoencoder().eval()
     x = torch.zeros(3, 600, 4)
     with torch.no_grad():
         score, error, recon = model(x)
-    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 2)
-    assert model.sizes[-1] * 8 < 600 * 2  # a real bottleneck
+    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 3)
+    assert model.sizes[-1] * 4 < 600 * 3  # a real bottleneck
+
+
+def _as_window(fhr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(window_tensor(fhr, np.full(fhr.size, 20.0), None, 4.0, NORM))[None]
+
+
+def test_multiscale_view_shows_decelerations_and_lost_variability_as_departures() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(2400) / 4.0
+    normal = 140 + 4 * np.sin(2 * np.pi * t / 20) + rng.normal(0, 2, t.size)  # ~15 bpm bandwidth
+    dip = normal.copy()
+    dip[1200:1800] -= 40 * np.sin(np.pi * np.arange(600) / 600)  # a 150-s deceleration
+    flat = 140 + rng.normal(0, 0.3, t.size)  # variability lost
+    with torch.no_grad():
+        v_normal, v_dip, v_flat = (multiscale_view(_as_window(x))[0].numpy() for x in (normal, dip, flat))
+    assert np.abs(v_normal[:, 0]).max() < 0.3  # level: flat at the window's own baseline
+    assert v_dip[300:450, 0].min() < -0.8  # the deceleration, ~ -35 bpm below the window level
+    assert abs(float(np.median(v_normal[:, 1]))) < 0.5  # normal variability is near zero on this channel
+    assert float(np.median(v_flat[:, 1])) < -0.5  # lost variability departs from it
+
+
+def test_acidaemia_lstm_summarises_minutes_without_nans() -> None:
+    x = torch.zeros(2, 3600, 4)
+    x[0, 1800:, VALID] = 1.0  # first half hour lost
+    x[0, 1800:, 0] = 0.4
+    x[1, :, VALID] = 1.0
+    summary = minute_summary(x)
+    assert summary.shape == (2, 60, 8) and torch.isfinite(summary).all()
+    assert torch.all(summary[0, :30, 0] == 0) and torch.all(summary[0, 30:, 0] == 1)
+    model = AcidaemiaLstm(hidden=4).eval()
+    with torch.no_grad():
+        risk, course = model(x)
+    assert risk.shape == (2, 2) and course.shape == (2, 60) and torch.all((risk > 0) & (risk < 1))
 
 
 def test_auc_and_alarm_rate() -> None:
@@ -73,62 +94,109 @@ def test_auc_and_alarm_rate() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_version(tmp_path_factory):
-    cfg = tiny_train_config()
-    return train(cfg, tmp_path_factory.mktemp("models"), None, log=lambda _m: None)
+def datasets(tmp_path_factory):
+    return write_synthetic_datasets(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def tiny_version(tmp_path_factory, datasets):
+    ctu, fhrma = datasets
+    return train(tiny_all_models_config(), tmp_path_factory.mktemp("models"), ctu, log=lambda _m: None, fhrma_dir=fhrma)
 
 
 def test_tiny_training_writes_a_complete_version(tiny_version) -> None:
     assert tiny_version.name == "v1"
-    for name in ("lstm.pt", "lstm.onnx", "autoencoder.pt", "autoencoder.onnx", "normalisation.json",
-                 "calibration.json", "metrics.json", "MODEL_CARD.md", "config.json"):
+    for name in ("lstm.pt", "lstm.onnx", "lstm_folds.json", "lstm_metrics.json", "lstm_normalisation.json",
+                 "autoencoder.pt", "autoencoder.onnx", "false_signal.pt", "false_signal.onnx",
+                 "false_signal_split.json", "false_signal_metrics.json", "false_signal_shape.json",
+                 "normalisation.json", "calibration.json", "metrics.json", "MODEL_CARD.md", "config.json"):
         assert (tiny_version / name).is_file(), name
     calibration = json.loads((tiny_version / "calibration.json").read_text())
-    assert set(calibration) == {"lstm", "autoencoder"}
-    assert all(c["false_alarms_per_hour"] <= c["target_false_alarms_per_hour"] for c in calibration.values())
+    assert set(calibration) == {"lstm", "autoencoder", "false_signal"}
+    assert calibration["autoencoder"]["false_alarms_per_hour"] <= calibration["autoencoder"]["target_false_alarms_per_hour"]
+    assert calibration["lstm"]["threshold"] is None  # a probability, never an alarm threshold
+    metrics = json.loads((tiny_version / "metrics.json").read_text())
+    assert set(metrics["trained"]) == {"autoencoder", "lstm", "false_signal"}
+    for predictor in ("lstm", "figo_class", "logistic_figo"):  # the same folds for every predictor
+        assert set(metrics["lstm"][f"{predictor}@7.05"]) >= {"auc_mean", "auc_repeats", "auc_ci95", "brier"}
+    split = json.loads((tiny_version / "false_signal_split.json").read_text())
+    parts = [set(split[k]) for k in ("train", "tuning", "validation")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])  # split by record
+    assert set(metrics["false_signal"]["validation"]) == {"live", "settled"}
     card = (tiny_version / "MODEL_CARD.md").read_text()
-    assert "split by record" in card and "threshold" in card
+    assert "split by record" in card and "cross-validation" in card and "False-signal" in card
 
 
-def test_training_is_deterministic(tiny_version, tmp_path) -> None:
+def test_training_is_deterministic(tiny_version, tmp_path, datasets) -> None:
+    ctu, fhrma = datasets
     cfg = TrainConfig(**json.loads((tiny_version / "config.json").read_text()))
-    again = train(cfg, tmp_path, None, log=lambda _m: None)
-    a = torch.load(tiny_version / "lstm.pt")
-    b = torch.load(again / "lstm.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    again = train(cfg, tmp_path, ctu, log=lambda _m: None, fhrma_dir=fhrma)
+    for kind in ("lstm", "autoencoder", "false_signal"):
+        a, b = torch.load(tiny_version / f"{kind}.pt"), torch.load(again / f"{kind}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a), kind
 
 
-@pytest.mark.parametrize("kind", ["lstm", "autoencoder"])
-def test_onnx_matches_torch_at_several_batch_sizes(tiny_version, kind: str) -> None:
-    model = load_trained(tiny_version, kind)
-    session = ort.InferenceSession(str(tiny_version / f"{kind}.onnx"), providers=["CPUExecutionProvider"])
-    sim = simulate_ctg(Scenario("late", duration_s=1800, decel_kind="late", decel_span=(0, 1800)), seed=5)
-    windows = np.stack([window_tensor(sim.fhr[a : a + 2400], sim.uc[a : a + 2400], sim.mhr[a : a + 2400], 4.0, NORM)
-                        for a in range(0, 4 * 1200, 400)])
-    for batch in (1, 3, len(windows)):
-        x = windows[:batch]
-        score, error = session.run(["score", "error"], {"window": x})
-        with torch.no_grad():
-            t_score, t_error, _ = model(torch.from_numpy(x))
-        assert np.allclose(score, t_score.numpy(), atol=1e-5) and np.allclose(error, t_error.numpy(), atol=1e-5)
+def test_training_without_the_recordings_skips_what_needs_them(tmp_path) -> None:
+    from tests.helpers import tiny_train_config
+
+    messages: list[str] = []
+    out = train(tiny_train_config(), tmp_path, None, log=messages.append, fhrma_dir=tmp_path / "absent")
+    assert (out / "autoencoder.onnx").is_file() and not (out / "lstm.onnx").exists()
+    assert not (out / "false_signal.onnx").exists()
+    assert any("acidaemia-risk LSTM skipped" in m for m in messages)
+    assert any("false-signal model skipped" in m for m in messages)
+    repo = tmp_path / "repo"
+    install_version(out, repo)
+    assert sorted(p.name for p in repo.iterdir()) == ["ctg_autoencoder"]
+
+
+def test_onnx_matches_torch_at_several_batch_sizes(tiny_version) -> None:
+    sim = simulate_ctg(Scenario("late", duration_s=3600, decel_kind="late", decel_span=(0, 3600)), seed=5)
+    ae_windows = np.stack([window_tensor(sim.fhr[a : a + 2400], sim.uc[a : a + 2400], sim.mhr[a : a + 2400], 4.0, NORM)
+                           for a in range(0, 4 * 1200, 400)])
+    risk_norm = Normalisation(window_s=3600)
+    risk_windows = np.stack([window_tensor(sim.fhr[: a], sim.uc[: a], None, 4.0, risk_norm)
+                             for a in (4 * 1200, 4 * 2400, 4 * 3600)])
+    from models.false_signal_features import false_signal_inputs, window_inputs
+
+    feats = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")
+    fs_windows = np.stack([window_inputs(feats[:end], 1800) for end in (900, 1800, 3600)])
+    cases = {"autoencoder": (ae_windows, "window", ["score", "error"]),
+             "lstm": (risk_windows, "window", ["risk", "risk_course"]),
+             "false_signal": (fs_windows, "signal", ["p_false"])}
+    for kind, (windows, input_name, outputs) in cases.items():
+        model = load_trained(tiny_version, kind)
+        session = ort.InferenceSession(str(tiny_version / f"{kind}.onnx"), providers=["CPUExecutionProvider"])
+        for batch in (1, 2, len(windows)):
+            x = windows[:batch]
+            got = session.run(outputs, {input_name: x})
+            with torch.no_grad():
+                want = model(torch.from_numpy(x))
+            want = [want] if isinstance(want, torch.Tensor) else list(want)
+            if kind == "autoencoder":
+                want = want[:2]
+            for g, w in zip(got, want):
+                assert np.allclose(g, w.numpy(), atol=1e-5), kind
 
 
 def test_repository_and_local_twin(tiny_version, tmp_path) -> None:
     repo = tmp_path / "repo"
     assert install_version(tiny_version, repo) == 1
     calibration = json.loads((tiny_version / "calibration.json").read_text())
+    inputs = {"autoencoder": ("window", [600, 4]), "lstm": ("window", [3600, 4]), "false_signal": ("signal", [1800, 11])}
     for kind, name in TRITON_NAMES.items():
         cfg = read_config(repo / name / "config.pbtxt")
         assert cfg.backend == "onnxruntime" and cfg.max_batch_size == 256
         assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
         assert list(cfg.dynamic_batching.preferred_batch_size) == [64, 128]
-        assert [i.name for i in cfg.input] == ["window"] and list(cfg.input[0].dims) == [600, 4]
-        assert float(cfg.parameters["threshold"].string_value) == calibration[kind]["threshold"]
+        assert [i.name for i in cfg.input] == [inputs[kind][0]] and list(cfg.input[0].dims) == inputs[kind][1]
+        if kind != "lstm":
+            assert float(cfg.parameters["threshold"].string_value) == calibration[kind]["threshold"]
         assert (repo / name / "1" / "model.onnx").is_file()
     (repo / "passthrough").mkdir()
     (repo / "passthrough" / "config.pbtxt").write_text('name: "passthrough"\nbackend: "python"\n')
     twin = tmp_path / "twin"
-    assert build_local_twin(repo, twin) == ["ctg_autoencoder", "ctg_lstm", "passthrough"]
+    assert build_local_twin(repo, twin) == ["ctg_autoencoder", "ctg_false_signal", "ctg_lstm", "passthrough"]
     for name in TRITON_NAMES.values():
         cfg = read_config(twin / name / "config.pbtxt")
         prod = read_config(repo / name / "config.pbtxt")
@@ -145,7 +213,7 @@ def test_shipped_repository_configs_are_consistent() -> None:
     repo = Settings().triton_model_repository
     for name in TRITON_NAMES.values():
         cfg = read_config(repo / name / "config.pbtxt")
-        assert cfg.name == name and float(cfg.parameters["threshold"].string_value) > 0
+        assert cfg.name == name and "threshold" in cfg.parameters
         versions = [p for p in (repo / name).iterdir() if p.is_dir()]
         assert versions and all((v / "model.onnx").is_file() and (v / "MODEL_CARD.md").is_file() for v in versions)
 
@@ -179,7 +247,7 @@ def test_report_sections_replace_only_themselves(tmp_path, tiny_version) -> None
     write_section(doc, "Detectors", "new detectors", "evaluation")
     text = doc.read_text()
     assert text.startswith("# evaluation") and "new detectors" in text and "old detectors" not in text
-    assert text.count("## Anomaly models, version v1") == 1 and "| lstm |" in text
+    assert text.count("## Models, version v1") == 1 and "Acidaemia risk" in text and "False signal" in text
 
 
 def test_a_client_that_raises_something_unexpected_never_leaves_the_pipeline_waiting() -> None:
@@ -189,7 +257,9 @@ def test_a_client_that_raises_something_unexpected_never_leaves_the_pipeline_wai
 
     import numpy as np
 
-    from models.triton_client import MODELS, BatchingScorer, ModelScores, ModelUnavailable
+    from models.triton_client import ANOMALY_MODEL, BatchingScorer, ModelScores, ModelUnavailable
+
+    MODELS = (ANOMALY_MODEL,)
 
     class Dying:
         timeout_s = 0.1

@@ -123,3 +123,61 @@ async def test_missing_packets_are_an_interruption_not_signal_loss(pipeline) -> 
     for pkt in packets(lost, t0, fhr)[:110]:  # FHR 0 from the monitor: the transducer lost the signal
         await pipeline.on_record(pkt)
     assert [n.kind for n in (await pipeline.status.read(lost)).notices] == ["signal_loss"]
+
+
+class _FakeFalseSignalScorer:
+    """Stands in for Triton's ctg_false_signal: calls seconds where the FHR sits on the maternal rate false."""
+
+    models = ("ctg_false_signal",)
+    deadline_s = 1.0
+    available = True
+
+    async def score(self, window: np.ndarray) -> dict:
+        from models.triton_client import ModelUnavailable, Scored
+
+        if not self.available:
+            return {"ctg_false_signal": ModelUnavailable("ctg_false_signal", "UNAVAILABLE: test")}
+        on_mother = (window[:, 1] > 0) & (window[:, 3] > 0) & (np.abs(window[:, 4]) < 0.2)
+        return {"ctg_false_signal": Scored(float(on_mother.mean()), on_mother.astype(np.float32), 0.5, "7")}
+
+
+async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn_and_alarmed(redis) -> None:
+    """The model's verdict replaces the rules on the samples it judged: they leave the FIGO analysis, are drawn
+    as not fetal, and raise the technical alarm whose rule names the model; while it is unavailable the
+    rules judge and the evidence says so."""
+    from stream.core.alarm_policy import AlarmPolicy
+    from stream.worker.false_signal import FalseSignalJudge
+
+    fake = _FakeFalseSignalScorer()
+    judge = FalseSignalJudge(fake, interval_s=60.0)  # type: ignore[arg-type]
+    policy = AlarmPolicy(overrides={"false_signal": {"qualify_s": 0}})
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-fs")), WindowStore(redis, capacity_s=2400),
+                 Cadence(), policy=policy, false_signal=judge)
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 1200
+    rng = np.random.default_rng(1)
+    fhr = 140 + 3 * np.sin(np.arange(4 * 1200) / 40) + rng.normal(0, 1.5, 4 * 1200)
+    mhr = 85 + rng.normal(0, 1.0, fhr.size)
+    fhr[4 * 900 :] = mhr[4 * 900 :] + rng.normal(0, 1.0, 4 * 300)  # the last 5 min: the mother's rate
+    for i in range(1200):
+        pkt = CtgPacket(patient_id=patient, bed_id="bed-fs", device_id="m", start_ts=t0 + i, fhr_source="ultrasound",
+                        fhr=[float(v) for v in fhr[4 * i : 4 * i + 4]], uc=[15.0] * 4,
+                        mhr=[float(v) for v in mhr[4 * i : 4 * i + 4]])
+        await p.on_record(pkt)
+    await p.tick()  # first analysis (rules), then the model scores
+    assert patient in judge.verdicts and p.cache[patient].sensor == "ultrasound"
+    p.cache[patient].last_analysis_t = None
+    await p.tick()  # analysis with the model's verdict
+    status = await p.status.read(patient)
+    model_marks = [m for m in status.not_fetal if m.kind == "false_signal"]
+    assert model_marks and sum(m.end - m.start for m in model_marks) == pytest.approx(300, abs=30)
+    assert all(m.start >= t0 + 890 for m in model_marks)
+    assert not [m for m in status.not_fetal if m.kind == "maternal_hr_capture" and m.start >= t0 + 900]
+    alerts = await p.alerts.open_alerts()
+    reasons = [r for a in alerts for r in a["evidence"]["reasons"] if r["kind"] == "false_signal"]
+    assert reasons and "false-signal model ctg_false_signal v7" in reasons[0]["rule"]
+    fake.available = False
+    for i in range(1200, 1260):
+        await p.on_record(CtgPacket(patient_id=patient, bed_id="bed-fs", device_id="m", start_ts=t0 + i,
+                                    fhr=[140.0] * 4, uc=[15.0] * 4, mhr=[85.0] * 4))
+    await p.tick()
+    assert judge.evidence(patient)["judge"].startswith("rules")

@@ -165,7 +165,8 @@ async function drawBed(scrollToEnd = false) {
     g.fillStyle = "rgba(107, 114, 128, .22)";
     g.fillRect(xt(span.start), fhrTop, Math.max(xt(span.end) - xt(span.start), 2), fhrH);
     g.fillStyle = "#374151";
-    g.fillText(span.kind === "maternal_hr_capture" ? "maternal HR?" : "halved/doubled?", xt(span.start) + 3, fhrTop + 20);
+    const label = { maternal_hr_capture: "maternal HR?", halving_doubling: "halved/doubled?", false_signal: "not fetal (model)" };
+    g.fillText(label[span.kind] || span.kind, xt(span.start) + 3, fhrTop + 20);
   }
   for (const ev of tr.events) {
     const color = ev.kind === "acceleration" ? "#2e7d32" : ev.kind === "contraction" ? "#1565c0" : "#e0561b";

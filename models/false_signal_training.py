@@ -1,0 +1,301 @@
+"""Training, threshold choice and evaluation of the false-signal model (``ctg_false_signal``).
+
+Steps, each its own function: load the FHRMA recordings and split them by
+record (models/false_signal_data.py) -> fit the network on random crops of the
+training part, keeping the epoch that does best on the tuning part -> choose
+the decision threshold on the tuning part (the highest F1 whose specificity is
+at least ``min_specificity``) -> score the validation part once, per sample at
+4 Hz on the samples the experts marked and the monitor gave a value (as
+``ctgwatch evaluate quality`` scores the rule-based detector).
+
+Two ways of reading the model out, because the stream sees the future of a
+sample only as it arrives:
+
+- *live*: each second judged by the first scoring after it arrived (the stream
+  scores every ``cadence_s`` seconds, so a second has 0 to ``cadence_s`` s of
+  future): what the central station shows at first;
+- *settled*: each second judged with the whole recording around it: what the
+  FIGO analysis of the last 30 min mostly uses once later scorings revised it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detectors.scoring import SampleConfusion, auc
+from models.false_signal_data import FalseSignalRecording
+from models.false_signal_features import N_FEATURES, to_samples
+from models.nets import FalseSignalNet
+
+
+@dataclass
+class FalseSignalConfig:
+    seed: int = 0
+    split_seed: int = 0
+    epochs: int = 12
+    crop_s: int = 900
+    batch_size: int = 32
+    crops_per_epoch: int = 1600
+    learning_rate: float = 2e-3
+    min_specificity: float = 0.99
+    cadence_s: int = 60  # the stream scores each patient's false-signal window this often
+    net: dict = field(default_factory=lambda: {"width": 48, "kernel": 3,
+                                               "dilations": [1, 2, 4, 8, 16, 32, 64, 128, 256], "gru_hidden": 0})
+
+
+def build_net(cfg: FalseSignalConfig) -> FalseSignalNet:
+    net = dict(cfg.net)
+    net["dilations"] = tuple(net["dilations"])
+    return FalseSignalNet(n_features=N_FEATURES, **net)
+
+
+def receptive_half_s(cfg: FalseSignalConfig) -> int:
+    """How far (s) one output looks to either side (convolutions only)."""
+    return sum(d * (cfg.net["kernel"] - 1) // 2 for d in cfg.net["dilations"])
+
+
+def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
+           rng: np.random.Generator) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Random ``crop_s`` crops (zero-padded when a recording is shorter), weighted by labelled seconds."""
+    weights = np.array([max(int((r.labels_s >= 0).sum()), 0) for r in records], dtype=float)
+    weights /= weights.sum()
+    for _ in range(cfg.crops_per_epoch // cfg.batch_size):
+        xs = np.zeros((cfg.batch_size, cfg.crop_s, N_FEATURES), np.float32)
+        ys = np.full((cfg.batch_size, cfg.crop_s), -1, np.int8)
+        for b, i in enumerate(rng.choice(len(records), cfg.batch_size, p=weights)):
+            r = records[i]
+            n = r.features.shape[0]
+            if n <= cfg.crop_s:
+                xs[b, :n], ys[b, :n] = r.features, r.labels_s
+            else:
+                a = int(rng.integers(0, n - cfg.crop_s + 1))
+                xs[b], ys[b] = r.features[a:a + cfg.crop_s], r.labels_s[a:a + cfg.crop_s]
+        yield xs, ys
+
+
+def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], cfg: FalseSignalConfig,
+        log: Callable[[str], None] = print) -> tuple[FalseSignalNet, list[dict]]:
+    """Fit on ``train``; keep the weights of the epoch with the best per-second AUC on ``tuning``."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_net(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+    steps = cfg.epochs * (cfg.crops_per_epoch // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=max(steps, 1))
+    best: tuple[float, dict] | None = None
+    history = []
+    for epoch in range(cfg.epochs):
+        t0 = time.monotonic()
+        model.train()
+        total, batches = 0.0, 0
+        for xs, ys in _crops(train, cfg, rng):
+            y = torch.from_numpy(ys.astype(np.float32))
+            mask = y >= 0
+            logits = model.logits(torch.from_numpy(xs))
+            loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item()
+            batches += 1
+        model.eval()
+        tune_auc = per_second_auc(model, tuning)
+        history.append({"epoch": epoch + 1, "loss": round(total / max(batches, 1), 4), "tuning_auc": round(tune_auc, 4),
+                        "seconds": round(time.monotonic() - t0, 1)})
+        log(f"false-signal: epoch {epoch + 1}/{cfg.epochs} loss {total / max(batches, 1):.4f} "
+            f"tuning AUC {tune_auc:.4f} ({time.monotonic() - t0:.0f} s)")
+        if best is None or tune_auc > best[0]:
+            best = (tune_auc, {k: v.clone() for k, v in model.state_dict().items()})
+    if best is not None:
+        model.load_state_dict(best[1])
+    return model.eval(), history
+
+
+#: A judge maps per-second features ``[B, T, F]`` to probabilities ``[B, T]`` (torch or the deployed ONNX).
+Judge = Callable[[np.ndarray], np.ndarray]
+
+
+def torch_judge(model: FalseSignalNet) -> Judge:
+    @torch.no_grad()
+    def run(batch: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+    return run
+
+
+def onnx_judge(path) -> Judge:
+    """The served ONNX file through onnxruntime: exactly what Triton computes."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(["p_false"], {"signal": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+    return run
+
+
+def _as_judge(model: FalseSignalNet | Judge) -> Judge:
+    return torch_judge(model) if isinstance(model, torch.nn.Module) else model
+
+
+def predict_settled(model: FalseSignalNet | Judge, features: np.ndarray) -> np.ndarray:
+    """Per-second probability with the whole recording as context."""
+    if features.shape[0] == 0:
+        return np.zeros(0, np.float32)
+    return _as_judge(model)(features[None])[0]
+
+
+def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s: int, context_s: int) -> np.ndarray:
+    """Per-second probability from the first scoring after the second arrived.
+
+    The stream scores the last ``window_s`` seconds every ``cadence_s`` s; an output
+    depends on ``context_s`` seconds either side, so a window of ``context_s +
+    cadence_s`` seconds gives the same last ``cadence_s`` outputs as the stream's
+    longer window (exact for the convolution-only network).
+    """
+    n = features.shape[0]
+    out = np.zeros(n, np.float32)
+    ends = list(range(cadence_s, n, cadence_s)) + [n]
+    span = context_s + cadence_s
+    batch: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+
+    judge = _as_judge(model)
+
+    def flush() -> None:
+        if not batch:
+            return
+        probs = judge(np.stack(batch))
+        for p, (a, b) in zip(probs, spans):
+            out[a:b] = p[span - (b - a):]
+        batch.clear()
+        spans.clear()
+
+    for i, end in enumerate(ends):
+        start = ends[i - 1] if i else 0
+        window = np.zeros((span, features.shape[1]), np.float32)
+        piece = features[max(0, end - span):end]
+        window[span - piece.shape[0]:] = piece
+        batch.append(window)
+        spans.append((start, end))
+        if len(batch) == 64:
+            flush()
+    flush()
+    return out
+
+
+def per_second_auc(model: FalseSignalNet, records: list[FalseSignalRecording]) -> float:
+    probs, labels = [], []
+    for r in records:
+        p = predict_settled(model, r.features)
+        keep = r.labels_s >= 0
+        probs.append(p[keep])
+        labels.append(r.labels_s[keep])
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    return auc(p[y == 1], p[y == 0]) if (y == 1).any() and (y == 0).any() else float("nan")
+
+
+def choose_threshold(probs: list[np.ndarray], records: list[FalseSignalRecording], min_specificity: float) -> dict:
+    """The threshold with the highest per-sample F1 among those with specificity >= ``min_specificity``."""
+    best = {"threshold": 0.5, "f1": -1.0}
+    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        c = SampleConfusion()
+        for p, r in zip(probs, records):
+            score_recording(c, p >= threshold, r)
+        if c.specificity >= min_specificity and c.f1 > best["f1"]:
+            best = {"threshold": float(threshold), "f1": round(c.f1, 4), "specificity": round(c.specificity, 4),
+                    "sensitivity": round(c.sensitivity, 4)}
+    return best
+
+
+def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSignalRecording) -> None:
+    """Add one recording's per-sample verdicts (from per-second ones) to a confusion matrix."""
+    predicted = to_samples(false_s.astype(bool), r.fhr.size)
+    scored = (r.labels >= 0) & (r.fhr > 0)
+    confusion.add(predicted[scored], r.labels[scored] == 1)
+    confusion.add_minutes(predicted, r.labels)
+
+
+def evaluate_split(model: FalseSignalNet | Judge, records: list[FalseSignalRecording], threshold: float,
+                   cfg: FalseSignalConfig, context_s: int | None = None) -> dict[str, dict[str, dict]]:
+    """Per reading-out mode (live, settled) and subset (DopMHR, ScalpECG, all): per-sample figures."""
+    out: dict[str, dict[str, dict]] = {}
+    context = receptive_half_s(cfg) if context_s is None else context_s
+    for mode in ("live", "settled"):
+        confusions = {"DopMHR": SampleConfusion(), "ScalpECG": SampleConfusion(), "all": SampleConfusion()}
+        for r in records:
+            p = (predict_live(model, r.features, cfg.cadence_s, context) if mode == "live"
+                 else predict_settled(model, r.features))
+            for key in (r.subset, "all"):
+                score_recording(confusions[key], p >= threshold, r)
+        out[mode] = {k: c.as_dict() for k, c in confusions.items()}
+    return out
+
+
+def export_false_signal_onnx(model: FalseSignalNet, window_s: int, path) -> None:
+    from models.nets import FalseSignalServed
+
+    example = torch.zeros(2, window_s, N_FEATURES)
+    example[..., 1] = 1.0
+    torch.onnx.export(
+        FalseSignalServed(model).eval(), (example,), str(path), input_names=["signal"],
+        output_names=["false_fraction", "p_false"],
+        # time is dynamic too, so offline scoring can read a whole recording; Triton fixes it at window_s
+        dynamic_axes={"signal": {0: "batch", 1: "time"}, "false_fraction": {0: "batch"}, "p_false": {0: "batch", 1: "time"}},
+        opset_version=17, dynamo=False,
+    )
+
+
+def train_false_signal(cfg: FalseSignalConfig, directory, out_dir, limit: int | None = None,
+                       log: Callable[[str], None] = print) -> dict:
+    """Split, fit, choose the threshold, score the validation part once; write weights, ONNX, split, metrics.
+
+    Returns the metrics (also written to ``false_signal_metrics.json``).
+    """
+    import json
+
+    from models.false_signal_data import annotated_names, load_fhrma, split_names
+    from models.false_signal_features import FalseSignalShape
+
+    t_start = time.monotonic()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    shape = FalseSignalShape()
+    names = annotated_names(directory)
+    if limit is not None:  # a tiny run (CI): every subset still represented
+        names = _spread(names, limit)
+    split = split_names(names, cfg.split_seed)
+    data = {part: load_fhrma(directory, split[part], shape) for part in split}
+    log(f"false-signal: {len(names)} annotated FHRMA recordings, split by record "
+        f"{len(split['train'])}/{len(split['tuning'])}/{len(split['validation'])} (train/tuning/validation)")
+    model, history = fit(data["train"], data["tuning"], cfg, log)
+    tuning_probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg)) for r in data["tuning"]]
+    chosen = choose_threshold(tuning_probs, data["tuning"], cfg.min_specificity)
+    log(f"false-signal: threshold {chosen['threshold']} chosen on the tuning part ({chosen})")
+    validation = evaluate_split(model, data["validation"], chosen["threshold"], cfg)
+    log(f"false-signal: validation (scored once) {validation['live']['all']}")
+    metrics = {
+        "split": {part: len(v) for part, v in split.items()},
+        "threshold": chosen, "history": history, "validation": validation,
+        "receptive_half_s": receptive_half_s(cfg), "train_seconds": round(time.monotonic() - t_start, 1),
+    }
+    torch.save(model.state_dict(), out_dir / "false_signal.pt")
+    export_false_signal_onnx(model, shape.window_s, out_dir / "false_signal.onnx")
+    (out_dir / "false_signal_shape.json").write_text(json.dumps(shape.as_dict(), indent=2))
+    (out_dir / "false_signal_split.json").write_text(json.dumps(split, indent=1))
+    (out_dir / "false_signal_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _spread(names: list[str], limit: int) -> list[str]:
+    """``limit`` names spread over both subsets (a tiny training run for CI)."""
+    from models.false_signal_data import SUBSETS, subset_of
+
+    per = max(limit // len(SUBSETS), 1)
+    return sorted(n for s in SUBSETS for n in [m for m in names if subset_of(m) == s][:per])

@@ -1,0 +1,110 @@
+"""The false-signal model in the stream: which FHR samples are not the fetal heart.
+
+Every ``interval_s`` of a patient's recording, the last ``window_s`` seconds
+(models/false_signal_features.py) go to ``ctg_false_signal`` on Triton, batched
+with every other patient due in the same tick. The per-second verdicts are
+kept per patient and handed to the FIGO analysis as a
+:class:`detectors.quality.ModelVerdict`: samples the model judged false are
+left out of the analysis and drawn as not fetal. Samples newer than the last
+scoring, and every sample while the model is unavailable, are judged by the
+rule-based detector instead; the finding's rule says which judge spoke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.quality import ModelVerdict
+from models.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, window_inputs
+from models.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
+from stream.state.windows import PatientWindow
+
+
+@dataclass(frozen=True)
+class KeptVerdict:
+    """Per-second verdicts (True = not fetal) from ``t0`` on the recording's clock."""
+
+    t0: float
+    false: np.ndarray
+    version: str
+    threshold: float
+
+
+class FalseSignalJudge:
+    def __init__(self, scorer: BatchingScorer, shape: FalseSignalShape = FalseSignalShape(),
+                 interval_s: float = 60.0, min_s: float = 60.0) -> None:
+        self.scorer = scorer
+        self.shape = shape
+        self.interval_s = interval_s
+        self.min_s = min_s
+        self.verdicts: dict[str, KeptVerdict] = {}
+        self.unavailable: dict[str, str] = {}
+        self.last_t: dict[str, float] = {}
+
+    def due(self, window: PatientWindow) -> bool:
+        t_end = window.t_end
+        if t_end is None or window.fhr.size / window.fs < self.min_s:
+            return False
+        last = self.last_t.get(window.patient_id)
+        return last is None or t_end - last >= self.interval_s
+
+    def inputs(self, window: PatientWindow) -> tuple[np.ndarray, float]:
+        """The model's input for a patient and the recording time of its first second."""
+        fhr, uc, mhr, t0 = window.last(self.shape.window_s)
+        sensor: SensorKind = "fecg" if window.sensor == "fecg" else "ultrasound" if window.sensor == "ultrasound" else "unknown"
+        features = false_signal_inputs(fhr, mhr, uc, sensor, self.shape, window.fs)
+        return window_inputs(features, self.shape.window_s), t0 + (fhr.size / window.fs - features.shape[0])
+
+    async def judge(self, due: list[PatientWindow], deadline_s: float) -> None:
+        """Score every due patient in one batch and keep the verdicts (or why there are none)."""
+        import asyncio
+
+        prepared = [self.inputs(w) for w in due]
+        for w in due:
+            self.last_t[w.patient_id] = w.t_end or 0.0
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(self.scorer.score(tensor) for tensor, _ in prepared)), deadline_s)
+        except TimeoutError:
+            results = [{FALSE_SIGNAL: ModelUnavailable(FALSE_SIGNAL, f"no answer within {deadline_s:g} s")} for _ in due]
+        for window, (tensor, first_t), result in zip(due, prepared, results):
+            self.keep(window, tensor, first_t, result[FALSE_SIGNAL])
+
+    def keep(self, window: PatientWindow, tensor: np.ndarray, first_t: float, result: Scored | ModelUnavailable) -> None:
+        pid = window.patient_id
+        if isinstance(result, ModelUnavailable):
+            self.unavailable[pid] = result.reason
+            return
+        self.unavailable.pop(pid, None)
+        n = int(min(tensor.shape[0], round((window.t_end or 0.0) - first_t)))
+        p = np.asarray(result.per_second, dtype=float)[-n:] if n > 0 else np.zeros(0)
+        self.verdicts[pid] = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
+
+    def verdict_for(self, patient_id: str, t0: float, n: int, fs: float) -> ModelVerdict | None:
+        """The per-sample verdict over ``n`` samples from ``t0`` (NaN where the model has not judged)."""
+        kept = self.verdicts.get(patient_id)
+        if kept is None:
+            return None
+        per_sample = np.full(n, np.nan)
+        t = t0 + np.arange(n) / fs
+        second = np.floor(t - kept.t0).astype(int)
+        inside = (second >= 0) & (second < kept.false.size)
+        per_sample[inside] = kept.false[second[inside]].astype(float)
+        return ModelVerdict(per_sample, FALSE_SIGNAL, kept.version, kept.threshold)
+
+    def evidence(self, patient_id: str) -> dict:
+        if patient_id in self.unavailable:
+            return {"status": "unavailable", "reason": self.unavailable[patient_id],
+                    "judge": "rules (the false-signal model is unavailable)"}
+        kept = self.verdicts.get(patient_id)
+        if kept is None:
+            return {"status": "not yet scored", "judge": "rules"}
+        return {"status": "ok", "version": kept.version, "threshold": kept.threshold,
+                "false_fraction": round(float(kept.false.mean()) if kept.false.size else 0.0, 4),
+                "judge": f"{FALSE_SIGNAL} v{kept.version}"}
+
+    def forget(self, patient_id: str) -> None:
+        for table in (self.verdicts, self.unavailable, self.last_t):
+            table.pop(patient_id, None)
