@@ -48,7 +48,7 @@ from redis import Redis  # noqa: E402
 from bench._report import write_section  # noqa: E402
 from infra.launcher.process import ManagedProcess  # noqa: E402
 from infra.launcher.stack import build_services, down, up  # noqa: E402
-from models.triton_client import MODELS  # noqa: E402
+from models.triton_client import MODEL_IO  # noqa: E402
 from stream.core.kafka import group_lag, producer_outbox  # noqa: E402
 from stream.core.outbox import Outbox  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
@@ -283,7 +283,8 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         p50_s=round(quantile(hist, 0.5), 3), p99_s=round(quantile(hist, 0.99), 3),
         analyses_per_s=round(delta("ctgwatch_window_analysis_seconds_count") / span, 2),
         # the batch histogram is observed once per model request: windows = its sum over the models
-        model_windows_per_s=round(delta("ctgwatch_triton_batch_size_sum") / len(MODELS) / span, 2),
+        # every patient window is sent once to each served model (autoencoder, acidaemia LSTM, false signal)
+        model_windows_per_s=round(delta("ctgwatch_triton_batch_size_sum") / len(MODEL_IO) / span, 2),
         mean_triton_batch=round(delta("ctgwatch_triton_batch_size_sum") / batches, 1) if batches else 0.0,
         lag_first=lags[0] if lags else 0, lag_last=lags[-1] if lags else 0, lag_max=max(lags) if lags else 0,
         cpu_share=round(cpu_share, 3), cpu_ms_per_bed_second=round(1000 * cpu_share / beds, 3),

@@ -240,10 +240,8 @@ def assess_quality(
         Time of the first sample.
     th : SignalQualityThresholds
     model_verdict : ModelVerdict or None
-        The false-signal model's per-sample verdict where it judged. On those
-        samples it replaces the rule-based maternal-capture and halving/doubling
-        tests (it was trained on experts' marks of both); the rules judge the
-        rest (samples newer than its last scoring, or all while it is unavailable).
+        The false-signal model's per-sample verdict: where it judged, it replaces the
+        rules' capture and halving tests; the rules judge the rest.
 
     Returns
     -------
@@ -253,35 +251,20 @@ def assess_quality(
     """
     x = np.asarray(fhr, dtype=float).ravel()
     n = x.size
-    with np.errstate(invalid="ignore"):
-        loss = ~np.isfinite(x) | (x <= 0)
-        implausible = ~loss & ((x < th.min_plausible_bpm) | (x > th.max_plausible_bpm))
-    plausible = ~loss & ~implausible
-    spikes = _spikes(x, plausible, fs, th)
-    plausible &= ~spikes
+    loss, implausible, spikes = _device_problems(x, fs, th)
+    plausible = ~loss & ~implausible & ~spikes
     ratio = _ratio_errors(x, plausible, fs, th)
     m = None if mhr is None else np.asarray(mhr, dtype=float).ravel()[:n]
     # A stretch that tracks the maternal channel is the mother's rate even when it was
     # entered by a jump that also looks like halving: the channel is the stronger evidence.
     maternal = _maternal_capture(x, plausible, m, fs, th)
     ratio &= ~maternal
-    judged = np.zeros(n, bool)
-    model_false = np.zeros(n, bool)
-    if model_verdict is not None:
-        judged = np.isfinite(model_verdict.false[:n]) if model_verdict.false.size >= n else np.concatenate(
-            [np.isfinite(model_verdict.false), np.zeros(n - model_verdict.false.size, bool)])
-        verdict = np.zeros(n, bool)
-        verdict[judged] = model_verdict.false[:n][judged] > 0.5
-        model_false = _close_model_gaps(verdict & plausible, plausible, judged, fs)
-        maternal &= ~judged
-        ratio &= ~judged
+    judged, model_false = _model_judgement(model_verdict, plausible, fs)
+    maternal &= ~judged
+    ratio &= ~judged
     valid = plausible & ~ratio & ~maternal & ~model_false
     fraction = float(valid.mean()) if n else 0.0
-    grade = (
-        "good" if fraction >= th.good_valid_fraction
-        else "fair" if fraction >= th.min_valid_fraction
-        else "insufficient"
-    )
+    grade = _grade(fraction, th)
     findings = [
         *_loss_findings(loss, fs, t0, th),
         *_capture_findings(x, m, maternal, fs, t0, th),
@@ -293,6 +276,35 @@ def assess_quality(
         fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
         maternal=maternal, grade=grade, findings=findings, model_false=model_false, model_judged=judged,
     )
+
+
+def _device_problems(x: np.ndarray, fs: float, th: SignalQualityThresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signal loss, implausible values, spikes): samples no judge needs to look at twice."""
+    with np.errstate(invalid="ignore"):
+        loss = ~np.isfinite(x) | (x <= 0)
+        implausible = ~loss & ((x < th.min_plausible_bpm) | (x > th.max_plausible_bpm))
+    spikes = _spikes(x, ~loss & ~implausible, fs, th)
+    return loss, implausible, spikes
+
+
+def _grade(valid_fraction: float, th: SignalQualityThresholds) -> str:
+    if valid_fraction >= th.good_valid_fraction:
+        return "good"
+    return "fair" if valid_fraction >= th.min_valid_fraction else "insufficient"
+
+
+def _model_judgement(verdict: ModelVerdict | None, plausible: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """(samples the model judged, samples it judged not fetal); nothing judged without a verdict."""
+    n = plausible.size
+    if verdict is None:
+        return np.zeros(n, bool), np.zeros(n, bool)
+    values = np.full(n, np.nan)
+    m = min(n, verdict.false.size)
+    values[:m] = verdict.false[:m]
+    judged = np.isfinite(values)
+    false = np.zeros(n, bool)
+    false[judged] = values[judged] > 0.5
+    return judged, _close_model_gaps(false & plausible, plausible, judged, fs)
 
 
 def _close_model_gaps(false: np.ndarray, plausible: np.ndarray, judged: np.ndarray, fs: float) -> np.ndarray:

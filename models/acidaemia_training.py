@@ -41,9 +41,9 @@ class AcidaemiaConfig:
     window_s: int = 3600
     hidden: int = 16
     dropout: float = 0.2
-    epochs: int = 40
+    epochs: int = 15
     learning_rate: float = 3e-3
-    weight_decay: float = 1e-3
+    weight_decay: float = 1e-2
     batch_size: int = 32
     shifts_s: list[int] = field(default_factory=lambda: [0, 120, 240, 360, 480])  # training windows per record
     folds: int = 5

@@ -88,6 +88,9 @@ class ConvAutoencoder(nn.Module):
     *how much*.
     """
 
+    code_mean: torch.Tensor
+    code_precision: torch.Tensor
+
     def __init__(self, window_s: int = 600, width: int = 16, code_channels: int = 8, uc_weight: float = 0.25) -> None:
         super().__init__()
         self.window_s = window_s

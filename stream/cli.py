@@ -601,7 +601,7 @@ def gateway_devices(state_dir: StateDir = None) -> None:
 @app.command()
 def train(
     source: Annotated[TrainingSource, typer.Option(help="auto: CTU-UHB when present, else the simulator.")] = TrainingSource.auto,
-    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="Autoencoder epochs.")] = 10,
     seed: Annotated[int, typer.Option()] = 0,
     target_false_alarms: Annotated[float, typer.Option(help="Alarms per monitored hour on held-out normal records.")] = 0.5,
     models: Annotated[str, typer.Option(help="Comma-separated: autoencoder, lstm (acidaemia risk), false_signal.")] = (
@@ -767,6 +767,12 @@ def evaluate_models(
         "Score this directory with the version's ONNX models instead: WFDB records with pH (AUCs per model and "
         "outcome) or an FHRMA directory (false-signal figures per subset)."))] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N records (WFDB).")] = None,
+    split: Annotated[str | None, typer.Option(help=(
+        "FHRMA only: score just this part of the version's own split (train, tuning, validation) — the fair "
+        "figure on the data it was trained from; an independent directory is scored whole."))] = None,
+    simulator: Annotated[bool, typer.Option(help=(
+        "Run the false-signal model's safety check on the simulator's standard scenarios (seeds 40-44): fetal "
+        "samples judged false and injected false samples caught, per scenario."))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
@@ -778,6 +784,11 @@ def evaluate_models(
         version_dir = _settings(None).models_dir / version
     if not (version_dir / "metrics.json").is_file():
         raise SetupError(f"{version_dir} has no metrics.json", "pass a directory written by 'ctgwatch train'")
+    if simulator:
+        from stream.evaluation.models import simulator_false_signal
+
+        typer.echo(json.dumps(simulator_false_signal(version_dir), indent=2))
+        return
     if records is not None:
         from stream.evaluation.models import kind_of, score_fhrma, score_wfdb
 
@@ -785,7 +796,14 @@ def evaluate_models(
             kind = kind_of(records)
         except ValueError as exc:
             raise SetupError(str(exc), "pass a CTU-UHB-style WFDB directory or the fhrma-fs directory") from exc
-        result = score_fhrma(version_dir, records) if kind == "fhrma" else score_wfdb(version_dir, records, limit)
+        names = None
+        if split is not None:
+            parts = json.loads((version_dir / "false_signal_split.json").read_text())
+            if split not in parts:
+                raise SetupError(f"no part {split!r} in the version's split", f"choose from {', '.join(parts)}")
+            names = parts[split]
+        result = (score_fhrma(version_dir, records, names) if kind == "fhrma"
+                  else score_wfdb(version_dir, records, limit))
         typer.echo(json.dumps(result, indent=2) if as_json else _models_summary(result))
         return
     if as_json:

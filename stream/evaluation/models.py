@@ -92,6 +92,17 @@ def score_fhrma(version_dir: Path, directory: Path, names: list[str] | None = No
             "ctg_false_signal": result, "rules": {k: c.as_dict() for k, c in rules.items()}}
 
 
+def simulator_false_signal(version_dir: Path) -> dict:
+    """The false-signal model's simulator safety check (models/false_signal_training.py), with the version's ONNX."""
+    from models.false_signal_training import simulator_check
+
+    calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
+    cfg = FalseSignalConfig(cadence_s=int(calibration["cadence_s"]))
+    return {"version": version_dir.name, "threshold": calibration["threshold"], "seeds": [40, 41, 42, 43, 44],
+            "scenarios": simulator_check(onnx_judge(version_dir / "false_signal.onnx"), float(calibration["threshold"]),
+                                         cfg, context_s=int(calibration["context_s"]))}
+
+
 def kind_of(directory: Path) -> str:
     if (directory / "annotations.json").is_file():
         return "fhrma"

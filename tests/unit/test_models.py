@@ -47,8 +47,8 @@ def test_autoencoder_shapes_and_bottleneck() -> None:
     x = torch.zeros(3, 600, 4)
     with torch.no_grad():
         score, error, recon = model(x)
-    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 3)
-    assert model.sizes[-1] * 4 < 600 * 3  # a real bottleneck
+    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 5)
+    assert model.sizes[-1] * 8 < 600 * 5  # a real bottleneck
 
 
 def _as_window(fhr: np.ndarray) -> torch.Tensor:
@@ -176,7 +176,7 @@ def test_onnx_matches_torch_at_several_batch_sizes(tiny_version) -> None:
             if kind == "autoencoder":
                 want = want[:2]
             for g, w in zip(got, want):
-                assert np.allclose(g, w.numpy(), atol=1e-5), kind
+                assert np.allclose(g, w.numpy(), rtol=1e-4, atol=1e-5), kind
 
 
 def test_repository_and_local_twin(tiny_version, tmp_path) -> None:

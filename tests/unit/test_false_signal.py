@@ -1,0 +1,118 @@
+"""The false-signal model's inputs and read-out, and its verdict in the signal-quality step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detectors.quality import ModelVerdict, assess_quality
+from detectors.scoring import SampleConfusion
+from models.false_signal_data import split_names
+from models.false_signal_features import (
+    FEATURES,
+    false_signal_inputs,
+    labels_per_second,
+    to_samples,
+    window_inputs,
+)
+from models.false_signal_training import FalseSignalConfig, build_net, predict_live, receptive_half_s
+
+
+def test_features_show_the_maternal_rate_and_a_doubling() -> None:
+    n = 4 * 60
+    fhr = np.full(n, 140.0)
+    fhr[4 * 20 : 4 * 40] = 85.0  # the mother's rate
+    fhr[4 * 40 : 4 * 50] = 170.0  # her rate doubled
+    fhr[4 * 50 :] = 0.0  # lost
+    x = false_signal_inputs(fhr, np.full(n, 85.0), np.full(n, 20.0), "fecg")
+    col = {name: i for i, name in enumerate(FEATURES)}
+    assert x.shape == (60, len(FEATURES)) and x.dtype == np.float32
+    assert np.allclose(x[25:35, col["fhr_minus_mhr"]], 0.0) and np.allclose(x[25:35, col["log2_fhr_over_mhr"]], 0.0)
+    assert np.allclose(x[42:48, col["log2_fhr_over_mhr"]], 1.0)
+    assert np.all(x[50:, col["fhr_valid"]] == 0) and np.all(x[50:, col["fhr"]] == 0)
+    assert x[20, col["fhr_step"]] < -2  # the jump into the maternal stretch
+    assert np.all(x[:, col["sensor_fecg"]] == 1) and np.all(x[:, col["sensor_known"]] == 1)
+    unknown = false_signal_inputs(fhr, None, None, "unknown")
+    assert np.all(unknown[:, col["mhr_valid"]] == 0) and np.all(unknown[:, col["sensor_known"]] == 0)
+
+
+def test_labels_per_second_and_back_to_samples() -> None:
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0, -1, -1, -1, 1], dtype=np.int8)
+    assert labels_per_second(labels).tolist() == [1, 0, -1]
+    assert to_samples(np.array([1, 0, 1]), 14).tolist() == [1] * 4 + [0] * 4 + [1] * 6
+    padded = window_inputs(np.ones((5, 3), np.float32), 8)
+    assert padded.shape == (8, 3) and not padded[:3].any() and padded[3:].all()
+
+
+def test_split_is_by_record_and_stratified_by_subset() -> None:
+    names = [f"DopMHRTrain{i:04d}.fhrm" for i in range(50)] + [f"ScalpECGTrain{i:04d}.fhrm" for i in range(20)]
+    split = split_names(names, seed=0)
+    assert sorted(sum(split.values(), [])) == sorted(names)
+    assert sum(n.startswith("Scalp") for n in split["validation"]) == 4  # 20% of each subset
+    assert split == split_names(names, seed=0) and split != split_names(names, seed=1)
+
+
+def test_live_read_out_equals_the_streams_longer_window_for_a_convolution_network() -> None:
+    """predict_live scores only context + cadence seconds per scoring; for a convolution-only network that
+    is exactly what the stream's 30-min window gives for the newest minute."""
+    cfg = FalseSignalConfig(net={"width": 8, "kernel": 3, "dilations": [1, 2, 4, 8], "gru_hidden": 0})
+    torch.manual_seed(0)
+    model = build_net(cfg).eval()
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(900, len(FEATURES))).astype(np.float32)
+    live = predict_live(model, features, cadence_s=60, context_s=receptive_half_s(cfg))
+    with torch.no_grad():
+        for end in (120, 480, 900):
+            stream_window = torch.from_numpy(window_inputs(features[:end], 1800)[None])
+            full = model(stream_window)[0].numpy()
+            assert np.allclose(live[end - 60 : end], full[-60:], atol=1e-5)
+
+
+def _capture_trace(seconds: int = 600, capture: tuple[int, int] = (300, 420)) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2)
+    fhr = 140 + 3 * np.sin(np.arange(4 * seconds) / 40) + rng.normal(0, 1.0, 4 * seconds)
+    t = np.arange(4 * seconds) / 4.0
+    mhr = 85 + 8 * np.sin(2 * np.pi * t / 120) + rng.normal(0, 1.0, 4 * seconds)  # the mother's rate moves
+    a, b = 4 * capture[0], 4 * capture[1]
+    fhr[a:b] = mhr[a:b] + rng.normal(0, 1.0, b - a)
+    return fhr, mhr
+
+
+def test_the_models_verdict_replaces_the_rules_where_it_judged() -> None:
+    fhr, mhr = _capture_trace()
+    rules = assess_quality(fhr, mhr=mhr)
+    assert rules.maternal[4 * 320 : 4 * 400].all()  # the rules see the capture
+    verdict = np.full(fhr.size, np.nan)
+    verdict[: 4 * 500] = 0.0  # the model judged the first 500 s: all fetal
+    report = assess_quality(fhr, mhr=mhr, model_verdict=ModelVerdict(verdict, version="3", threshold=0.6))
+    assert not report.maternal[: 4 * 500].any() and not report.model_false.any()
+    assert report.model_judged[: 4 * 500].all() and not report.model_judged[4 * 500 :].any()
+    verdict[4 * 300 : 4 * 420] = 1.0  # now it calls the capture false
+    report = assess_quality(fhr, mhr=mhr, model_verdict=ModelVerdict(verdict, version="3", threshold=0.6))
+    assert report.model_false[4 * 300 : 4 * 420].all() and not report.valid[4 * 300 : 4 * 420].any()
+    (finding,) = [f for f in report.findings if f.kind == "false_signal"]
+    assert "ctg_false_signal v3" in finding.rule and finding.values["mhr_median"] == pytest.approx(85, abs=1)
+    assert "not fetal" in finding.sentence and finding.duration_s == pytest.approx(120, abs=1)
+    assert not [f for f in report.findings if f.kind == "maternal_hr_capture"]
+
+
+def test_samples_the_model_has_not_judged_keep_the_rules() -> None:
+    fhr, mhr = _capture_trace(capture=(500, 600))
+    verdict = np.full(fhr.size, np.nan)
+    verdict[: 4 * 450] = 0.0  # the last scoring was at 450 s; the capture began after it
+    report = assess_quality(fhr, mhr=mhr, model_verdict=ModelVerdict(verdict))
+    assert report.maternal[4 * 520 : 4 * 590].all()
+    assert [f.kind for f in report.findings if f.kind in ("maternal_hr_capture", "false_signal")] == ["maternal_hr_capture"]
+
+
+def test_sample_confusion_counts_false_minutes() -> None:
+    c = SampleConfusion()
+    predicted = np.zeros(240 * 3, bool)
+    labels = np.zeros(240 * 3, np.int8)
+    labels[:480] = 1
+    predicted[:300] = True
+    c.add(predicted, labels == 1)
+    c.add_minutes(predicted, labels)
+    assert (c.tp, c.fn, c.fp) == (300, 180, 0) and (c.false_minutes, c.false_minutes_caught) == (2, 1)
+    assert c.as_dict()["false_minutes_caught"] == 0.5
