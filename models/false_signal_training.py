@@ -55,8 +55,10 @@ def build_net(cfg: FalseSignalConfig) -> FalseSignalNet:
     return FalseSignalNet(n_features=N_FEATURES, **net)
 
 
-def receptive_half_s(cfg: FalseSignalConfig) -> int:
-    """How far (s) one output looks to either side (convolutions only)."""
+def receptive_half_s(cfg: FalseSignalConfig, window_s: int = 1800) -> int:
+    """How far (s) one output looks to either side: the convolutions' reach, or the whole window with a GRU."""
+    if cfg.net.get("gru_hidden"):
+        return window_s
     return sum(d * (cfg.net["kernel"] - 1) // 2 for d in cfg.net["dilations"])
 
 
@@ -152,18 +154,19 @@ def predict_settled(model: FalseSignalNet | Judge, features: np.ndarray) -> np.n
     return _as_judge(model)(features[None])[0]
 
 
-def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s: int, context_s: int) -> np.ndarray:
+def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s: int, context_s: int,
+                 window_s: int = 1800) -> np.ndarray:
     """Per-second probability from the first scoring after the second arrived.
 
-    The stream scores the last ``window_s`` seconds every ``cadence_s`` s; an output
-    depends on ``context_s`` seconds either side, so a window of ``context_s +
-    cadence_s`` seconds gives the same last ``cadence_s`` outputs as the stream's
-    longer window (exact for the convolution-only network).
+    The stream scores the last ``window_s`` seconds every ``cadence_s`` s. When an
+    output depends on only ``context_s`` seconds either side (convolutions), a
+    window of ``context_s + cadence_s`` seconds gives the same last ``cadence_s``
+    outputs (exactly) at a fraction of the cost; otherwise the stream's own window.
     """
     n = features.shape[0]
     out = np.zeros(n, np.float32)
     ends = list(range(cadence_s, n, cadence_s)) + [n]
-    span = context_s + cadence_s
+    span = min(context_s + cadence_s, window_s)
     batch: list[np.ndarray] = []
     spans: list[tuple[int, int]] = []
 

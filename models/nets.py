@@ -185,27 +185,33 @@ class FalseSignalNet(nn.Module):
 
     A temporal convolution network (dilations 1..256 s, a receptive field of
     about +-8 min) over the per-second features of models/false_signal_features.py,
-    optionally followed by a bidirectional GRU for longer context. Chosen over a
-    recurrent network alone because it trains an order of magnitude faster on a
-    CPU and runs as a handful of batched convolutions in Triton. Input
-    ``signal [B, T, F]``, output ``p_false [B, T]`` (a sigmoid inside the graph).
+    optionally followed by a bidirectional GRU over the window at a coarser step
+    (``gru_stride`` s) for context beyond the convolutions: whether a stretch sits
+    at the level the fetal trace had 20 min earlier. Convolutions first because
+    they train an order of magnitude faster on a CPU and run as a handful of
+    batched operations in Triton. Input ``signal [B, T, F]``, output
+    ``p_false [B, T]`` (a sigmoid inside the graph).
     """
 
     def __init__(self, n_features: int = 11, width: int = 48, kernel: int = 3,
-                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256), gru_hidden: int = 0) -> None:
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256), gru_hidden: int = 0,
+                 gru_stride: int = 8) -> None:
         super().__init__()
         self.inp = nn.Conv1d(n_features, width, 1)
         self.blocks = nn.ModuleList(_DilatedBlock(width, d, kernel) for d in dilations)
+        self.gru_stride = gru_stride
         self.gru = nn.GRU(width, gru_hidden, batch_first=True, bidirectional=True) if gru_hidden else None
-        self.out = nn.Conv1d(2 * gru_hidden if gru_hidden else width, 1, 1)
+        self.out = nn.Conv1d(width + (2 * gru_hidden if gru_hidden else 0), 1, 1)
 
     def logits(self, signal: torch.Tensor) -> torch.Tensor:
         x = self.inp(signal.transpose(1, 2))
         for block in self.blocks:
             x = block(x)
         if self.gru is not None:
-            h, _ = self.gru(x.transpose(1, 2))
-            x = h.transpose(1, 2)
+            coarse = F.avg_pool1d(x, self.gru_stride, ceil_mode=True)
+            h, _ = self.gru(coarse.transpose(1, 2))
+            context = F.interpolate(h.transpose(1, 2), size=x.shape[2], mode="nearest")
+            x = torch.cat([x, context], dim=1)
         return self.out(x)[:, 0, :]
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:

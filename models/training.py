@@ -324,8 +324,9 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
         "",
         "## Models",
         "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
-        "(baseline-relative FHR level at 15 s, FHR variability over 60 s, UC; models/nets.py), trained on "
-        f"normal windows only {cfg.autoencoder}; anomaly = masked reconstruction error, per second and averaged.",
+        "(FHR level relative to the window at 15 s, log variability and roughness over 60 s, baseline, UC; "
+        f"models/nets.py), trained on FIGO-normal windows only {cfg.autoencoder}; anomaly = distance of each code "
+        "position from the normal codes (Mahalanobis) + reconstruction error, per second and averaged.",
         "- `ctg_lstm`: acidaemia-risk LSTM over per-minute summaries of the last hour; outputs the probability "
         "of umbilical-artery pH < 7.05 and < 7.15 (`risk`) and the pH < 7.05 risk after each minute "
         "(`risk_course`). A trend and evidence, never an alarm.",

@@ -64,7 +64,10 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
         for k, c in results.items()
     ]
     return "\n".join([
-        f"Command: `{command}`. {used} annotated recordings of the FHRMA false-signal training set. A sample is "
+        f"Command: `{command}`. The rule-based detector, which the stream uses where the false-signal model has "
+        "not judged (the newest minute, or while Triton is unavailable); the model itself is scored on its "
+        "validation recordings under 'Models v2' (`ctgwatch evaluate quality --json` prints the stream's judge). "
+        f"{used} annotated recordings of the FHRMA false-signal training set. A sample is "
         "predicted false when the signal-quality detector marks it as maternal-HR capture or halving/doubling; "
         "scored on samples the experts marked (true or false FHR) and where the monitor gave a value. The detector "
         "compares the FHR with the maternal heart-rate channel; 'with maternal HR channel' is the subset of "

@@ -70,7 +70,7 @@ def false_signal_windows(n: int) -> np.ndarray:
     return np.stack([window_inputs(feats[: 600 + 200 * i], 1800) for i in range(n)])
 
 
-INPUTS = {"autoencoder": ("window", lambda n: some_windows(n), ["score", "error"], [600, 4]),
+INPUTS = {"autoencoder": ("window", lambda n: some_windows(n), ["score", "error", "reconstruction"], [600, 4]),
           "lstm": ("window", lambda n: some_windows(n, 3600), ["risk", "risk_course"], [3600, 4]),
           "false_signal": ("signal", false_signal_windows, ["false_fraction", "p_false"], [1800, 11])}
 
