@@ -38,17 +38,18 @@ from models.nets import FalseSignalNet
 class FalseSignalConfig:
     seed: int = 0
     split_seed: int = 0
-    epochs: int = 16
+    epochs: int = 24
     crop_s: int = 900
     batch_size: int = 32
     crops_per_epoch: int = 1600
     learning_rate: float = 2e-3
     min_specificity: float = 0.99
     cadence_s: int = 60  # the stream scores each patient's false-signal window this often
-    # chosen on the tuning part among 3 configurations (docs/EVALUATION.md): the GRU at an 8-s step gives each
-    # second the whole 30-min window as context
+    # the served v2 (docs/EVALUATION.md): convolutions only. A GRU at an 8-s step (gru_hidden 32) did better on
+    # the tuning part (live F1 0.80 vs 0.75) but worse on the validation part (0.785 vs 0.793) and the simulator
+    # check, so it stays an option, not the default
     net: dict = field(default_factory=lambda: {"width": 64, "kernel": 3, "dilations": [1, 2, 4, 8, 16, 32, 64, 128, 256],
-                                               "gru_hidden": 32, "gru_stride": 8})
+                                               "gru_hidden": 0, "gru_stride": 8})
 
 
 def build_net(cfg: FalseSignalConfig) -> FalseSignalNet:

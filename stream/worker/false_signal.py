@@ -50,12 +50,14 @@ class FalseSignalJudge:
         last = self.last_t.get(window.patient_id)
         return last is None or t_end - last >= self.interval_s
 
-    def inputs(self, window: PatientWindow) -> tuple[np.ndarray, float]:
-        """The model's input for a patient and the recording time of its first second."""
+    def inputs(self, window: PatientWindow) -> tuple[np.ndarray, float, int]:
+        """The model's input for a patient, the recording time of its first second and how many seconds are real."""
         fhr, uc, mhr, t0 = window.last(self.shape.window_s)
         sensor: SensorKind = "fecg" if window.sensor == "fecg" else "ultrasound" if window.sensor == "ultrasound" else "unknown"
         features = false_signal_inputs(fhr, mhr, uc, sensor, self.shape, window.fs)
-        return window_inputs(features, self.shape.window_s), t0 + (fhr.size / window.fs - features.shape[0])
+        seconds = min(features.shape[0], self.shape.window_s)
+        # features drop a trailing partial second; their first second starts at the window's first sample
+        return window_inputs(features, self.shape.window_s), t0 + (features.shape[0] - seconds), seconds
 
     async def judge(self, due: list[PatientWindow], deadline_s: float) -> None:
         """Score every due patient in one batch and keep the verdicts (or why there are none)."""
@@ -66,21 +68,20 @@ class FalseSignalJudge:
             self.last_t[w.patient_id] = w.t_end or 0.0
         try:
             results = await asyncio.wait_for(
-                asyncio.gather(*(self.scorer.score(tensor) for tensor, _ in prepared)), deadline_s)
+                asyncio.gather(*(self.scorer.score(tensor) for tensor, _, _ in prepared)), deadline_s)
         except TimeoutError:
             results = [{FALSE_SIGNAL: ModelUnavailable(FALSE_SIGNAL, f"no answer within {deadline_s:g} s")} for _ in due]
-        for window, (tensor, first_t), result in zip(due, prepared, results):
-            self.keep(window, tensor, first_t, result[FALSE_SIGNAL])
+        for window, (_, first_t, seconds), result in zip(due, prepared, results):
+            self.keep(window.patient_id, first_t, seconds, result[FALSE_SIGNAL])
 
-    def keep(self, window: PatientWindow, tensor: np.ndarray, first_t: float, result: Scored | ModelUnavailable) -> None:
-        pid = window.patient_id
+    def keep(self, patient_id: str, first_t: float, seconds: int, result: Scored | ModelUnavailable) -> None:
+        """Keep the verdict on the last ``seconds`` of the window (the rest was padding), or why there is none."""
         if isinstance(result, ModelUnavailable):
-            self.unavailable[pid] = result.reason
+            self.unavailable[patient_id] = result.reason
             return
-        self.unavailable.pop(pid, None)
-        n = int(min(tensor.shape[0], round((window.t_end or 0.0) - first_t)))
-        p = np.asarray(result.per_second, dtype=float)[-n:] if n > 0 else np.zeros(0)
-        self.verdicts[pid] = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
+        self.unavailable.pop(patient_id, None)
+        p = np.asarray(result.per_second, dtype=float)[-seconds:] if seconds > 0 else np.zeros(0)
+        self.verdicts[patient_id] = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
 
     def verdict_for(self, patient_id: str, t0: float, n: int, fs: float) -> ModelVerdict | None:
         """The per-sample verdict over ``n`` samples from ``t0`` (NaN where the model has not judged)."""
