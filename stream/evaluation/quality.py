@@ -8,6 +8,7 @@ gave a value.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +26,38 @@ TUNING_HALF = "tuning half (even-numbered)"
 HELD_OUT_HALF = "held-out half (odd-numbered)"
 
 
-def evaluate_fhrma(directory: Path, limit: int | None = None) -> tuple[dict[str, Confusion], int]:
-    """Per subset (DopMHR, ScalpECG, all): per-sample confusion of the false-signal verdict."""
+def rules_verdicts(directory: Path, names: list[str] | None = None, limit: int | None = None) -> Iterator[tuple]:
+    """Per annotated recording, in name order: (position in the listing, subset, its maternal-HR channel,
+    the rule-based detector's per-sample false verdict, the experts' per-sample labels)."""
     annotations = json.loads((directory / "annotations.json").read_text())
-    results = {"DopMHR": Confusion(), "ScalpECG": Confusion(), "all": Confusion(),
-               "with maternal HR channel": Confusion(), TUNING_HALF: Confusion(), HELD_OUT_HALF: Confusion()}
-    used = 0
+    wanted = set(names) if names is not None else None
     for i, (name, ann) in enumerate(sorted(annotations.items())[:limit]):
         subset = "DopMHR" if name.startswith("DopMHR") else "ScalpECG"
         path = directory / subset / name
-        if not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
+        if (wanted is not None and name not in wanted) or not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
             continue
         rec = read_fhrm(path)
         report = assess_quality(rec.fhr, fs=4.0, mhr=np.where(rec.mhr > 0, rec.mhr, np.nan))
-        predicted = report.maternal | report.ratio_error
         labels = label_samples(rec.fhr.size, ann.get("true_fhr", []), ann.get("false_fhr", []))
-        scored = (labels >= 0) & (rec.fhr > 0)
+        yield i, subset, rec, report.maternal | report.ratio_error, labels
+
+
+def _add(confusion: SampleConfusion, rec, predicted: np.ndarray, labels: np.ndarray) -> None:
+    scored = (labels >= 0) & (rec.fhr > 0)
+    confusion.add(predicted[scored], labels[scored] == 1)
+    confusion.add_minutes(predicted, labels)
+
+
+def evaluate_fhrma(directory: Path, limit: int | None = None) -> tuple[dict[str, Confusion], int]:
+    """Per subset (DopMHR, ScalpECG, all): per-sample confusion of the false-signal verdict."""
+    results = {"DopMHR": Confusion(), "ScalpECG": Confusion(), "all": Confusion(),
+               "with maternal HR channel": Confusion(), TUNING_HALF: Confusion(), HELD_OUT_HALF: Confusion()}
+    used = 0
+    for i, subset, rec, predicted, labels in rules_verdicts(directory, limit=limit):
         keys = (subset, "all", TUNING_HALF if i % 2 == 0 else HELD_OUT_HALF) + (
             ("with maternal HR channel",) if np.mean(rec.mhr > 0) >= 0.5 else ())
         for key in keys:
-            results[key].add(predicted[scored], labels[scored] == 1)
-        # minutes that are mostly false signal, and whether the detector flagged them mostly too
-        m = rec.fhr.size // 240
-        lab = (labels[: m * 240] == 1).reshape(m, 240).mean(axis=1) >= 0.5
-        hit = predicted[: m * 240].reshape(m, 240).mean(axis=1) >= 0.5
-        for key in keys:
-            results[key].false_minutes += int(lab.sum())
-            results[key].false_minutes_caught += int((lab & hit).sum())
+            _add(results[key], rec, predicted, labels)
         used += 1
     return results, used
 
@@ -85,22 +91,10 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
 
 def rules_confusion(directory: Path, names: list[str] | None = None) -> dict[str, SampleConfusion]:
     """The rule-based detector per subset (DopMHR, ScalpECG, all) on the named recordings (default: all)."""
-    annotations = json.loads((directory / "annotations.json").read_text())
-    wanted = set(names) if names is not None else None
     out = {"DopMHR": SampleConfusion(), "ScalpECG": SampleConfusion(), "all": SampleConfusion()}
-    for name, ann in sorted(annotations.items()):
-        subset = "DopMHR" if name.startswith("DopMHR") else "ScalpECG"
-        path = directory / subset / name
-        if (wanted is not None and name not in wanted) or not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
-            continue
-        rec = read_fhrm(path)
-        report = assess_quality(rec.fhr, fs=4.0, mhr=np.where(rec.mhr > 0, rec.mhr, np.nan))
-        predicted = report.maternal | report.ratio_error
-        labels = label_samples(rec.fhr.size, ann.get("true_fhr", []), ann.get("false_fhr", []))
-        scored = (labels >= 0) & (rec.fhr > 0)
+    for _, subset, rec, predicted, labels in rules_verdicts(directory, names):
         for key in (subset, "all"):
-            out[key].add(predicted[scored], labels[scored] == 1)
-            out[key].add_minutes(predicted, labels)
+            _add(out[key], rec, predicted, labels)
     return out
 
 
