@@ -419,7 +419,8 @@ def evaluation_lines(name: str, metrics: dict) -> list[str]:
             "### False signal (`ctg_false_signal`) on the FHRMA validation part", "",
             f"Split by record, stratified by subset: {m['split']} (train/tuning/validation). The threshold "
             f"({m['threshold']['threshold']}) was chosen on the tuning part (highest F1 with specificity >= 0.99); "
-            "the validation part was scored once for this version (how often across versions: docs/EVALUATION.md). Per sample at 4 Hz, on samples the experts marked and where "
+            "the validation part was scored once for this version (how often across versions: docs/EVALUATION.md). "
+            "Per sample at 4 Hz, on samples the experts marked and where "
             "the monitor gave a value. *live*: each second judged by the first scoring after it arrived (0-60 s "
             "of future, what the station shows at first); *settled*: judged with the whole recording around it.", "",
             "| reading | subset | false samples | sensitivity | specificity | precision | F1 | false minutes caught |",
