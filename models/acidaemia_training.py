@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -238,7 +239,7 @@ def summarise(oof: dict[str, np.ndarray], inputs: list[RecordInputs], cfg: Acida
     return result
 
 
-def export_acidaemia_onnx(model: AcidaemiaLstm, window_s: int, path) -> None:
+def export_acidaemia_onnx(model: AcidaemiaLstm, window_s: int, path: Path) -> None:
     import warnings
 
     example = torch.zeros(2, window_s, 4)
@@ -253,7 +254,8 @@ def export_acidaemia_onnx(model: AcidaemiaLstm, window_s: int, path) -> None:
         )
 
 
-def train_acidaemia(cfg: AcidaemiaConfig, records: list[Recording], out_dir, log: Callable[[str], None] = print) -> dict:
+def train_acidaemia(cfg: AcidaemiaConfig, records: list[Recording], out_dir: Path,
+                    log: Callable[[str], None] = print) -> dict:
     """Cross-validate the LSTM beside the baselines, then fit it on every record and export it."""
     import json
 

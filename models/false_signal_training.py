@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def torch_judge(model: FalseSignalNet) -> Judge:
     return run
 
 
-def onnx_judge(path) -> Judge:
+def onnx_judge(path: Path) -> Judge:
     """The served ONNX file through onnxruntime: exactly what Triton computes."""
     import onnxruntime as ort
 
@@ -245,7 +246,7 @@ def evaluate_split(model: FalseSignalNet | Judge, records: list[FalseSignalRecor
     return out
 
 
-def export_false_signal_onnx(model: FalseSignalNet, window_s: int, path) -> None:
+def export_false_signal_onnx(model: FalseSignalNet, window_s: int, path: Path) -> None:
     from models.nets import FalseSignalServed
 
     example = torch.zeros(2, window_s, N_FEATURES)
@@ -259,7 +260,7 @@ def export_false_signal_onnx(model: FalseSignalNet, window_s: int, path) -> None
     )
 
 
-def train_false_signal(cfg: FalseSignalConfig, directory, out_dir, limit: int | None = None,
+def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, limit: int | None = None,
                        log: Callable[[str], None] = print) -> dict:
     """Split, fit, choose the threshold, score the validation part once; write weights, ONNX, split, metrics.
 
