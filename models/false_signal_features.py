@@ -22,8 +22,8 @@ zero), so the model does not take the packet's ``fhr_quality``; feeding it a
 channel it never saw in training would be guesswork.
 
 Everything is at 1 Hz (a second is valid when half its samples are): false
-stretches last tens of seconds to many minutes, and 1 Hz keeps a 30-min window
-at 1800 steps. Verdicts go back to 4 Hz by repeating each second.
+stretches last tens of seconds to many minutes, and 1 Hz keeps a 10-min window
+at 600 steps. Verdicts go back to 4 Hz by repeating each second.
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ FS = 4.0
 
 @dataclass(frozen=True)
 class FalseSignalShape:
-    """Window length and normalisation, stored with the model."""
+    """Window length served and normalisation, stored with the model.
 
-    window_s: int = 1800
+    10 min: longer than the convolutions' reach (511 s) plus the scoring
+    interval (60 s), so each second's last verdict sees as far as the whole
+    recording would (stream/worker/false_signal.py).
+    """
+
+    window_s: int = 600
     center: float = 140.0
     scale: float = 25.0
     uc_scale: float = 50.0

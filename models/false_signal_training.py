@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from detectors.scoring import SampleConfusion, auc
 from models.false_signal_data import FalseSignalRecording
-from models.false_signal_features import N_FEATURES, to_samples
+from models.false_signal_features import N_FEATURES, FalseSignalShape, to_samples
 from models.nets import FalseSignalNet
 
 
@@ -59,7 +59,7 @@ def build_net(cfg: FalseSignalConfig) -> FalseSignalNet:
     return FalseSignalNet(n_features=N_FEATURES, **net)
 
 
-def receptive_half_s(cfg: FalseSignalConfig, window_s: int = 1800) -> int:
+def receptive_half_s(cfg: FalseSignalConfig, window_s: int = FalseSignalShape().window_s) -> int:
     """How far (s) one output looks to either side: the convolutions' reach, or the whole window with a GRU."""
     if cfg.net.get("gru_hidden"):
         return window_s
@@ -159,7 +159,7 @@ def predict_settled(model: FalseSignalNet | Judge, features: np.ndarray) -> np.n
 
 
 def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s: int, context_s: int,
-                 window_s: int = 1800) -> np.ndarray:
+                 window_s: int = FalseSignalShape().window_s) -> np.ndarray:
     """Per-second probability from the first scoring after the second arrived.
 
     The stream scores the last ``window_s`` seconds every ``cadence_s`` s. When an

@@ -1,13 +1,20 @@
 """The false-signal model in the stream: which FHR samples are not the fetal heart.
 
 Every ``interval_s`` of a patient's recording, the last ``window_s`` seconds
-(models/false_signal_features.py) go to ``ctg_false_signal`` on Triton, batched
-with every other patient due in the same tick. The per-second verdicts are
-kept per patient and handed to the FIGO analysis as a
+(models/false_signal_features.py; 10 min) go to ``ctg_false_signal`` on Triton,
+batched with every other patient due in the same tick. The per-second
+verdicts are merged into the patient's running verdict (the newest scoring
+decides the seconds it covers; older seconds keep the last verdict they had)
+and handed to the FIGO analysis of the last 30 min as a
 :class:`detectors.quality.ModelVerdict`: samples the model judged false are
 left out of the analysis and drawn as not fetal. Samples newer than the last
 scoring, and every sample while the model is unavailable, are judged by the
 rule-based detector instead; the finding's rule says which judge spoke.
+
+Why 10 min and not the 30 min analysed: an output of the convolution network
+looks 511 s either way, so a second's last verdict (when it is 540-600 s old)
+is the one the whole recording would give, at a third of the cost of sending
+30 min every minute (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -31,14 +38,28 @@ class KeptVerdict:
     version: str
     threshold: float
 
+    def merged(self, newer: KeptVerdict, keep_s: float) -> KeptVerdict:
+        """This verdict with ``newer`` written over the seconds it covers, at most ``keep_s`` seconds long.
+
+        Contiguous on the recording clock: seconds between the two that neither judged stay
+        unjudged (NaN is not representable in a bool array, so a gap restarts the verdict).
+        """
+        offset = int(round(newer.t0 - self.t0))
+        if offset < 0 or offset > self.false.size:  # older data replayed, or a gap: start again
+            return newer
+        false = np.concatenate([self.false[:offset], newer.false])
+        drop = max(0, false.size - int(keep_s))
+        return KeptVerdict(self.t0 + drop, false[drop:], newer.version, newer.threshold)
+
 
 class FalseSignalJudge:
     def __init__(self, scorer: BatchingScorer, shape: FalseSignalShape = FalseSignalShape(),
-                 interval_s: float = 60.0, min_s: float = 60.0) -> None:
+                 interval_s: float = 60.0, min_s: float = 60.0, keep_s: float = 3600.0) -> None:
         self.scorer = scorer
         self.shape = shape
         self.interval_s = interval_s
         self.min_s = min_s
+        self.keep_s = keep_s  # the running verdict covers at most this (the analysis reads 30 min)
         self.verdicts: dict[str, KeptVerdict] = {}
         self.unavailable: dict[str, str] = {}
         self.last_t: dict[str, float] = {}
@@ -81,7 +102,9 @@ class FalseSignalJudge:
             return
         self.unavailable.pop(patient_id, None)
         p = np.asarray(result.per_second, dtype=float)[-seconds:] if seconds > 0 else np.zeros(0)
-        self.verdicts[patient_id] = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
+        newer = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
+        kept = self.verdicts.get(patient_id)
+        self.verdicts[patient_id] = newer if kept is None else kept.merged(newer, self.keep_s)
 
     def verdict_for(self, patient_id: str, t0: float, n: int, fs: float) -> ModelVerdict | None:
         """The per-sample verdict over ``n`` samples from ``t0`` (NaN where the model has not judged)."""

@@ -67,12 +67,12 @@ def some_windows(n: int, window_s: int = 600) -> np.ndarray:
 def false_signal_windows(n: int) -> np.ndarray:
     sim = simulate_ctg(standard_scenarios()[-1], seed=8)
     feats = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")
-    return np.stack([window_inputs(feats[: 600 + 200 * i], 1800) for i in range(n)])
+    return np.stack([window_inputs(feats[: 600 + 200 * i], 600) for i in range(n)])
 
 
 INPUTS = {"autoencoder": ("window", lambda n: some_windows(n), ["score", "error", "reconstruction"], [600, 4]),
           "lstm": ("window", lambda n: some_windows(n, 3600), ["risk", "risk_course"], [3600, 4]),
-          "false_signal": ("signal", false_signal_windows, ["false_fraction", "p_false"], [1800, 11])}
+          "false_signal": ("signal", false_signal_windows, ["false_fraction", "p_false"], [600, 11])}
 
 
 def test_triton_outputs_equal_torch_over_grpc_and_http(served) -> None:

@@ -64,9 +64,10 @@ def test_live_read_out_equals_the_streams_longer_window_for_a_convolution_networ
     live = predict_live(model, features, cadence_s=60, context_s=receptive_half_s(cfg))
     with torch.no_grad():
         for end in (120, 480, 900):
-            stream_window = torch.from_numpy(window_inputs(features[:end], 1800)[None])
-            full = model(stream_window)[0].numpy()
-            assert np.allclose(live[end - 60 : end], full[-60:], atol=1e-5)
+            for window_s in (600, 1800):  # the served 10-min window, and a longer one
+                stream_window = torch.from_numpy(window_inputs(features[:end], window_s)[None])
+                full = model(stream_window)[0].numpy()
+                assert np.allclose(live[end - 60 : end], full[-60:], atol=1e-5)
 
 
 def _capture_trace(seconds: int = 600, capture: tuple[int, int] = (300, 420)) -> tuple[np.ndarray, np.ndarray]:
@@ -116,3 +117,18 @@ def test_sample_confusion_counts_false_minutes() -> None:
     c.add_minutes(predicted, labels)
     assert (c.tp, c.fn, c.fp) == (300, 180, 0) and (c.false_minutes, c.false_minutes_caught) == (2, 1)
     assert c.as_dict()["false_minutes_caught"] == 0.5
+
+
+def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> None:
+    from stream.worker.false_signal import KeptVerdict
+
+    first = KeptVerdict(100.0, np.array([False] * 600), "2", 0.7)
+    second = KeptVerdict(160.0, np.array([True] * 600), "2", 0.7)  # one minute later, overlapping 540 s
+    merged = first.merged(second, keep_s=3600)
+    assert merged.t0 == 100.0 and merged.false.size == 660
+    assert not merged.false[:60].any() and merged.false[60:].all()
+    capped = merged.merged(KeptVerdict(220.0, np.array([False] * 600), "3", 0.8), keep_s=650)
+    assert capped.false.size == 650 and capped.t0 == 170.0 and capped.version == "3"
+    assert capped.false[:50].all() and not capped.false[50:].any()
+    gap = merged.merged(KeptVerdict(2000.0, np.array([True] * 10), "2", 0.7), keep_s=3600)
+    assert gap.t0 == 2000.0 and gap.false.size == 10  # a gap restarts the verdict

@@ -183,7 +183,7 @@ def test_repository_and_local_twin(tiny_version, tmp_path) -> None:
     repo = tmp_path / "repo"
     assert install_version(tiny_version, repo) == 1
     calibration = json.loads((tiny_version / "calibration.json").read_text())
-    inputs = {"autoencoder": ("window", [600, 4]), "lstm": ("window", [3600, 4]), "false_signal": ("signal", [1800, 11])}
+    inputs = {"autoencoder": ("window", [600, 4]), "lstm": ("window", [3600, 4]), "false_signal": ("signal", [600, 11])}
     for kind, name in TRITON_NAMES.items():
         cfg = read_config(repo / name / "config.pbtxt")
         assert cfg.backend == "onnxruntime" and cfg.max_batch_size == 256
