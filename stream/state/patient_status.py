@@ -35,6 +35,28 @@ class TraceMark(BaseModel):
     end: float
 
 
+class RiskPoint(BaseModel):
+    """The acidaemia-risk LSTM's probability of umbilical-artery pH < 7.05 at a recording time."""
+
+    t: float
+    p: float
+
+
+#: The risk trend keeps one point per 5 min for 12 h: enough for the bed view's course, small in Redis.
+RISK_STEP_S = 300.0
+RISK_KEEP_S = 12 * 3600.0
+
+
+def extend_risk_trend(trend: list[RiskPoint], t: float, p: float) -> list[RiskPoint]:
+    """``trend`` with the point (t, p): a new point every ``RISK_STEP_S``, else the last one updated."""
+    kept = [x for x in trend if t - x.t <= RISK_KEEP_S and x.t <= t]
+    if kept and t - kept[-1].t < RISK_STEP_S:
+        kept[-1] = RiskPoint(t=kept[-1].t, p=p)
+    else:
+        kept.append(RiskPoint(t=t, p=p))
+    return kept
+
+
 class ModelError(BaseModel):
     """The autoencoder's per-second reconstruction error over its last window (where it is abnormal)."""
 
@@ -75,6 +97,8 @@ class PatientStatus(BaseModel):
     models: str | None = None
     model_evidence: dict[str, Any] | None = None
     model_error: ModelError | None = None
+    risk_trend: list[RiskPoint] = Field(default_factory=list, description=(
+        "Acidaemia risk (pH < 7.05) from the last hour, one point per 5 min: evidence and a trend, never an alarm."))
     notices: list[NoticeView] = Field(default_factory=list)
     last_packet_at: float | None = Field(default=None, description="Wall time the worker last stored a packet of this bed.")
 
@@ -171,10 +195,15 @@ class PatientStatusStore:
             "bed_id": bed_id, "meows_red": meows_red, "meows_yellow": meows_yellow, "vitals_ts": observed_ts}))
 
     async def record_models(self, patient_id: str, *, models: str, evidence: dict[str, Any],
-                            error: ModelError | None) -> None:
+                            error: ModelError | None, risk: tuple[float, float] | None = None) -> None:
+        """The models' status and evidence; ``risk`` = (recording time, P(pH < 7.05)) extends the risk trend."""
         fields: dict[str, Any] = {"models": models, "model_evidence": evidence}
         if error is not None:
             fields["model_error"] = error
+        if risk is not None:
+            raw = await self.redis.hget(status_key(patient_id), "risk_trend")
+            trend = [RiskPoint.model_validate(x) for x in json.loads(raw)] if raw else []
+            fields["risk_trend"] = [x.model_dump() for x in extend_risk_trend(trend, *risk)]
         await self.redis.hset(status_key(patient_id), mapping=_encode(fields))
 
     async def record_notices(self, patient_id: str, bed_id: str, notices: Iterable[Any]) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.state.patient_status import ModelError, PatientStatus, TraceMark
+from stream.state.patient_status import ModelError, PatientStatus, RiskPoint, TraceMark
 
 
 class AlertSummary(BaseModel):
@@ -80,6 +80,8 @@ class Trace(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     analysed_at: float | None = None
     anomaly: ModelError | None = None
+    risk_trend: list[RiskPoint] = Field(default_factory=list, description=(
+        "Acidaemia risk (pH < 7.05) from the acidaemia-risk LSTM, one point per 5 min: evidence, never an alarm."))
 
 
 class AuditEntry(BaseModel):

@@ -33,7 +33,7 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
         state = await status.read(pid)
         here = sorted(by_patient.get(pid, []), key=lambda a: (-a.severity, a.raised_at))
         quiet = state.last_packet_at is not None and now - state.last_packet_at > stale_after_s
-        tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal"}),
+        tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal", "risk_trend"}),
                           alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
     age = await heartbeat_age_s(status.redis)
@@ -70,5 +70,5 @@ async def trace(windows: WindowStore, status: PatientStatusStore, patient_id: st
         patient_id=patient_id, t0=t0, fhr=_json_floats(np.where(fv, f1, np.nan)), uc=_json_floats(u1),
         mhr=_json_floats(m1), events=shown, not_fetal=not_fetal, baseline_bpm=state.baseline_bpm,
         classification=state.classification, reasons=state.reasons, analysed_at=state.analysed_at,
-        anomaly=state.model_error,
+        anomaly=state.model_error, risk_trend=state.risk_trend,
     )

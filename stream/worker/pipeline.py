@@ -315,9 +315,10 @@ class Pipeline:
             # the per-second reconstruction error, for the dashboard's "where is it abnormal" shading
             error = ModelError(model="ctg_autoencoder", t0=(window.t_end or 0) - self.norm.window_s,
                                threshold=float(ae[2]), error=[round(float(v), 4) for v in ae[1]])
+        risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
-            evidence=evidence, error=error)
+            evidence=evidence, error=error, risk=None if risk is None else (window.t_end or 0.0, float(risk)))
         self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above else 0
         t_end = window.t_end or 0.0
         model_findings = []

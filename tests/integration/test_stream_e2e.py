@@ -141,6 +141,7 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
     status = PatientStatus.model_validate({"patient_id": f"{tag}-normal", **{
         k.decode(): json.loads(v) for k, v in redis.hgetall(f"ctgw:patient:{tag}-normal").items()}})
     assert status.classification == "normal" and status.models == "ok"
+    assert status.risk_trend and 0 <= status.risk_trend[-1].p <= 1  # the acidaemia-risk course for the bed view
     assert status.analysis_t0 is not None and all(m.end > status.analysis_t0 - 3600 for m in status.events)
     assert time.time() - float(redis.get("ctgw:worker:heartbeat")) < 30  # the worker's heartbeat for the station
     on_topic = raised_on_topic(stack, tag, len(alerts))

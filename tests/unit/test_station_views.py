@@ -42,3 +42,15 @@ async def test_a_bed_without_packets_shows_monitoring_interrupted(redis) -> None
     await beat(redis, keep_s=3600)
     tiles = {t.patient_id: t for t in (await ward_snapshot(status, alerts, "w", stale_after_s=30)).patients}
     assert not tiles["p-live"].data_interrupted and tiles["p-quiet"].data_interrupted
+
+
+def test_the_risk_trend_keeps_one_point_per_five_minutes_for_twelve_hours() -> None:
+    from stream.state.patient_status import RISK_KEEP_S, RISK_STEP_S, extend_risk_trend
+
+    trend: list = []
+    for minute in range(0, 13 * 60):
+        trend = extend_risk_trend(trend, 1000.0 + 60 * minute, minute / 1000)
+    assert len(trend) == int(RISK_KEEP_S / RISK_STEP_S) + 1 or len(trend) == int(RISK_KEEP_S / RISK_STEP_S)
+    assert trend[-1].p == (13 * 60 - 1) / 1000  # the newest value updates the last point
+    assert all(b.t - a.t == RISK_STEP_S for a, b in zip(trend, trend[1:]))
+    assert trend[-1].t - trend[0].t <= RISK_KEEP_S

@@ -124,6 +124,16 @@ async function openBed(patient, bed) {
   $("#bed").scrollIntoView({ behavior: "smooth" });
 }
 
+function riskText(trend) {
+  // the acidaemia-risk LSTM: the latest probability and its course over the last 4 h (one point per 5 min)
+  if (!trend.length) return "";
+  const last = trend[trend.length - 1];
+  const pct = (p) => `${Math.round(p * 100)}%`;
+  const recent = trend.filter((x) => last.t - x.t <= 4 * 3600);
+  const course = recent.length > 1 ? ` (4 h: ${recent.map((x) => pct(x.p)).join(" → ")})` : "";
+  return `acidaemia risk, pH < 7.05: ${pct(last.p)}${course} — model evidence, not an alarm`;
+}
+
 async function drawBed(scrollToEnd = false) {
   if (!openPatient) return;
   const seconds = +$("#history").value;
@@ -132,6 +142,7 @@ async function drawBed(scrollToEnd = false) {
     api(`/api/patients/${encodeURIComponent(openPatient)}/vitals`),
   ]);
   $("#bed-class").textContent = tr.classification || "";
+  $("#bed-risk").textContent = riskText(tr.risk_trend || []);
   $("#reasons").innerHTML = (tr.reasons || []).map((r) => `<li>${esc(r)}</li>`).join("") || "<li class='muted'>none</li>";
   $("#vitals tbody").innerHTML = vit.slice(-8).reverse().map((o) => {
     const v = (k) => (o[k] ? o[k].value : "—");
