@@ -27,7 +27,7 @@ from infra.launcher.process import ManagedProcess  # noqa: E402
 from infra.launcher.services import Triton  # noqa: E402
 from infra.launcher.stack import wait_ready  # noqa: E402
 from models.features import Normalisation, window_tensor  # noqa: E402
-from models.repository import TRITON_NAMES  # noqa: E402
+from models.repository import TRITON_NAMES, latest_onnx  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
 from stream.core.settings import load_settings  # noqa: E402
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios  # noqa: E402
@@ -61,10 +61,6 @@ INPUTS = {
 }
 
 
-def latest_onnx(model_dir: Path) -> Path:
-    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    return versions[-1] / "model.onnx"
-
 
 def timed(fn, repeats: int) -> tuple[float, float]:
     for _ in range(3):
@@ -95,8 +91,9 @@ def main() -> None:
         for name in TRITON_NAMES.values():
             input_name, output, make = INPUTS[name]
             data = make(max(BATCHES))
-            session = ort.InferenceSession(str(latest_onnx(settings.triton_model_repository / name)),
-                                           providers=["CPUExecutionProvider"])
+            onnx = latest_onnx(settings.triton_model_repository / name)
+            assert onnx is not None, f"{name} has no version in {settings.triton_model_repository}"
+            session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
             for batch in BATCHES:
                 x = data[:batch]
                 inp = tgrpc.InferInput(input_name, list(x.shape), "FP32")

@@ -122,6 +122,13 @@ class SampleConfusion:
         self.false_minutes += int(marked.sum())
         self.false_minutes_caught += int((marked & hit).sum())
 
+    def add_recording(self, predicted: np.ndarray, labels: np.ndarray, signal: np.ndarray) -> None:
+        """One recording's per-sample verdicts against the experts' labels (1 false, 0 true, -1 unmarked),
+        scored where the experts marked and the monitor gave a value (``signal``); false minutes too."""
+        scored = (labels >= 0) & signal
+        self.add(predicted[scored], labels[scored] == 1)
+        self.add_minutes(predicted, labels)
+
     def merge(self, other: SampleConfusion) -> None:
         for name in ("tp", "fp", "fn", "tn", "false_minutes", "false_minutes_caught"):
             setattr(self, name, getattr(self, name) + getattr(other, name))

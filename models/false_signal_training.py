@@ -20,6 +20,7 @@ sample only as it arrives:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ def receptive_half_s(cfg: FalseSignalConfig, window_s: int = FalseSignalShape().
 def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
            rng: np.random.Generator) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """Random ``crop_s`` crops (zero-padded when a recording is shorter), weighted by labelled seconds."""
-    weights = np.array([max(int((r.labels_s >= 0).sum()), 0) for r in records], dtype=float)
+    weights = np.array([(r.labels_s >= 0).sum() for r in records], dtype=float)
     weights /= weights.sum()
     for _ in range(cfg.crops_per_epoch // cfg.batch_size):
         xs = np.zeros((cfg.batch_size, cfg.crop_s, N_FEATURES), np.float32)
@@ -224,10 +225,7 @@ def choose_threshold(probs: list[np.ndarray], records: list[FalseSignalRecording
 
 def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSignalRecording) -> None:
     """Add one recording's per-sample verdicts (from per-second ones) to a confusion matrix."""
-    predicted = to_samples(false_s.astype(bool), r.fhr.size)
-    scored = (r.labels >= 0) & (r.fhr > 0)
-    confusion.add(predicted[scored], r.labels[scored] == 1)
-    confusion.add_minutes(predicted, r.labels)
+    confusion.add_recording(to_samples(false_s.astype(bool), r.fhr.size), r.labels, r.fhr > 0)
 
 
 def evaluate_split(model: FalseSignalNet | Judge, records: list[FalseSignalRecording], threshold: float,
@@ -266,10 +264,7 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
 
     Returns the metrics (also written to ``false_signal_metrics.json``).
     """
-    import json
-
     from models.false_signal_data import annotated_names, load_fhrma, split_names
-    from models.false_signal_features import FalseSignalShape
 
     t_start = time.monotonic()
     torch.set_num_threads(max(1, torch.get_num_threads()))

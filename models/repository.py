@@ -44,12 +44,16 @@ def false_signal_config(shape: FalseSignalShape, calibration: dict, *, max_batch
         mc.ModelOutput(name="p_false", data_type=mc.TYPE_FP32, dims=[shape.window_s]),
     ])
     _batching_and_instances(cfg)
-    params = {"threshold": calibration["threshold"], "cadence_s": calibration["cadence_s"],
-              "context_s": calibration.get("context_s", shape.window_s),
-              **{f"shape_{k}": v for k, v in shape.as_dict().items()}}
+    _set_parameters(cfg, {"threshold": calibration["threshold"], "cadence_s": calibration["cadence_s"],
+                          "context_s": calibration.get("context_s", shape.window_s),
+                          **{f"shape_{k}": v for k, v in shape.as_dict().items()}})
+    return cfg
+
+
+def _set_parameters(cfg: mc.ModelConfig, params: dict) -> None:
+    """Calibration and normalisation in the config's ``parameters``: a client reads them from the server."""
     for key, value in params.items():
         cfg.parameters[key].string_value = str(value)
-    return cfg
 
 
 def _batching_and_instances(cfg: mc.ModelConfig) -> None:
@@ -73,17 +77,13 @@ def risk_config(norm: Normalisation, calibration: dict, *, max_batch_size: int =
         mc.ModelOutput(name="risk_course", data_type=mc.TYPE_FP32, dims=[norm.window_s // 60]),
     ])
     _batching_and_instances(cfg)
-    params = {"outcomes": "pH<7.05,pH<7.15", "threshold": "nan", "cadence_s": calibration.get("cadence_s", 60),
-              **{f"norm_{k}": v for k, v in norm.__dict__.items()}}
-    for key, value in params.items():
-        cfg.parameters[key].string_value = str(value)
+    _set_parameters(cfg, {"outcomes": "pH<7.05,pH<7.15", "threshold": "nan", "cadence_s": calibration.get("cadence_s", 60),
+                          **{f"norm_{k}": v for k, v in norm.__dict__.items()}})
     return cfg
 
 
 def model_config(kind: str, norm: Normalisation, calibration: dict, *, max_batch_size: int = 256) -> mc.ModelConfig:
     """Production config of the autoencoder: onnxruntime backend on GPU, dynamic batching."""
-    if kind == "lstm":
-        return risk_config(norm, calibration, max_batch_size=max_batch_size)
     cfg = mc.ModelConfig(name=TRITON_NAMES[kind], backend="onnxruntime", max_batch_size=max_batch_size)
     cfg.input.append(mc.ModelInput(name="window", data_type=mc.TYPE_FP32, dims=[norm.window_s, len(CHANNELS)]))
     extra_dims = [norm.window_s, VIEW_CHANNELS]
@@ -93,14 +93,12 @@ def model_config(kind: str, norm: Normalisation, calibration: dict, *, max_batch
         mc.ModelOutput(name=EXTRA_OUTPUT[kind], data_type=mc.TYPE_FP32, dims=extra_dims),
     ])
     _batching_and_instances(cfg)
-    params = {
+    _set_parameters(cfg, {
         "threshold": calibration["threshold"],
         "false_alarms_per_hour": calibration["false_alarms_per_hour"],
         "cadence_s": calibration["cadence_s"],
         **{f"norm_{k}": v for k, v in norm.__dict__.items()},
-    }
-    for key, value in params.items():
-        cfg.parameters[key].string_value = str(value)
+    })
     return cfg
 
 
@@ -170,12 +168,16 @@ def build_local_twin(repository: Path, twin: Path) -> list[str]:
 def deployed_false_signal(repository: Path) -> tuple[Path, dict[str, float]] | None:
     """The ONNX file and parameters (threshold, cadence_s, context_s) of the served false-signal model, if any."""
     model_dir = repository / TRITON_NAMES["false_signal"]
-    if not (model_dir / "config.pbtxt").is_file():
-        return None
-    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").exists()),
-                      key=lambda p: int(p.name))
-    if not versions:
+    onnx = latest_onnx(model_dir)
+    if not (model_dir / "config.pbtxt").is_file() or onnx is None:
         return None
     params = {k: float(v.string_value) for k, v in read_config(model_dir / "config.pbtxt").parameters.items()
               if k in ("threshold", "cadence_s", "context_s")}
-    return versions[-1] / "model.onnx", params
+    return onnx, params
+
+
+def latest_onnx(model_dir: Path) -> Path | None:
+    """The ONNX file of a model's newest numbered version (what Triton's ``latest`` policy serves)."""
+    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").exists()),
+                      key=lambda p: int(p.name)) if model_dir.is_dir() else []
+    return versions[-1] / "model.onnx" if versions else None

@@ -28,8 +28,6 @@ from models.data import Recording, load_ctu_uhb, normal_simulated, simulated, sp
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
 from models.nets import TENSOR_IN, build
 
-MODEL_KINDS = ("lstm", "autoencoder", "false_signal")
-
 
 @dataclass
 class TrainConfig:
@@ -47,7 +45,6 @@ class TrainConfig:
     # seeds 10-12 were looked at while the autoencoder was developed (6 runs); 40-42 are held out
     sim_eval_seeds: list[int] = field(default_factory=lambda: [40, 41, 42])
     sim_duration_s: float = 3600.0
-    lstm: dict = field(default_factory=lambda: {"hidden": 32, "layers": 1, "horizon_s": 10})
     autoencoder: dict = field(default_factory=lambda: {"width": 16, "code_channels": 8})
     models: list[str] = field(default_factory=lambda: ["lstm", "autoencoder", "false_signal"])
     false_signal: dict = field(default_factory=dict)  # FalseSignalConfig fields to override

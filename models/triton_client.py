@@ -212,8 +212,8 @@ class _Pending:
 class BatchingScorer:
     """Collects windows from many patients; one Triton request per model per batch.
 
-    ``models`` take the same input (the two anomaly models share the CTG window;
-    the false-signal model has its own scorer over its own input).
+    ``models`` share one input tensor; each served model has its own scorer
+    in the worker (their windows differ: 10 min, 1 h, per-second features).
     """
 
     def __init__(self, client: AnomalyClient, *, max_batch: int = 128, max_wait_s: float = 0.02,
@@ -230,6 +230,16 @@ class BatchingScorer:
     def deadline_s(self) -> float:
         """The longest a caller should wait for :meth:`score` (the client's deadline, twice, plus batching)."""
         return 2 * float(getattr(self.client, "timeout_s", 2.0)) + self.max_wait_s + 1.0
+
+    async def score_many(self, windows: list[np.ndarray]) -> list[dict[str, Scored | ModelUnavailable]]:
+        """Each window's results, bounded by :attr:`deadline_s`: the models never hold the analysis up."""
+        if not windows:
+            return []
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*(self.score(w) for w in windows)), self.deadline_s))
+        except TimeoutError:
+            late = f"no answer within {self.deadline_s:g} s"
+            return [{m: ModelUnavailable(m, late) for m in self.models} for _ in windows]
 
     async def score(self, window: np.ndarray) -> dict[str, Scored | ModelUnavailable]:
         """One patient's window -> per model (score, per-second output, threshold, version) or unavailable."""

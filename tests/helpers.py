@@ -116,7 +116,7 @@ def tiny_train_config():
 
     return TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
                        sim_duration_s=1200, stride_s=120, cadence_s=120,
-                       lstm={"hidden": 8, "layers": 1, "horizon_s": 10}, autoencoder={"width": 8, "code_channels": 4})
+                       autoencoder={"width": 8, "code_channels": 4})
 
 
 def write_synthetic_datasets(root: Path, n_ctu: int = 12, n_fhrma: int = 6, duration_s: float = 1500.0) -> tuple[Path, Path]:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from detectors.ctg import analyse_ctg
-from detectors.scoring import SampleConfusion, auc
+from detectors.scoring import auc
 from models.acidaemia_training import CLASS_RANK, bootstrap_auc_interval
 from models.data import load_ctu_uhb
 from models.false_signal_data import load_fhrma
-from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
+from models.false_signal_training import FalseSignalConfig, Judge, evaluate_split, onnx_judge
 from models.features import Normalisation, sliding_windows, window_tensor
 from stream.evaluation.quality import rules_confusion
 
@@ -82,11 +82,9 @@ def score_wfdb(version_dir: Path, directory: Path, limit: int | None = None) -> 
 
 def score_fhrma(version_dir: Path, directory: Path, names: list[str] | None = None) -> dict:
     """The false-signal model (live and settled) and the rules, per subset, on an FHRMA directory."""
-    calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
+    judge, threshold, cfg, context_s = _false_signal_of(version_dir)
     records = load_fhrma(directory, names)
-    cfg = FalseSignalConfig(cadence_s=int(calibration["cadence_s"]))
-    result = evaluate_split(onnx_judge(version_dir / "false_signal.onnx"), records, float(calibration["threshold"]),
-                            cfg, context_s=int(calibration["context_s"]))
+    result = evaluate_split(judge, records, threshold, cfg, context_s=context_s)
     rules = rules_confusion(directory, [r.name for r in records])
     return {"records": len(records), "directory": str(directory), "version": version_dir.name,
             "ctg_false_signal": result, "rules": {k: c.as_dict() for k, c in rules.items()}}
@@ -96,11 +94,16 @@ def simulator_false_signal(version_dir: Path) -> dict:
     """The false-signal model's simulator safety check (models/false_signal_training.py), with the version's ONNX."""
     from models.false_signal_training import simulator_check
 
+    judge, threshold, cfg, context_s = _false_signal_of(version_dir)
+    return {"version": version_dir.name, "threshold": threshold, "seeds": [40, 41, 42, 43, 44],
+            "scenarios": simulator_check(judge, threshold, cfg, context_s=context_s)}
+
+
+def _false_signal_of(version_dir: Path) -> tuple[Judge, float, FalseSignalConfig, int]:
+    """A version's false-signal model as the stream reads it out: (ONNX judge, threshold, cadence, context)."""
     calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
-    cfg = FalseSignalConfig(cadence_s=int(calibration["cadence_s"]))
-    return {"version": version_dir.name, "threshold": calibration["threshold"], "seeds": [40, 41, 42, 43, 44],
-            "scenarios": simulator_check(onnx_judge(version_dir / "false_signal.onnx"), float(calibration["threshold"]),
-                                         cfg, context_s=int(calibration["context_s"]))}
+    return (onnx_judge(version_dir / "false_signal.onnx"), float(calibration["threshold"]),
+            FalseSignalConfig(cadence_s=int(calibration["cadence_s"])), int(calibration["context_s"]))
 
 
 def kind_of(directory: Path) -> str:
@@ -111,4 +114,3 @@ def kind_of(directory: Path) -> str:
     raise ValueError(f"{directory}: neither an FHRMA directory (annotations.json) nor WFDB records (*.hea)")
 
 
-__all__ = ["SampleConfusion", "kind_of", "score_fhrma", "score_wfdb"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from detectors.quality import assess_quality
 from detectors.scoring import SampleConfusion
+from models.false_signal_data import subset_of
 from stream.sources.fhrma import label_samples, read_fhrm
 
 Confusion = SampleConfusion
@@ -32,7 +33,7 @@ def rules_verdicts(directory: Path, names: list[str] | None = None, limit: int |
     annotations = json.loads((directory / "annotations.json").read_text())
     wanted = set(names) if names is not None else None
     for i, (name, ann) in enumerate(sorted(annotations.items())[:limit]):
-        subset = "DopMHR" if name.startswith("DopMHR") else "ScalpECG"
+        subset = subset_of(name)
         path = directory / subset / name
         if (wanted is not None and name not in wanted) or not path.exists() or not (ann.get("true_fhr") or ann.get("false_fhr")):
             continue
@@ -40,12 +41,6 @@ def rules_verdicts(directory: Path, names: list[str] | None = None, limit: int |
         report = assess_quality(rec.fhr, fs=4.0, mhr=np.where(rec.mhr > 0, rec.mhr, np.nan))
         labels = label_samples(rec.fhr.size, ann.get("true_fhr", []), ann.get("false_fhr", []))
         yield i, subset, rec, report.maternal | report.ratio_error, labels
-
-
-def _add(confusion: SampleConfusion, rec, predicted: np.ndarray, labels: np.ndarray) -> None:
-    scored = (labels >= 0) & (rec.fhr > 0)
-    confusion.add(predicted[scored], labels[scored] == 1)
-    confusion.add_minutes(predicted, labels)
 
 
 def evaluate_fhrma(directory: Path, limit: int | None = None) -> tuple[dict[str, Confusion], int]:
@@ -57,7 +52,7 @@ def evaluate_fhrma(directory: Path, limit: int | None = None) -> tuple[dict[str,
         keys = (subset, "all", TUNING_HALF if i % 2 == 0 else HELD_OUT_HALF) + (
             ("with maternal HR channel",) if np.mean(rec.mhr > 0) >= 0.5 else ())
         for key in keys:
-            _add(results[key], rec, predicted, labels)
+            results[key].add_recording(predicted, labels, rec.fhr > 0)
         used += 1
     return results, used
 
@@ -94,7 +89,7 @@ def rules_confusion(directory: Path, names: list[str] | None = None) -> dict[str
     out = {"DopMHR": SampleConfusion(), "ScalpECG": SampleConfusion(), "all": SampleConfusion()}
     for _, subset, rec, predicted, labels in rules_verdicts(directory, names):
         for key in (subset, "all"):
-            _add(out[key], rec, predicted, labels)
+            out[key].add_recording(predicted, labels, rec.fhr > 0)
     return out
 
 

@@ -80,18 +80,12 @@ class FalseSignalJudge:
         # features drop a trailing partial second; their first second starts at the window's first sample
         return window_inputs(features, self.shape.window_s), t0 + (features.shape[0] - seconds), seconds
 
-    async def judge(self, due: list[PatientWindow], deadline_s: float) -> None:
+    async def judge(self, due: list[PatientWindow]) -> None:
         """Score every due patient in one batch and keep the verdicts (or why there are none)."""
-        import asyncio
-
         prepared = [self.inputs(w) for w in due]
         for w in due:
             self.last_t[w.patient_id] = w.t_end or 0.0
-        try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*(self.scorer.score(tensor) for tensor, _, _ in prepared)), deadline_s)
-        except TimeoutError:
-            results = [{FALSE_SIGNAL: ModelUnavailable(FALSE_SIGNAL, f"no answer within {deadline_s:g} s")} for _ in due]
+        results = await self.scorer.score_many([tensor for tensor, _, _ in prepared])
         for window, (_, first_t, seconds), result in zip(due, prepared, results):
             self.keep(window.patient_id, first_t, seconds, result[FALSE_SIGNAL])
 

@@ -245,7 +245,7 @@ class Pipeline:
                 false_due.append(window)
         if false_due and self.false_signal is not None:
             # the verdicts serve the next analysis of each patient (at most one interval old)
-            await self.false_signal.judge(false_due, self.false_signal.scorer.deadline_s)
+            await self.false_signal.judge(false_due)
         if model_due:
             await self._score(model_due)
 
@@ -275,7 +275,9 @@ class Pipeline:
                 if self.risk_scorer is not None else [])
         for w in due:
             w.last_model_t = w.t_end
-        results, risks = await asyncio.gather(_scores(self.scorer, anomaly), _scores(self.risk_scorer, risk))
+        results, risks = await asyncio.gather(
+            self.scorer.score_many(anomaly),
+            self.risk_scorer.score_many(risk) if self.risk_scorer is not None else asyncio.sleep(0, result=[]))
         for i, (window, result) in enumerate(zip(due, results)):
             await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
@@ -314,7 +316,7 @@ class Pipeline:
         if ae is not None and not isinstance(ae, ModelUnavailable):
             # the per-second reconstruction error, for the dashboard's "where is it abnormal" shading
             error = ModelError(model="ctg_autoencoder", t0=(window.t_end or 0) - self.norm.window_s,
-                               threshold=float(ae[2]), error=[round(float(v), 4) for v in ae[1]])
+                               threshold=float(ae.threshold), error=[round(float(v), 4) for v in ae.per_second])
         risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
@@ -323,7 +325,6 @@ class Pipeline:
         t_end = window.t_end or 0.0
         model_findings = []
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
-            risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
             model_findings.append(Finding(
                 "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
                 rule=(f"ctg_autoencoder above its calibrated threshold for "
@@ -354,17 +355,6 @@ class Pipeline:
         self.cache.clear()
         self.trackers.clear()
         self.shown.clear()
-
-
-async def _scores(scorer: BatchingScorer | None, tensors: list[np.ndarray]) -> list[dict[str, Any]]:
-    """Each window's results from ``scorer``'s models, bounded by its deadline (models never hold the analysis up)."""
-    if scorer is None or not tensors:
-        return []
-    try:
-        return list(await asyncio.wait_for(asyncio.gather(*(scorer.score(t) for t in tensors)), scorer.deadline_s))
-    except TimeoutError:
-        late = f"no answer within {scorer.deadline_s:g} s"
-        return [{m: ModelUnavailable(m, late) for m in scorer.models} for _ in tensors]
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

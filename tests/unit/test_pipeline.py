@@ -140,6 +140,9 @@ class _FakeFalseSignalScorer:
         on_mother = (window[:, 1] > 0) & (window[:, 3] > 0) & (np.abs(window[:, 4]) < 0.2)
         return {"ctg_false_signal": Scored(float(on_mother.mean()), on_mother.astype(np.float32), 0.5, "7")}
 
+    async def score_many(self, windows: list[np.ndarray]) -> list[dict]:
+        return [await self.score(w) for w in windows]
+
 
 async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn_and_alarmed(redis) -> None:
     """The model's verdict replaces the rules on the samples it judged: they leave the FIGO analysis, are drawn
