@@ -19,7 +19,8 @@ second alert.
 
 Keys (prefix ``ctgw:``): ``alert:<id>`` hash; ``episode:<patient>:<kind>``
 hash; ``open:ward:<ward>`` sorted set (id -> raised time); ``open:bed:<bed>``
-set; ``audit`` stream (every change: event, actor, time, snapshot);
+set; ``alerts:patient:<patient>`` sorted set (every alert of the patient, for the hand-over);
+``audit`` stream (every change: event, actor, time, snapshot);
 ``escalation`` sorted set (id -> due time). The audit stream is also the
 outbox the relay publishes to the ``alerts`` topic.
 """
@@ -58,6 +59,10 @@ def _episode_key(patient_id: str, kind: str) -> str:
     return f"ctgw:episode:{patient_id}:{kind}"
 
 
+def _patient_key(patient_id: str) -> str:
+    return f"ctgw:alerts:patient:{patient_id}"
+
+
 def _decode(h: dict) -> dict[str, Any]:
     d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in h.items()}
     for f in ("severity", "escalations", "condition_active"):
@@ -86,6 +91,12 @@ class AlertStore:
             ids = sorted(m.decode() for m in await self.redis.smembers(f"ctgw:open:bed:{bed_id}"))
         else:
             ids = [m.decode() for m in await self.redis.zrange(f"ctgw:open:ward:{self.policy.ward_id}", 0, -1)]
+        alerts = [await self.get(i) for i in ids]
+        return [a for a in alerts if a]
+
+    async def patient_alerts(self, patient_id: str, since: float = float("-inf")) -> list[dict[str, Any]]:
+        """Every alert of a patient raised since ``since``, open or resolved, oldest first (the hand-over)."""
+        ids = [m.decode() for m in await self.redis.zrangebyscore(_patient_key(patient_id), since, "+inf")]
         alerts = [await self.get(i) for i in ids]
         return [a for a in alerts if a]
 
@@ -177,6 +188,7 @@ class AlertStore:
         pipe.hset(_episode_key(patient_id, finding.kind), mapping={"alert_id": aid, "covered_until": finding.end_s})
         pipe.zadd(f"ctgw:open:ward:{self.policy.ward_id}", {aid: now})
         pipe.sadd(f"ctgw:open:bed:{bed_id}", aid)
+        pipe.zadd(_patient_key(patient_id), {aid: now})
         self._audit(pipe, aid, "raised", "ctgwatch", now, {"kind": finding.kind, "severity": str(finding.severity)})
         self._schedule(pipe, aid, int(finding.severity), now)
         return "raised", aid

@@ -124,13 +124,17 @@ def analysis_marks(analysis: CtgAnalysis) -> tuple[list[TraceMark], list[TraceMa
 
 
 def merge_marks(previous: list[TraceMark], new: list[TraceMark], since: float, keep_from: float) -> list[TraceMark]:
-    """The new analysis' marks, plus the earlier ones that ended before it began (still within ``keep_from``).
+    """The new analysis' marks, plus the earlier ones that began before it did (still within ``keep_from``).
 
     The analysis covers the last 30 min; the bed view scrolls further back, so
     marks of earlier analyses are kept for the part the new one no longer sees.
+    An event under way at the new window's start is kept as the earlier
+    analysis saw it whole; the new analysis sees only its clipped tail, which
+    is dropped (else the event would shrink, shift and vanish as the window slides).
     """
-    older = [m for m in previous if m.end <= since and m.end >= keep_from]
-    return sorted(older + new, key=lambda m: (m.start, m.kind))
+    older = [m for m in previous if m.start < since and m.end >= keep_from]
+    fresh = [n for n in new if not any(o.kind == n.kind and o.start < n.end and n.start < o.end for o in older)]
+    return sorted(older + fresh, key=lambda m: (m.start, m.kind))
 
 
 def status_key(patient_id: str) -> str:
@@ -170,24 +174,28 @@ class PatientStatusStore:
     async def record_analysis(
         self, ward_id: str, patient_id: str, bed_id: str, analysis: CtgAnalysis, *,
         t_end: float, fhr_now: float | None, baseline_bpm: float | None, analysed_at: float,
-    ) -> None:
-        """The FIGO analysis the worker just made, with its marks merged into the earlier ones."""
+    ) -> list[TraceMark]:
+        """The FIGO analysis the worker just made, with its marks merged into the earlier ones;
+        returns every mark now kept (events and not-fetal stretches), for the labour record."""
         events, not_fetal = analysis_marks(analysis)
         old_events, old_not_fetal = (  # only the marks: the rest of the status is not needed here
             [TraceMark.model_validate(m) for m in json.loads(raw)] if raw else []
             for raw in await self.redis.hmget(status_key(patient_id), ["events", "not_fetal"]))
         keep_from = t_end - self.keep_marks_s
+        merged_events = merge_marks(old_events, events, analysis.t0, keep_from)
+        merged_not_fetal = merge_marks(old_not_fetal, not_fetal, analysis.t0, keep_from)
         fields = {
             "bed_id": bed_id, "t_end": t_end, "classification": analysis.classification,
             "reasons": analysis.reasons, "quality": analysis.quality.grade, "baseline_bpm": baseline_bpm,
             "fhr_now": fhr_now, "analysed_at": analysed_at, "analysis_t0": analysis.t0,
-            "events": [m.model_dump() for m in merge_marks(old_events, events, analysis.t0, keep_from)],
-            "not_fetal": [m.model_dump() for m in merge_marks(old_not_fetal, not_fetal, analysis.t0, keep_from)],
+            "events": [m.model_dump() for m in merged_events],
+            "not_fetal": [m.model_dump() for m in merged_not_fetal],
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(status_key(patient_id), mapping=_encode(fields))
             pipe.zadd(ward_key(ward_id), {patient_id: t_end})
             await pipe.execute()
+        return merged_events + merged_not_fetal
 
     async def record_vitals(self, patient_id: str, bed_id: str, *, meows_red: int, meows_yellow: int,
                             observed_ts: float) -> None:

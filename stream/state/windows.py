@@ -67,6 +67,8 @@ class PatientWindow:
     baseline_bpm: float | None = None
     last_analysis_t: float | None = None
     last_model_t: float | None = None
+    last_trend_t: float | None = None  # recording time of the last trend point written
+    archived_until: float | None = None  # end of the chart archived so far (None: not yet read from Redis)
     last_packet_monotonic: float = 0.0  # wall clock of the last packet, to forget discharged patients
 
     @property
@@ -140,7 +142,7 @@ def packet_index(packet: CtgPacket) -> int:
 class WindowStore:
     """Redis mirror of the patient windows and vitals histories."""
 
-    def __init__(self, redis: Redis, *, capacity_s: float, vitals_keep_s: float = 6 * 3600.0) -> None:
+    def __init__(self, redis: Redis, *, capacity_s: float, vitals_keep_s: float = 24 * 3600.0) -> None:
         self.redis = redis
         self.capacity_s = capacity_s
         self.vitals_keep_s = vitals_keep_s
@@ -201,6 +203,7 @@ class WindowStore:
         return await self.redis.zscore(self._vitals(record.patient_id),
                                        record.model_dump_json(exclude_none=True)) is not None
 
-    async def vitals_history(self, patient_id: str) -> list[VitalsObservation]:
-        raw = await self.redis.zrange(self._vitals(patient_id), 0, -1)
+    async def vitals_history(self, patient_id: str, since: float = float("-inf")) -> list[VitalsObservation]:
+        """The patient's observations from ``since`` on (all kept, ``vitals_keep_s``, by default)."""
+        raw = await self.redis.zrangebyscore(self._vitals(patient_id), since, "+inf")
         return [VitalsObservation.model_validate(json.loads(r)) for r in raw]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from detectors.ctg import analyse_ctg, in_progress_deceleration
+from detectors.ctg import CtgAnalysis, analyse_ctg, in_progress_deceleration
 from detectors.findings import Finding, Severity
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
@@ -52,7 +53,8 @@ from stream.core.logs import pseudonym
 from stream.core.metrics import ALERTS, ANALYSIS_SECONDS, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
-from stream.state.patient_status import ModelError, PatientStatusStore
+from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
+from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
 from stream.state.windows import PatientWindow, WindowStore, packet_index
 from stream.worker.false_signal import FalseSignalJudge
 
@@ -101,6 +103,7 @@ class Pipeline:
         self.alerts = alerts
         self.windows = windows
         self.status = PatientStatusStore(redis, keep_marks_s=windows.capacity_s)
+        self.record = LabourRecordStore(redis)
         self.cadence = cadence
         self.scorer = scorer
         self.false_signal = false_signal
@@ -177,7 +180,8 @@ class Pipeline:
     async def on_vitals(self, obs: VitalsObservation) -> None:
         async with self.locks[obs.patient_id]:
             await self.windows.save_vitals(obs)
-            history = await self.windows.vitals_history(obs.patient_id)
+            # MEOWS merges the last hour and its trend rule looks back an hour over the merged history
+            history = await self.windows.vitals_history(obs.patient_id, since=obs.observed_ts - 3 * self.cadence.vitals_merge_s)
             merged = merge_vitals(history, self.cadence.vitals_merge_s)
             result = score_observation(merged[-1])
             findings = result.findings + vitals_trend(merged)
@@ -260,12 +264,32 @@ class Pipeline:
         if analysis.baseline is not None and analysis.baseline.value is not None:
             window.baseline_bpm = float(analysis.baseline.value)
         valid = fhr[fhr > 0]
-        await self.status.record_analysis(
+        marks = await self.status.record_analysis(
             self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
             fhr_now=float(valid[-1]) if valid.size else None, baseline_bpm=window.baseline_bpm, analysed_at=time.time())
+        await self._keep_record(window, analysis, marks)
         # A deceleration still in progress is typed (early/late/variable) only when it ends.
         findings = [f for f in analysis.findings if not in_progress_deceleration(f)]
         await self._observe(window.patient_id, window.bed_id, Source.FIGO, window.t_end or 0.0, findings)
+
+    async def _keep_record(self, window: PatientWindow, analysis: CtgAnalysis, marks: list[TraceMark]) -> None:
+        """The labour record: a trend point every 5 min, and the minutes the analysis has left behind
+        (before its window, so their marks are final) archived at 1 Hz for the bed page's scrollback."""
+        t_end = window.t_end or 0.0
+        if window.last_trend_t is None or t_end - window.last_trend_t >= TREND_STEP_S:
+            await self.record.add_trend(window.patient_id, trend_point(analysis, t_end))
+            window.last_trend_t = t_end
+        if window.archived_until is None:
+            window.archived_until = await self.record.archived_until(window.patient_id) or float("-inf")
+        start = max(window.archived_until, math.ceil((window.t_start or 0.0) / 60) * 60)
+        end = math.floor(analysis.t0 / 60) * 60
+        if end - start < 60:
+            return
+        fhr, uc, mhr, t0 = window.last(window.fhr.size / window.fs)
+        a, b = int(round((start - t0) * window.fs)), int(round((end - t0) * window.fs))
+        f1, u1, m1 = one_hz(fhr[a:b], uc[a:b], None if mhr is None else mhr[a:b], window.fs)
+        await self.record.archive(window.patient_id, ChartMinutes(start, f1, u1, m1), marks)
+        window.archived_until = end
 
     async def _score(self, due: list[PatientWindow]) -> None:
         """The autoencoder on each due patient's last 10 min, the acidaemia-risk LSTM on the last hour."""
@@ -318,6 +342,9 @@ class Pipeline:
             error = ModelError(model="ctg_autoencoder", t0=(window.t_end or 0) - self.norm.window_s,
                                threshold=float(ae.threshold), error=[round(float(v), 4) for v in ae.per_second])
         risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
+        if error is not None:  # the newest scoring interval's above-threshold seconds, kept for the scrollback
+            await self.record.add_marks(window.patient_id, anomaly_marks(
+                error, since=(window.t_end or 0.0) - self.cadence.model_interval_s))
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
             evidence=evidence, error=error, risk=None if risk is None else (window.t_end or 0.0, float(risk)))
