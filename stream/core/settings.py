@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
     dashboard_session_max_age_s: float = Field(default=12 * 3600.0, gt=0, description="A signed-in session lasts this long.")
     dashboard_worker_stale_s: float = Field(default=30.0, gt=0, description="Banner when the worker's heartbeat is older.")
+    dashboard_bed_silent_s: float = Field(default=20.0, gt=0, description=(
+        "A bed without packets this long shows 'monitoring interrupted' on the wall (a technical condition)."))
+    dashboard_wall_s: float = Field(default=1200.0, ge=300, le=3600, description="Seconds of trace on each panel of the wall.")
     dashboard_session_idle_s: float = Field(default=3600.0, gt=0, description="A session unused this long ends.")
     dashboard_login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins (per name, per address) before a lockout.")
     dashboard_login_window_s: float = Field(default=900.0, gt=0, description="Window over which failed sign-ins are counted.")

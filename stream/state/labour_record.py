@@ -183,6 +183,14 @@ class LabourRecordStore:
         raw = await self.redis.zrangebyscore(self._trend(patient_id), since, "+inf")
         return [TrendPoint.model_validate_json(r) for r in raw]
 
+    async def trends(self, patient_ids: list[str], since: float) -> dict[str, list[TrendPoint]]:
+        """Several patients' trend points since ``since`` in one round trip (the wall's class strips)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pid in patient_ids:
+                pipe.zrangebyscore(self._trend(pid), since, "+inf")
+            raws = await pipe.execute()
+        return {pid: [TrendPoint.model_validate_json(r) for r in raw] for pid, raw in zip(patient_ids, raws)}
+
     async def chart(self, patient_id: str, start: float, end: float) -> tuple[ChartMinutes | None, list[TraceMark]]:
         """The archived chart between ``start`` and ``end`` (whole minutes; gaps as NaN) and its marks."""
         raw = await self.redis.zrangebyscore(self._chart(patient_id), start - 60, f"({end}")

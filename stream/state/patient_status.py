@@ -167,9 +167,14 @@ class PatientStatusStore:
         self.redis = redis
         self.keep_marks_s = keep_marks_s
 
-    def note_bed(self, pipe: RedisPipeline, patient_id: str, bed_id: str) -> None:
-        """Queue the patient's bed and the arrival time on a caller's transaction (the packet write)."""
+    def note_bed(self, pipe: RedisPipeline, patient_id: str, bed_id: str, ward_id: str | None = None,
+                 t_end: float | None = None) -> None:
+        """Queue the patient's bed and the arrival time on a caller's transaction (the packet write);
+        with ``ward_id``, list the patient on the ward from its first packet (the wall shows a bed at once,
+        not only after its first 10-min analysis)."""
         pipe.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id, "last_packet_at": time.time()}))
+        if ward_id is not None and t_end is not None:
+            pipe.zadd(ward_key(ward_id), {patient_id: t_end}, gt=True)
 
     async def record_analysis(
         self, ward_id: str, patient_id: str, bed_id: str, analysis: CtgAnalysis, *,
@@ -223,6 +228,14 @@ class PatientStatusStore:
     async def read(self, patient_id: str) -> PatientStatus:
         raw = await self.redis.hgetall(status_key(patient_id))
         return PatientStatus.model_validate({**_decode(raw), "patient_id": patient_id})
+
+    async def read_many(self, patient_ids: list[str]) -> list[PatientStatus]:
+        """Several patients' status in one round trip (the ward snapshot, every second)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pid in patient_ids:
+                pipe.hgetall(status_key(pid))
+            raws = await pipe.execute()
+        return [PatientStatus.model_validate({**_decode(raw), "patient_id": pid}) for pid, raw in zip(patient_ids, raws)]
 
     async def ward_patients(self, ward_id: str) -> list[str]:
         return [p.decode() for p in await self.redis.zrange(ward_key(ward_id), 0, -1)]

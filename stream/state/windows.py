@@ -156,14 +156,15 @@ class WindowStore:
     def _vitals(pid: str) -> str:
         return f"ctgw:vitals:{pid}"
 
-    async def save_packet(self, window: PatientWindow, packet: CtgPacket) -> None:
+    async def save_packet(self, window: PatientWindow, packet: CtgPacket, ward_id: str | None = None) -> None:
         start = packet_index(packet)
         blob = _pack(start, np.array(packet.fhr), np.array(packet.uc), None if packet.mhr is None else np.array(packet.mhr))
         oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self._win(packet.patient_id), {blob: start})
             pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
-            self.status.note_bed(pipe, packet.patient_id, packet.bed_id)
+            self.status.note_bed(pipe, packet.patient_id, packet.bed_id, ward_id,
+                                 packet.start_ts + len(packet.fhr) / packet.fs_hz)
             await pipe.execute()
 
     async def load(self, patient_id: str, bed_id: str, baseline_bpm: float | None = None) -> PatientWindow:
@@ -181,6 +182,16 @@ class WindowStore:
         if window.end_index is not None:
             window.fast.update(window.fhr, window.t_start, baseline_bpm)
         return window
+
+    async def packets_since(self, patient_id: str, index: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
+        """The stored packets (first index, FHR, UC, maternal HR) that start at or after ``index`` (4-Hz
+        sample number), oldest first: what a live view needs beyond what it already drew."""
+        return [_unpack(blob) for blob in await self.redis.zrangebyscore(self._win(patient_id), index, "+inf")]
+
+    async def newest_index(self, patient_id: str) -> int | None:
+        """First sample number of the newest stored packet (None: nothing stored)."""
+        last = await self.redis.zrange(self._win(patient_id), -1, -1, withscores=True)
+        return int(last[0][1]) if last else None
 
     async def save_vitals(self, obs: VitalsObservation) -> None:
         key = self._vitals(obs.patient_id)

@@ -1,7 +1,9 @@
 """The nurse-station web service (FastAPI): the app, its middleware and its routers.
 
-Pages: ``/`` (ward overview, alert list, bed view; live over Server-Sent
-Events) and ``/login``. Read-only JSON API for other hospital systems under
+Pages: ``/`` (the trace wall: every bed's live CTG strip, alarms by
+priority with sound, live over Server-Sent Events), ``/beds/<bed>`` (one
+bed: the whole labour's CTG, trends, vitals), ``/beds/<bed>/handover``
+(printable shift hand-over) and ``/login``. Read-only JSON API for other hospital systems under
 ``/api`` (OpenAPI at ``/docs``), FHIR ``DetectedIssue`` export of an alert,
 and the alert actions (acknowledge / escalate / resolve with a reason).
 One router per resource (``routers/``); what a route needs arrives through
@@ -29,10 +31,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
+from stream.state.audio_pause import AudioPauseStore
+from stream.state.labour_record import LabourRecordStore
 from stream.state.patient_status import PatientStatusStore
+from stream.state.windows import WindowStore
+from stream.station import views
 from stream.station.deps import UserDep
-from stream.station.routers import alerts, pages, patients, users, ward
+from stream.station.feed import WallFeed
+from stream.station.routers import alerts, pages, patients, users, wall, ward
 from stream.station.routers.pages import STATIC
+from stream.station.schemas import Ward
 from stream.station.sessions import SessionStore, SignInGuard
 from stream.station.users import UserStore
 
@@ -89,11 +97,26 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     app.state.alerts = AlertStore(redis, settings.alert_policy())
     app.state.users = UserStore(redis)
     app.state.status = PatientStatusStore(redis, keep_marks_s=settings.history_s)
+    app.state.windows = WindowStore(redis, capacity_s=settings.history_s)
+    app.state.record = LabourRecordStore(redis)
+    app.state.audio = AudioPauseStore(redis, settings.ward_id)
+
+    async def ward_now() -> Ward:
+        return await views.ward_snapshot(app.state.status, app.state.alerts, settings.ward_id,
+                                         settings.dashboard_worker_stale_s, record=app.state.record,
+                                         audio=app.state.audio, bed_silent_s=settings.dashboard_bed_silent_s)
+
+    async def ward_json() -> str:
+        return (await ward_now()).model_dump_json()
+
+    app.state.ward_now = ward_now
+    app.state.feed = WallFeed(app.state.windows, lambda: app.state.status.ward_patients(settings.ward_id), ward_json,
+                              wall_s=settings.dashboard_wall_s, push_s=settings.dashboard_push_s)
     app.state.sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
                                       max_age_s=settings.dashboard_session_max_age_s)
     app.state.guard = SignInGuard(redis, max_failures=settings.dashboard_login_max_failures,
                                   window_s=settings.dashboard_login_window_s, lockout_s=settings.dashboard_lockout_s)
-    for router in (pages.router, ward.router, alerts.router, patients.router, users.router):
+    for router in (pages.router, ward.router, wall.router, alerts.router, patients.router, users.router):
         app.include_router(router)
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -7,7 +7,7 @@ reads as what it does and its tests can override any dependency.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,7 +16,12 @@ from redis.asyncio import Redis
 
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
+from stream.state.audio_pause import AudioPauseStore
+from stream.state.labour_record import LabourRecordStore
 from stream.state.patient_status import PatientStatusStore
+from stream.state.windows import WindowStore
+from stream.station.feed import WallFeed
+from stream.station.schemas import Ward
 from stream.station.sessions import SessionStore, SignInGuard
 from stream.station.users import UserStore, may
 
@@ -48,6 +53,11 @@ AlertsDep = Annotated[AlertStore, Depends(app_state("alerts"))]
 UsersDep = Annotated[UserStore, Depends(app_state("users"))]
 StatusDep = Annotated[PatientStatusStore, Depends(app_state("status"))]
 SessionsDep = Annotated[SessionStore, Depends(app_state("sessions"))]
+WindowsDep = Annotated[WindowStore, Depends(app_state("windows"))]
+RecordDep = Annotated[LabourRecordStore, Depends(app_state("record"))]
+AudioDep = Annotated[AudioPauseStore, Depends(app_state("audio"))]
+FeedDep = Annotated[WallFeed, Depends(app_state("feed"))]
+WardNowDep = Annotated[Callable[[], Awaitable[Ward]], Depends(app_state("ward_now"))]
 GuardDep = Annotated[SignInGuard, Depends(app_state("guard"))]
 
 

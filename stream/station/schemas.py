@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stream.state.audio_pause import AudioPause
+from stream.state.labour_record import TrendPoint
 from stream.state.patient_status import ModelError, PatientStatus, RiskPoint, TraceMark
 
 
@@ -24,6 +26,7 @@ class AlertSummary(BaseModel):
     sentence: str
     rule: str | None = None
     ack_by: str | None = None
+    escalated_at: float | None = None
     condition_active: int | None = None
     escalations: int | None = None
     origin: str | None = None
@@ -40,11 +43,17 @@ class Alert(AlertSummary):
     first_start_s: float | None = None
     last_end_s: float | None = None
     ack_at: float | None = None
-    escalated_at: float | None = None
     resolved_by: str | None = None
     resolved_at: float | None = None
     resolve_reason: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class StripCell(BaseModel):
+    """One 5-min cell of a bed's 4-h class strip."""
+
+    t: float
+    c: str = Field(description="FIGO 2015 class of the 30 min before t.")
 
 
 class Tile(PatientStatus):
@@ -53,6 +62,7 @@ class Tile(PatientStatus):
     alerts: list[AlertSummary]
     worst: str
     data_interrupted: bool = Field(default=False, description="No packet for this bed lately (a technical condition).")
+    strip: list[StripCell] = Field(default_factory=list, description="The CTG class over the last 4 h, one cell per 5 min.")
 
 
 class Ward(BaseModel):
@@ -62,6 +72,43 @@ class Ward(BaseModel):
     monitoring_interrupted: bool = Field(default=False, description="The worker is silent: no alarm is being raised.")
     worker_silent_s: float | None = Field(
         default=None, description="While interrupted: seconds since the worker last reported (None: never seen).")
+    audio_paused: AudioPause | None = Field(default=None, description="The alarm sounds are paused: until when, by whom.")
+
+
+class BedChart(BaseModel):
+    """The archived chart of a patient (1 Hz, older than the live hour) with its final marks."""
+
+    patient_id: str
+    t0: float | None
+    fhr: list[float | None] = Field(default_factory=list)
+    uc: list[float | None] = Field(default_factory=list)
+    mhr: list[float | None] = Field(default_factory=list)
+    marks: list[TraceMark] = Field(default_factory=list)
+
+
+class VitalsPoint(BaseModel):
+    """One maternal observation with the MEOWS band of each reading (red, yellow or none)."""
+
+    t: float
+    values: dict[str, float | str]
+    bands: dict[str, str]
+
+
+class AudioPauseBody(BaseModel):
+    minutes: float = Field(default=2.0, gt=0, le=10, description="How long the alarm sounds stay paused (at most 10 min).")
+
+
+class HandOver(BaseModel):
+    """What a shift hands over for one bed: the class history, every alarm and who acted, the vitals."""
+
+    patient_id: str
+    bed_id: str
+    since: float
+    until: float
+    status: PatientStatus
+    trend: list[TrendPoint]
+    alerts: list[Alert]
+    vitals: list[VitalsPoint]
 
 
 class Trace(BaseModel):

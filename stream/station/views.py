@@ -12,42 +12,63 @@ import time
 import numpy as np
 
 from detectors.baseline import to_1hz
+from detectors.meows import VitalsObservation as MeowsObs
+from detectors.meows import score_observation
 from stream.core.alarm_policy import Priority
+from stream.core.schemas import VitalsObservation
 from stream.state.alerts import AlertStore
+from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
+from stream.state.labour_record import LabourRecordStore
 from stream.state.patient_status import PatientStatusStore
 from stream.state.windows import WindowStore
-from stream.station.schemas import AlertSummary, Tile, Trace, Ward
+from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
+
+#: The wall's class strip covers the last 4 h (PeriWatch Vigilance's short trend).
+STRIP_S = 4 * 3600.0
 
 
-async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id: str, stale_after_s: float = 30.0) -> Ward:
-    """One tile per patient (sorted by bed), each with its open alerts, most severe first."""
+async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id: str, stale_after_s: float = 30.0,
+                        *, record: LabourRecordStore | None = None, audio: AudioPauseStore | None = None,
+                        bed_silent_s: float | None = None) -> Ward:
+    """One tile per patient (sorted by bed), each with its open alerts, most severe first, and its
+    4-h class strip; the ward's audio pause. A bed without packets for ``bed_silent_s`` (default:
+    ``stale_after_s``) shows monitoring interrupted."""
     patients = await status.ward_patients(ward_id)
     open_alerts = await alerts.open_alerts()
     by_patient: dict[str, list[AlertSummary]] = {}
     for a in open_alerts:
         by_patient.setdefault(a["patient_id"], []).append(summary(a))
-    tiles = []
     now = time.time()
-    for pid in set(patients) | set(by_patient):
-        state = await status.read(pid)
+    pids = sorted(set(patients) | set(by_patient))
+    states = await status.read_many(pids)
+    strips = await record.trends(pids, since=now - STRIP_S) if record is not None else {}
+    silent = stale_after_s if bed_silent_s is None else bed_silent_s
+    tiles = []
+    for pid, state in zip(pids, states):
         here = sorted(by_patient.get(pid, []), key=lambda a: (-a.severity, a.raised_at))
-        quiet = state.last_packet_at is not None and now - state.last_packet_at > stale_after_s
+        quiet = state.last_packet_at is not None and now - state.last_packet_at > silent
         tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal", "risk_trend"}),
-                          alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet))
+                          alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet,
+                          strip=[StripCell(t=p.t, c=p.classification) for p in strips.get(pid, [])]))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
     age = await heartbeat_age_s(status.redis)
     interrupted = age is None or age > stale_after_s
     # the age only while interrupted: a healthy ward's snapshot stays the same and is not pushed again
     return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts), monitoring_interrupted=interrupted,
-                worker_silent_s=round(age) if interrupted and age is not None else None)
+                worker_silent_s=round(age) if interrupted and age is not None else None,
+                audio_paused=await audio.current() if audio is not None else None)
+
+
+def with_priority(alert: dict) -> dict:
+    """An alert record with its IEC 60601-1-8 priority and the sentence of every reason."""
+    reasons = [r["sentence"] for r in alert.get("evidence", {}).get("reasons", [])]
+    return {**alert, "priority": str(Priority.of_severity_name(alert["severity_name"])), "reasons": reasons}
 
 
 def summary(alert: dict) -> AlertSummary:
     """An alarm as the ward lists it: its priority and the sentence of every reason."""
-    reasons = [r["sentence"] for r in alert.get("evidence", {}).get("reasons", [])]
-    return AlertSummary.model_validate({**alert, "priority": str(Priority.of_severity_name(alert["severity_name"])),
-                                        "reasons": reasons})
+    return AlertSummary.model_validate(with_priority(alert))
 
 
 def _json_floats(x: np.ndarray | None) -> list[float | None]:
@@ -72,3 +93,38 @@ async def trace(windows: WindowStore, status: PatientStatusStore, patient_id: st
         classification=state.classification, reasons=state.reasons, analysed_at=state.analysed_at,
         anomaly=state.model_error, risk_trend=state.risk_trend,
     )
+
+
+async def chart(record: LabourRecordStore, patient_id: str, start: float, end: float) -> BedChart:
+    """The archived 1-Hz chart between ``start`` and ``end`` with its marks (older than the live hour)."""
+    minutes, marks = await record.chart(patient_id, start, end)
+    if minutes is None:
+        return BedChart(patient_id=patient_id, t0=None)
+    return BedChart(patient_id=patient_id, t0=minutes.t0, fhr=_json_floats(minutes.fhr), uc=_json_floats(minutes.uc),
+                    mhr=_json_floats(minutes.mhr), marks=marks)
+
+
+def vitals_point(obs: VitalsObservation) -> VitalsPoint:
+    """An observation with the MEOWS band (red, yellow) of each of its own readings, as the paper chart colours it."""
+    readings = {name: r.value for name, r in obs.readings().items()}
+    result = score_observation(MeowsObs(t=obs.observed_ts, avpu=obs.avpu, **readings))
+    values: dict[str, float | str] = {**readings, **({"avpu": obs.avpu} if obs.avpu else {})}
+    bands = {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}
+    return VitalsPoint(t=obs.observed_ts, values=values, bands=bands)
+
+
+async def vitals(windows: WindowStore, patient_id: str, since: float) -> list[VitalsPoint]:
+    return [vitals_point(o) for o in await windows.vitals_history(patient_id, since=since)]
+
+
+async def hand_over(status: PatientStatusStore, alerts: AlertStore, record: LabourRecordStore, windows: WindowStore,
+                    patient_id: str, hours: float) -> HandOver:
+    """The last ``hours`` of one bed for the shift change: class history, alarms and who acted, vitals."""
+    now = time.time()
+    since = now - hours * 3600
+    state = await status.read(patient_id)
+    return HandOver(
+        patient_id=patient_id, bed_id=state.bed_id, since=since, until=now, status=state,
+        trend=await record.trend(patient_id, since),
+        alerts=[Alert.model_validate(with_priority(a)) for a in await alerts.patient_alerts(patient_id, since)],
+        vitals=await vitals(windows, patient_id, since))

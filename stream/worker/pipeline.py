@@ -144,7 +144,7 @@ class Pipeline:
                 window.sensor = packet.fhr_source
             if new is None:
                 return  # a duplicate delivery: already in the window
-            await self.windows.save_packet(window, packet)
+            await self.windows.save_packet(window, packet, ward_id=self.alerts.policy.ward_id)
             window.last_packet_monotonic = time.monotonic()
             if new.gap >= self.cadence.data_gap_samples:  # packets missing, not FHR 0: nothing is known of it
                 window.fast.interrupt()

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from stream.state.alerts import AlertError
+from stream.station import views
 from stream.station.deps import ActingUserDep, AlertsDep, SignedInUser, UserDep
 from stream.station.fhir import detected_issue
 from stream.station.schemas import ActionBody, Alert, AuditEntry
@@ -24,12 +25,12 @@ async def _found(alerts: AlertsDep, alert_id: str) -> dict[str, Any]:
 
 @router.get("", response_model=list[Alert])
 async def open_alerts(user: UserDep, alerts: AlertsDep) -> list[dict[str, Any]]:
-    return await alerts.open_alerts()
+    return [views.with_priority(a) for a in await alerts.open_alerts()]
 
 
 @router.get("/{alert_id}", response_model=Alert)
 async def alert(alert_id: str, user: UserDep, alerts: AlertsDep) -> dict[str, Any]:
-    return await _found(alerts, alert_id)
+    return views.with_priority(await _found(alerts, alert_id))
 
 
 @router.get("/{alert_id}/audit", response_model=list[AuditEntry])

@@ -53,9 +53,27 @@ async def logout(request: Request, sessions: SessionsDep) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
-@router.get("/", response_class=HTMLResponse, response_model=None)
-async def index(request: Request, users: UsersDep, sessions: SessionsDep) -> FileResponse | RedirectResponse:
+async def _page(request: Request, users: UsersDep, sessions: SessionsDep, name: str) -> FileResponse | RedirectResponse:
+    """A page of the station for a signed-in user; otherwise the sign-in page."""
     session = await sessions.get(request.session.get("sid"))
     if session is None or await users.role(session.user) is None:
         return RedirectResponse("/login", status_code=303)
-    return FileResponse(STATIC / "index.html")
+    return FileResponse(STATIC / name)
+
+
+@router.get("/", response_class=HTMLResponse, response_model=None)
+async def index(request: Request, users: UsersDep, sessions: SessionsDep) -> FileResponse | RedirectResponse:
+    """The trace wall."""
+    return await _page(request, users, sessions, "index.html")
+
+
+@router.get("/beds/{bed_id}", response_class=HTMLResponse, response_model=None)
+async def bed_page(bed_id: str, request: Request, users: UsersDep, sessions: SessionsDep) -> FileResponse | RedirectResponse:
+    """One bed at its own URL (the page reads the bed from its address)."""
+    return await _page(request, users, sessions, "bed.html")
+
+
+@router.get("/beds/{bed_id}/handover", response_class=HTMLResponse, response_model=None)
+async def handover_page(bed_id: str, request: Request, users: UsersDep, sessions: SessionsDep) -> FileResponse | RedirectResponse:
+    """The printable hand-over of one bed."""
+    return await _page(request, users, sessions, "handover.html")

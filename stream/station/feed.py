@@ -1,0 +1,178 @@
+"""The live feed of the trace wall: one reader of Redis per station process, any number of browsers.
+
+Every ``push_s`` the feed reads, once for all connected browsers, the new
+packets of every bed of the ward and the ward snapshot. It keeps the last
+``wall_s`` of each bed at 1 Hz and sends each browser only what is new:
+
+* ``history``: on connecting, every bed's last ``wall_s`` (what the wall draws first);
+* ``samples``: each second, per bed, the seconds completed since the last message
+  (``[first second, FHR, UC, maternal HR or 0]``, integers, ``null`` = no signal);
+* ``ward``: the ward snapshot (tiles, alarms, trend strips, audio pause) when it changed.
+
+So a browser costs the server a queue and a few kilobytes a second, not a
+Redis read per bed: the server's work does not grow with the number of
+screens. A browser that cannot keep up (its queue is full) is disconnected;
+its EventSource reconnects and starts again from a fresh ``history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.core.schemas import CTG_FS_HZ
+from stream.state.labour_record import one_hz
+from stream.state.windows import PatientWindow, WindowStore
+
+log = logging.getLogger(__name__)
+
+#: How far back before the next expected sample the feed asks Redis, so a packet that overlaps it is not missed.
+_OVERLAP_SAMPLES = int(10 * CTG_FS_HZ)
+
+
+def _ints(x: np.ndarray | None) -> list[int | None] | int:
+    if x is None:
+        return 0
+    return [None if not math.isfinite(v) or v <= 0 else int(round(v)) for v in x.tolist()]
+
+
+@dataclass
+class BedStrip:
+    """One bed's last seconds at 4 Hz (to place packets) and how far it was sent at 1 Hz."""
+
+    window: PatientWindow
+    sent_until: int | None = None  # epoch second up to which (exclusive) the browsers have the samples
+
+    async def next_index(self, windows: WindowStore, wall_s: float) -> int | None:
+        """Where to read from: just before what it has; at first, ``wall_s`` before the bed's newest packet
+        (a bed's recording clock can lag the wall clock, e.g. a replay catching up)."""
+        if self.window.end_index is not None:
+            return self.window.end_index - _OVERLAP_SAMPLES
+        newest = await windows.newest_index(self.window.patient_id)
+        return None if newest is None else newest - int(wall_s * self.window.fs)
+
+    def completed(self, wall_s: float) -> list | None:
+        """The seconds completed since the last call, as ``[first second, FHR, UC, MHR or 0]`` (None: none)."""
+        w = self.window
+        if w.end_index is None:
+            return None
+        fs = int(w.fs)
+        done = w.end_index // fs
+        first_in_window = -(-(w.end_index - w.fhr.size) // fs)
+        start = max(first_in_window, done - int(wall_s), self.sent_until or 0)
+        if done <= start:
+            return None
+        a = start * fs - (w.end_index - w.fhr.size)
+        b = a + (done - start) * fs
+        f1, u1, m1 = one_hz(w.fhr[a:b], w.uc[a:b], w.mhr[a:b] if w.has_mhr else None, w.fs)
+        self.sent_until = done
+        return [start, _ints(f1), _ints(u1), _ints(m1)]
+
+    def history(self) -> list | None:
+        """The whole kept stretch, for a browser that just connected."""
+        w = self.window
+        if w.end_index is None or w.fhr.size < w.fs:
+            return None
+        fs = int(w.fs)
+        start = -(-(w.end_index - w.fhr.size) // fs)
+        done = (self.sent_until if self.sent_until is not None else w.end_index // fs)
+        a = start * fs - (w.end_index - w.fhr.size)
+        b = a + max(0, done - start) * fs
+        f1, u1, m1 = one_hz(w.fhr[a:b], w.uc[a:b], w.mhr[a:b] if w.has_mhr else None, w.fs)
+        return [start, _ints(f1), _ints(u1), _ints(m1)]
+
+
+@dataclass
+class WallFeed:
+    """Reads the ward once per ``push_s`` and fans the changes out to every subscribed browser."""
+
+    windows: WindowStore
+    patients: Callable[[], Awaitable[list[str]]]
+    snapshot: Callable[[], Awaitable[str]]
+    wall_s: float = 1200.0
+    push_s: float = 1.0
+    queue_size: int = 120
+    strips: dict[str, BedStrip] = field(default_factory=dict)
+    subscribers: set[asyncio.Queue] = field(default_factory=set)
+    last_ward: str | None = None
+    task: asyncio.Task | None = None
+
+    def subscribe(self) -> asyncio.Queue:
+        """A queue that gets ``history`` first, then every ``samples`` and ``ward`` message."""
+        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
+        if self.last_ward is not None:
+            queue.put_nowait(("history", self._history()))
+            queue.put_nowait(("ward", self.last_ward))
+        self.subscribers.add(queue)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="wall-feed")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.subscribers.discard(queue)
+
+    def _history(self) -> str:
+        beds = {pid: h for pid, strip in self.strips.items() if (h := strip.history()) is not None}
+        return json.dumps({"wall_s": self.wall_s, "beds": beds}, separators=(",", ":"))
+
+    async def _run(self) -> None:
+        first = True
+        while self.subscribers:
+            started = time.monotonic()
+            try:
+                await self.step(first)
+                first = False
+            except Exception:  # Redis down: the snapshot route answers 503; the feed tries again
+                log.warning("wall feed: reading the ward failed; retrying", exc_info=True)
+            await asyncio.sleep(max(0.05, self.push_s - (time.monotonic() - started)))
+        self.task, self.last_ward = None, None  # nobody watching: the next browser starts from a fresh read
+        self.strips.clear()
+
+    async def step(self, first: bool = False) -> None:
+        """One round: read new packets of every bed and the ward; queue what changed."""
+        patients = await self.patients()
+        for gone in set(self.strips) - set(patients):
+            del self.strips[gone]
+        samples: dict[str, list] = {}
+        for pid in patients:
+            strip = self.strips.get(pid)
+            if strip is None:
+                strip = self.strips[pid] = BedStrip(PatientWindow(pid, "?", self.wall_s + 60))
+            since = await strip.next_index(self.windows, self.wall_s)
+            for start, fhr, uc, mhr in ([] if since is None else await self.windows.packets_since(pid, since)):
+                strip.window.add(start, fhr, uc, mhr)
+            new = strip.completed(self.wall_s)
+            if new is not None:
+                samples[pid] = new
+        ward = await self.snapshot()
+        if first or self.last_ward is None:
+            self.last_ward = ward
+            history = self._history()
+            for queue in list(self.subscribers):  # those that subscribed before the feed had read anything
+                if queue.empty():
+                    queue.put_nowait(("history", history))
+                    queue.put_nowait(("ward", ward))
+            return
+        if samples:
+            self._send(("samples", json.dumps({"t": time.time(), "beds": samples}, separators=(",", ":"))))
+        if ward != self.last_ward:
+            self.last_ward = ward
+            self._send(("ward", ward))
+
+    def _send(self, message: tuple[str, str]) -> None:
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:  # a browser that does not read: it reconnects and starts afresh
+                self.subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.get_nowait()
+                    queue.put_nowait(("reset", "{}"))

@@ -1,0 +1,40 @@
+"""The trace wall's live stream: every bed's new seconds and the ward snapshot, over Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from stream.station.deps import FeedDep, UserDep
+
+router = APIRouter(prefix="/api/wall", tags=["ward"])
+
+#: A comment line this often keeps proxies from closing a quiet stream.
+KEEP_ALIVE_S = 15.0
+
+
+@router.get("/events")
+async def wall_events(request: Request, user: UserDep, feed: FeedDep) -> StreamingResponse:
+    """``history`` (every bed's last minutes at 1 Hz), then ``samples`` each second (only the new
+    seconds of each bed) and ``ward`` whenever the snapshot changed (stream/station/feed.py)."""
+    queue = feed.subscribe()
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            while not await request.is_disconnected():
+                try:
+                    event, data = await asyncio.wait_for(queue.get(), KEEP_ALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event == "reset":  # too slow to follow: end; the browser reconnects and gets a fresh history
+                    return
+                yield f"event: {event}\ndata: {data}\n\n"
+        finally:
+            feed.unsubscribe(queue)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
