@@ -1,0 +1,103 @@
+"""The wall's live feed, the audio pause and the vitals bands, on an in-process Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from stream.core.schemas import CtgPacket, Reading, VitalsObservation
+from stream.state.audio_pause import AudioPauseStore
+from stream.state.windows import PatientWindow, WindowStore, packet_index
+from stream.station.feed import WallFeed
+from stream.station.views import vitals_point
+
+
+async def store_packets(windows: WindowStore, pid: str, t0: float, seconds: int, fhr: float = 140.0) -> None:
+    window = PatientWindow(pid, "bed-f", 3600)
+    for i in range(seconds):
+        pkt = CtgPacket(patient_id=pid, bed_id="bed-f", device_id="m", start_ts=t0 + i, fhr=[fhr] * 4, uc=[20.0] * 4,
+                        mhr=[85.0] * 4)
+        window.add(packet_index(pkt), np.array(pkt.fhr), np.array(pkt.uc), np.array(pkt.mhr))
+        await windows.save_packet(window, pkt, ward_id="w")
+
+
+async def drain(queue) -> list[tuple[str, dict]]:
+    out = []
+    while not queue.empty():
+        event, data = queue.get_nowait()
+        out.append((event, json.loads(data)))
+    return out
+
+
+async def test_the_feed_sends_history_first_then_only_the_new_seconds(redis) -> None:
+    windows = WindowStore(redis, capacity_s=3600)
+    t0 = float(int(time.time()) - 600)
+    await store_packets(windows, "p1", t0, 300)
+    ward = {"n": 0}
+
+    async def snapshot() -> str:
+        return json.dumps({"n": ward["n"]})
+
+    feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, wall_s=120.0)
+    queue = feed.subscribe()
+    feed.task.cancel()  # the test drives the rounds itself
+    await feed.step(first=True)
+    (e1, history), (e2, snap) = await drain(queue)
+    assert (e1, e2) == ("history", "ward") and snap == {"n": 0}
+    first, fhr, uc, mhr = history["beds"]["p1"]
+    assert first + len(fhr) == t0 + 300 and len(fhr) >= 110  # the last wall_s, at 1 Hz
+    assert set(fhr) == {140} and set(uc) == {20} and set(mhr) == {85}
+    await feed.step()
+    assert await drain(queue) == []  # nothing new: nothing sent
+    await store_packets(windows, "p1", t0 + 300, 3, fhr=0.0)  # 3 new seconds, signal lost
+    ward["n"] = 1
+    await feed.step()
+    messages = await drain(queue)
+    assert [e for e, _ in messages] == ["samples", "ward"]
+    assert messages[0][1]["beds"] == {"p1": [t0 + 300, [None] * 3, [20] * 3, [85] * 3]}
+    # a browser that connects now gets the whole strip, the new seconds included
+    late = feed.subscribe()
+    (_, history2), _ = await drain(late)
+    first2, fhr2, _, _ = history2["beds"]["p1"]
+    assert first2 + len(fhr2) == t0 + 303 and fhr2[-3:] == [None] * 3
+
+
+async def test_a_browser_that_does_not_read_is_let_go(redis) -> None:
+    windows = WindowStore(redis, capacity_s=3600)
+    counter = {"n": 0}
+
+    async def snapshot() -> str:
+        counter["n"] += 1
+        return str(counter["n"])
+
+    feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, queue_size=3)
+    queue = feed.subscribe()
+    feed.task.cancel()
+    for i in range(6):
+        await feed.step(first=i == 0)
+    assert queue not in feed.subscribers
+    assert [queue.get_nowait()[0] for _ in range(queue.qsize())][-1] == "reset"
+
+
+async def test_an_audio_pause_is_logged_with_its_user_and_ends_by_itself(redis) -> None:
+    audio = AudioPauseStore(redis, "w")
+    now = time.time()
+    pause = await audio.pause("ann", 2, now=now)
+    assert pause.until == now + 120 and (await audio.current(now=now + 60)).by == "ann"
+    assert await audio.current(now=now + 121) is None
+    assert (await audio.pause("bob", 60, now=now)).until == now + 600  # at most 10 min
+    await audio.resume("cat")
+    assert await audio.current() is None
+    assert [(e["event"], e["by"]) for e in await audio.log()] == [
+        ("audio_resumed", "cat"), ("audio_paused", "bob"), ("audio_paused", "ann")]
+
+
+def test_vitals_carry_their_meows_band() -> None:
+    t = time.time()
+    obs = VitalsObservation(patient_id="p", bed_id="b", device_id="d", heart_rate=Reading(value=125.0, ts=t),
+                            systolic_bp=Reading(value=155.0, ts=t), spo2=Reading(value=98.0, ts=t))
+    point = vitals_point(obs)  # MEOWS (Singh 2012): HR > 120 red, SBP 150-160 yellow, SpO2 >= 95 no trigger
+    assert point.bands == {"heart_rate": "red", "systolic_bp": "yellow"}
+    assert point.values == {"heart_rate": 125.0, "systolic_bp": 155.0, "spo2": 98.0}
