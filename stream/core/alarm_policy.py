@@ -170,7 +170,7 @@ DEFAULT_RULES: tuple[KindRule, ...] = (
     KindRule("halving_doubling", Problem.SIGNAL, notice_at=A, clear_s=120.0,
              why="technical: a counting artefact, left out of the analysis and shown"),
     KindRule("insufficient_signal", Problem.SIGNAL, notice_at=A, clear_s=120.0,
-             why="technical: too little fetal signal to interpret; shown on the tile"),
+             why="technical: too little fetal signal to interpret; shown on the wall panel"),
     # -- the mother ------------------------------------------------------------------------
     KindRule("meows_trigger", Problem.MATERNAL, sources=(Source.VITALS,), alarm_at=A, priority=Priority.HIGH, clear_s=0.0,
              why="MEOWS: one red or two yellow triggers call for urgent medical review"),

@@ -106,11 +106,8 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
                                          settings.dashboard_worker_stale_s, record=app.state.record,
                                          audio=app.state.audio, bed_silent_s=settings.dashboard_bed_silent_s)
 
-    async def ward_json() -> str:
-        return (await ward_now()).model_dump_json()
-
     app.state.ward_now = ward_now
-    app.state.feed = WallFeed(app.state.windows, lambda: app.state.status.ward_patients(settings.ward_id), ward_json,
+    app.state.feed = WallFeed(app.state.windows, lambda: app.state.status.ward_patients(settings.ward_id), ward_now,
                               wall_s=settings.dashboard_wall_s, push_s=settings.dashboard_push_s)
     app.state.sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
                                       max_age_s=settings.dashboard_session_max_age_s)

@@ -7,7 +7,10 @@ packets of every bed of the ward and the ward snapshot. It keeps the last
 * ``history``: on connecting, every bed's last ``wall_s`` (what the wall draws first);
 * ``samples``: each second, per bed, the seconds completed since the last message
   (``[first second, FHR, UC, maternal HR or 0]``, integers, ``null`` = no signal);
-* ``ward``: the ward snapshot (tiles, alarms, trend strips, audio pause) when it changed.
+* ``ward``: what changed in the ward snapshot: the ward's head (banner, audio pause), the
+  tiles that changed (alarms, notices, class, MEOWS, signal, strip, interrupted), the beds
+  that left and the bed order when it changed. Fields that change with every packet or
+  analysis (arrival times, the analysis' FHR) are not sent: the wall draws the live samples.
 
 So a browser costs the server a queue and a few kilobytes a second, not a
 Redis read per bed: the server's work does not grow with the number of
@@ -31,6 +34,7 @@ import numpy as np
 from stream.core.schemas import CTG_FS_HZ
 from stream.state.labour_record import one_hz
 from stream.state.windows import PatientWindow, WindowStore
+from stream.station.schemas import Tile, Ward
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,19 @@ def _ints(x: np.ndarray | None) -> list[int | None] | int:
     if x is None:
         return 0
     return [None if not math.isfinite(v) or v <= 0 else int(round(v)) for v in x.tolist()]
+
+
+#: Tile fields the wall does not use and that change with every packet or analysis.
+_VOLATILE = {"t_end", "analysed_at", "analysis_t0", "fhr_now", "vitals_ts", "model_evidence", "last_packet_at", "reasons"}
+
+
+def wall_tile(tile: Tile) -> str:
+    """A tile as the wall needs it, so that it changes only when what the wall shows changes."""
+    data = tile.model_dump(exclude={**dict.fromkeys(_VOLATILE, True), "alerts": {"__all__": {"updated_at"}}})
+    data["baseline_bpm"] = None if tile.baseline_bpm is None else round(tile.baseline_bpm)
+    if tile.data_interrupted:
+        data["last_packet_at"] = tile.last_packet_at
+    return json.dumps(data, separators=(",", ":"))
 
 
 @dataclass
@@ -96,13 +113,15 @@ class WallFeed:
 
     windows: WindowStore
     patients: Callable[[], Awaitable[list[str]]]
-    snapshot: Callable[[], Awaitable[str]]
+    snapshot: Callable[[], Awaitable[Ward]]
     wall_s: float = 1200.0
     push_s: float = 1.0
     queue_size: int = 120
     strips: dict[str, BedStrip] = field(default_factory=dict)
     subscribers: set[asyncio.Queue] = field(default_factory=set)
-    last_ward: str | None = None
+    last_ward: str | None = None  # the head of the last snapshot (None: nothing read yet)
+    tiles: dict[str, str] = field(default_factory=dict)  # patient -> the tile as last sent
+    order: list[str] = field(default_factory=list)
     task: asyncio.Task | None = None
 
     def subscribe(self) -> asyncio.Queue:
@@ -110,7 +129,7 @@ class WallFeed:
         queue: asyncio.Queue = asyncio.Queue(self.queue_size)
         if self.last_ward is not None:
             queue.put_nowait(("history", self._history()))
-            queue.put_nowait(("ward", self.last_ward))
+            queue.put_nowait(("ward", self._full()))
         self.subscribers.add(queue)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run(), name="wall-feed")
@@ -118,6 +137,11 @@ class WallFeed:
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.subscribers.discard(queue)
+
+    def _full(self) -> str:
+        """The whole ward as a change from nothing (for a browser that just connected)."""
+        tiles = ",".join(f'"{pid}":{self.tiles[pid]}' for pid in self.order)
+        return f'{{"full":true,"head":{self.last_ward},"order":{json.dumps(self.order)},"tiles":{{{tiles}}}}}'
 
     def _history(self) -> str:
         beds = {pid: h for pid, strip in self.strips.items() if (h := strip.history()) is not None}
@@ -135,6 +159,8 @@ class WallFeed:
             await asyncio.sleep(max(0.05, self.push_s - (time.monotonic() - started)))
         self.task, self.last_ward = None, None  # nobody watching: the next browser starts from a fresh read
         self.strips.clear()
+        self.tiles.clear()
+        self.order = []
 
     async def step(self, first: bool = False) -> None:
         """One round: read new packets of every bed and the ward; queue what changed."""
@@ -153,19 +179,31 @@ class WallFeed:
             if new is not None:
                 samples[pid] = new
         ward = await self.snapshot()
-        if first or self.last_ward is None:
-            self.last_ward = ward
-            history = self._history()
+        head = ward.model_dump_json(exclude={"patients"})
+        tiles = {t.patient_id: wall_tile(t) for t in ward.patients}
+        order = [t.patient_id for t in ward.patients]
+        changed = {pid: tile for pid, tile in tiles.items() if self.tiles.get(pid) != tile}
+        removed = [pid for pid in self.tiles if pid not in tiles]
+        news = first or self.last_ward is None
+        moved = order != self.order
+        head_changed = head != self.last_ward
+        self.last_ward, self.tiles, self.order = head, tiles, order
+        if news:
+            history, full = self._history(), self._full()
             for queue in list(self.subscribers):  # those that subscribed before the feed had read anything
                 if queue.empty():
                     queue.put_nowait(("history", history))
-                    queue.put_nowait(("ward", ward))
+                    queue.put_nowait(("ward", full))
             return
         if samples:
             self._send(("samples", json.dumps({"t": time.time(), "beds": samples}, separators=(",", ":"))))
-        if ward != self.last_ward:
-            self.last_ward = ward
-            self._send(("ward", ward))
+        if changed or removed or moved or head_changed:
+            parts = [f'"head":{head}', '"tiles":{' + ",".join(f'"{pid}":{t}' for pid, t in changed.items()) + "}"]
+            if removed:
+                parts.append(f'"removed":{json.dumps(removed)}')
+            if moved:
+                parts.append(f'"order":{json.dumps(order)}')
+            self._send(("ward", "{" + ",".join(parts) + "}"))
 
     def _send(self, message: tuple[str, str]) -> None:
         for queue in list(self.subscribers):

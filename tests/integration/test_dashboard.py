@@ -247,15 +247,17 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
         row.locator("form.reason input").fill("no improvement after repositioning")
         row.locator("form.reason button[type=submit]").click()
         expect(row.locator(".status")).to_contain_text("escalated", timeout=10_000)
-        page.click(f".tile[data-patient='{patient}']")
-        expect(page.locator("#bed-title")).to_contain_text(patient)
+        # The bed page at its own URL draws the trace; a bed whose trace held the mother's heart rate
+        # draws that stretch shaded, without a script error.
+        page.goto(dashboard["url"] + "/beds/bed-42")
+        expect(page.locator("#bed-title")).to_contain_text(patient, timeout=15_000)
         page.wait_for_timeout(1000)
-        page.locator("#bed").screenshot(path=str(shots / "bed-view.png"))
-        # A bed whose trace held the mother's heart rate: the bed view draws it shaded, without a script error.
-        page.evaluate("([p, b]) => openBed(p, b)", [capture_patient, "bed-7"])
-        expect(page.locator("#bed-title")).to_contain_text(capture_patient)
-        page.wait_for_timeout(1000)
-        page.locator("#bed").screenshot(path=str(shots / "bed-view-maternal-capture.png"))
+        page.screenshot(path=str(shots / "bed-view.png"))
+        page.goto(dashboard["url"] + "/beds/bed-7")
+        expect(page.locator("#bed-title")).to_contain_text(capture_patient, timeout=15_000)
+        page.wait_for_function("typeof marks !== 'undefined' && marks.some(m => m.kind === 'maternal_hr_capture')",
+                               timeout=15_000)
+        page.screenshot(path=str(shots / "bed-view-maternal-capture.png"))
         browser.close()
     assert not page_errors, page_errors
     assert (shots / "ward-overview.png").stat().st_size > 10_000 and (shots / "bed-view.png").stat().st_size > 10_000

@@ -147,9 +147,9 @@ def test_the_wall_the_bed_page_the_trends_and_the_hand_over(stack, tmp_path) -> 
         page.select_option("#speed", "3")
         page.wait_for_timeout(1000)
         page.screenshot(path=str(shots / "bed-page.png"))
-        page.check("input[name=span][value='12']")
-        page.wait_for_timeout(1000)
         page.locator("#trends").screenshot(path=str(shots / "trends.png"))
+        page.check("input[name=span][value='12']")
+        page.wait_for_function("+document.querySelector('#tr-class').dataset.points > 0", timeout=10_000)
 
         # The hand-over of the stopped bed lists its alarm and who acknowledged it.
         page.goto(f"{url}/beds/{stop_bed}/handover")

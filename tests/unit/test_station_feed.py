@@ -11,6 +11,7 @@ from stream.core.schemas import CtgPacket, Reading, VitalsObservation
 from stream.state.audio_pause import AudioPauseStore
 from stream.state.windows import PatientWindow, WindowStore, packet_index
 from stream.station.feed import WallFeed
+from stream.station.schemas import Tile, Ward
 from stream.station.views import vitals_point
 
 
@@ -35,28 +36,33 @@ async def test_the_feed_sends_history_first_then_only_the_new_seconds(redis) -> 
     windows = WindowStore(redis, capacity_s=3600)
     t0 = float(int(time.time()) - 600)
     await store_packets(windows, "p1", t0, 300)
-    ward = {"n": 0}
+    ward = {"class": "normal"}
 
-    async def snapshot() -> str:
-        return json.dumps({"n": ward["n"]})
+    async def snapshot() -> Ward:
+        tile = Tile(patient_id="p1", bed_id="bed-f", classification=ward["class"], alerts=[], worst="none",
+                    fhr_now=140.0 + time.time() % 7, last_packet_at=time.time())  # these two change all the time
+        return Ward(ward_id="w", patients=[tile], open_alerts=0)
 
     feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, wall_s=120.0)
     queue = feed.subscribe()
     feed.task.cancel()  # the test drives the rounds itself
     await feed.step(first=True)
     (e1, history), (e2, snap) = await drain(queue)
-    assert (e1, e2) == ("history", "ward") and snap == {"n": 0}
+    assert (e1, e2) == ("history", "ward") and snap["full"] and snap["order"] == ["p1"]
+    assert snap["tiles"]["p1"]["classification"] == "normal" and "fhr_now" not in snap["tiles"]["p1"]
     first, fhr, uc, mhr = history["beds"]["p1"]
     assert first + len(fhr) == t0 + 300 and len(fhr) >= 110  # the last wall_s, at 1 Hz
     assert set(fhr) == {140} and set(uc) == {20} and set(mhr) == {85}
     await feed.step()
-    assert await drain(queue) == []  # nothing new: nothing sent
+    assert await drain(queue) == []  # nothing new (arrival times and the latest FHR are not the wall's): nothing sent
     await store_packets(windows, "p1", t0 + 300, 3, fhr=0.0)  # 3 new seconds, signal lost
-    ward["n"] = 1
+    ward["class"] = "suspicious"
     await feed.step()
     messages = await drain(queue)
     assert [e for e, _ in messages] == ["samples", "ward"]
     assert messages[0][1]["beds"] == {"p1": [t0 + 300, [None] * 3, [20] * 3, [85] * 3]}
+    change = messages[1][1]
+    assert not change.get("full") and "order" not in change and change["tiles"]["p1"]["classification"] == "suspicious"
     # a browser that connects now gets the whole strip, the new seconds included
     late = feed.subscribe()
     (_, history2), _ = await drain(late)
@@ -68,9 +74,9 @@ async def test_a_browser_that_does_not_read_is_let_go(redis) -> None:
     windows = WindowStore(redis, capacity_s=3600)
     counter = {"n": 0}
 
-    async def snapshot() -> str:
+    async def snapshot() -> Ward:
         counter["n"] += 1
-        return str(counter["n"])
+        return Ward(ward_id="w", patients=[], open_alerts=counter["n"])
 
     feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, queue_size=3)
     queue = feed.subscribe()

@@ -101,7 +101,8 @@ function trendChart(id, title, t0, t1, lo, hi, lines, opts = {}) {
   for (const band of opts.bands || []) { g.fillStyle = band.color; g.fillRect(L, y(band.hi), R - L, y(band.lo) - y(band.hi)); }
   g.fillStyle = "#6b7280";
   for (const v of opts.ticks || [lo, hi]) { g.beginPath(); g.moveTo(L, y(v)); g.lineTo(R, y(v)); g.stroke(); g.fillText(v, 4, y(v) + 3); }
-  for (let t = Math.ceil(t0 / 3600) * 3600; t < t1; t += 3600) { g.beginPath(); g.moveTo(x(t), T); g.lineTo(x(t), B); g.stroke(); g.fillText(hhmm(t), x(t) + 2, c.height - 4); }
+  const every = t1 - t0 > 6 * 3600 ? 7200 : 3600;  // hour lines; every 2 h on the 12-h view
+  for (let t = Math.ceil(t0 / every) * every; t < t1; t += every) { g.beginPath(); g.moveTo(x(t), T); g.lineTo(x(t), B); g.stroke(); g.fillText(hhmm(t), x(t) + 2, c.height - 4); }
   for (const s of lines) {
     g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 1.6;
     if (s.bars) { for (const [t, v] of s.pts) if (v != null) g.fillRect(x(t) - 2, y(v), 4, B - y(v)); continue; }

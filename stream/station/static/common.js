@@ -85,7 +85,7 @@ function drawCtg(g, box, data, t0, t1, opts = {}) {
   }
   const nf = (opts.marks || []).filter((m) => NOT_FETAL_LABEL[m.kind]);
   const notFetal = (t) => nf.some((m) => t >= m.start && t < m.end);
-  const perPx = Math.max(1, Math.floor((t1 - t0) / width / 2));  // at most two points per pixel
+  const perPx = Math.max(1, Math.round((t1 - t0) / width));  // about one point per pixel
   const line = (vals, y, color, w, keep = () => true) => {
     if (!vals || !vals.length) return;
     g.strokeStyle = color; g.lineWidth = w; g.beginPath(); let pen = false;

@@ -5,6 +5,16 @@
 const beds = new Map();  // patient -> {t0, fhr, uc, mhr} at 1 Hz, the last wall_s seconds
 let wallS = 1200;
 let lastWard = null;
+const wardState = { head: null, tiles: new Map(), order: [] };  // the ward as the 'ward' messages built it
+const visible = new Set();  // panels on screen: only they are redrawn each second
+const dirty = new Set();  // panels off screen with samples not yet drawn
+const watcher = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const pid = e.target.dataset.patient;
+    if (e.isIntersecting) { visible.add(pid); if (dirty.delete(pid) || !e.target.dataset.lastSecond) drawPanel(e.target, pid); }
+    else visible.delete(pid);
+  }
+});
 const stats = { messages: 0, bytes: 0, renders: [] };  // frame times of the wall update (bench/station_wall.py)
 window.wallStats = () => {
   const r = stats.renders.slice().sort((a, b) => a - b);
@@ -38,6 +48,7 @@ function panel(tile) {
       <div class="facts small"></div><ul class="alarms small"></ul><ul class="notices small"></ul>
       <div class="strip" role="img"></div>`;
     $("canvas", el).setAttribute("aria-label", `CTG of ${tile.bed_id}`);
+    watcher.observe(el);
   }
   return el;
 }
@@ -78,7 +89,18 @@ function drawPanel(el, pid) {
   if (shown) shown.textContent = now == null ? "—" : String(now);
 }
 
-function renderWard(ward) {
+// The ward from a 'ward' message: what changed since the last one (or everything, with 'full').
+function applyWard(msg) {
+  if (msg.full) wardState.tiles.clear();
+  wardState.head = msg.head;
+  for (const [pid, tile] of Object.entries(msg.tiles)) wardState.tiles.set(pid, tile);
+  for (const pid of msg.removed || []) wardState.tiles.delete(pid);
+  if (msg.order) wardState.order = msg.order;
+  const patients = wardState.order.map((pid) => wardState.tiles.get(pid)).filter(Boolean);
+  renderWard({ ...wardState.head, patients }, msg.full ? null : new Set(Object.keys(msg.tiles)));
+}
+
+function renderWard(ward, changed = null) {
   lastWard = ward;
   $("#ward").textContent = ward.ward_id;
   const banner = $("#interrupted");
@@ -90,10 +112,10 @@ function renderWard(ward) {
   const wanted = new Set(ward.patients.map((t) => `bed-${t.patient_id}`));
   for (const el of [...wall.children]) if (!wanted.has(el.id)) el.remove();
   ward.patients.forEach((tile, i) => {
+    const known = document.getElementById(`bed-${tile.patient_id}`);
     const el = panel(tile);
-    fillPanel(el, tile);
+    if (!known || !changed || changed.has(tile.patient_id)) fillPanel(el, tile);
     if (wall.children[i] !== el) wall.insertBefore(el, wall.children[i] || null);
-    if (!el.dataset.lastSecond) drawPanel(el, tile.patient_id);
   });
   const alarms = sortAlarms(ward.patients.flatMap((p) => p.alerts));
   $("#alert-count").textContent = alarms.length;
@@ -113,7 +135,8 @@ function onSamples(msg) {
   for (const [pid, s] of Object.entries(msg.beds)) append(pid, s);
   for (const pid of Object.keys(msg.beds)) {
     const el = document.getElementById(`bed-${pid}`);
-    if (el) drawPanel(el, pid);
+    if (el && visible.has(pid)) drawPanel(el, pid);
+    else dirty.add(pid);
   }
 }
 
@@ -126,10 +149,13 @@ async function main() {
   events.addEventListener("history", (e) => {
     count(e); const msg = JSON.parse(e.data);
     wallS = msg.wall_s; beds.clear();
-    timed(() => { for (const [pid, s] of Object.entries(msg.beds)) append(pid, s); for (const el of $("#wall").children) drawPanel(el, el.dataset.patient); });
+    timed(() => {
+      for (const [pid, s] of Object.entries(msg.beds)) append(pid, s);
+      for (const el of $("#wall").children) (visible.has(el.dataset.patient) ? drawPanel(el, el.dataset.patient) : dirty.add(el.dataset.patient));
+    });
   });
   events.addEventListener("samples", (e) => { count(e); timed(() => onSamples(JSON.parse(e.data))); });
-  events.addEventListener("ward", (e) => { count(e); timed(() => renderWard(JSON.parse(e.data))); });
+  events.addEventListener("ward", (e) => { count(e); timed(() => applyWard(JSON.parse(e.data))); });
   events.onerror = () => { $("#live").textContent = "reconnecting…"; };
   $("#sound").onclick = () => (Sound.enabled ? Sound.disable() : Sound.enable());
   Sound.show();
