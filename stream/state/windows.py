@@ -23,6 +23,8 @@ import numpy as np
 from redis.asyncio import Redis
 
 from detectors.fast import FastRuleState
+from detectors.meows import VitalsObservation as MeowsObs
+from detectors.meows import score_observation
 from stream.core.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
 from stream.state.patient_status import PatientStatusStore
 
@@ -218,3 +220,11 @@ class WindowStore:
         """The patient's observations from ``since`` on (all kept, ``vitals_keep_s``, by default)."""
         raw = await self.redis.zrangebyscore(self._vitals(patient_id), since, "+inf")
         return [VitalsObservation.model_validate(json.loads(r)) for r in raw]
+
+
+def meows_bands(obs: VitalsObservation) -> dict[str, str]:
+    """The MEOWS band (red, yellow) of each of an observation's own readings, as the paper chart colours
+    them (none: no trigger). Kept beside the stored observations so the station reads it, never scores."""
+    readings = {name: r.value for name, r in obs.readings().items()}
+    result = score_observation(MeowsObs(t=obs.observed_ts, avpu=obs.avpu, **readings))
+    return {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}

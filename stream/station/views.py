@@ -12,8 +12,6 @@ import time
 import numpy as np
 
 from detectors.baseline import to_1hz
-from detectors.meows import VitalsObservation as MeowsObs
-from detectors.meows import score_observation
 from stream.core.alarm_policy import Priority
 from stream.core.schemas import VitalsObservation
 from stream.state.alerts import AlertStore
@@ -21,7 +19,7 @@ from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.labour_record import LabourRecordStore
 from stream.state.patient_status import PatientStatusStore
-from stream.state.windows import WindowStore
+from stream.state.windows import WindowStore, meows_bands
 from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
 
 #: The wall's class strip covers the last 4 h (PeriWatch Vigilance's short trend).
@@ -106,11 +104,10 @@ async def chart(record: LabourRecordStore, patient_id: str, start: float, end: f
 
 def vitals_point(obs: VitalsObservation) -> VitalsPoint:
     """An observation with the MEOWS band (red, yellow) of each of its own readings, as the paper chart colours it."""
-    readings = {name: r.value for name, r in obs.readings().items()}
-    result = score_observation(MeowsObs(t=obs.observed_ts, avpu=obs.avpu, **readings))
-    values: dict[str, float | str] = {**readings, **({"avpu": obs.avpu} if obs.avpu else {})}
-    bands = {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}
-    return VitalsPoint(t=obs.observed_ts, values=values, bands=bands)
+    values: dict[str, float | str] = {name: r.value for name, r in obs.readings().items()}
+    if obs.avpu:
+        values["avpu"] = obs.avpu
+    return VitalsPoint(t=obs.observed_ts, values=values, bands=meows_bands(obs))
 
 
 async def vitals(windows: WindowStore, patient_id: str, since: float) -> list[VitalsPoint]:
