@@ -77,6 +77,16 @@ def reset_stats(page: Page) -> None:
     page.evaluate("() => { stats.renders.length = 0; stats.bytes = 0; stats.messages = 0; }")
 
 
+def measure(wall: Page, station_pid: int, seconds: float) -> tuple[float, dict, float]:
+    """After 10 s to settle: the station's CPU share, the wall's update stats and its bytes per second."""
+    time.sleep(10)
+    reset_stats(wall)
+    t0 = time.monotonic()
+    cpu = cpu_share(station_pid, seconds)
+    stats = wall.evaluate("wallStats()")
+    return cpu, stats, stats["bytes"] / (time.monotonic() - t0)
+
+
 def cpu_share(pid: int, seconds: float) -> float:
     c0, t0 = cpu_s(pid), time.monotonic()
     time.sleep(seconds)
@@ -116,24 +126,14 @@ def main() -> None:
             wall = open_wall(browser, url, errors)
             panels = wall.locator(".panel").count()
             on_screen = wall.evaluate("visible.size")
-            time.sleep(10)
-            reset_stats(wall)
-            t0 = time.monotonic()
-            one_cpu = cpu_share(station.pid, args.measure_s)
-            one = wall.evaluate("wallStats()")
-            one_bytes_s = one["bytes"] / (time.monotonic() - t0)
+            one_cpu, one, one_bytes_s = measure(wall, station.pid, args.measure_s)
             renders = wall.evaluate("stats.renders.slice()")
             every_panel = wall.evaluate("""() => { const t = []; const els = [...document.querySelectorAll('.panel')];
                 for (let i = 0; i < 11; i++) { const a = performance.now();
                   for (const el of els) drawPanel(el, el.dataset.patient); t.push(performance.now() - a); }
                 t.sort((x, y) => x - y); return t[5]; }""")
             others = [open_wall(browser, url, errors) for _ in range(3)]
-            time.sleep(10)
-            reset_stats(wall)
-            t0 = time.monotonic()
-            four_cpu = cpu_share(station.pid, args.measure_s)
-            four = wall.evaluate("wallStats()")
-            four_bytes_s = four["bytes"] / (time.monotonic() - t0)
+            four_cpu, four, four_bytes_s = measure(wall, station.pid, args.measure_s)
             for page in others:
                 page.close()
             bed = wall.locator(".panel").first.get_attribute("data-bed")
