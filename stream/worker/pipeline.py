@@ -72,6 +72,10 @@ class Cadence:
     forget_idle_s: float = 3600.0  # a patient silent this long leaves memory (Redis keeps the window)
     alarm_refresh_s: float = 15.0  # an unchanged alarm's evidence is rewritten at most this often
     data_gap_samples: int = 8  # packets missing for this long (2 s at 4 Hz) is an interruption, not signal loss
+    #: Event-loop time one tick may spend on FIGO analyses. Beyond it the remaining patients wait for the
+    #: next tick (most overdue first), so packets, and the per-packet alarm rules, are never held back
+    #: by a burst of analyses (docs/SCALING.md).
+    analysis_budget_s: float = 0.25
 
 
 @dataclass
@@ -225,7 +229,8 @@ class Pipeline:
 
     # -- on a cadence -----------------------------------------------------------
     async def tick(self) -> None:
-        """Analyse every patient that is due; score all due windows in one batch."""
+        """Analyse the patients that are due (within the tick's budget); score all due windows in one batch."""
+        analysis_due: list[PatientWindow] = []
         model_due: list[PatientWindow] = []
         false_due: list[PatientWindow] = []
         now = time.monotonic()
@@ -239,19 +244,33 @@ class Pipeline:
             if window.fhr.size / window.fs >= self.cadence.min_analysis_s and (
                 window.last_analysis_t is None or t_end - window.last_analysis_t >= self.cadence.analysis_interval_s
             ):
-                async with self.locks[patient_id]:
-                    await self._analyse(window)
+                analysis_due.append(window)
             if self.scorer is not None and window.fhr.size / window.fs >= self.norm.window_s and (
                 window.last_model_t is None or t_end - window.last_model_t >= self.cadence.model_interval_s
             ):
                 model_due.append(window)
             if self.false_signal is not None and self.false_signal.due(window):
                 false_due.append(window)
+        await self._analyse_due(analysis_due)
         if false_due and self.false_signal is not None:
             # the verdicts serve the next analysis of each patient (at most one interval old)
             await self.false_signal.judge(false_due)
         if model_due:
             await self._score(model_due)
+
+    async def _analyse_due(self, due: list[PatientWindow]) -> None:
+        """The due analyses, most overdue first, giving the event loop back to the packets after each one,
+        until the tick's budget is spent (at least one runs); the others stay due for the next tick."""
+        def overdue(w: PatientWindow) -> float:
+            return float("inf") if w.last_analysis_t is None else (w.t_end or 0.0) - w.last_analysis_t
+
+        started = time.perf_counter()
+        for i, window in enumerate(sorted(due, key=overdue, reverse=True)):
+            if i and time.perf_counter() - started >= self.cadence.analysis_budget_s:
+                break
+            async with self.locks[window.patient_id]:
+                await self._analyse(window)
+            await asyncio.sleep(0)  # the packets that arrived meanwhile go first
 
     async def _analyse(self, window: PatientWindow) -> None:
         fhr, uc, mhr, t0 = window.last(self.cadence.analysis_window_s)

@@ -184,3 +184,23 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
                                     fhr=[140.0] * 4, uc=[15.0] * 4, mhr=[85.0] * 4))
     await p.tick()
     assert judge.evidence(patient)["judge"].startswith("rules")
+
+
+async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(redis) -> None:
+    """With no budget one analysis runs per tick (the most overdue); the others wait for the next tick,
+    so a burst of due patients never holds the packets back for long. Every patient is analysed in turn."""
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-budget")), WindowStore(redis, capacity_s=2400),
+                 Cadence(forget_idle_s=1e9, analysis_budget_s=0.0))
+    t0 = time.time() - 700
+    patients = [f"pb-{i}-{uuid.uuid4().hex[:4]}" for i in range(3)]
+    for pid in patients:
+        for pkt in packets(pid, t0, np.full(4 * 660, 140.0)):
+            await p.on_record(pkt)
+    p.cache[patients[1]].last_analysis_t = t0 + 600.0  # analysed before: the others, never analysed, go first
+    analysed = []
+    for _ in range(3):
+        before = {pid: p.cache[pid].last_analysis_t for pid in patients}
+        await p.tick()
+        analysed.append([pid for pid in patients if p.cache[pid].last_analysis_t != before[pid]])
+    assert [len(a) for a in analysed] == [1, 1, 1]
+    assert analysed[2] == [patients[1]] and {analysed[0][0], analysed[1][0]} == {patients[0], patients[2]}
