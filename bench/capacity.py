@@ -338,7 +338,8 @@ def main() -> None:
     result = {
         "machine": machine, "command": command,
         "beds_per_worker": max((p.beds for p in held), default=0) if args.workers == 1 else previous.get("beds_per_worker"),
-        "p99_packet_age_s": max((p.p99_s for p in held), default=None),
+        "p99_packet_age_s": (max((p.p99_s for p in held), default=None) if args.workers == 1
+                             else previous.get("p99_packet_age_s")),
         "cpu_ms_per_bed_second": previous.get("cpu_ms_per_bed_second"),
         "two_worker_cpu_ms_per_bed_second": previous.get("two_worker_cpu_ms_per_bed_second"),
         "sweep": [s for s in previous.get("sweep", []) if s["workers"] != args.workers]
