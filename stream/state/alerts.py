@@ -91,12 +91,15 @@ class AlertStore:
             ids = sorted(m.decode() for m in await self.redis.smembers(f"ctgw:open:bed:{bed_id}"))
         else:
             ids = [m.decode() for m in await self.redis.zrange(f"ctgw:open:ward:{self.policy.ward_id}", 0, -1)]
-        alerts = [await self.get(i) for i in ids]
-        return [a for a in alerts if a]
+        return await self._many(ids)
 
     async def patient_alerts(self, patient_id: str, since: float = float("-inf")) -> list[dict[str, Any]]:
         """Every alert of a patient raised since ``since``, open or resolved, oldest first (the hand-over)."""
         ids = [m.decode() for m in await self.redis.zrangebyscore(_patient_key(patient_id), since, "+inf")]
+        return await self._many(ids)
+
+    async def _many(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The alerts of ``ids`` that exist, in that order."""
         alerts = [await self.get(i) for i in ids]
         return [a for a in alerts if a]
 

@@ -180,8 +180,7 @@ class LabourRecordStore:
             await pipe.execute()
 
     async def trend(self, patient_id: str, since: float = float("-inf")) -> list[TrendPoint]:
-        raw = await self.redis.zrangebyscore(self._trend(patient_id), since, "+inf")
-        return [TrendPoint.model_validate_json(r) for r in raw]
+        return (await self.trends([patient_id], since))[patient_id]
 
     async def trends(self, patient_ids: list[str], since: float) -> dict[str, list[TrendPoint]]:
         """Several patients' trend points since ``since`` in one round trip (the wall's class strips)."""

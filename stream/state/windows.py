@@ -137,6 +137,17 @@ class PatientWindow:
             (self.mhr[-k:] if k else self.mhr[:0]) if self.has_mhr else None, t0
 
 
+    def span(self, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The 4-Hz FHR, UC and maternal HR (None if never sent) between recording times ``start`` and
+        ``end`` (seconds; clipped to what the window holds)."""
+        if self.end_index is None:
+            return self.fhr[:0], self.uc[:0], None
+        first = self.end_index - self.fhr.size
+        a = min(max(int(round(start * self.fs)) - first, 0), self.fhr.size)
+        b = min(max(int(round(end * self.fs)) - first, a), self.fhr.size)
+        return self.fhr[a:b], self.uc[a:b], self.mhr[a:b] if self.has_mhr else None
+
+
 def packet_index(packet: CtgPacket) -> int:
     return int(round(packet.start_ts * packet.fs_hz))
 
@@ -224,7 +235,7 @@ class WindowStore:
 
 def meows_bands(obs: VitalsObservation) -> dict[str, str]:
     """The MEOWS band (red, yellow) of each of an observation's own readings, as the paper chart colours
-    them (none: no trigger). Kept beside the stored observations so the station reads it, never scores."""
+    them (none: no trigger). Worked out here, on read, so that the station shows it without running a detector."""
     readings = {name: r.value for name, r in obs.readings().items()}
     result = score_observation(MeowsObs(t=obs.observed_ts, avpu=obs.avpu, **readings))
     return {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}

@@ -81,29 +81,30 @@ class BedStrip:
         w = self.window
         if w.end_index is None:
             return None
-        fs = int(w.fs)
-        done = w.end_index // fs
-        first_in_window = -(-(w.end_index - w.fhr.size) // fs)
-        start = max(first_in_window, done - int(wall_s), self.sent_until or 0)
+        done = w.end_index // int(w.fs)
+        start = max(self._first_second(), done - int(wall_s), self.sent_until or 0)
         if done <= start:
             return None
-        a = start * fs - (w.end_index - w.fhr.size)
-        b = a + (done - start) * fs
-        f1, u1, m1 = one_hz(w.fhr[a:b], w.uc[a:b], w.mhr[a:b] if w.has_mhr else None, w.fs)
         self.sent_until = done
-        return [start, _ints(f1), _ints(u1), _ints(m1)]
+        return self._seconds(start, done)
 
     def history(self) -> list | None:
         """The whole kept stretch, for a browser that just connected."""
         w = self.window
         if w.end_index is None or w.fhr.size < w.fs:
             return None
-        fs = int(w.fs)
-        start = -(-(w.end_index - w.fhr.size) // fs)
-        done = (self.sent_until if self.sent_until is not None else w.end_index // fs)
-        a = start * fs - (w.end_index - w.fhr.size)
-        b = a + max(0, done - start) * fs
-        f1, u1, m1 = one_hz(w.fhr[a:b], w.uc[a:b], w.mhr[a:b] if w.has_mhr else None, w.fs)
+        start = self._first_second()
+        done = self.sent_until if self.sent_until is not None else w.end_index // int(w.fs)
+        return self._seconds(start, max(start, done))
+
+    def _first_second(self) -> int:
+        """The first whole second the 4-Hz window holds."""
+        w = self.window
+        return -(-(w.end_index - w.fhr.size) // int(w.fs)) if w.end_index is not None else 0
+
+    def _seconds(self, start: int, done: int) -> list:
+        """Seconds ``start`` to ``done`` (exclusive) at 1 Hz, as integers for the browser."""
+        f1, u1, m1 = one_hz(*self.window.span(start, done), self.window.fs)
         return [start, _ints(f1), _ints(u1), _ints(m1)]
 
 

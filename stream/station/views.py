@@ -11,13 +11,12 @@ import time
 
 import numpy as np
 
-from detectors.baseline import to_1hz
 from stream.core.alarm_policy import Priority
 from stream.core.schemas import VitalsObservation
 from stream.state.alerts import AlertStore
 from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
-from stream.state.labour_record import LabourRecordStore
+from stream.state.labour_record import LabourRecordStore, one_hz
 from stream.state.patient_status import PatientStatusStore
 from stream.state.windows import WindowStore, meows_bands
 from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
@@ -79,14 +78,12 @@ async def trace(windows: WindowStore, status: PatientStatusStore, patient_id: st
     fhr, uc, mhr, t0 = window.last(seconds)
     if fhr.size == 0:
         return Trace(patient_id=patient_id, t0=None)
-    f1, fv = to_1hz(fhr, fhr > 0, window.fs)
-    u1, _ = to_1hz(uc, np.ones(uc.size, bool), window.fs)
-    m1 = to_1hz(mhr, mhr > 0, window.fs)[0] if mhr is not None else None
+    f1, u1, m1 = one_hz(fhr, uc, mhr, window.fs)
     state = await status.read(patient_id)
     shown = [m for m in state.events if m.end > t0]
     not_fetal = [m for m in state.not_fetal if m.end > t0]
     return Trace(
-        patient_id=patient_id, t0=t0, fhr=_json_floats(np.where(fv, f1, np.nan)), uc=_json_floats(u1),
+        patient_id=patient_id, t0=t0, fhr=_json_floats(f1), uc=_json_floats(u1),
         mhr=_json_floats(m1), events=shown, not_fetal=not_fetal, baseline_bpm=state.baseline_bpm,
         classification=state.classification, reasons=state.reasons, analysed_at=state.analysed_at,
         anomaly=state.model_error, risk_trend=state.risk_trend,

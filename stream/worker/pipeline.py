@@ -304,9 +304,7 @@ class Pipeline:
         end = math.floor(analysis.t0 / 60) * 60
         if end - start < 60:
             return
-        fhr, uc, mhr, t0 = window.last(window.fhr.size / window.fs)
-        a, b = int(round((start - t0) * window.fs)), int(round((end - t0) * window.fs))
-        f1, u1, m1 = one_hz(fhr[a:b], uc[a:b], None if mhr is None else mhr[a:b], window.fs)
+        f1, u1, m1 = one_hz(*window.span(start, end), window.fs)
         await self.record.archive(window.patient_id, ChartMinutes(start, f1, u1, m1), marks)
         window.archived_until = end
 
