@@ -64,19 +64,9 @@ function riskText(trend) {
   return `acidaemia risk (pH < 7.05), acidaemia-risk LSTM on the last hour: ${Math.round(last.p * 100)}% at ${hhmm(last.t)} — evidence beside the FIGO rules, never an alarm`;
 }
 
-function bandCell(p, key, text) {
-  const band = p.bands[key];
-  return `<td class="${band ? `band-${band}` : ""}">${text ?? "—"}${band ? ` <span class="band-word">${band === "red" ? "RED" : "YELLOW"}</span>` : ""}</td>`;
-}
-
 function renderVitals(vit) {
-  $("#vitals tbody").innerHTML = vit.slice(-12).reverse().map((p) => {
-    const v = p.values;
-    return `<tr><td>${clock(p.t)}</td>${bandCell(p, "heart_rate", v.heart_rate)}
-      ${bandCell(p, "systolic_bp", v.systolic_bp != null ? `${v.systolic_bp}/${v.diastolic_bp ?? "—"}` : null)}
-      ${bandCell(p, "respiratory_rate", v.respiratory_rate)}${bandCell(p, "spo2", v.spo2)}${bandCell(p, "temperature_c", v.temperature_c)}
-      ${bandCell(p, "avpu", v.avpu)}</tr>`;
-  }).join("") || `<tr><td colspan="7" class="muted">no observations</td></tr>`;
+  $("#vitals tbody").innerHTML = vit.slice(-12).reverse().map((p) => vitalsRow(p, clock(p.t))).join("")
+    || `<tr><td colspan="7" class="muted">no observations</td></tr>`;
 }
 
 // ---- trends: small multiples over 4 h or 12 h ----

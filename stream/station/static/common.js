@@ -106,6 +106,17 @@ function drawCtg(g, box, data, t0, t1, opts = {}) {
 }
 const NOT_FETAL_LABEL = { maternal_hr_capture: "maternal HR?", halving_doubling: "halved/doubled?", false_signal: "not fetal (model)" };
 
+// ---- one maternal observation as a table row, each reading in its MEOWS band (colour and word) ----
+function vitalsRow(p, when) {
+  const cell = (k, text) => {
+    const band = p.bands[k];
+    return `<td class="${band ? `band-${band}` : ""}">${text ?? "—"}${band ? ` <span class="band-word">${band.toUpperCase()}</span>` : ""}</td>`;
+  };
+  const v = p.values;
+  return `<tr><td>${when}</td>${cell("heart_rate", v.heart_rate)}${cell("systolic_bp", v.systolic_bp != null ? `${v.systolic_bp}/${v.diastolic_bp ?? "—"}` : null)}
+    ${cell("respiratory_rate", v.respiratory_rate)}${cell("spo2", v.spo2)}${cell("temperature_c", v.temperature_c)}${cell("avpu", v.avpu)}</tr>`;
+}
+
 // ---- open alarms, updated in place (a row keeps its place; a button never moves under the cursor) ----
 const ACTIONS = ["acknowledge", "escalate", "resolve"];
 async function act(id, action, reason = "") {

@@ -23,13 +23,6 @@ const range = (xs) => {
   return lo === hi ? `${lo}` : `${lo}–${hi}`;
 };
 
-function vitalsRow(p) {
-  const cell = (k, text) => `<td class="${p.bands[k] ? `band-${p.bands[k]}` : ""}">${text ?? "—"}${p.bands[k] ? ` <b>${p.bands[k].toUpperCase()}</b>` : ""}</td>`;
-  const v = p.values;
-  return `<tr><td>${stamp(p.t)}</td>${cell("heart_rate", v.heart_rate)}${cell("systolic_bp", v.systolic_bp != null ? `${v.systolic_bp}/${v.diastolic_bp ?? "—"}` : null)}
-    ${cell("respiratory_rate", v.respiratory_rate)}${cell("spo2", v.spo2)}${cell("temperature_c", v.temperature_c)}${cell("avpu", v.avpu)}</tr>`;
-}
-
 async function load() {
   const tile = await api(`/api/beds/${encodeURIComponent(bedId)}`);
   const h = await api(`/api/patients/${encodeURIComponent(tile.patient_id)}/handover?hours=${$("#hours").value}`);
@@ -47,7 +40,7 @@ async function load() {
     <td>${a.ack_by ? `${esc(a.ack_by)}, ${stamp(a.ack_at)}` : "—"}</td><td>${a.escalated_at ? `${stamp(a.escalated_at)} (${a.escalations}×)` : "—"}</td>
     <td>${a.resolved_by ? `${esc(a.resolved_by)}, ${stamp(a.resolved_at)}: ${esc(a.resolve_reason)}` : esc(a.status)}</td></tr>`).join("")
     || `<tr><td colspan="7" class="muted">no alarm in this period</td></tr>`;
-  $("#vitals tbody").innerHTML = h.vitals.map(vitalsRow).join("") || `<tr><td colspan="7" class="muted">no observations in this period</td></tr>`;
+  $("#vitals tbody").innerHTML = h.vitals.map((p) => vitalsRow(p, stamp(p.t))).join("") || `<tr><td colspan="7" class="muted">no observations in this period</td></tr>`;
   $("#printed").textContent = `Printed by ${me.user} at ${stamp(Date.now() / 1000)} from ctgwatch. The CTG paper and the notes remain the record.`;
 }
 

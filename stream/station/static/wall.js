@@ -4,7 +4,6 @@
 "use strict";
 const beds = new Map();  // patient -> {t0, fhr, uc, mhr} at 1 Hz, the last wall_s seconds
 let wallS = 1200;
-let lastWard = null;
 const wardState = { head: null, tiles: new Map(), order: [] };  // the ward as the 'ward' messages built it
 const visible = new Set();  // panels on screen: only they are redrawn each second
 const dirty = new Set();  // panels off screen with samples not yet drawn
@@ -101,7 +100,6 @@ function applyWard(msg) {
 }
 
 function renderWard(ward, changed = null) {
-  lastWard = ward;
   $("#ward").textContent = ward.ward_id;
   const banner = $("#interrupted");
   banner.hidden = !ward.monitoring_interrupted;
