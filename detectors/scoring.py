@@ -97,8 +97,9 @@ def auc(positive: np.ndarray, negative: np.ndarray) -> float:
 class SampleConfusion:
     """Per-sample confusion of a binary verdict (e.g. "false signal"), plus per-minute agreement.
 
-    A *false minute* is a minute (240 samples at 4 Hz) the experts marked mostly
-    false; it is *caught* when the verdict covers most of it too.
+    A *false minute* is a minute (240 samples at 4 Hz) with a value for at least
+    half of it, most of which the experts marked false; it is *caught* when the
+    verdict calls at least half of those false samples false (:meth:`add_minutes`).
     """
 
     tp: int = 0
@@ -114,11 +115,26 @@ class SampleConfusion:
         self.fn += int(np.sum(~predicted & truth))
         self.tn += int(np.sum(~predicted & ~truth))
 
-    def add_minutes(self, predicted: np.ndarray, labels: np.ndarray, samples_per_minute: int = 240) -> None:
-        """``labels``: 1 false, 0 true, -1 unmarked, per sample like ``predicted``."""
+    def add_minutes(self, predicted: np.ndarray, labels: np.ndarray, signal: np.ndarray | None = None,
+                    samples_per_minute: int = 240) -> None:
+        """Count false minutes and those caught, over the samples where the monitor gave a value.
+
+        ``labels``: 1 false, 0 true, -1 unmarked, per sample like ``predicted``;
+        ``signal``: where the monitor gave a value (all samples when None). A minute
+        is a *false minute* when the monitor gave a value for at least half of it
+        and the experts marked at least half of those samples false; it is *caught*
+        when the verdict calls at least half of its marked false samples false.
+        Why only samples with a value: a stretch of lost signal the experts marked
+        false holds no false trace to catch (no judge can catch it, and calling
+        lost samples false would "catch" it without judging anything).
+        """
         m = min(predicted.size, labels.size) // samples_per_minute
-        marked = (labels[: m * samples_per_minute] == 1).reshape(m, samples_per_minute).mean(axis=1) >= 0.5
-        hit = predicted[: m * samples_per_minute].reshape(m, samples_per_minute).mean(axis=1) >= 0.5
+        n = m * samples_per_minute
+        value = (np.ones(n, bool) if signal is None else signal[:n].astype(bool)).reshape(m, samples_per_minute)
+        false = (labels[:n] == 1).reshape(m, samples_per_minute) & value
+        judged = predicted[:n].astype(bool).reshape(m, samples_per_minute) & false
+        marked = (value.sum(axis=1) * 2 >= samples_per_minute) & (false.sum(axis=1) * 2 >= value.sum(axis=1))
+        hit = judged.sum(axis=1) * 2 >= false.sum(axis=1)
         self.false_minutes += int(marked.sum())
         self.false_minutes_caught += int((marked & hit).sum())
 
@@ -127,7 +143,7 @@ class SampleConfusion:
         scored where the experts marked and the monitor gave a value (``signal``); false minutes too."""
         scored = (labels >= 0) & signal
         self.add(predicted[scored], labels[scored] == 1)
-        self.add_minutes(predicted, labels)
+        self.add_minutes(predicted, labels, signal)
 
     def merge(self, other: SampleConfusion) -> None:
         for name in ("tp", "fp", "fn", "tn", "false_minutes", "false_minutes_caught"):

@@ -32,8 +32,11 @@ import torch.nn.functional as F
 
 from detectors.scoring import SampleConfusion, auc
 from models.false_signal_data import FalseSignalRecording
-from models.false_signal_features import N_FEATURES, FalseSignalShape, to_samples
-from models.nets import FalseSignalNet
+from models.false_signal_features import FEATURES, N_FEATURES, FalseSignalShape, to_samples
+from models.nets import FalseSignalEnsemble, FalseSignalNet
+
+#: a single network or an ensemble of them (both map ``[B, T, F]`` to probabilities ``[B, T]``)
+FalseSignalModel = FalseSignalNet | FalseSignalEnsemble
 
 
 @dataclass
@@ -45,8 +48,20 @@ class FalseSignalConfig:
     batch_size: int = 32
     crops_per_epoch: int = 1600
     learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
     min_specificity: float = 0.99
     cadence_s: int = 60  # the stream scores each patient's false-signal window this often
+    # share of training crops shown without the maternal channel: a quarter of the false samples lie in
+    # recordings whose maternal HR is mostly absent, where v2 caught 31% (83% with it); hiding the channel
+    # on crops that have it teaches the trace's own shape as evidence
+    mhr_dropout: float = 0.0
+    device: str = "cpu"  # "cuda" on a GPU machine (bench/false_signal_sweep.py); the weights are moved to the CPU after
+    eval_every: int = 1  # epochs between scorings of the tuning part (the best scored epoch is kept)
+    # how many networks, trained alike from seeds seed, seed+1, ..., whose mean probability is served
+    members: int = 1
+    # state dicts to start from, one per member (e.g. trained on a GPU by bench/false_signal_sweep.py);
+    # with epochs=0 they are taken as they are
+    init_weights: list[str] | None = None
     # the served v2 (docs/EVALUATION.md): convolutions only. A GRU at an 8-s step (gru_hidden 32) did better on
     # the tuning part (live F1 0.80 vs 0.75) but worse on the validation part (0.785 vs 0.793) and the simulator
     # check, so it stays an option, not the default
@@ -54,10 +69,17 @@ class FalseSignalConfig:
                                                "gru_hidden": 0, "gru_stride": 8})
 
 
-def build_net(cfg: FalseSignalConfig) -> FalseSignalNet:
+def build_member(cfg: FalseSignalConfig) -> FalseSignalNet:
     net = dict(cfg.net)
     net["dilations"] = tuple(net["dilations"])
     return FalseSignalNet(n_features=N_FEATURES, **net)
+
+
+def build_net(cfg: FalseSignalConfig) -> FalseSignalModel:
+    """The network ``cfg`` describes: one, or ``members`` alike in an ensemble (the saved state dict's shape)."""
+    if cfg.members > 1:
+        return FalseSignalEnsemble([build_member(cfg) for _ in range(cfg.members)])
+    return build_member(cfg)
 
 
 def receptive_half_s(cfg: FalseSignalConfig, window_s: int = FalseSignalShape().window_s) -> int:
@@ -67,9 +89,17 @@ def receptive_half_s(cfg: FalseSignalConfig, window_s: int = FalseSignalShape().
     return sum(d * (cfg.net["kernel"] - 1) // 2 for d in cfg.net["dilations"])
 
 
+#: the features that carry the maternal channel (hidden together by ``mhr_dropout``)
+MATERNAL_FEATURES = [FEATURES.index(name) for name in ("mhr", "mhr_valid", "fhr_minus_mhr", "log2_fhr_over_mhr")]
+
+
 def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
            rng: np.random.Generator) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """Random ``crop_s`` crops (zero-padded when a recording is shorter), weighted by labelled seconds."""
+    """Random ``crop_s`` crops (zero-padded when a recording is shorter), weighted by labelled seconds.
+
+    With ``mhr_dropout``, that share of crops loses the maternal channel (as when the
+    belt or the oximeter is off), so the network also learns to judge without it.
+    """
     weights = np.array([(r.labels_s >= 0).sum() for r in records], dtype=float)
     weights /= weights.sum()
     for _ in range(cfg.crops_per_epoch // cfg.batch_size):
@@ -83,16 +113,43 @@ def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
             else:
                 a = int(rng.integers(0, n - cfg.crop_s + 1))
                 xs[b], ys[b] = r.features[a:a + cfg.crop_s], r.labels_s[a:a + cfg.crop_s]
+            if cfg.mhr_dropout and rng.random() < cfg.mhr_dropout:
+                xs[b][:, MATERNAL_FEATURES] = 0.0
         yield xs, ys
 
 
 def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], cfg: FalseSignalConfig,
-        log: Callable[[str], None] = print) -> tuple[FalseSignalNet, list[dict]]:
-    """Fit on ``train``; keep the weights of the epoch with the best per-second AUC on ``tuning``."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_net(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=1e-4)
+        log: Callable[[str], None] = print) -> tuple[FalseSignalModel, list[dict]]:
+    """Fit ``cfg.members`` networks (seeds ``seed``, ``seed + 1``, ...); one alone, or their ensemble."""
+    if cfg.init_weights is not None and len(cfg.init_weights) != cfg.members:
+        raise ValueError(f"{len(cfg.init_weights)} init_weights for {cfg.members} members")
+    members, history = [], []
+    for i in range(cfg.members):
+        init = cfg.init_weights[i] if cfg.init_weights else None
+        net, member_history = fit_member(train, tuning, cfg, cfg.seed + i, init, log)
+        members.append(net)
+        history += [{"member": i, **h} for h in member_history]
+    if cfg.members == 1:
+        return members[0], history
+    return FalseSignalEnsemble(members).eval(), history
+
+
+def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], cfg: FalseSignalConfig,
+               seed: int, init_weights: str | None = None,
+               log: Callable[[str], None] = print) -> tuple[FalseSignalNet, list[dict]]:
+    """Fit one network on ``train``; keep the weights of the epoch with the best per-second AUC on ``tuning``.
+
+    Runs on ``cfg.device``; the returned network is on the CPU. ``init_weights`` starts
+    from a saved state dict (``epochs=0`` takes it as it is: weights trained elsewhere).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device(cfg.device)
+    model = build_member(cfg)
+    if init_weights:
+        model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (cfg.crops_per_epoch // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=max(steps, 1))
     best: tuple[float, dict] | None = None
@@ -102,9 +159,9 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
         model.train()
         total, batches = 0.0, 0
         for xs, ys in _crops(train, cfg, rng):
-            y = torch.from_numpy(ys.astype(np.float32))
+            y = torch.from_numpy(ys.astype(np.float32)).to(device)
             mask = y >= 0
-            logits = model.logits(torch.from_numpy(xs))
+            logits = model.logits(torch.from_numpy(xs).to(device))
             loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
             opt.zero_grad()
             loss.backward()
@@ -113,6 +170,8 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
             sched.step()
             total += loss.item()
             batches += 1
+        if (epoch + 1) % max(cfg.eval_every, 1) and epoch + 1 != cfg.epochs:
+            continue
         model.eval()
         tune_auc = per_second_auc(model, tuning)
         history.append({"epoch": epoch + 1, "loss": round(total / max(batches, 1), 4), "tuning_auc": round(tune_auc, 4),
@@ -120,7 +179,8 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
         log(f"false-signal: epoch {epoch + 1}/{cfg.epochs} loss {total / max(batches, 1):.4f} "
             f"tuning AUC {tune_auc:.4f} ({time.monotonic() - t0:.0f} s)")
         if best is None or tune_auc > best[0]:
-            best = (tune_auc, {k: v.clone() for k, v in model.state_dict().items()})
+            best = (tune_auc, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    model.to("cpu")
     if best is not None:
         model.load_state_dict(best[1])
     return model.eval(), history
@@ -130,10 +190,13 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
 Judge = Callable[[np.ndarray], np.ndarray]
 
 
-def torch_judge(model: FalseSignalNet) -> Judge:
+def torch_judge(model: FalseSignalModel) -> Judge:
+    """The network itself, on whichever device its weights are."""
+    device = next(model.parameters()).device
+
     @torch.no_grad()
     def run(batch: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+        return model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)).cpu().numpy()
     return run
 
 
@@ -148,18 +211,18 @@ def onnx_judge(path: Path) -> Judge:
     return run
 
 
-def _as_judge(model: FalseSignalNet | Judge) -> Judge:
-    return torch_judge(model) if isinstance(model, FalseSignalNet) else model
+def _as_judge(model: FalseSignalModel | Judge) -> Judge:
+    return torch_judge(model) if isinstance(model, torch.nn.Module) else model
 
 
-def predict_settled(model: FalseSignalNet | Judge, features: np.ndarray) -> np.ndarray:
+def predict_settled(model: FalseSignalModel | Judge, features: np.ndarray) -> np.ndarray:
     """Per-second probability with the whole recording as context."""
     if features.shape[0] == 0:
         return np.zeros(0, np.float32)
     return _as_judge(model)(features[None])[0]
 
 
-def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s: int, context_s: int,
+def predict_live(model: FalseSignalModel | Judge, features: np.ndarray, cadence_s: int, context_s: int,
                  window_s: int = FalseSignalShape().window_s) -> np.ndarray:
     """Per-second probability from the first scoring after the second arrived.
 
@@ -199,7 +262,7 @@ def predict_live(model: FalseSignalNet | Judge, features: np.ndarray, cadence_s:
     return out
 
 
-def per_second_auc(model: FalseSignalNet, records: list[FalseSignalRecording]) -> float:
+def per_second_auc(model: FalseSignalModel, records: list[FalseSignalRecording]) -> float:
     probs, labels = [], []
     for r in records:
         p = predict_settled(model, r.features)
@@ -228,7 +291,7 @@ def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSig
     confusion.add_recording(to_samples(false_s.astype(bool), r.fhr.size), r.labels, r.fhr > 0)
 
 
-def evaluate_split(model: FalseSignalNet | Judge, records: list[FalseSignalRecording], threshold: float,
+def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRecording], threshold: float,
                    cfg: FalseSignalConfig, context_s: int | None = None) -> dict[str, dict[str, dict]]:
     """Per reading-out mode (live, settled) and subset (DopMHR, ScalpECG, all): per-sample figures."""
     out: dict[str, dict[str, dict]] = {}
@@ -244,7 +307,7 @@ def evaluate_split(model: FalseSignalNet | Judge, records: list[FalseSignalRecor
     return out
 
 
-def export_false_signal_onnx(model: FalseSignalNet, window_s: int, path: Path) -> None:
+def export_false_signal_onnx(model: FalseSignalModel, window_s: int, path: Path) -> None:
     from models.nets import FalseSignalServed
 
     example = torch.zeros(2, window_s, N_FEATURES)
@@ -305,7 +368,7 @@ def _spread(names: list[str], limit: int) -> list[str]:
     return sorted(n for s in SUBSETS for n in [m for m in names if subset_of(m) == s][:per])
 
 
-def simulator_check(model: FalseSignalNet | Judge, threshold: float, cfg: FalseSignalConfig,
+def simulator_check(model: FalseSignalModel | Judge, threshold: float, cfg: FalseSignalConfig,
                     seeds: tuple[int, ...] = (40, 41, 42, 43, 44), context_s: int | None = None) -> dict[str, dict]:
     """A safety check on the simulator's standard scenarios (ground truth known, FHRMA-independent).
 

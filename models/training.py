@@ -320,15 +320,21 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
         "classify a CTG and never replace the rules or a clinician.",
         "",
         "## Models",
-        "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
-        "(FHR level relative to the window at 15 s, log variability and roughness over 60 s, baseline, UC; "
-        f"models/nets.py), trained on FIGO-normal windows only {cfg.autoencoder}; anomaly = distance of each code "
-        "position from the normal codes (Mahalanobis) + reconstruction error, per second and averaged.",
-        "- `ctg_lstm`: acidaemia-risk LSTM over per-minute summaries of the last hour; outputs the probability "
-        "of umbilical-artery pH < 7.05 and < 7.15 (`risk`) and the pH < 7.05 risk after each minute "
-        "(`risk_course`). A trend and evidence, never an alarm.",
-        "- `ctg_false_signal`: temporal convolution network over per-second FHR / maternal HR features "
-        "(models/false_signal_features.py); per-second probability that the FHR is not fetal (`p_false`).",
+        *[line for kind, line in (
+            ("autoencoder",
+             "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
+             "(FHR level relative to the window at 15 s, log variability and roughness over 60 s, baseline, UC; "
+             f"models/nets.py), trained on FIGO-normal windows only {cfg.autoencoder}; anomaly = distance of each "
+             "code position from the normal codes (Mahalanobis) + reconstruction error, per second and averaged."),
+            ("lstm",
+             "- `ctg_lstm`: acidaemia-risk LSTM over per-minute summaries of the last hour; outputs the probability "
+             "of umbilical-artery pH < 7.05 and < 7.15 (`risk`) and the pH < 7.05 risk after each minute "
+             "(`risk_course`). A trend and evidence, never an alarm."),
+            ("false_signal",
+             "- `ctg_false_signal`: temporal convolution network (or the mean of several, `members`) over "
+             "per-second FHR / maternal HR features (models/false_signal_features.py); per-second probability "
+             f"that the FHR is not fetal (`p_false`); settings {_false_signal_settings(cfg)}."),
+        ) if kind in metrics.get("trained", cfg.models)],
         "",
         "## Data",
         f"- {data_desc}.",
@@ -358,10 +364,22 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
             f"{m['threshold']['threshold']} chosen on the tuning part; validation part (scored once), live: "
             f"Doppler F1 {v['DopMHR']['f1']}, scalp ECG F1 {v['ScalpECG']['f1']}, overall specificity "
             f"{v['all']['specificity']}, false minutes caught {v['all']['false_minutes_caught']}.")
+        if cfg.false_signal.get("init_weights") and cfg.false_signal.get("epochs") == 0:
+            lines.append("- The false-signal weights were taken as trained elsewhere (`init_weights`: "
+                         "bench/false_signal_sweep.py on a GPU, same split, same train part); this run chose the "
+                         "threshold on the tuning part and scored the validation part.")
     lines += ["", f"Training took {metrics.get('train_seconds', '?')} s on the machine that ran it.", "",
               "CTU-UHB: Chudáček V et al., BMC Pregnancy and Childbirth 2014;14:16 (ODC-By 1.0). FHRMA: Boudet S "
               "et al., Biosensors 2022;12(9):691."]
     return "\n".join(lines) + "\n"
+
+
+def _false_signal_settings(cfg: TrainConfig) -> dict:
+    """The false-signal settings as trained (paths of weights trained elsewhere shortened to their names)."""
+    settings = dict(cfg.false_signal)
+    if settings.get("init_weights"):
+        settings["init_weights"] = [Path(p).name for p in settings["init_weights"]]
+    return settings
 
 
 def evaluation_markdown(version_dir: Path) -> tuple[str, str]:

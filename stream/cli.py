@@ -607,6 +607,9 @@ def train(
     models: Annotated[str, typer.Option(help="Comma-separated: autoencoder, lstm (acidaemia risk), false_signal.")] = (
         "autoencoder,lstm,false_signal"),
     tiny: Annotated[bool, typer.Option(help="A minutes-long run on a few records (CI: keeps the code path tested).")] = False,
+    false_signal_config: Annotated[Path | None, typer.Option(
+        help="JSON of false-signal settings (models/false_signal_training.py FalseSignalConfig), e.g. "
+             "bench/false_signal_sweep/v4.json: members, network, device, or weights trained on a GPU.")] = None,
     install: Annotated[bool, typer.Option(help="Also write the Triton model repository (infra/triton/model_repository).")] = False,
     state_dir: StateDir = None,
 ) -> None:
@@ -626,6 +629,8 @@ def train(
         cfg.sim_eval_seeds, cfg.sim_duration_s = [10], 1200.0
         cfg.acidaemia = {"epochs": 2, "repeats": 1, "folds": 2, "shifts_s": [0]}
         cfg.false_signal = {"epochs": 1, "crops_per_epoch": 64}
+    if false_signal_config is not None:
+        cfg.false_signal = {**cfg.false_signal, **_false_signal_overrides(false_signal_config)}
     out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo, fhrma_dir=settings.fhrma_dir)
     typer.echo(f"models written to {out} (model card: {out / 'MODEL_CARD.md'})")
     if install:
@@ -633,6 +638,23 @@ def train(
 
         version = install_version(out, settings.triton_model_repository)
         typer.echo(f"installed as version {version} in {settings.triton_model_repository}")
+
+
+def _false_signal_overrides(path: Path) -> dict:
+    """FalseSignalConfig fields from a JSON file, refused with the reason when unreadable or unknown."""
+    from dataclasses import fields
+
+    from models.false_signal_training import FalseSignalConfig
+
+    try:
+        overrides = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"cannot read {path}: {exc}", "give a JSON object of FalseSignalConfig fields") from exc
+    known = {f.name for f in fields(FalseSignalConfig)}
+    if not isinstance(overrides, dict) or set(overrides) - known:
+        unknown = sorted(set(overrides) - known) if isinstance(overrides, dict) else "not an object"
+        raise SetupError(f"{path}: unknown false-signal settings {unknown}", f"known: {', '.join(sorted(known))}")
+    return overrides
 
 
 evaluate_app = typer.Typer(help="Score detectors and models against ground truth.", no_args_is_help=True)

@@ -84,3 +84,24 @@ def test_alert_table_columns_never_run_together() -> None:
                                                      ["bed-1", "signal_loss", "FHR signal lost"]])
     assert lines[1] == "bed-10  reduced_variability_in_decelerations  x"
     assert lines[2].index("signal_loss") == lines[1].index("reduced_variability")
+
+
+def test_false_signal_settings_file_is_read_and_unknown_settings_refused(tmp_path) -> None:
+    """`ctgwatch train --false-signal-config` takes FalseSignalConfig fields and refuses others by name."""
+    import json
+
+    from stream.cli import _false_signal_overrides
+
+    good = tmp_path / "v4.json"
+    good.write_text(json.dumps({"members": 5, "mhr_dropout": 0.3, "device": "cuda"}))
+    assert _false_signal_overrides(good) == {"members": 5, "mhr_dropout": 0.3, "device": "cuda"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"members": 5, "widht": 64}))
+    with pytest.raises(SetupError, match="widht"):
+        _false_signal_overrides(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(SetupError, match="cannot read"):
+        _false_signal_overrides(broken)
+    repo_recipe = json.loads((Path(__file__).parents[2] / "bench" / "false_signal_sweep" / "v4.json").read_text())
+    assert repo_recipe["members"] == 5 and "init_weights" not in repo_recipe

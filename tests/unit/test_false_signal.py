@@ -119,6 +119,19 @@ def test_sample_confusion_counts_false_minutes() -> None:
     assert c.as_dict()["false_minutes_caught"] == 0.5
 
 
+def test_a_false_minute_needs_a_trace_to_catch_and_lost_samples_called_false_catch_nothing() -> None:
+    labels = np.ones(240 * 3, np.int8)  # the experts marked three minutes false
+    signal = np.ones(240 * 3, bool)
+    signal[240:] = False  # the second minute lost, the third two-thirds lost
+    signal[480:560] = True
+    predicted = ~signal  # a judge that calls only the lost samples false
+    c = SampleConfusion()
+    c.add_minutes(predicted, labels, signal)
+    assert (c.false_minutes, c.false_minutes_caught) == (1, 0)  # only the minute with a trace counts, not caught
+    c.add_minutes(signal.copy(), labels, signal)
+    assert (c.false_minutes, c.false_minutes_caught) == (2, 1)
+
+
 def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> None:
     from stream.worker.false_signal import KeptVerdict
 
@@ -132,3 +145,64 @@ def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> N
     assert capped.false[:50].all() and not capped.false[50:].any()
     gap = merged.merged(KeptVerdict(2000.0, np.array([True] * 10), "2", 0.7), keep_s=3600)
     assert gap.t0 == 2000.0 and gap.false.size == 10  # a gap restarts the verdict
+
+
+def _tiny_cfg(**kw: object) -> FalseSignalConfig:
+    return FalseSignalConfig(net={"width": 8, "kernel": 3, "dilations": [1, 2], "gru_hidden": 0, "dropout": 0.1},
+                             **kw)  # type: ignore[arg-type]
+
+
+def test_an_ensemble_serves_the_mean_probability_of_its_members_in_one_onnx_graph(tmp_path) -> None:
+    import onnxruntime as ort
+
+    from models.false_signal_training import export_false_signal_onnx
+    from models.nets import FalseSignalEnsemble
+
+    torch.manual_seed(0)
+    ensemble = build_net(_tiny_cfg(members=3)).eval()
+    assert isinstance(ensemble, FalseSignalEnsemble) and len(ensemble.members) == 3
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 120, len(FEATURES))).astype(np.float32))
+    with torch.no_grad():
+        each = torch.stack([m(x) for m in ensemble.members])
+        assert not torch.allclose(each[0], each[1])  # members differ
+        assert torch.allclose(ensemble(x), each.mean(dim=0))
+        want = ensemble(x).numpy()
+    export_false_signal_onnx(ensemble, 120, tmp_path / "fs.onnx")
+    got = ort.InferenceSession(str(tmp_path / "fs.onnx")).run(["p_false"], {"signal": x.numpy()})[0]
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_weights_trained_elsewhere_are_taken_as_they_are_and_must_match_the_members(tmp_path) -> None:
+    from models.false_signal_training import fit
+
+    paths = []
+    for seed in (5, 6):
+        torch.manual_seed(seed)
+        net = build_net(_tiny_cfg())
+        paths.append(str(tmp_path / f"m{seed}.pt"))
+        torch.save(net.state_dict(), paths[-1])
+    model, history = fit([], [], _tiny_cfg(members=2, epochs=0, init_weights=paths))
+    assert history == []
+    for member, path in zip(model.members, paths):  # type: ignore[union-attr]
+        saved = torch.load(path, weights_only=True)
+        assert all(torch.equal(v, saved[k]) for k, v in member.state_dict().items())
+    with pytest.raises(ValueError, match="init_weights"):
+        fit([], [], _tiny_cfg(members=3, epochs=0, init_weights=paths))
+
+
+def test_maternal_dropout_hides_the_whole_maternal_channel_on_that_share_of_crops() -> None:
+    from models.false_signal_data import FalseSignalRecording
+    from models.false_signal_training import MATERNAL_FEATURES, _crops
+
+    n = 4 * 1200
+    fhr, mhr = np.full(n, 140.0), np.full(n, 85.0)
+    features = false_signal_inputs(fhr, mhr, None, "ultrasound")
+    labels_s = np.zeros(features.shape[0], np.int8)
+    rec = FalseSignalRecording("DopMHRTrain0001.fhrm", "DopMHR", "ultrasound", fhr, mhr, np.zeros(n),
+                               np.zeros(n, np.int8), features, labels_s)
+    other = [i for i in range(len(FEATURES)) if i not in MATERNAL_FEATURES]
+    for share, hidden in ((0.0, 0), (1.0, 8)):
+        cfg = FalseSignalConfig(crop_s=300, batch_size=8, crops_per_epoch=8, mhr_dropout=share)
+        xs, _ = next(iter(_crops([rec], cfg, np.random.default_rng(0))))
+        assert sum(not xs[b][:, MATERNAL_FEATURES].any() for b in range(8)) == hidden
+        assert np.array_equal(xs[:, :, other], np.broadcast_to(features[:300, other], xs[:, :, other].shape))
