@@ -62,7 +62,14 @@ class FalseSignalConfig:
     # state dicts to start from, one per member (e.g. trained on a GPU by bench/false_signal_sweep.py);
     # with epochs=0 they are taken as they are
     init_weights: list[str] | None = None
-    # the served v2 (docs/EVALUATION.md): convolutions only. A GRU at an 8-s step (gru_hidden 32) did better on
+    # distillation: a trained teacher, as {"version_dir": ".ctgwatch/models/v4"} (a version written by
+    # ctgwatch train) or as FalseSignalConfig fields (members, net, init_weights). The student learns the
+    # teacher's probability on every second with a trace, mixed half and half with the experts' mark where
+    # there is one: one network at the cost of one, with the ensemble's quality (v5 from the v4 ensemble,
+    # which costs five networks per window)
+    teacher: dict | None = None
+    # the CPU default is v2's network (the served v5 is bench/false_signal_sweep/v5.json, trained on a GPU;
+    # docs/EVALUATION.md): convolutions only. A GRU at an 8-s step (gru_hidden 32) did better on
     # the tuning part (live F1 0.80 vs 0.75) but worse on the validation part (0.785 vs 0.793) and the simulator
     # check, so it stays an option, not the default
     net: dict = field(default_factory=lambda: {"width": 64, "kernel": 3, "dilations": [1, 2, 4, 8, 16, 32, 64, 128, 256],
@@ -100,7 +107,9 @@ def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
     With ``mhr_dropout``, that share of crops loses the maternal channel (as when the
     belt or the oximeter is off), so the network also learns to judge without it.
     """
-    weights = np.array([(r.labels_s >= 0).sum() for r in records], dtype=float)
+    # a distilled student learns from every second with a trace (the teacher judges them all)
+    weights = np.array([(r.features[:, FEATURES.index("fhr_valid")] > 0).sum() if cfg.teacher
+                        else (r.labels_s >= 0).sum() for r in records], dtype=float)
     weights /= weights.sum()
     for _ in range(cfg.crops_per_epoch // cfg.batch_size):
         xs = np.zeros((cfg.batch_size, cfg.crop_s, N_FEATURES), np.float32)
@@ -149,6 +158,7 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
     if init_weights:
         model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
     model.to(device)
+    teacher = _teacher(cfg, device) if cfg.epochs > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (cfg.crops_per_epoch // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=max(steps, 1))
@@ -159,9 +169,15 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
         model.train()
         total, batches = 0.0, 0
         for xs, ys in _crops(train, cfg, rng):
+            x = torch.from_numpy(xs).to(device)
             y = torch.from_numpy(ys.astype(np.float32)).to(device)
             mask = y >= 0
-            logits = model.logits(torch.from_numpy(xs).to(device))
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(x)
+                y = torch.where(mask, 0.5 * y + 0.5 * soft, soft)
+                mask = mask | (x[:, :, FEATURES.index("fhr_valid")] > 0)
+            logits = model.logits(x)
             loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
             opt.zero_grad()
             loss.backward()
@@ -184,6 +200,19 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
     if best is not None:
         model.load_state_dict(best[1])
     return model.eval(), history
+
+
+def _teacher(cfg: FalseSignalConfig, device: torch.device) -> FalseSignalModel | None:
+    """The trained teacher of a distillation (``cfg.teacher``), on ``device``, or None."""
+    if not cfg.teacher:
+        return None
+    if "version_dir" in cfg.teacher:
+        from models.training import load_trained
+
+        return load_trained(Path(cfg.teacher["version_dir"]), "false_signal").to(device).eval()
+    teacher_cfg = FalseSignalConfig(**{**cfg.teacher, "epochs": 0, "device": "cpu"})
+    model, _ = fit([], [], teacher_cfg, log=lambda _: None)
+    return model.to(device).eval()
 
 
 #: A judge maps per-second features ``[B, T, F]`` to probabilities ``[B, T]`` (torch or the deployed ONNX).

@@ -67,7 +67,7 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
     return "\n".join([
         f"Command: `{command}`. The rule-based detector, which the stream uses where the false-signal model has "
         "not judged (the newest minute, or while Triton is unavailable); the model itself is scored on its "
-        "validation recordings under 'False-signal model v4' (`ctgwatch evaluate quality --json` prints the "
+        "validation recordings under 'False-signal model v5' (`ctgwatch evaluate quality --json` prints the "
         "stream's judge). "
         f"{used} annotated recordings of the FHRMA false-signal training set. A sample is "
         "predicted false when the signal-quality detector marks it as maternal-HR capture or halving/doubling; "

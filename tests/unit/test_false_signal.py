@@ -206,3 +206,43 @@ def test_maternal_dropout_hides_the_whole_maternal_channel_on_that_share_of_crop
         xs, _ = next(iter(_crops([rec], cfg, np.random.default_rng(0))))
         assert sum(not xs[b][:, MATERNAL_FEATURES].any() for b in range(8)) == hidden
         assert np.array_equal(xs[:, :, other], np.broadcast_to(features[:300, other], xs[:, :, other].shape))
+
+
+def test_a_student_learns_its_teachers_probability_where_the_experts_left_no_mark(tmp_path) -> None:
+    """Distillation: on seconds nobody marked, the student's only target is the teacher's probability."""
+    from models.false_signal_data import FalseSignalRecording
+    from models.false_signal_training import fit
+
+    torch.manual_seed(0)
+    teacher = build_net(_tiny_cfg())
+    with torch.no_grad():  # a teacher that calls every second false
+        teacher.out.bias.fill_(8.0)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    n = 4 * 600
+    fhr, mhr = np.full(n, 140.0), np.full(n, 85.0)
+    features = false_signal_inputs(fhr, mhr, None, "ultrasound")
+    unmarked = np.full(features.shape[0], -1, np.int8)
+    rec = FalseSignalRecording("DopMHRTrain0001.fhrm", "DopMHR", "ultrasound", fhr, mhr, np.zeros(n),
+                               np.full(n, -1, np.int8), features, unmarked)
+    teacher_cfg = {"net": _tiny_cfg().net, "init_weights": [str(tmp_path / "teacher.pt")]}
+    student, _ = fit([rec], [rec], _tiny_cfg(epochs=3, crop_s=300, batch_size=8, crops_per_epoch=64,
+                                          learning_rate=1e-2, eval_every=99, teacher=teacher_cfg))
+    with torch.no_grad():
+        p = student(torch.from_numpy(features[None]))[0].numpy()
+    assert p.mean() > 0.9  # it learned the teacher's verdict, with no expert mark at all
+
+
+def test_a_teacher_can_be_a_trained_version_directory(tmp_path) -> None:
+    import json
+
+    from models.false_signal_training import _teacher
+
+    torch.manual_seed(3)
+    cfg = _tiny_cfg(members=2)
+    ensemble = build_net(cfg).eval()
+    torch.save(ensemble.state_dict(), tmp_path / "false_signal.pt")
+    (tmp_path / "config.json").write_text(json.dumps({"false_signal": {"members": 2, "net": cfg.net}}))
+    teacher = _teacher(FalseSignalConfig(teacher={"version_dir": str(tmp_path)}), torch.device("cpu"))
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 60, len(FEATURES))).astype(np.float32))
+    with torch.no_grad():
+        assert teacher is not None and torch.allclose(teacher(x), ensemble(x))
