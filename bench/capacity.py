@@ -6,11 +6,17 @@ models):
 1. **History first.** Every bed gets ``--history-s`` (default 30 min) of a simulated normal CTG,
    sent in 60-s packets, so that every bed is past the 10 min the FIGO baseline needs and is
    analysed every 15 s and scored every 60 s like a bed in a labour ward; the bench waits until
-   the worker group's lag is 0.
+   the worker group's lag is 0, then sends what went by meanwhile, so that the live packets
+   continue every bed's trace without a gap.
 2. **Then real time.** Every second each bed sends its next 1-s packet (4 Hz) stamped with the
    wall clock, and every 5 min a vitals observation, for ``--steady-s``; the first
    ``--warmup-s`` are not measured.
-3. **Measured** from the workers' own Prometheus metrics (deltas over the measured span):
+3. **Alarm latency under that load.** During the measured span, ``--alarm-trials`` of the beds
+   (each with its full history) lose their FHR for 20 s, one after another; each is timed from
+   the publish of the packet that completes 15 s of loss to the signal alarm's ``raised_at`` in
+   Redis (as bench/alert_latency.py times it, with the same policy change: signal loss alarms
+   without its 20-min qualification; but on beds of the steady-state load).
+4. **Measured** from the workers' own Prometheus metrics (deltas over the measured span):
    records/s processed, packet age p50/p99 (wall time from a packet's last sample to the end of
    its processing, interpolated in the histogram's buckets), FIGO analyses/s, Triton windows/s
    and mean batch; consumer lag sampled every 5 s (bounded = not growing over the span); CPU
@@ -60,6 +66,7 @@ from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
 FS = 4
 TRACES = 16  # distinct simulated traces, shared round-robin by the beds (each bed its own offset)
 TICKS = os.sysconf("SC_CLK_TCK")
+LOSS_S = 20  # seconds of FHR loss on an alarm-trial bed (the signal alarm needs 15 s)
 
 
 @dataclass
@@ -81,6 +88,7 @@ class Point:
     other_cpu: dict[str, float]
     redis_commands_per_s: float
     redis_bytes_per_bed: float
+    alarm_latency_s: dict[str, float | int | None] | None = None  # trials, median, max (publish -> raised_at)
 
     @property
     def held(self) -> bool:
@@ -176,34 +184,102 @@ def vitals(bed: int, ts: float) -> VitalsObservation:
                              systolic_bp=Reading(value=118.0, ts=ts), diastolic_bp=Reading(value=74.0, ts=ts))
 
 
-async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list, history_s: float, now: float) -> None:
+async def send_span(outbox: Outbox, settings: Settings, beds: int, data: list, start: float, seconds: int) -> None:
+    """Every bed's CTG from ``start`` for ``seconds``, in packets of at most 60 s (history, or a catch-up)."""
     names = settings.topic_names()
-    start = now - history_s
-    for k in range(int(history_s // 60)):
+    for a in range(0, seconds, 60):
+        n = min(60, seconds - a) * FS
         for bed in range(beds):
-            p = ctg_packet(bed, data[bed % TRACES], bed * 997, start + 60 * k, 240)
+            p = ctg_packet(bed, data[bed % TRACES], bed * 997, start + a, n)
             await outbox.put(names.ctg, record_key(p), encode(p))
     await outbox.flush()
 
 
+async def drain(settings: Settings, timeout_s: float = 900.0) -> None:
+    """Wait until the worker group's lag is 0."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lag = await group_lag(settings)
+        if lag is not None and sum(lag.values()) == 0:
+            return
+        await asyncio.sleep(2)
+
+
+async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list, history_s: float) -> float:
+    """History up to now, drained, then caught up until less than 3 s are missing; returns where it ends.
+
+    Why the catch-up: draining a large ward's history takes a while, and a gap between the history
+    and the live packets would be a stretch of lost signal in every bed's window (the FIGO analysis
+    and the alarms would see it).
+    """
+    end = time.time()
+    await send_span(outbox, settings, beds, data, end - history_s, int(history_s))
+    await drain(settings)
+    for _ in range(5):
+        missing = int(time.time() - end)
+        if missing < 3:
+            break
+        await send_span(outbox, settings, beds, data, end, missing)
+        end += missing
+        await drain(settings)
+    return end
+
+
 async def stream_live(outbox: Outbox, settings: Settings, beds: int, data: list, seconds: float,
-                      t0: float) -> None:
-    """One 1-s packet per bed per second (the last second), vitals every 5 min per bed, spread."""
+                      t0: float, losses: dict[int, int] | None = None,
+                      published: dict[tuple[int, int], float] | None = None) -> None:
+    """One 1-s packet per bed per second (the last second), vitals every 5 min per bed, spread.
+
+    ``losses``: bed -> second (from ``t0``) at which that bed's FHR drops to 0 for ``LOSS_S``
+    seconds; the publish time of each of those packets goes to ``published`` by (bed, seconds of
+    loss it completes).
+    """
     names = settings.topic_names()
+    losses = losses or {}
     for k in range(int(seconds)):
         due = t0 + k + 1.0
         await asyncio.sleep(max(0.0, due - time.time()))
         for bed in range(beds):
             p = ctg_packet(bed, data[bed % TRACES], bed * 997, due - 1.0, FS)
+            lost = bed in losses and losses[bed] <= k < losses[bed] + LOSS_S
+            if lost:
+                p = p.model_copy(update={"fhr": [0.0] * FS})
             await outbox.put(names.ctg, record_key(p), encode(p))
+            if lost and published is not None:
+                published[(bed, k - losses[bed] + 1)] = time.time()  # (bed, seconds of loss this packet completes)
             if (k + bed) % 300 == 0:
                 v = vitals(bed, due - 0.5)
                 await outbox.put(names.vitals, record_key(v), encode(v))
 
 
+async def alarm_latencies(settings: Settings, losses: dict[int, int], published: dict[tuple[int, int], float],
+                          until: float) -> list[float]:
+    """Per bed that lost its signal: its signal alarm's raised_at minus the publish of the packet that
+    completed 15 s of loss (whatever packet the worker raised it on: the detection's own delay counts)."""
+    from redis.asyncio import Redis as AsyncRedis
+
+    redis = AsyncRedis.from_url(settings.redis_dsn)
+    found: dict[int, float] = {}
+    try:
+        while len(found) < len(losses) and time.time() < until:
+            for bed in losses:
+                sent, began = published.get((bed, 15)), published.get((bed, 1))
+                if bed in found or sent is None or began is None:
+                    continue
+                for aid in await redis.smembers(f"ctgw:open:bed:bed-{bed:05d}"):
+                    alert = await redis.hgetall(f"ctgw:alert:{aid.decode()}")
+                    # only an alarm raised by this loss: one left open from earlier leaves the trial untimed
+                    if alert.get(b"kind") == b"signal_alarm" and float(alert[b"raised_at"]) >= began:
+                        found[bed] = float(alert[b"raised_at"]) - sent
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+    return list(found.values())
+
+
 # -- one point of the sweep -------------------------------------------------------------------
 def measure_point(beds: int, workers: int, history_s: float, steady_s: float, warmup_s: float,
-                  profile_dir: Path | None = None) -> Point:
+                  profile_dir: Path | None = None, alarm_trials_n: int = 10) -> Point:
     state = Path(tempfile.mkdtemp(prefix="ctgwatch-capacity-"))
     ports = [free_port() for _ in range(5)]
     settings = Settings(state_dir=state, kafka_bootstrap=None, redis_url=None, triton_url=None,
@@ -214,14 +290,17 @@ def measure_point(beds: int, workers: int, history_s: float, steady_s: float, wa
     procs = []
     try:
         for w, port in enumerate(metric_ports):
-            env = {**os.environ, **settings.client_env(), "CTGWATCH_WORKER_METRICS_PORT": str(port)}
+            env = {**os.environ, **settings.client_env(), "CTGWATCH_WORKER_METRICS_PORT": str(port),
+                   # as bench/alert_latency.py: signal loss alarms at once (the ward's policy holds it 20 min), so the
+                   # trials time the pipeline from packet to alarm, not the qualification time
+                   "CTGWATCH_ALARM_POLICY": json.dumps({"signal_loss": {"qualify_s": 0}})}
             log = open(state / f"worker-{w}.log", "wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
                                           env=env, stdout=log, stderr=log, start_new_session=True))
         time.sleep(15)  # join the group (no 'Ready' line at warning level)
         data = traces(history_s + steady_s + 600)
         return asyncio.run(_run(settings, beds, workers, data, history_s, steady_s, warmup_s, metric_ports, procs,
-                                profile_dir))
+                                profile_dir, alarm_trials_n))
     finally:
         for p in procs:
             p.terminate()
@@ -245,18 +324,19 @@ def start_profilers(procs: list, beds: int, seconds: float, profile_dir: Path) -
 
 
 async def _run(settings: Settings, beds: int, workers: int, data: list, history_s: float, steady_s: float,
-               warmup_s: float, metric_ports: list[int], procs: list, profile_dir: Path | None = None) -> Point:
+               warmup_s: float, metric_ports: list[int], procs: list, profile_dir: Path | None = None,
+               alarm_trials_n: int = 10) -> Point:
     outbox = await producer_outbox(settings, "capacity", max_records=500_000).start(require_broker=True)
     try:
-        now = time.time()
-        await send_history(outbox, settings, beds, data, history_s, now)
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:  # let the workers drain the history
-            lag = await group_lag(settings)
-            if lag is not None and sum(lag.values()) == 0:
-                break
-            await asyncio.sleep(2)
-        live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, time.time()))
+        history_end = await send_history(outbox, settings, beds, data, history_s)
+        # alarm trials: beds spread over the ward, losing their signal one after another in the measured span
+        trial_beds = [int(i * beds / alarm_trials_n) for i in range(alarm_trials_n)] if alarm_trials_n else []
+        spacing = max(1.0, (steady_s - warmup_s - LOSS_S - 10) / max(len(trial_beds), 1))
+        losses = {bed: int(warmup_s + i * spacing) for i, bed in enumerate(trial_beds)}
+        published: dict[tuple[int, int], float] = {}
+        t_live = history_end  # the live packets continue the history without a gap
+        live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, t_live, losses, published))
+        alarms = asyncio.create_task(alarm_latencies(settings, losses, published, t_live + steady_s + 15))
         await asyncio.sleep(warmup_s)
         spies = start_profilers(procs, beds, steady_s - warmup_s - 5, profile_dir) if profile_dir else []
         service_groups = {s.name: ManagedProcess(s.name, settings.run_dir, settings.log_dir).record()
@@ -275,6 +355,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
             await asyncio.sleep(5)
         span = time.monotonic() - t_start
         after = [scrape(p) for p in metric_ports]
+        latencies = await alarms
         for spy in spies:
             spy.wait(60)
         cpu1 = [cpu_seconds(p.pid) for p in procs]
@@ -309,7 +390,17 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         cpu_share=round(cpu_share, 3), cpu_ms_per_bed_second=round(1000 * cpu_share / beds, 3),
         rss_mb=round(worker_rss, 1), other_cpu=others, redis_commands_per_s=round(cmds, 1),
         redis_bytes_per_bed=round(used / beds),
+        alarm_latency_s={"trials": len(losses), "timed": len(latencies),
+                         "median": round(float(np.median(latencies)), 3) if latencies else None,
+                         "max": round(max(latencies), 3) if latencies else None},
     )
+
+
+def _alarm_cell(p: Point) -> str:
+    a = p.alarm_latency_s or {}
+    if not a.get("timed"):
+        return "-"
+    return f"{a['median']} / {a['max']} s ({a['timed']} of {a['trials']})"
 
 
 def main() -> None:
@@ -320,13 +411,16 @@ def main() -> None:
     parser.add_argument("--steady-s", type=float, default=120.0)
     parser.add_argument("--warmup-s", type=float, default=30.0)
     parser.add_argument("--keep-going", action="store_true", help="measure every N even after one broke")
+    parser.add_argument("--alarm-trials", type=int, default=10,
+                        help="beds that lose their signal in the measured span, timed from publish to alarm (0: none)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also record a py-spy flame graph of every worker into this directory (skews CPU figures)")
     args = parser.parse_args()
     command = "python bench/capacity.py " + " ".join(sys.argv[1:])
     sweep: list[Point] = []
     for beds in (int(b) for b in args.beds.split(",")):
-        point = measure_point(beds, args.workers, args.history_s, args.steady_s, args.warmup_s, args.profile)
+        point = measure_point(beds, args.workers, args.history_s, args.steady_s, args.warmup_s, args.profile,
+                              args.alarm_trials)
         sweep.append(point)
         print(json.dumps(asdict(point)), flush=True)
         if not point.held and not args.keep_going:
@@ -352,19 +446,23 @@ def main() -> None:
             f"(max {p.lag_max}) | {p.analyses_per_s} | {p.model_windows_per_s} ({p.mean_triton_batch}) | "
             f"{p.cpu_share} | {p.cpu_ms_per_bed_second} | {p.rss_mb} | "
             f"{', '.join(f'{k} {v}' for k, v in p.other_cpu.items())} | {p.redis_commands_per_s} | "
-            f"{p.redis_bytes_per_bed / 1024:.0f} | {'held' if p.held else 'BROKE'} |" for p in sweep]
+            f"{p.redis_bytes_per_bed / 1024:.0f} | {_alarm_cell(p)} | {'held' if p.held else 'BROKE'} |" for p in sweep]
     body = "\n".join([
         f"Command: `{command}`. Machine: {machine}; embedded Tansu, redis-server, Triton (models on), "
         f"{args.workers} worker(s). Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
         f"the bench waits for lag 0), then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
         f"(vitals every 5 min); the first {args.warmup_s:.0f} s are not measured. Packet age = wall time from a "
         "packet's last sample to the end of its processing (worker histogram, interpolated). CPU as a share of "
-        "one core over the measured span; the load generator, broker, Redis and Triton run on the same 2 cores.",
+        "one core over the measured span; the load generator, broker, Redis and Triton run on the same 2 cores. "
+        f"Publish -> alarm: {args.alarm_trials} of the beds lose their FHR for {LOSS_S} s one after another in the "
+        "measured span, each timed from the publish of the packet that completes 15 s of loss to the signal "
+        "alarm's raised_at in Redis (the bench's policy lets signal loss alarm without its 20-min qualification).",
         "",
         "| beds | workers | records/s | age p50 (s) | age p99 (s) | lag (records) first -> last | FIGO analyses/s "
         "| model windows/s (mean batch) | worker CPU | worker CPU ms per bed-second | worker RSS (MB) | other "
-        "processes' CPU | Redis cmds/s | Redis KiB per bed | p99 <= 1 s, lag bounded |",
-        "|" + "---|" * 15,
+        "processes' CPU | Redis cmds/s | Redis KiB per bed | publish -> alarm, median / max (timed of trials) "
+        "| p99 <= 1 s, lag bounded |",
+        "|" + "---|" * 16,
         *rows,
         "",
         f"Headline (largest N that held): **{max((p.beds for p in held), default=0)} beds** with "
