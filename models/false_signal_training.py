@@ -209,7 +209,10 @@ def _teacher(cfg: FalseSignalConfig, device: torch.device) -> FalseSignalModel |
     if "version_dir" in cfg.teacher:
         from models.training import load_trained
 
-        return load_trained(Path(cfg.teacher["version_dir"]), "false_signal").to(device).eval()
+        trained = load_trained(Path(cfg.teacher["version_dir"]), "false_signal")
+        if not isinstance(trained, (FalseSignalNet, FalseSignalEnsemble)):
+            raise TypeError(f"{cfg.teacher['version_dir']} holds no false-signal network")
+        return trained.to(device).eval()
     teacher_cfg = FalseSignalConfig(**{**cfg.teacher, "epochs": 0, "device": "cpu"})
     model, _ = fit([], [], teacher_cfg, log=lambda _: None)
     return model.to(device).eval()
@@ -219,7 +222,7 @@ def _teacher(cfg: FalseSignalConfig, device: torch.device) -> FalseSignalModel |
 Judge = Callable[[np.ndarray], np.ndarray]
 
 
-def torch_judge(model: FalseSignalModel) -> Judge:
+def torch_judge(model: torch.nn.Module) -> Judge:
     """The network itself, on whichever device its weights are."""
     device = next(model.parameters()).device
 
