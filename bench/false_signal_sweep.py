@@ -50,19 +50,20 @@ from models.false_signal_training import (  # noqa: E402
 _DATA: dict[str, list[FalseSignalRecording]] = {}
 
 
-def _load_one(args: tuple[str, str]) -> FalseSignalRecording:
-    directory, name = args
-    return load_recording(Path(directory), name, json.loads((Path(directory) / "annotations.json").read_text()).get(name, {}))
+def _load_one(args: tuple[str, str, dict]) -> FalseSignalRecording:
+    directory, name, annotation = args
+    return load_recording(Path(directory), name, annotation)
 
 
 def load_parts(directory: Path, split_seed: int, workers: int,
                limit: int | None = None) -> tuple[dict[str, list[str]], dict[str, list[FalseSignalRecording]]]:
     names = annotated_names(directory)
+    annotations = json.loads((directory / "annotations.json").read_text())
     split = split_names(_spread(names, limit) if limit else names, split_seed)
     parts: dict[str, list[FalseSignalRecording]] = {}
     with mp.get_context("fork").Pool(workers) as pool:
         for part in ("train", "tuning"):  # never the validation part
-            parts[part] = pool.map(_load_one, [(str(directory), n) for n in split[part]])
+            parts[part] = pool.map(_load_one, [(str(directory), n, annotations.get(n, {})) for n in split[part]])
     return split, parts
 
 

@@ -98,6 +98,7 @@ def receptive_half_s(cfg: FalseSignalConfig, window_s: int = FalseSignalShape().
 
 #: the features that carry the maternal channel (hidden together by ``mhr_dropout``)
 MATERNAL_FEATURES = [FEATURES.index(name) for name in ("mhr", "mhr_valid", "fhr_minus_mhr", "log2_fhr_over_mhr")]
+FHR_VALID = FEATURES.index("fhr_valid")
 
 
 def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
@@ -108,7 +109,7 @@ def _crops(records: list[FalseSignalRecording], cfg: FalseSignalConfig,
     belt or the oximeter is off), so the network also learns to judge without it.
     """
     # a distilled student learns from every second with a trace (the teacher judges them all)
-    weights = np.array([(r.features[:, FEATURES.index("fhr_valid")] > 0).sum() if cfg.teacher
+    weights = np.array([(r.features[:, FHR_VALID] > 0).sum() if cfg.teacher
                         else (r.labels_s >= 0).sum() for r in records], dtype=float)
     weights /= weights.sum()
     for _ in range(cfg.crops_per_epoch // cfg.batch_size):
@@ -132,10 +133,11 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
     """Fit ``cfg.members`` networks (seeds ``seed``, ``seed + 1``, ...); one alone, or their ensemble."""
     if cfg.init_weights is not None and len(cfg.init_weights) != cfg.members:
         raise ValueError(f"{len(cfg.init_weights)} init_weights for {cfg.members} members")
+    teacher = _teacher(cfg, torch.device(cfg.device)) if cfg.epochs > 0 else None  # loaded once for all members
     members, history = [], []
     for i in range(cfg.members):
         init = cfg.init_weights[i] if cfg.init_weights else None
-        net, member_history = fit_member(train, tuning, cfg, cfg.seed + i, init, log)
+        net, member_history = fit_member(train, tuning, cfg, cfg.seed + i, init, teacher, log)
         members.append(net)
         history += [{"member": i, **h} for h in member_history]
     if cfg.members == 1:
@@ -144,12 +146,13 @@ def fit(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], c
 
 
 def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecording], cfg: FalseSignalConfig,
-               seed: int, init_weights: str | None = None,
+               seed: int, init_weights: str | None = None, teacher: FalseSignalModel | None = None,
                log: Callable[[str], None] = print) -> tuple[FalseSignalNet, list[dict]]:
     """Fit one network on ``train``; keep the weights of the epoch with the best per-second AUC on ``tuning``.
 
     Runs on ``cfg.device``; the returned network is on the CPU. ``init_weights`` starts
     from a saved state dict (``epochs=0`` takes it as it is: weights trained elsewhere).
+    ``teacher`` (on ``cfg.device``): distil from it (``cfg.teacher``).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -158,7 +161,6 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
     if init_weights:
         model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
     model.to(device)
-    teacher = _teacher(cfg, device) if cfg.epochs > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (cfg.crops_per_epoch // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=max(steps, 1))
@@ -176,7 +178,7 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
                 with torch.no_grad():
                     soft = teacher(x)
                 y = torch.where(mask, 0.5 * y + 0.5 * soft, soft)
-                mask = mask | (x[:, :, FEATURES.index("fhr_valid")] > 0)
+                mask = mask | (x[:, :, FHR_VALID] > 0)
             logits = model.logits(x)
             loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
             opt.zero_grad()
