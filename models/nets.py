@@ -35,61 +35,104 @@ def _masked_pool(x: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tenso
     return (num / den.clamp(min=1e-3)).squeeze(1)
 
 
-VIEW_CHANNELS = 5  # level, amplitude, roughness, baseline, uc
+VIEW_CHANNELS = 6  # below, amplitude, roughness, periodicity, baseline, uc
+#: Sinusoidal periods looked for (FIGO 2015: a regular, smooth, sine-like undulation
+#: of 3-5 cycles/min, i.e. a 12-20 s period; ../shared/CLINICAL_REFERENCE.md).
+SINUSOIDAL_PERIODS_S = (12, 15, 18, 21)
+
+
+def _masked_median(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Median of ``x [B, T]`` over valid seconds: ``[B, 1]`` (a sort and a gather, so it exports to ONNX)."""
+    ranked, _ = torch.sort(torch.where(valid > 0, x, torch.full_like(x, 1e4)), dim=1)
+    middle = ((valid.sum(dim=1).clamp(min=1.0).long() - 1) // 2).unsqueeze(1)
+    return torch.gather(ranked, 1, middle)
+
+
+def _lagged(x: torch.Tensor, lag: int) -> torch.Tensor:
+    """``x`` delayed by ``lag`` seconds (the first value repeated in front)."""
+    return torch.cat([x[:, :1].expand(-1, lag), x[:, :-lag]], dim=1)
+
+
+def _periodicity(residual: torch.Tensor, valid: torch.Tensor, span_s: int) -> torch.Tensor:
+    """How sine-like the short-term FHR is at 3-5 cycles/min, per second: about 1 for a sine, 0 for noise.
+
+    For each period ``P`` of :data:`SINUSOIDAL_PERIODS_S`, half the difference of
+    the running autocorrelation at lag ``P`` (a sine: +1) and at lag ``P/2``
+    (a sine: -1), over ``span_s`` seconds; the largest over the periods.
+    """
+    energy = _masked_pool(residual**2, valid, span_s).clamp(min=1e-6)
+    best = torch.full_like(residual, -1.0)
+    for period in SINUSOIDAL_PERIODS_S:
+        acf = [
+            _masked_pool(residual * _lagged(residual, lag), valid * _lagged(valid, lag), span_s) / energy
+            for lag in (period, period // 2)
+        ]
+        best = torch.maximum(best, (acf[0] - acf[1]) / 2)
+    return best.clamp(-1.0, 1.0)
 
 
 def multiscale_view(window: torch.Tensor, smooth_s: int = 15, variability_s: int = 60) -> torch.Tensor:
-    """``window [B, T, 4]`` -> ``[B, T, 5]``: what the autoencoder reconstructs (inside the graph).
+    """``window [B, T, 4]`` -> ``[B, T, 6]``: what the autoencoder reconstructs (inside the graph).
 
-    - ``level``: the FHR smoothed over ``smooth_s`` s relative to the window's mean
-      FHR level (baseline-relative): decelerations, tachycardia and bradycardia
-      show as sustained departures, while the beat-to-beat jitter of a normal
-      trace, which no model can predict, is gone;
+    - ``below``: how far the FHR, smoothed over ``smooth_s`` s, lies *below* the
+      window's median level (decelerations). Rises above it are left out:
+      accelerations are reassuring (FIGO 2015), and a view that showed them made
+      a vigorous normal trace as unusual as a deceleration of the same size;
     - ``amplitude``: log of the running standard deviation over ``variability_s`` s
       of what the smoothing removed (long-term variability);
     - ``roughness``: log of the running mean of the second-to-second FHR change
       (short-term variability). On log scales a flat trace (reduced variability)
-      is an outlier, not the quietest normal trace, and a sinusoidal rhythm (large
-      smooth amplitude, little roughness) leaves the normal pairing of the two;
-    - ``baseline``: the window's mean level itself (140 bpm = 0), which the
-      baseline-relative ``level`` leaves out: tachycardia and bradycardia;
+      is an outlier, not the quietest normal trace;
+    - ``periodicity``: how sine-like what the smoothing removed is at 3-5 cycles/min
+      (:func:`_periodicity`). A sinusoidal pattern can have a normal amplitude and
+      roughness; its regularity is what sets it apart (FIGO 2015);
+    - ``baseline``: the window's median level itself (140 bpm = 0): tachycardia and
+      bradycardia;
     - ``uc``: the contractions, for the timing of decelerations.
 
-    Why: scored on the raw FHR, the old autoencoder rewarded smooth traces
+    Why: scored on the raw FHR, the first autoencoder rewarded smooth traces
     (decelerations, reduced variability reconstruct well) and ranked abnormal
-    windows *below* normal ones (AUC 0.43).
+    windows *below* normal ones (AUC 0.43); the v2 view (signed level, no
+    periodicity) reached 0.71 but ranked sinusoidal windows below normal ones.
     """
     fhr, uc, valid = window[:, :, FHR], window[:, :, UC], window[:, :, VALID]
     smooth = _masked_pool(fhr, valid, smooth_s)
-    level = (fhr * valid).sum(dim=1, keepdim=True) / valid.sum(dim=1, keepdim=True).clamp(min=1.0)
+    level = _masked_median(smooth, valid)
     residual = (fhr - smooth) * valid
     spread = _masked_pool(residual**2, valid, variability_s).clamp(min=1e-6).sqrt()
-    both = valid * torch.cat([valid[:, :1], valid[:, :-1]], dim=1)
-    step = torch.abs(fhr - torch.cat([fhr[:, :1], fhr[:, :-1]], dim=1)) * both
+    both = valid * _lagged(valid, 1)
+    step = torch.abs(fhr - _lagged(fhr, 1)) * both
     rough = _masked_pool(step, both, variability_s).clamp(min=1e-4)
     # natural logs around typical normal values (0.1 = 2.5 bpm spread, 0.06 = 1.5 bpm per second; models/features.py units)
     amplitude = torch.log(spread / 0.1).clamp(-4.0, 4.0)
     roughness = torch.log(rough / 0.06).clamp(-4.0, 4.0)
-    baseline = level.expand_as(fhr) * valid  # the window's mean level (140 bpm = 0): tachy- and bradycardia
-    return torch.stack([(smooth - level) * valid, amplitude * valid, roughness * valid, baseline, uc], dim=2)
+    # doubled so that a sine (1) stands as far from noise (0) as the log channels' departures
+    periodicity = 2.0 * _periodicity(residual, valid, variability_s)
+    below = F.relu(level - smooth)
+    baseline = level.expand_as(fhr)  # the window's median level (140 bpm = 0): tachy- and bradycardia
+    return torch.stack([below * valid, amplitude * valid, roughness * valid, periodicity * valid,
+                        baseline * valid, uc], dim=2)
 
 
 class ConvAutoencoder(nn.Module):
-    """1-D convolutional autoencoder over the multiscale view, scored by how unlike normal its code is.
+    """1-D convolutional autoencoder over the multiscale view, scored by how unlike normal a window is.
 
     Trained on normal windows only. Reconstruction error alone rewards smooth
     traces (a deceleration or a flat trace reconstructs *well*: measured, abnormal
-    simulator windows scored below normal ones), so the anomaly is mainly the
-    distance of each code position from the codes of normal training windows
+    simulator windows scored below normal ones), so the anomaly is the distance
+    of each code position from the codes of normal training windows
     (Mahalanobis, with the mean and precision fitted after training and stored
-    in the graph as buffers), plus the reconstruction error. Each code position
-    covers about 16 s of the window, so the per-second ``error`` output says
-    *where* the window is unusual, and ``score`` (its mean over valid seconds)
-    *how much*.
+    in the graph as buffers) plus the reconstruction error, each view channel's
+    error divided by its mean on the training windows (``channel_weight``), so
+    that a channel the network reconstructs well (the baseline) counts as much
+    as one it reconstructs loosely (the contractions). Each code position covers
+    about 16 s of the window, so the per-second ``error`` output says *where*
+    the window is unusual, and ``score`` (its mean over valid seconds) *how much*.
     """
 
     code_mean: torch.Tensor
     code_precision: torch.Tensor
+    channel_weight: torch.Tensor
 
     def __init__(self, window_s: int = 600, width: int = 16, code_channels: int = 8, uc_weight: float = 0.25) -> None:
         super().__init__()
@@ -102,16 +145,18 @@ class ConvAutoencoder(nn.Module):
         sizes = [window_s]
         for _ in range(4):
             sizes.append((sizes[-1] + 1) // 2)
-        self.sizes = sizes  # 600, 300, 150, 75, 38: the code is 8 x 38 = 304 numbers for 1800 in
+        self.sizes = sizes  # 600, 300, 150, 75, 38: the code is 8 x 38 = 304 numbers for 3600 in
         dec = [code_channels, width * 2, width * 2, width, width]
         self.decoder = nn.ModuleList(nn.Conv1d(dec[i], dec[i + 1], kernel_size=7, padding=3) for i in range(4))
         self.out = nn.Conv1d(width, VIEW_CHANNELS, kernel_size=5, padding=2)
-        # the normal codes' distribution (fit_code_density); zero until fitted, so training sees no distance
+        # the normal codes' distribution and the channels' error scale (fit_normal_statistics);
+        # zero and one until fitted, so training sees no distance and equal channels
         self.register_buffer("code_mean", torch.zeros(code_channels))
         self.register_buffer("code_precision", torch.zeros(code_channels, code_channels))
+        self.register_buffer("channel_weight", torch.ones(VIEW_CHANNELS))
 
     def encode(self, view: torch.Tensor) -> torch.Tensor:
-        x = view.transpose(1, 2)  # [B, 5, T]
+        x = view.transpose(1, 2)  # [B, 6, T]
         for i, conv in enumerate(self.encoder):
             x = conv(x)
             if i < len(self.encoder) - 1:
@@ -123,7 +168,7 @@ class ConvAutoencoder(nn.Module):
         for i, conv in enumerate(self.decoder):
             x = F.interpolate(x, size=self.sizes[-2 - i], mode="linear", align_corners=False)
             x = F.gelu(conv(x))
-        return self.out(x).transpose(1, 2)  # [B, T, 5]: level, amplitude, roughness, baseline, uc
+        return self.out(x).transpose(1, 2)  # [B, T, 6]: the view's channels
 
     def code_distance(self, code: torch.Tensor) -> torch.Tensor:
         """Per code position, the squared Mahalanobis distance from normal codes over the channels: ``[B, L]``."""
@@ -135,29 +180,38 @@ class ConvAutoencoder(nn.Module):
         code = self.encode(view)
         recon = self.decode(code)
         valid = window[:, :, VALID]
-        sq = (recon - view) ** 2
-        reconstruction = sq[:, :, :4].sum(dim=2) * valid + self.uc_weight * sq[:, :, 4]
+        sq = (recon - view) ** 2 * self.channel_weight
+        reconstruction = sq[:, :, :-1].sum(dim=2) * valid + self.uc_weight * sq[:, :, -1]
         distance = F.interpolate(self.code_distance(code).unsqueeze(1), size=window.shape[1], mode="linear",
                                  align_corners=False)[:, 0]
         error = (reconstruction + distance) * valid
         return _masked_score(error, valid), error, recon
 
     @torch.no_grad()
-    def fit_code_density(self, windows: torch.Tensor, shrinkage: float = 0.05, batch: int = 256) -> None:
-        """Mean and (shrunk) precision of the code positions of normal windows, kept as buffers."""
+    def fit_normal_statistics(self, windows: torch.Tensor, shrinkage: float = 0.05, batch: int = 256) -> None:
+        """After training, on the normal training windows: the codes' mean and (shrunk) precision,
+        and each view channel's mean squared reconstruction error, kept as buffers."""
         codes = []
+        squared = torch.zeros(VIEW_CHANNELS, dtype=torch.float64)
+        seconds = 0.0
         for i in range(0, len(windows), batch):
             w = windows[i:i + batch]
-            code = self.encode(multiscale_view(w))  # [b, C, L]
+            view = multiscale_view(w)
+            code = self.encode(view)  # [b, C, L]
             # only positions whose stretch of the window is mostly valid signal
             valid = F.adaptive_avg_pool1d(w[:, :, VALID].unsqueeze(1), code.shape[2])[:, 0] >= 0.5
             codes.append(code.permute(0, 2, 1)[valid])
+            per_second = w[:, :, VALID].unsqueeze(2)
+            squared += (((self.decode(code) - view) ** 2) * per_second).sum(dim=(0, 1)).double()
+            seconds += float(per_second.sum())
         z = torch.cat(codes).double()
         mean = z.mean(dim=0)
         cov = torch.cov((z - mean).T)
         cov = (1 - shrinkage) * cov + shrinkage * torch.eye(cov.shape[0], dtype=cov.dtype) * cov.diagonal().mean()
         self.code_mean.copy_(mean.float())
         self.code_precision.copy_(torch.linalg.inv(cov).float())
+        per_channel = (squared / max(seconds, 1.0)).clamp(min=1e-4)
+        self.channel_weight.copy_((per_channel.mean() / per_channel).float())
 
 
 def build(kind: str, config: dict) -> nn.Module:

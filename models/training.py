@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from detectors.scoring import auc
-from models.data import Recording, load_ctu_uhb, normal_simulated, simulated, split_by_record, window_label
+from models.data import ABNORMAL_EVENTS, Recording, load_ctu_uhb, normal_simulated, simulated, split_by_record, window_label
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
 from models.nets import TENSOR_IN, build
 
@@ -42,8 +42,9 @@ class TrainConfig:
     target_false_alarms_per_hour: float = 0.5
     ctu_limit: int | None = None
     sim_train_seeds: list[int] = field(default_factory=lambda: list(range(100, 112)))
-    # seeds 10-12 were looked at while the autoencoder was developed (6 runs); 40-42 are held out
-    sim_eval_seeds: list[int] = field(default_factory=lambda: [40, 41, 42])
+    # seeds 10-12 were looked at while the autoencoder was developed (6 runs for v2, 17 for v6);
+    # 40-42 scored v2 once; 70-74 are held out for v6 and later (docs/EVALUATION.md)
+    sim_eval_seeds: list[int] = field(default_factory=lambda: [70, 71, 72, 73, 74])
     sim_duration_s: float = 3600.0
     autoencoder: dict = field(default_factory=lambda: {"width": 16, "code_channels": 8})
     models: list[str] = field(default_factory=lambda: ["lstm", "autoencoder", "false_signal"])
@@ -244,7 +245,7 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
         log(f"autoencoder: training on {len(train_windows)} windows from {len(train_recs)} normal records ({source})")
         metrics["train_windows"] = int(len(train_windows))
         model = fit("autoencoder", cfg.autoencoder, norm, train_windows, cfg, log)
-        model.fit_code_density(torch.from_numpy(train_windows))  # type: ignore[operator]
+        model.fit_normal_statistics(torch.from_numpy(train_windows))  # type: ignore[operator]
         torch.save(model.state_dict(), out / "autoencoder.pt")
         export_onnx(model, "autoencoder", norm, out / "autoencoder.onnx")
         calibration["autoencoder"] = calibrate(per_record_scores(model, cal_recs, norm, cfg.cadence_s),
@@ -289,16 +290,27 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
 
 def evaluate(model, norm: Normalisation, cfg: TrainConfig, threshold: float,
              sim_records: list[Recording], ctu_records: list[Recording]) -> dict:
-    """Window AUC against the simulator's injected episodes; record AUC against pH < 7.05."""
+    """Window AUC against the simulator's injected episodes (overall, per pattern, with a
+    95% interval from resampling whole recordings); record AUC against pH < 7.05."""
     result: dict = {}
     windows, index = windows_of(sim_records, norm, cfg.cadence_s)
     s = scores(model, windows)
+    starts = [end - norm.window_s / 2 for _, end in index]
     labels = np.array([
-        -1 if (lab := window_label(sim_records[i].events, end - norm.window_s / 2, end)) is None else lab
-        for i, end in index
+        -1 if (lab := window_label(sim_records[i].events, start, end)) is None else lab
+        for (i, end), start in zip(index, starts)
     ])
     result["sim_window_auc"] = round(auc(s[labels == 1], s[labels == 0]), 4)
+    result["sim_window_auc_ci95"] = recording_bootstrap_auc(s, labels, np.array([i for i, _ in index]), cfg.seed)
     result["sim_windows"] = {"abnormal": int((labels == 1).sum()), "normal": int((labels == 0).sum())}
+    result["sim_seeds"] = list(cfg.sim_eval_seeds)
+    per_pattern = {}
+    for kind in sorted(ABNORMAL_EVENTS):
+        shows = np.array([any(k == kind and a < end and b > start for k, a, b in sim_records[i].events)
+                          for (i, end), start in zip(index, starts)]) & (labels == 1)
+        if shows.any():
+            per_pattern[kind] = round(auc(s[shows], s[labels == 0]), 4)
+    result["sim_window_auc_per_pattern"] = per_pattern
     result["sim_recall_at_threshold"] = round(float((s[labels == 1] > threshold).mean()), 4) if (labels == 1).any() else None
     if ctu_records:
         per = per_record_scores(model, ctu_records, norm, cfg.cadence_s)
@@ -312,6 +324,21 @@ def evaluate(model, norm: Normalisation, cfg: TrainConfig, threshold: float,
     return result
 
 
+def recording_bootstrap_auc(scores_: np.ndarray, labels: np.ndarray, recording: np.ndarray, seed: int,
+                            n: int = 1000) -> list[float]:
+    """95% interval of the window AUC, resampling whole recordings (windows of one trace are not independent)."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(recording)
+    members = {r: np.flatnonzero(recording == r) for r in ids}
+    values = []
+    for _ in range(n):
+        take = np.concatenate([members[r] for r in rng.choice(ids, ids.size, replace=True)])
+        pos, neg = scores_[take][labels[take] == 1], scores_[take][labels[take] == 0]
+        if pos.size and neg.size:
+            values.append(auc(pos, neg))
+    return [round(float(q), 4) for q in np.quantile(values, [0.025, 0.975])] if values else []
+
+
 def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict, metrics: dict) -> str:
     lines = [
         f"# ctgwatch models, version {version}",
@@ -323,9 +350,10 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
         *[line for kind, line in (
             ("autoencoder",
              "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
-             "(FHR level relative to the window at 15 s, log variability and roughness over 60 s, baseline, UC; "
-             f"models/nets.py), trained on FIGO-normal windows only {cfg.autoencoder}; anomaly = distance of each "
-             "code position from the normal codes (Mahalanobis) + reconstruction error, per second and averaged."),
+             "(FHR below the window's median level at 15 s, log variability and roughness over 60 s, periodicity "
+             "at 3-5 cycles/min, median level, UC; models/nets.py), trained on FIGO-normal windows only "
+             f"{cfg.autoencoder}; anomaly = distance of each code position from the normal codes (Mahalanobis) + "
+             "reconstruction error with each channel scaled by its training error, per second and averaged."),
             ("lstm",
              "- `ctg_lstm`: acidaemia-risk LSTM over per-minute summaries of the last hour; outputs the probability "
              "of umbilical-artery pH < 7.05 and < 7.15 (`risk`) and the pH < 7.05 risk after each minute "
@@ -345,7 +373,8 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
             f"- Autoencoder: {metrics.get('train_windows', '?')} training windows (10 min, stride {cfg.stride_s} s), "
             f"seed {cfg.seed}, {cfg.epochs} epochs, Adam lr {cfg.learning_rate}; threshold {c['threshold']:.4f} gives "
             f"{c['false_alarms_per_hour']:.2f} alarms per monitored hour on held-out normal records "
-            f"(target {c['target_false_alarms_per_hour']}). Simulator window AUC {m['sim_window_auc']}, "
+            f"(target {c['target_false_alarms_per_hour']}). Simulator window AUC {m['sim_window_auc']} "
+            f"(95% CI {m.get('sim_window_auc_ci95', 'n/a')}, seeds {m.get('sim_seeds', 'n/a')}), "
             f"CTU-UHB pH<7.05 AUC {m.get('ctu_ph705_auc', 'n/a')}.",
         ]
     if "lstm" in metrics:
@@ -400,11 +429,16 @@ def evaluation_lines(name: str, metrics: dict) -> list[str]:
             "episode (decelerations, brady/tachycardia, sinusoidal, reduced variability) against windows with "
             "none; artefact windows left out. CTU-UHB AUC: each held-out record scored by the 90th percentile of "
             "its window scores, pH < 7.05 against the rest (records never used for training).", "",
-            "| simulator window AUC (abnormal/normal windows) | recall at threshold | CTU-UHB pH<7.05 AUC | "
-            "CTU-UHB test false alarms/h |", "|---|---|---|---|",
-            f"| {m['sim_window_auc']} ({sim_w['abnormal']}/{sim_w['normal']}) | {m['sim_recall_at_threshold']} | "
+            "| simulator window AUC (abnormal/normal windows) | 95% CI (recordings resampled) | recall at threshold | "
+            "CTU-UHB pH<7.05 AUC | CTU-UHB test false alarms/h |", "|---|---|---|---|---|",
+            f"| {m['sim_window_auc']} ({sim_w['abnormal']}/{sim_w['normal']}) | "
+            f"{'-'.join(str(x) for x in m.get('sim_window_auc_ci95', [])) or 'n/a'} | {m['sim_recall_at_threshold']} | "
             f"{m.get('ctu_ph705_auc', 'n/a')} ({ctu.get('acidaemic', 0)}/{ctu.get('other', 0)}) | "
             f"{m.get('ctu_test_false_alarms_per_hour', 'n/a')} |", ""]
+        if m.get("sim_window_auc_per_pattern"):
+            lines += [f"Simulator seeds {m.get('sim_seeds', '?')}. Per pattern (its abnormal windows against all "
+                      "normal windows): " + ", ".join(f"{k} {v}" for k, v in m["sim_window_auc_per_pattern"].items())
+                      + ".", ""]
     if "lstm" in metrics:
         m = metrics["lstm"]
         lines += [

@@ -47,8 +47,8 @@ def test_autoencoder_shapes_and_bottleneck() -> None:
     x = torch.zeros(3, 600, 4)
     with torch.no_grad():
         score, error, recon = model(x)
-    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 5)
-    assert model.sizes[-1] * 8 < 600 * 5  # a real bottleneck
+    assert score.shape == (3, 1) and error.shape == (3, 600) and recon.shape == (3, 600, 6)
+    assert model.sizes[-1] * 8 < 600 * 6  # a real bottleneck
 
 
 def _as_window(fhr: np.ndarray) -> torch.Tensor:
@@ -61,13 +61,33 @@ def test_multiscale_view_shows_decelerations_and_lost_variability_as_departures(
     normal = 140 + 4 * np.sin(2 * np.pi * t / 20) + rng.normal(0, 2, t.size)  # ~15 bpm bandwidth
     dip = normal.copy()
     dip[1200:1800] -= 40 * np.sin(np.pi * np.arange(600) / 600)  # a 150-s deceleration
+    rise = normal.copy()
+    rise[1200:1800] += 40 * np.sin(np.pi * np.arange(600) / 600)  # a 150-s acceleration
     flat = 140 + rng.normal(0, 0.3, t.size)  # variability lost
     with torch.no_grad():
-        v_normal, v_dip, v_flat = (multiscale_view(_as_window(x))[0].numpy() for x in (normal, dip, flat))
-    assert np.abs(v_normal[:, 0]).max() < 0.3  # level: flat at the window's own baseline
-    assert v_dip[300:450, 0].min() < -0.8  # the deceleration, ~ -35 bpm below the window level
+        v_normal, v_dip, v_rise, v_flat = (multiscale_view(_as_window(x))[0].numpy() for x in (normal, dip, rise, flat))
+    assert v_normal[:, 0].max() < 0.3  # below: near the window's own median level
+    assert v_dip[300:450, 0].max() > 0.8  # the deceleration, ~ 35 bpm below the median level
+    assert v_rise[:, 0].max() < 0.3  # an acceleration is not a departure
     assert abs(float(np.median(v_normal[:, 1]))) < 0.5  # normal variability is near zero on this channel
     assert float(np.median(v_flat[:, 1])) < -0.5  # lost variability departs from it
+    assert abs(float(v_normal[0, 4])) < 0.05 and float(v_normal[0, 4]) == pytest.approx(float(v_normal[-1, 4]))
+
+
+def test_multiscale_view_tells_a_sinusoidal_pattern_from_noise_of_the_same_size() -> None:
+    """FIGO 2015: a sinusoidal pattern is a regular 3-5 cycles/min undulation; noise of the same
+    amplitude and roughness must not look like one."""
+    rng = np.random.default_rng(1)
+    t = np.arange(2400) / 4.0
+    sine = 140 + 5 * np.sin(2 * np.pi * 4 / 60 * t)
+    from scipy.ndimage import gaussian_filter1d
+
+    noise = rng.normal(0, 1, t.size)
+    noise = 140 + gaussian_filter1d(noise, 6) * 3.5 / gaussian_filter1d(noise, 6).std()
+    with torch.no_grad():
+        v_sine, v_noise = (multiscale_view(_as_window(x))[0].numpy() for x in (sine, noise))
+    assert float(np.median(v_sine[:, 3])) > 1.6  # periodicity, doubled: a sine is 1
+    assert float(np.median(v_noise[:, 3])) < 0.8
 
 
 def test_acidaemia_lstm_summarises_minutes_without_nans() -> None:
