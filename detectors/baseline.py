@@ -82,9 +82,13 @@ def anchor_curve(x1: np.ndarray) -> np.ndarray:
     ends = list(range(min(n, ANCHOR_STEP_S), n, ANCHOR_STEP_S)) + [n]
     last = None
     prev_end = 0
+    levels: dict[tuple[int, int], float | None] = {}  # the first 20 min share one span: one median, not twenty
     for end in ends:
         # Until 20 min of history exist, the whole history is the span.
-        mode = anchor_level(x1[max(0, end - ANCHOR_SPAN_S):max(end, min(n, ANCHOR_SPAN_S))])
+        span = (max(0, end - ANCHOR_SPAN_S), max(end, min(n, ANCHOR_SPAN_S)))
+        if span not in levels:
+            levels[span] = anchor_level(x1[span[0]:span[1]])
+        mode = levels[span]
         last = mode if mode is not None else last
         out[prev_end:end] = np.nan if last is None else last
         prev_end = end
