@@ -13,19 +13,6 @@ from detectors.thresholds import MIN_SEGMENT_COVERAGE, CtgThresholds
 from detectors.variability import bandwidth, segment_bands, sinusoidal_minutes
 
 
-def _segment_bands_one_at_a_time(x: np.ndarray, usable: np.ndarray, fs: float, segment_s: float) -> np.ndarray:
-    k = int(round(segment_s * fs))
-    m = x.size // k
-    if m == 0:
-        return np.empty(0)
-    start = x.size - m * k
-    xs = np.where(usable, x, np.nan)[start:].reshape(m, k)
-    cov = usable[start:].reshape(m, k).mean(axis=1)
-    bands = np.array([bandwidth(row) for row in xs])
-    bands[cov < MIN_SEGMENT_COVERAGE] = np.nan
-    return bands
-
-
 def _sinusoidal_one_at_a_time(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarray, th: CtgThresholds) -> np.ndarray:
     span, step = 120, 60
     n = d1.size
@@ -56,11 +43,14 @@ def _sinusoidal_one_at_a_time(d1: np.ndarray, usable1: np.ndarray, no_accel1: np
 @pytest.mark.parametrize("seed", range(6))
 def test_segment_bands_equal_one_segment_at_a_time(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    x = 140 + np.cumsum(rng.normal(0, 1, 4 * 1800 + seed * 7))
+    x = 140 + np.cumsum(rng.normal(0, 1, 4 * 1800 + seed * 7))  # a ragged start: minutes align to the end
     usable = rng.random(x.size) > (0.02 if seed % 2 else 0.4)  # scattered and heavy loss
-    usable[: 4 * 240] = True  # some whole minutes
-    got, want = segment_bands(x, usable, 4.0, 60.0), _segment_bands_one_at_a_time(x, usable, 4.0, 60.0)
-    assert np.array_equal(got, want, equal_nan=True)
+    usable[-4 * 240:] = True  # some whole minutes
+    got = segment_bands(x, usable, 4.0, 60.0)
+    minutes = [(x[x.size - 240 * (i + 1):x.size - 240 * i], usable[x.size - 240 * (i + 1):x.size - 240 * i])
+               for i in range(30)][::-1]
+    want = [bandwidth(np.where(ok, seg, np.nan)) if ok.mean() >= MIN_SEGMENT_COVERAGE else np.nan for seg, ok in minutes]
+    assert np.array_equal(got, np.array(want), equal_nan=True)
 
 
 @pytest.mark.parametrize("seed", range(6))
