@@ -27,6 +27,7 @@ from detectors.quality import ModelVerdict
 from models.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, window_inputs
 from models.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
 from stream.state.windows import PatientWindow
+from stream.worker.slices import map_in_slices
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,15 @@ class FalseSignalJudge:
         # features drop a trailing partial second; their first second starts at the window's first sample
         return window_inputs(features, self.shape.window_s), t0 + (features.shape[0] - seconds), seconds
 
-    async def judge(self, due: list[PatientWindow]) -> None:
-        """Score every due patient in one batch and keep the verdicts (or why there are none)."""
-        prepared = [self.inputs(w) for w in due]
-        for w in due:
+    async def judge(self, due: list[PatientWindow], slice_s: float = 0.02) -> None:
+        """Score every due patient in one batch and keep the verdicts (or why there are none).
+        The inputs are prepared in slices of ``slice_s`` of event-loop time (stream/worker/slices.py)."""
+
+        def inputs(w: PatientWindow) -> tuple[np.ndarray, float, int]:
             self.last_t[w.patient_id] = w.t_end or 0.0
+            return self.inputs(w)
+
+        prepared = await map_in_slices(inputs, due, slice_s)
         results = await self.scorer.score_many([tensor for tensor, _, _ in prepared])
         for window, (_, first_t, seconds), result in zip(due, prepared, results):
             self.keep(window.patient_id, first_t, seconds, result[FALSE_SIGNAL])

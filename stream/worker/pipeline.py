@@ -57,6 +57,7 @@ from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordS
 from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
 from stream.state.windows import PatientWindow, WindowStore, packet_index
 from stream.worker.false_signal import FalseSignalJudge
+from stream.worker.slices import map_in_slices
 
 log = logging.getLogger("ctgwatch.pipeline")
 
@@ -76,6 +77,9 @@ class Cadence:
     #: next tick (most overdue first), so packets, and the per-packet alarm rules, are never held back
     #: by a burst of analyses (docs/SCALING.md).
     analysis_budget_s: float = 0.25
+    #: Event-loop time model inputs are prepared for before the packets that arrived meanwhile go first
+    #: (stream/worker/slices.py).
+    prepare_slice_s: float = 0.02
 
 
 @dataclass
@@ -254,7 +258,7 @@ class Pipeline:
         await self._analyse_due(analysis_due)
         if false_due and self.false_signal is not None:
             # the verdicts serve the next analysis of each patient (at most one interval old)
-            await self.false_signal.judge(false_due)
+            await self.false_signal.judge(false_due, self.cadence.prepare_slice_s)
         if model_due:
             await self._score(model_due)
 
@@ -311,11 +315,16 @@ class Pipeline:
     async def _score(self, due: list[PatientWindow]) -> None:
         """The autoencoder on each due patient's last 10 min, the acidaemia-risk LSTM on the last hour."""
         assert self.scorer is not None
-        anomaly = [window_tensor(*w.last(self.norm.window_s)[:3], w.fs, self.norm) for w in due]
-        risk = ([window_tensor(*w.last(self.risk_norm.window_s)[:3], w.fs, self.risk_norm) for w in due]
-                if self.risk_scorer is not None else [])
-        for w in due:
+
+        def inputs(w: PatientWindow) -> tuple[np.ndarray, np.ndarray | None]:
             w.last_model_t = w.t_end
+            return (window_tensor(*w.last(self.norm.window_s)[:3], w.fs, self.norm),
+                    None if self.risk_scorer is None
+                    else window_tensor(*w.last(self.risk_norm.window_s)[:3], w.fs, self.risk_norm))
+
+        prepared = await map_in_slices(inputs, due, self.cadence.prepare_slice_s)
+        anomaly = [a for a, _ in prepared]
+        risk = [r for _, r in prepared if r is not None]
         results, risks = await asyncio.gather(
             self.scorer.score_many(anomaly),
             self.risk_scorer.score_many(risk) if self.risk_scorer is not None else asyncio.sleep(0, result=[]))
