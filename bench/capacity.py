@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +89,7 @@ class Point:
     redis_commands_per_s: float
     redis_bytes_per_bed: float
     alarm_latency_s: dict[str, float | int | None] | None = None  # trials, median, max (publish -> raised_at)
+    analysis_processes: int = 0  # helper processes per worker for the FIGO analyses (their CPU counts as the worker's)
 
     @property
     def held(self) -> bool:
@@ -111,6 +112,19 @@ def group_cpu_seconds(pgid: int) -> float:
             try:
                 if os.getpgid(int(entry.name)) == pgid:
                     total += cpu_seconds(int(entry.name))
+            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                pass
+    return total
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group (a worker and its analysis helpers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    total += rss_mb(int(entry.name))
             except (ProcessLookupError, FileNotFoundError, PermissionError):
                 pass
     return total
@@ -279,7 +293,7 @@ async def alarm_latencies(settings: Settings, losses: dict[int, int], published:
 
 # -- one point of the sweep -------------------------------------------------------------------
 def measure_point(beds: int, workers: int, history_s: float, steady_s: float, warmup_s: float,
-                  profile_dir: Path | None = None, alarm_trials_n: int = 10) -> Point:
+                  profile_dir: Path | None = None, alarm_trials_n: int = 10, analysis_processes: int = 0) -> Point:
     state = Path(tempfile.mkdtemp(prefix="ctgwatch-capacity-"))
     ports = [free_port() for _ in range(5)]
     settings = Settings(state_dir=state, kafka_bootstrap=None, redis_url=None, triton_url=None,
@@ -293,14 +307,16 @@ def measure_point(beds: int, workers: int, history_s: float, steady_s: float, wa
             env = {**os.environ, **settings.client_env(), "CTGWATCH_WORKER_METRICS_PORT": str(port),
                    # as bench/alert_latency.py: signal loss alarms at once (the ward's policy holds it 20 min), so the
                    # trials time the pipeline from packet to alarm, not the qualification time
-                   "CTGWATCH_ALARM_POLICY": json.dumps({"signal_loss": {"qualify_s": 0}})}
+                   "CTGWATCH_ALARM_POLICY": json.dumps({"signal_loss": {"qualify_s": 0}}),
+                   "CTGWATCH_ANALYSIS_PROCESSES": str(analysis_processes)}
             log = open(state / f"worker-{w}.log", "wb")
             procs.append(subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
                                           env=env, stdout=log, stderr=log, start_new_session=True))
         time.sleep(15)  # join the group (no 'Ready' line at warning level)
         data = traces(history_s + steady_s + 600)
-        return asyncio.run(_run(settings, beds, workers, data, history_s, steady_s, warmup_s, metric_ports, procs,
+        point = asyncio.run(_run(settings, beds, workers, data, history_s, steady_s, warmup_s, metric_ports, procs,
                                 profile_dir, alarm_trials_n))
+        return replace(point, analysis_processes=analysis_processes)
     finally:
         for p in procs:
             p.terminate()
@@ -343,7 +359,8 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
                           for s in build_services(settings)}
         redis = Redis.from_url(settings.redis_dsn)
         before = [scrape(p) for p in metric_ports]
-        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        # each worker leads its own process group (start_new_session): its analysis helpers count with it
+        cpu0 = [group_cpu_seconds(p.pid) for p in procs]
         others0 = {n: group_cpu_seconds(r.pgid) for n, r in service_groups.items() if r}
         me0 = cpu_seconds(os.getpid())
         cmd0 = int(redis.info("stats")["total_commands_processed"])
@@ -358,12 +375,12 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         latencies = await alarms
         for spy in spies:
             spy.wait(60)
-        cpu1 = [cpu_seconds(p.pid) for p in procs]
+        cpu1 = [group_cpu_seconds(p.pid) for p in procs]
         others = {n: round((group_cpu_seconds(r.pgid) - others0[n]) / span, 3) for n, r in service_groups.items() if r}
         others["load generator"] = round((cpu_seconds(os.getpid()) - me0) / span, 3)
         cmds = (int(redis.info("stats")["total_commands_processed"]) - cmd0) / span
         used = float(redis.info("memory")["used_memory"])
-        worker_rss = sum(rss_mb(p.pid) for p in procs)
+        worker_rss = sum(group_rss_mb(p.pid) for p in procs)
     finally:
         await outbox.stop(flush_timeout_s=30)
 
@@ -413,6 +430,8 @@ def main() -> None:
     parser.add_argument("--keep-going", action="store_true", help="measure every N even after one broke")
     parser.add_argument("--alarm-trials", type=int, default=10,
                         help="beds that lose their signal in the measured span, timed from publish to alarm (0: none)")
+    parser.add_argument("--analysis-processes", type=int, default=0,
+                        help="FIGO analyses in this many helper processes per worker (CTGWATCH_ANALYSIS_PROCESSES)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also record a py-spy flame graph of every worker into this directory (skews CPU figures)")
     args = parser.parse_args()
@@ -420,7 +439,7 @@ def main() -> None:
     sweep: list[Point] = []
     for beds in (int(b) for b in args.beds.split(",")):
         point = measure_point(beds, args.workers, args.history_s, args.steady_s, args.warmup_s, args.profile,
-                              args.alarm_trials)
+                              args.alarm_trials, args.analysis_processes)
         sweep.append(point)
         print(json.dumps(asdict(point)), flush=True)
         if not point.held and not args.keep_going:
@@ -429,18 +448,20 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
     out = ROOT / "docs" / "capacity.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
-    result = {
-        "machine": machine, "command": command,
-        "beds_per_worker": max((p.beds for p in held), default=0) if args.workers == 1 else previous.get("beds_per_worker"),
-        "p99_packet_age_s": (max((p.p99_s for p in held), default=None) if args.workers == 1
-                             else previous.get("p99_packet_age_s")),
-        "cpu_ms_per_bed_second": previous.get("cpu_ms_per_bed_second"),
-        "two_worker_cpu_ms_per_bed_second": previous.get("two_worker_cpu_ms_per_bed_second"),
-        "sweep": [s for s in previous.get("sweep", []) if s["workers"] != args.workers]
-        + [asdict(p) for p in sweep],
-    }
-    key = "cpu_ms_per_bed_second" if args.workers == 1 else "two_worker_cpu_ms_per_bed_second"
-    result[key] = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
+    helpers = args.analysis_processes
+    same_run = (lambda s: s["workers"] == args.workers and s.get("analysis_processes", 0) == helpers)  # noqa: E731
+    result = {**previous, "machine": machine, "command": command,
+              "sweep": [s for s in previous.get("sweep", []) if not same_run(s)] + [asdict(p) for p in sweep]}
+    cpu = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
+    if helpers:  # the headline is a worker process alone; a worker with helpers is reported beside it
+        result[f"with_{helpers}_analysis_processes"] = {
+            "workers": args.workers, "beds": max((p.beds for p in held), default=0),
+            "p99_packet_age_s": max((p.p99_s for p in held), default=None), "cpu_ms_per_bed_second": cpu}
+    elif args.workers == 1:
+        result.update(beds_per_worker=max((p.beds for p in held), default=0),
+                      p99_packet_age_s=max((p.p99_s for p in held), default=None), cpu_ms_per_bed_second=cpu)
+    else:
+        result["two_worker_cpu_ms_per_bed_second"] = cpu
     out.write_text(json.dumps(result, indent=2) + "\n")
     rows = [f"| {p.beds} | {p.workers} | {p.records_per_s} | {p.p50_s} | {p.p99_s} | {p.lag_first} -> {p.lag_last} "
             f"(max {p.lag_max}) | {p.analyses_per_s} | {p.model_windows_per_s} ({p.mean_triton_batch}) | "
@@ -449,7 +470,9 @@ def main() -> None:
             f"{p.redis_bytes_per_bed / 1024:.0f} | {_alarm_cell(p)} | {'held' if p.held else 'BROKE'} |" for p in sweep]
     body = "\n".join([
         f"Command: `{command}`. Machine: {machine}; embedded Tansu, redis-server, Triton (models on), "
-        f"{args.workers} worker(s). Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
+        f"{args.workers} worker(s)"
+        + (f", each with {helpers} analysis process(es) whose CPU and memory count as the worker's" if helpers else "")
+        + f". Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
         f"the bench waits for lag 0), then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
         f"(vitals every 5 min); the first {args.warmup_s:.0f} s are not measured. Packet age = wall time from a "
         "packet's last sample to the end of its processing (worker histogram, interpolated). CPU as a share of "
@@ -469,7 +492,8 @@ def main() -> None:
         f"{args.workers} worker(s). Full results: docs/capacity.json.",
     ])
     print(body)
-    write_section(f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''})", body)
+    title = f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''}"
+    write_section(title + (f", {helpers} analysis process{'es' if helpers > 1 else ''})" if helpers else ")"), body)
 
 
 if __name__ == "__main__":

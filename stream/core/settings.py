@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     models_enabled: bool = Field(default=True, description="Score windows with the Triton models (rules run regardless).")
     model_timeout_s: float = Field(default=2.0, gt=0, description="Deadline of one Triton call, retries included.")
     scheduler_tick_s: float = Field(default=1.0, gt=0, description="How often the worker looks for patients due.")
+    analysis_processes: int = Field(default=0, ge=0, le=64, description=(
+        "FIGO analyses in this many helper processes per worker, so the worker's event loop handles packets "
+        "meanwhile (0: in the event loop). Worth it where the machine has a core the worker does not use "
+        "(docs/SCALING.md)."))
     worker_alive_s: float = Field(default=5.0, gt=0, description="How often the worker writes its heartbeat to Redis.")
     escalation_check_s: float = Field(default=5.0, gt=0, description="How often the worker looks for alerts to escalate.")
     broker_watch_s: float = Field(

@@ -199,9 +199,14 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
         analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
+    analysis_pool = None
+    if settings.analysis_processes:
+        from stream.worker.analysis_pool import AnalysisPool
+
+        analysis_pool = AnalysisPool(settings.analysis_processes)
     pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
                         policy=settings.alarm_rules(), log_key=log_key, false_signal=false_signal,
-                        risk_scorer=risk_scorer)
+                        risk_scorer=risk_scorer, analysis_pool=analysis_pool)
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:

@@ -56,6 +56,7 @@ from stream.state.alerts import AlertStore
 from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
 from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
 from stream.state.windows import PatientWindow, WindowStore, packet_index
+from stream.worker.analysis_pool import AnalysisPool
 from stream.worker.false_signal import FalseSignalJudge
 from stream.worker.slices import map_in_slices
 
@@ -80,6 +81,9 @@ class Cadence:
     #: Event-loop time model inputs are prepared for before the packets that arrived meanwhile go first
     #: (stream/worker/slices.py).
     prepare_slice_s: float = 0.02
+    #: With the analyses in helper processes (stream/worker/analysis_pool.py) the event loop is not held
+    #: while they run, so a tick may wait on them for most of its interval.
+    pooled_analysis_budget_s: float = 0.8
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Pipeline:
         false_signal: FalseSignalJudge | None = None,
         risk_scorer: BatchingScorer | None = None,
         risk_norm: Normalisation = Normalisation(window_s=3600),
+        analysis_pool: AnalysisPool | None = None,
     ) -> None:
         policy = policy or AlarmPolicy()
         self.log_key = log_key  # patients are named in logs by a keyed pseudonym only
@@ -118,6 +123,7 @@ class Pipeline:
         self.risk_scorer = risk_scorer
         self.risk_norm = risk_norm
         self.norm = norm
+        self.analysis_pool = analysis_pool  # None: the FIGO analyses run in the event loop
         self.cache: dict[str, PatientWindow] = {}
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.policy = policy
@@ -268,20 +274,31 @@ class Pipeline:
         def overdue(w: PatientWindow) -> float:
             return float("inf") if w.last_analysis_t is None else (w.t_end or 0.0) - w.last_analysis_t
 
+        budget = self.cadence.analysis_budget_s if self.analysis_pool is None else self.cadence.pooled_analysis_budget_s
+        in_flight = 1 if self.analysis_pool is None else self.analysis_pool.processes
+        ordered = sorted(due, key=overdue, reverse=True)
         started = time.perf_counter()
-        for i, window in enumerate(sorted(due, key=overdue, reverse=True)):
-            if i and time.perf_counter() - started >= self.cadence.analysis_budget_s:
+        for i in range(0, len(ordered), in_flight):
+            if i and time.perf_counter() - started >= budget:
                 break
-            async with self.locks[window.patient_id]:
-                await self._analyse(window)
+            batch = ordered[i:i + in_flight]
+            if len(batch) == 1:
+                await self._analyse_locked(batch[0])
+            else:
+                await asyncio.gather(*(self._analyse_locked(w) for w in batch))
             await asyncio.sleep(0)  # the packets that arrived meanwhile go first
+
+    async def _analyse_locked(self, window: PatientWindow) -> None:
+        async with self.locks[window.patient_id]:
+            await self._analyse(window)
 
     async def _analyse(self, window: PatientWindow) -> None:
         fhr, uc, mhr, t0 = window.last(self.cadence.analysis_window_s)
         verdict = (None if self.false_signal is None
                    else self.false_signal.verdict_for(window.patient_id, t0, fhr.size, window.fs))
         started = time.perf_counter()
-        analysis = analyse_ctg(fhr, uc, mhr=mhr, t0=t0, model_verdict=verdict)
+        analysis = (analyse_ctg(fhr, uc, mhr=mhr, t0=t0, model_verdict=verdict) if self.analysis_pool is None
+                    else await self.analysis_pool.analyse(fhr, uc, mhr, t0, verdict))
         ANALYSIS_SECONDS.observe(time.perf_counter() - started)
         window.last_analysis_t = window.t_end
         if analysis.baseline is not None and analysis.baseline.value is not None:

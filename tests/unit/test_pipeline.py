@@ -204,3 +204,40 @@ async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(r
         analysed.append([pid for pid in patients if p.cache[pid].last_analysis_t != before[pid]])
     assert [len(a) for a in analysed] == [1, 1, 1]
     assert analysed[2] == [patients[1]] and {analysed[0][0], analysed[1][0]} == {patients[0], patients[2]}
+
+
+async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis) -> None:
+    """CTGWATCH_ANALYSIS_PROCESSES: the same analyses, marks, notices and alarm, only off the event loop."""
+    from stream.core.alarm_policy import AlarmPolicy
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+    from stream.worker.analysis_pool import AnalysisPool
+
+    sim = simulate_ctg(Scenario("brady", duration_s=1500.0, bradycardia=(700.0, 1500.0)), seed=4)
+    t0 = time.time() - 1500
+    seen = {}
+    for pooled in (False, True):
+        pool = AnalysisPool(1) if pooled else None
+        try:
+            p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-pool-{pooled}")),
+                         WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9),
+                         policy=AlarmPolicy(overrides={"ctg_pathological": {"qualify_s": 0}}), analysis_pool=pool)
+            patient = f"pp-pool-{pooled}-{uuid.uuid4().hex[:4]}"
+            analyses = []
+            for i, pkt in enumerate(packets(patient, t0, sim.fhr)):
+                await p.on_record(pkt)
+                if i % 60 == 0:
+                    await p.tick()
+                    s = await p.status.read(patient)
+                    analyses.append((s.t_end, s.classification, tuple(s.reasons), s.baseline_bpm,
+                                     tuple((m.kind, m.start, m.end) for m in s.events)))
+            alerts = [a for a in await p.alerts.open_alerts() if a["patient_id"] == patient]
+            assert pool is None or pool.running == 1  # the analyses did go to the helper
+            seen[pooled] = (analyses, sorted((a["kind"], a["severity_name"],
+                                              tuple(sorted(r["kind"] for r in a["evidence"]["reasons"])))
+                                             for a in alerts))
+        finally:
+            if pool is not None:
+                pool.close()
+    assert seen[True] == seen[False]
+    assert any(c == "pathological" for _, c, *_ in seen[True][0])  # the comparison covers a real finding
+    assert seen[True][1] and seen[True][1][0][0] == "ctg_alarm"
