@@ -450,12 +450,12 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.exists() else {}
     helpers = args.analysis_processes
     same_run = (lambda s: s["workers"] == args.workers and s.get("analysis_processes", 0) == helpers)  # noqa: E731
-    result = {**previous, "machine": machine, "command": command,
+    result = {**previous, "machine": machine, **({} if helpers else {"command": command}),
               "sweep": [s for s in previous.get("sweep", []) if not same_run(s)] + [asdict(p) for p in sweep]}
     cpu = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
     if helpers:  # the headline is a worker process alone; a worker with helpers is reported beside it
         result[f"with_{helpers}_analysis_processes"] = {
-            "workers": args.workers, "beds": max((p.beds for p in held), default=0),
+            "command": command, "workers": args.workers, "beds": max((p.beds for p in held), default=0),
             "p99_packet_age_s": max((p.p99_s for p in held), default=None), "cpu_ms_per_bed_second": cpu}
     elif args.workers == 1:
         result.update(beds_per_worker=max((p.beds for p in held), default=0),
