@@ -104,30 +104,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU of every process in a process group (Triton runs its backend stubs as children)."""
-    total = 0.0
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group: Triton and its backend stubs, a worker and its analysis helpers."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if os.getpgid(int(entry.name)) == pgid:
-                    total += cpu_seconds(int(entry.name))
-            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
                 pass
+    return pids
+
+
+def _sum_over(pids: list[int], measure) -> float:
+    """A measure summed over processes, skipping any that ended in between."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += measure(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            pass
     return total
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    return _sum_over(group_pids(pgid), cpu_seconds)
 
 
 def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in a process group (a worker and its analysis helpers)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    total += rss_mb(int(entry.name))
-            except (ProcessLookupError, FileNotFoundError, PermissionError):
-                pass
-    return total
+    return _sum_over(group_pids(pgid), rss_mb)
 
 
 def rss_mb(pid: int) -> float:
