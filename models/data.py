@@ -82,9 +82,14 @@ def split_by_record(records: list[Recording], seed: int, fractions: tuple[float,
     return pick(order[:n_train]), pick(order[n_train:n_train + n_cal]), pick(order[n_train + n_cal:])
 
 
-def window_label(events: list[tuple[str, float, float]], start_s: float, end_s: float) -> int | None:
-    """1 abnormal, 0 normal, None when an artefact makes the window ambiguous."""
-    overlapping = {kind for kind, a, b in events if a < end_s and b > start_s}
+def overlapping_kinds(events: list[tuple[str, float, float]], start_s: float, end_s: float) -> set[str]:
+    """The kinds of the simulator events that overlap ``[start_s, end_s)``."""
+    return {kind for kind, a, b in events if a < end_s and b > start_s}
+
+
+def window_label(overlapping: set[str]) -> int | None:
+    """A window by the kinds of event it overlaps (:func:`overlapping_kinds`): 1 abnormal, 0 normal,
+    None when an artefact makes it ambiguous."""
     if overlapping & ARTEFACT_EVENTS:
         return None
     return int(bool(overlapping & ABNORMAL_EVENTS))

@@ -24,7 +24,16 @@ import numpy as np
 import torch
 
 from detectors.scoring import auc
-from models.data import ABNORMAL_EVENTS, Recording, load_ctu_uhb, normal_simulated, simulated, split_by_record, window_label
+from models.data import (
+    ABNORMAL_EVENTS,
+    Recording,
+    load_ctu_uhb,
+    normal_simulated,
+    overlapping_kinds,
+    simulated,
+    split_by_record,
+    window_label,
+)
 from models.features import VALID, Normalisation, sliding_windows, window_tensor
 from models.nets import TENSOR_IN, build
 
@@ -295,19 +304,15 @@ def evaluate(model, norm: Normalisation, cfg: TrainConfig, threshold: float,
     result: dict = {}
     windows, index = windows_of(sim_records, norm, cfg.cadence_s)
     s = scores(model, windows)
-    starts = [end - norm.window_s / 2 for _, end in index]
-    labels = np.array([
-        -1 if (lab := window_label(sim_records[i].events, start, end)) is None else lab
-        for (i, end), start in zip(index, starts)
-    ])
+    kinds = [overlapping_kinds(sim_records[i].events, end - norm.window_s / 2, end) for i, end in index]
+    labels = np.array([-1 if (lab := window_label(k)) is None else lab for k in kinds])
     result["sim_window_auc"] = round(auc(s[labels == 1], s[labels == 0]), 4)
     result["sim_window_auc_ci95"] = recording_bootstrap_auc(s, labels, np.array([i for i, _ in index]), cfg.seed)
     result["sim_windows"] = {"abnormal": int((labels == 1).sum()), "normal": int((labels == 0).sum())}
     result["sim_seeds"] = list(cfg.sim_eval_seeds)
     per_pattern = {}
     for kind in sorted(ABNORMAL_EVENTS):
-        shows = np.array([any(k == kind and a < end and b > start for k, a, b in sim_records[i].events)
-                          for (i, end), start in zip(index, starts)]) & (labels == 1)
+        shows = np.array([kind in overlapping for overlapping in kinds], dtype=bool) & (labels == 1)
         if shows.any():
             per_pattern[kind] = round(auc(s[shows], s[labels == 0]), 4)
     result["sim_window_auc_per_pattern"] = per_pattern

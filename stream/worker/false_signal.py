@@ -81,7 +81,7 @@ class FalseSignalJudge:
         # features drop a trailing partial second; their first second starts at the window's first sample
         return window_inputs(features, self.shape.window_s), t0 + (features.shape[0] - seconds), seconds
 
-    async def judge(self, due: list[PatientWindow], slice_s: float = 0.02) -> None:
+    async def judge(self, due: list[PatientWindow], slice_s: float) -> None:
         """Score every due patient in one batch and keep the verdicts (or why there are none).
         The inputs are prepared in slices of ``slice_s`` of event-loop time (stream/worker/slices.py)."""
 
