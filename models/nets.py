@@ -53,14 +53,14 @@ def _lagged(x: torch.Tensor, lag: int) -> torch.Tensor:
     return torch.cat([x[:, :1].expand(-1, lag), x[:, :-lag]], dim=1)
 
 
-def _periodicity(residual: torch.Tensor, valid: torch.Tensor, span_s: int) -> torch.Tensor:
+def _periodicity(residual: torch.Tensor, valid: torch.Tensor, energy: torch.Tensor, span_s: int) -> torch.Tensor:
     """How sine-like the short-term FHR is at 3-5 cycles/min, per second: about 1 for a sine, 0 for noise.
 
     For each period ``P`` of :data:`SINUSOIDAL_PERIODS_S`, half the difference of
     the running autocorrelation at lag ``P`` (a sine: +1) and at lag ``P/2``
     (a sine: -1), over ``span_s`` seconds; the largest over the periods.
+    ``energy``: the running mean of ``residual**2`` over the same span (lag 0).
     """
-    energy = _masked_pool(residual**2, valid, span_s).clamp(min=1e-6)
     best = torch.full_like(residual, -1.0)
     for period in SINUSOIDAL_PERIODS_S:
         acf = [
@@ -99,7 +99,8 @@ def multiscale_view(window: torch.Tensor, smooth_s: int = 15, variability_s: int
     smooth = _masked_pool(fhr, valid, smooth_s)
     level = _masked_median(smooth, valid)
     residual = (fhr - smooth) * valid
-    spread = _masked_pool(residual**2, valid, variability_s).clamp(min=1e-6).sqrt()
+    energy = _masked_pool(residual**2, valid, variability_s).clamp(min=1e-6)
+    spread = energy.sqrt()
     both = valid * _lagged(valid, 1)
     step = torch.abs(fhr - _lagged(fhr, 1)) * both
     rough = _masked_pool(step, both, variability_s).clamp(min=1e-4)
@@ -107,7 +108,7 @@ def multiscale_view(window: torch.Tensor, smooth_s: int = 15, variability_s: int
     amplitude = torch.log(spread / 0.1).clamp(-4.0, 4.0)
     roughness = torch.log(rough / 0.06).clamp(-4.0, 4.0)
     # doubled so that a sine (1) stands as far from noise (0) as the log channels' departures
-    periodicity = 2.0 * _periodicity(residual, valid, variability_s)
+    periodicity = 2.0 * _periodicity(residual, valid, energy, variability_s)
     below = F.relu(level - smooth)
     baseline = level.expand_as(fhr)  # the window's median level (140 bpm = 0): tachy- and bradycardia
     return torch.stack([below * valid, amplitude * valid, roughness * valid, periodicity * valid,

@@ -30,7 +30,8 @@ PUBLISH_SECONDS = Histogram(
 )
 ALERTS = Counter("ctgwatch_alerts_raised_total", "Alerts raised, by kind and severity.", ["kind", "severity"])
 ANALYSIS_SECONDS = Histogram(
-    "ctgwatch_window_analysis_seconds", "Time of one patient's FIGO window analysis.",
+    "ctgwatch_window_analysis_seconds",
+    "Wall time of one patient's FIGO window analysis (with analysis helper processes, the hand-over to them included).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
 TRITON_SECONDS = Histogram(
