@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Longest wait between retries (the wait doubles up to this)."
     )
     worker_heartbeat_s: float = Field(default=3.0, gt=0)
+    worker_batch_max: int = Field(default=500, ge=1, le=10000, description=(
+        "Most records one agent takes at a time; the CTG packets among them are stored in one Redis round trip "
+        "(docs/SCALING.md). 1: one record at a time."))
+    worker_batch_within_s: float = Field(default=0.05, gt=0, le=1.0, description=(
+        "Longest a record waits for its batch to fill: the latency the batching may add to a packet."))
 
     # -- clinical pipeline (stream/worker/pipeline.py) ---------------------------------
     ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")

@@ -170,14 +170,27 @@ class WindowStore:
         return f"ctgw:vitals:{pid}"
 
     async def save_packet(self, window: PatientWindow, packet: CtgPacket, ward_id: str | None = None) -> None:
-        start = packet_index(packet)
-        blob = _pack(start, np.array(packet.fhr), np.array(packet.uc), None if packet.mhr is None else np.array(packet.mhr))
-        oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
+        await self.save_packets([(window, packet)], ward_id=ward_id)
+
+    async def save_packets(self, packets: list[tuple[PatientWindow, CtgPacket]], ward_id: str | None = None) -> None:
+        """Store accepted packets (each with its patient's window, already extended) in one transaction.
+
+        One round trip for a whole batch of packets, not one per packet: at a few hundred beds per
+        worker the round trips, not Redis, were the packet path's cost (docs/SCALING.md). A transaction
+        keeps each packet's member, the trim of the window and the bed's arrival time together.
+        """
+        if not packets:
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(self._win(packet.patient_id), {blob: start})
-            pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
-            self.status.note_bed(pipe, packet.patient_id, packet.bed_id, ward_id,
-                                 packet.start_ts + len(packet.fhr) / packet.fs_hz)
+            for window, packet in packets:
+                start = packet_index(packet)
+                blob = _pack(start, np.array(packet.fhr), np.array(packet.uc),
+                             None if packet.mhr is None else np.array(packet.mhr))
+                oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
+                pipe.zadd(self._win(packet.patient_id), {blob: start})
+                pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
+                self.status.note_bed(pipe, packet.patient_id, packet.bed_id, ward_id,
+                                     packet.start_ts + len(packet.fhr) / packet.fs_hz)
             await pipe.execute()
 
     async def load(self, patient_id: str, bed_id: str, baseline_bpm: float | None = None) -> PatientWindow:

@@ -22,14 +22,15 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import faust
 
 from stream.core.kafka import faust_credentials
 from stream.core.logs import pseudonym, pseudonym_key
 from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, DUPLICATES, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
-from stream.core.schemas import REPLAY_HEADER, DeadLetter, RejectCode, encode, record_key
+from stream.core.schemas import REPLAY_HEADER, CtgPacket, DeadLetter, RejectCode, encode, record_key
 from stream.core.settings import Settings
 from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
 from stream.worker.broker_watch import BrokerWatch, restart_worker
@@ -38,6 +39,16 @@ from stream.worker.outage import OutageRetry, log_failure
 log = logging.getLogger("ctgwatch.worker")
 
 RecordHandler = Callable[[SignalRecord], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A record that passed validation, with what a dead letter of it would need."""
+
+    record: SignalRecord
+    raw: bytes
+    source: str  # kafka:<topic>[<partition>]@<offset>
+    received: float
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -121,35 +132,100 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
                 pipeline.forget_window(patient_id)
         return drop
 
+    def internal_letter(raw: bytes, exc: BaseException, source: str, received: float, patient_id: str) -> DeadLetter:
+        return DeadLetter.of(raw, code=RejectCode.INTERNAL, reason=f"processing failed: {type(exc).__name__}: {exc}"[:500],
+                             source=source, received_ts=received, patient_id=patient_id)
+
+    async def handle_one(item: Accepted) -> None:
+        try:
+            await retry.run(functools.partial(handle, item.record), source=item.source,
+                            on_outage=drop_half_done(item.record.patient_id))
+            if item.record.kind == "ctg":
+                PACKET_LATENCY.observe(max(0.0, time.time() - item.record.end_ts))
+        except Exception as exc:  # a bug must not stop the ward: keep the record, say why
+            log.exception("handling %s failed", item.source)
+            await dead_letter(internal_letter(item.raw, exc, item.source, item.received, item.record.patient_id))
+
+    async def handle_packets(batch: list[Accepted]) -> None:
+        """Accepted CTG packets in one pass of the pipeline (one Redis round trip for all of them).
+
+        A packet the pipeline could not handle is dead-lettered alone; if the batch as a whole fails
+        for a reason other than an outage, its packets go one at a time, so the one at fault is found.
+        """
+        if not batch:
+            return
+        if pipeline is None or len(batch) == 1:
+            for item in batch:
+                await handle_one(item)
+            return
+        records = [cast(CtgPacket, item.record) for item in batch]  # judge_stream batches CTG packets only
+        pids = {record.patient_id for record in records}
+
+        def drop_all(_exc: BaseException) -> None:
+            for pid in pids:
+                pipeline.forget_window(pid)
+
+        source = f"{len(batch)} packets from {batch[0].source} on"
+        try:
+            failed: list[tuple[int, Exception]] = []
+
+            async def run() -> None:
+                nonlocal failed
+                failed = await pipeline.on_ctg_batch(records)
+
+            await retry.run(run, source=source, on_outage=drop_all)
+        except Exception:
+            log.exception("handling %s failed: one at a time instead", source)
+            drop_all(RuntimeError())
+            for item in batch:
+                await handle_one(item)
+            return
+        done = time.time()
+        bad = dict(failed)
+        for i, (item, record) in enumerate(zip(batch, records)):
+            if i in bad:
+                log.error("handling %s failed", item.source, exc_info=bad[i])
+                await dead_letter(internal_letter(item.raw, bad[i], item.source, item.received, record.patient_id))
+            else:
+                PACKET_LATENCY.observe(max(0.0, done - record.end_ts))
+
     async def judge_stream(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            raw = event.value if isinstance(event.value, bytes) else b""
-            source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
-            now = time.time()
-            if pipeline is not None and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
-                await replayed(raw, now, source)
-                continue
-            verdict = validator.judge(raw, source=source, now=now)
-            if isinstance(verdict, DeadLetter):
-                if verdict.code == RejectCode.OUT_OF_ORDER and await redelivered(raw, now, source):
-                    DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
+        """Judge each record in order; accepted CTG packets are handled a batch at a time.
+
+        The pending packets are handled before anything that needs what they store (a redelivered
+        packet is looked up in Redis) or must keep its place (a replayed dead letter, vitals).
+        """
+        async for events in stream.take_events(settings.worker_batch_max, within=settings.worker_batch_within_s):
+            packets: list[Accepted] = []
+            for event in events:
+                msg = event.message
+                raw = event.value if isinstance(event.value, bytes) else b""
+                source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
+                now = time.time()
+                if pipeline is not None and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
+                    await handle_packets(packets)
+                    packets = []
+                    await replayed(raw, now, source)
                     continue
-                await dead_letter(verdict)
-                continue
-            RECORDS_IN.labels("kafka", verdict.kind).inc()
-            try:
-                await retry.run(functools.partial(handle, verdict), source=source, on_outage=drop_half_done(verdict.patient_id))
+                verdict = validator.judge(raw, source=source, now=now)
+                if isinstance(verdict, DeadLetter):
+                    if verdict.code == RejectCode.OUT_OF_ORDER:
+                        await handle_packets(packets)
+                        packets = []
+                        if await redelivered(raw, now, source):
+                            DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
+                            continue
+                    await dead_letter(verdict)
+                    continue
+                RECORDS_IN.labels("kafka", verdict.kind).inc()
+                item = Accepted(verdict, raw, source, now)
                 if verdict.kind == "ctg":
-                    PACKET_LATENCY.observe(max(0.0, time.time() - verdict.end_ts))
-            except Exception as exc:  # a bug must not stop the ward: keep the record, say why
-                log.exception("handling %s failed", source)
-                await dead_letter(
-                    DeadLetter.of(
-                        raw, code=RejectCode.INTERNAL, reason=f"processing failed: {type(exc).__name__}: {exc}"[:500],
-                        source=source, received_ts=now, patient_id=verdict.patient_id,
-                    )
-                )
+                    packets.append(item)
+                else:
+                    await handle_packets(packets)
+                    packets = []
+                    await handle_one(item)
+            await handle_packets(packets)
 
     watch = BrokerWatch(settings)
 

@@ -31,6 +31,7 @@ while the rules keep alerting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -55,9 +56,10 @@ from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
 from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
 from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
-from stream.state.windows import PatientWindow, WindowStore, packet_index
+from stream.state.windows import NewSamples, PatientWindow, WindowStore, packet_index
 from stream.worker.analysis_pool import AnalysisPool
 from stream.worker.false_signal import FalseSignalJudge
+from stream.worker.outage import is_outage
 from stream.worker.slices import map_in_slices
 
 log = logging.getLogger("ctgwatch.pipeline")
@@ -150,22 +152,66 @@ class Pipeline:
         return window
 
     async def on_ctg(self, packet: CtgPacket) -> None:
-        async with self.locks[packet.patient_id]:
-            window = await self._window(packet.patient_id, packet.bed_id)
-            mhr = None if packet.mhr is None else np.array(packet.mhr)
-            new = window.add(packet_index(packet), np.array(packet.fhr), np.array(packet.uc), mhr)
-            if packet.fhr_source != "unknown":
-                window.sensor = packet.fhr_source
-            if new is None:
-                return  # a duplicate delivery: already in the window
-            await self.windows.save_packet(window, packet, ward_id=self.alerts.policy.ward_id)
-            window.last_packet_monotonic = time.monotonic()
-            if new.gap >= self.cadence.data_gap_samples:  # packets missing, not FHR 0: nothing is known of it
-                window.fast.interrupt()
-                findings = window.fast.update(new.fhr[new.gap:], new.t_first + new.gap / window.fs, window.baseline_bpm)
-            else:
-                findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
-            await self._observe(window.patient_id, window.bed_id, Source.FAST, window.t_end or 0.0, findings)
+        for _index, exc in await self.on_ctg_batch([packet]):
+            raise exc
+
+    async def on_ctg_batch(self, packets: list[CtgPacket]) -> list[tuple[int, Exception]]:
+        """Packets in arrival order (several patients, several packets of one): the windows are
+        extended, all new packets are mirrored to Redis in one round trip, then each packet's fast
+        rules run in order.
+
+        Returns the packets that failed for a reason other than an outage, by index, with the error
+        (the caller dead-letters them); the others are handled all the same. An outage (Redis away)
+        is raised: the caller retries the whole batch, and what is already stored counts as a
+        duplicate. The batch holds the locks of its patients (taken in a fixed order, so two holders
+        never wait on each other), as one packet did: an analysis never sees a window half extended.
+        """
+        failed: list[tuple[int, Exception]] = []
+        async with contextlib.AsyncExitStack() as held:
+            for patient_id in sorted({p.patient_id for p in packets}):
+                await held.enter_async_context(self.locks[patient_id])
+            added: list[tuple[int, PatientWindow, CtgPacket, NewSamples]] = []
+            for index, packet in enumerate(packets):
+                try:
+                    window = await self._window(packet.patient_id, packet.bed_id)
+                    new = self._extend(window, packet)
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    failed.append((index, exc))
+                    continue
+                if new is not None:  # None: a duplicate delivery, already in the window
+                    added.append((index, window, packet, new))
+            await self.windows.save_packets([(window, packet) for _, window, packet, _ in added],
+                                            ward_id=self.alerts.policy.ward_id)
+            arrived = time.monotonic()
+            for index, window, _packet, new in added:
+                window.last_packet_monotonic = arrived
+                try:
+                    await self._fast_rules(window, new)
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    failed.append((index, exc))
+        return failed
+
+    @staticmethod
+    def _extend(window: PatientWindow, packet: CtgPacket) -> NewSamples | None:
+        mhr = None if packet.mhr is None else np.array(packet.mhr)
+        new = window.add(packet_index(packet), np.array(packet.fhr), np.array(packet.uc), mhr)
+        if packet.fhr_source != "unknown":
+            window.sensor = packet.fhr_source
+        return new
+
+    async def _fast_rules(self, window: PatientWindow, new: NewSamples) -> None:
+        """The per-packet rules on the samples one packet brought, observed at that packet's end."""
+        t_end = new.t_first + new.fhr.size / window.fs  # this packet's end, not the batch's
+        if new.gap >= self.cadence.data_gap_samples:  # packets missing, not FHR 0: nothing is known of it
+            window.fast.interrupt()
+            findings = window.fast.update(new.fhr[new.gap:], new.t_first + new.gap / window.fs, window.baseline_bpm)
+        else:
+            findings = window.fast.update(new.fhr, new.t_first, window.baseline_bpm)
+        await self._observe(window.patient_id, window.bed_id, Source.FAST, t_end, findings)
 
     async def on_replayed(self, record: CtgPacket | VitalsObservation) -> None:
         """A dead letter sent again (``ctgwatch deadletter replay``): store it where it belongs in time.

@@ -241,3 +241,90 @@ async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis)
     assert seen[True] == seen[False]
     assert any(c == "pathological" for _, c, *_ in seen[True][0])  # the comparison covers a real finding
     assert seen[True][1] and seen[True][1][0][0] == "ctg_alarm"
+
+
+async def test_a_batch_of_packets_finds_what_the_packets_one_at_a_time_find() -> None:
+    """Packets of several patients handled as one batch (one Redis round trip) give the same windows, stored
+    packets, notices and alarms as the same packets handled one at a time; duplicates inside a batch add nothing."""
+    import fakeredis
+
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+
+    t0 = time.time() - 1200
+    traces = {
+        "pq-brady": simulate_ctg(Scenario("brady", duration_s=900.0, bradycardia=(400.0, 900.0)), seed=4).fhr,
+        "pq-loss": np.where((np.arange(4 * 900) // 4) % 300 > 200, 0.0, 140.0),
+        "pq-calm": np.full(4 * 900, 140.0),
+    }
+    by_second = [pkt for i in range(900) for pid, fhr in traces.items() for pkt in [packets(pid, t0, fhr)[i]]]
+
+    async def run(batched: bool) -> tuple:
+        redis = fakeredis.FakeAsyncRedis()
+        p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-batch")), WindowStore(redis, capacity_s=2400),
+                     Cadence(forget_idle_s=1e9))
+        calls = 0
+        save = p.windows.save_packets
+
+        async def counted(*args, **kwargs):  # noqa: ANN002, ANN003
+            nonlocal calls
+            calls += 1
+            await save(*args, **kwargs)
+
+        p.windows.save_packets = counted  # type: ignore[method-assign]
+        observed = []
+        observe = p._observe
+
+        async def spy(patient_id, bed_id, source, t, findings):  # noqa: ANN001
+            observed.append((patient_id, source, t, sorted((f.kind, f.start_s, f.end_s) for f in findings)))
+            await observe(patient_id, bed_id, source, t, findings)
+
+        p._observe = spy  # type: ignore[method-assign]
+        if batched:
+            for i in range(0, len(by_second), 21):  # 7 s of three beds, with the first packet delivered twice
+                assert await p.on_ctg_batch(by_second[i:i + 21] + by_second[i:i + 1]) == []
+                if i // 21 % 2:
+                    await p.tick()
+            assert calls == -(-len(by_second) // 21)  # one write per batch
+        else:
+            for i, pkt in enumerate(by_second):
+                await p.on_record(pkt)
+                if (i + 1) % 21 == 0 and i // 21 % 2:
+                    await p.tick()
+            assert calls == len(by_second)
+        stored = {pid: await redis.zrange(f"ctgw:win:{pid}", 0, -1, withscores=True) for pid in traces}
+        notices = {pid: [(n.kind, n.since) for n in (await p.status.read(pid)).notices] for pid in traces}
+        alerts = sorted((a["patient_id"], a["kind"], sorted(r["kind"] for r in a["evidence"]["reasons"]))
+                        for a in await p.alerts.open_alerts())
+        await redis.aclose()
+        return stored, notices, alerts, {pid: p.cache[pid].fhr.copy() for pid in traces}, observed
+
+    results = [await run(batched=False), await run(batched=True)]
+    (stored1, notices1, alerts1, fhr1, seen1), (stored2, notices2, alerts2, fhr2, seen2) = results
+    assert len(seen1) > len(by_second) and seen1 == seen2  # every observation, in the same order, at the same times
+    assert stored1 == stored2 and notices1 == notices2 and alerts1 == alerts2
+    assert all(np.array_equal(fhr1[pid], fhr2[pid]) for pid in traces)
+    assert [a[:2] for a in alerts1] == [("pq-brady", "ctg_alarm")], alerts1
+    assert "signal_loss" in [kind for kind, _ in notices1["pq-loss"]], notices1
+
+
+async def test_a_packet_that_fails_in_a_batch_is_reported_alone_and_the_others_go_on(pipeline, monkeypatch) -> None:
+    """A bug met by one packet (here, its fast rules) names that packet for the dead letter; the batch's other
+    packets are stored and judged, and the failing one is stored too (nothing is lost)."""
+    good, bad = f"pg-{uuid.uuid4().hex[:6]}", f"pb-{uuid.uuid4().hex[:6]}"
+    t0 = time.time() - 100
+    batch = [packets(good, t0, np.zeros(4 * 3))[0], packets(bad, t0, np.full(4 * 3, 140.0))[0],
+             packets(good, t0, np.zeros(4 * 3))[1]]
+    fast_rules = pipeline._fast_rules
+
+    async def broken(window, new):  # noqa: ANN001
+        if window.patient_id == bad:
+            raise ValueError("a bug")
+        await fast_rules(window, new)
+
+    monkeypatch.setattr(pipeline, "_fast_rules", broken)
+    failed = await pipeline.on_ctg_batch(batch)
+    assert [(i, str(exc)) for i, exc in failed] == [(1, "a bug")]
+    assert pipeline.cache[good].fast.loss_samples == 8 and pipeline.cache[bad].fhr.size == 4
+    assert len(await pipeline.redis.zrange(f"ctgw:win:{bad}", 0, -1)) == 1
+    with pytest.raises(ValueError, match="a bug"):  # one packet alone: the error is raised, as before batching
+        await pipeline.on_ctg(packets(bad, t0, np.full(4 * 3, 140.0))[1])
