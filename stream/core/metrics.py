@@ -34,6 +34,12 @@ ANALYSIS_SECONDS = Histogram(
     "Wall time of one patient's FIGO window analysis (with analysis helper processes, the hand-over to them included).",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
+ANALYSIS_INTERVAL = Histogram(
+    "ctgwatch_analysis_interval_seconds",
+    "Recording time between two FIGO analyses of one patient (the cadence asks for 15 s; longer means the "
+    "worker's analyses fall behind: the capacity bench holds a bed count only while the mean stays near 15 s).",
+    buckets=(15, 16, 17, 18, 20, 25, 30, 45, 60, 120),
+)
 TRITON_SECONDS = Histogram(
     "ctgwatch_triton_request_seconds", "Triton request latency per model batch.", ["model"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

@@ -7,6 +7,7 @@ import uuid
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from stream.core.policy import AlertPolicy
 from stream.core.schemas import CtgPacket
@@ -198,12 +199,17 @@ async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(r
             await p.on_record(pkt)
     p.cache[patients[1]].last_analysis_t = t0 + 600.0  # analysed before: the others, never analysed, go first
     analysed = []
+    intervals = REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_count") or 0.0
+    waited = REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_sum") or 0.0
     for _ in range(3):
         before = {pid: p.cache[pid].last_analysis_t for pid in patients}
         await p.tick()
         analysed.append([pid for pid in patients if p.cache[pid].last_analysis_t != before[pid]])
     assert [len(a) for a in analysed] == [1, 1, 1]
     assert analysed[2] == [patients[1]] and {analysed[0][0], analysed[1][0]} == {patients[0], patients[2]}
+    # the cadence metric the capacity bench reads: one interval (the patient analysed before), 60 s of recording
+    assert REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_count") == intervals + 1
+    assert REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_sum") == pytest.approx(waited + 60.0, abs=0.5)
 
 
 async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis) -> None:
