@@ -469,7 +469,8 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.exists() else {}
     helpers = args.analysis_processes
     same_run = (lambda s: s["workers"] == args.workers and s.get("analysis_processes", 0) == helpers)  # noqa: E731
-    result = {**previous, "machine": machine, **({} if helpers else {"command": command}),
+    # the headline's command is the one-worker run's; the others keep theirs beside their figures
+    result = {**previous, "machine": machine, **({"command": command} if not helpers and args.workers == 1 else {}),
               "sweep": [s for s in previous.get("sweep", []) if not same_run(s)] + [asdict(p) for p in sweep]}
     cpu = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
     if helpers:  # the headline is a worker process alone; a worker with helpers is reported beside it
@@ -480,7 +481,7 @@ def main() -> None:
         result.update(beds_per_worker=max((p.beds for p in held), default=0),
                       p99_packet_age_s=max((p.p99_s for p in held), default=None), cpu_ms_per_bed_second=cpu)
     else:
-        result["two_worker_cpu_ms_per_bed_second"] = cpu
+        result.update(two_worker_cpu_ms_per_bed_second=cpu, two_worker_command=command)
     out.write_text(json.dumps(result, indent=2) + "\n")
     rows = [f"| {p.beds} | {p.workers} | {p.records_per_s} | {p.p50_s} | {p.p99_s} | {p.lag_first} -> {p.lag_last} "
             f"(max {p.lag_max}) | {p.analyses_per_s} ({p.beds / 15:.1f}) | {p.analysis_interval_s} | "
