@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
+from detectors.rowstats import row_nanmedians
 from detectors.runs import close_gaps, runs
 from detectors.thresholds import (
     ANCHOR_SPAN_S,
@@ -80,14 +81,12 @@ def anchor_curve(x1: np.ndarray) -> np.ndarray:
     if n == 0:
         return out
     ends = list(range(min(n, ANCHOR_STEP_S), n, ANCHOR_STEP_S)) + [n]
+    # Until 20 min of history exist, the whole history is the span (the first 20 min share one span).
+    spans = [(max(0, end - ANCHOR_SPAN_S), max(end, min(n, ANCHOR_SPAN_S))) for end in ends]
+    levels = _anchor_levels(x1, sorted(set(spans)))
     last = None
     prev_end = 0
-    levels: dict[tuple[int, int], float | None] = {}  # the first 20 min share one span: one median, not twenty
-    for end in ends:
-        # Until 20 min of history exist, the whole history is the span.
-        span = (max(0, end - ANCHOR_SPAN_S), max(end, min(n, ANCHOR_SPAN_S)))
-        if span not in levels:
-            levels[span] = anchor_level(x1[span[0]:span[1]])
+    for end, span in zip(ends, spans):
         mode = levels[span]
         last = mode if mode is not None else last
         out[prev_end:end] = np.nan if last is None else last
@@ -97,6 +96,18 @@ def anchor_curve(x1: np.ndarray) -> np.ndarray:
     if first.size:
         out[: first[0]] = out[first[0]]
     return out
+
+
+def _anchor_levels(x1: np.ndarray, spans: list[tuple[int, int]]) -> dict[tuple[int, int], float | None]:
+    """:func:`anchor_level` of each span, the spans of one length in one pass (the same numbers:
+    the median of the finite values, via :func:`detectors.rowstats.row_nanmedians`)."""
+    finite = np.where(np.isfinite(x1), x1, np.nan)
+    levels: dict[tuple[int, int], float | None] = {}
+    for width in sorted({b - a for a, b in spans}):
+        same = [span for span in spans if span[1] - span[0] == width]
+        medians = row_nanmedians(np.stack([finite[a:b] for a, b in same]))
+        levels.update((span, None if np.isnan(med) else float(med)) for span, med in zip(same, medians))
+    return levels
 
 
 def _reanchor_sustained_shifts(x1: np.ndarray, valid1: np.ndarray, anchor: np.ndarray, smooth: np.ndarray,

@@ -29,6 +29,7 @@ from detectors.events import (
 )
 from detectors.findings import Finding, Severity
 from detectors.quality import DEFAULT_QUALITY, ModelVerdict, QualityReport, assess_quality
+from detectors.rowstats import row_nanmedians
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import (
     VariabilityEstimate,
@@ -71,10 +72,8 @@ def _minute_medians(x1: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.
     seg = np.where(usable, x1, np.nan)[start:].reshape(m, 60)
     cov = usable[start:].reshape(m, 60).mean(axis=1)
     ok = cov >= 0.5
-    with warnings.catch_warnings():  # all-NaN minutes are expected: med_ok marks them
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(seg, axis=1)
-    return med, ok
+    # np.nanmedian(seg, axis=1), in one pass (numpy's goes through masked arrays: 15% of an analysis)
+    return row_nanmedians(seg), ok
 
 
 def _deceleration_finding(dec: Deceleration, t0: float, th: CtgThresholds) -> Finding:
