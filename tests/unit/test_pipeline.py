@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -334,3 +335,30 @@ async def test_a_packet_that_fails_in_a_batch_is_reported_alone_and_the_others_g
     assert len(await pipeline.redis.zrange(f"ctgw:win:{bad}", 0, -1)) == 1
     with pytest.raises(ValueError, match="a bug"):  # one packet alone: the error is raised, as before batching
         await pipeline.on_ctg(packets(bad, t0, np.full(4 * 3, 140.0))[1])
+
+
+async def test_the_analysis_budget_counts_the_analyses_own_time_not_the_packets_between_them(redis, monkeypatch) -> None:
+    """A busy packet path (here: 30 ms of other work in the loop around each analysis) must not use up the
+    analyses' budget; the analyses' own time does."""
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-own")), WindowStore(redis, capacity_s=2400),
+                 Cadence(forget_idle_s=1e9, analysis_budget_s=0.05))
+    t0 = time.time() - 700
+    patients = [f"po-{i}-{uuid.uuid4().hex[:4]}" for i in range(4)]
+    for pid in patients:
+        for pkt in packets(pid, t0, np.full(4 * 660, 140.0)):
+            await p.on_record(pkt)
+    own_s = 0.001
+
+    async def analyse(window):  # noqa: ANN001
+        await asyncio.sleep(0.03)  # the loop handles packets meanwhile
+        window.last_analysis_t = window.t_end
+        return own_s
+
+    monkeypatch.setattr(p, "_analyse", analyse)
+    await p.tick()
+    assert all(p.cache[pid].last_analysis_t is not None for pid in patients)  # 4 ms of analyses: all of them
+    for pid in patients:
+        p.cache[pid].last_analysis_t = None
+    own_s = 0.03
+    await p.tick()
+    assert sum(p.cache[pid].last_analysis_t is not None for pid in patients) == 2  # 30 ms, 60 ms: budget spent
