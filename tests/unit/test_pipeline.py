@@ -188,16 +188,22 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
     assert judge.evidence(patient)["judge"].startswith("rules")
 
 
-async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(redis) -> None:
-    """With no budget one analysis runs per tick (the most overdue); the others wait for the next tick,
-    so a burst of due patients never holds the packets back for long. Every patient is analysed in turn."""
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-budget")), WindowStore(redis, capacity_s=2400),
-                 Cadence(forget_idle_s=1e9, analysis_budget_s=0.0))
+async def _due_for_analysis(redis, beds: int, analysis_budget_s: float) -> tuple[Pipeline, list[str], float]:  # noqa: ANN001
+    """A pipeline whose ``beds`` patients have 11 min of trace each: all due for their first analysis."""
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9, analysis_budget_s=analysis_budget_s))
     t0 = time.time() - 700
-    patients = [f"pb-{i}-{uuid.uuid4().hex[:4]}" for i in range(3)]
+    patients = [f"pb-{i}-{uuid.uuid4().hex[:4]}" for i in range(beds)]
     for pid in patients:
         for pkt in packets(pid, t0, np.full(4 * 660, 140.0)):
             await p.on_record(pkt)
+    return p, patients, t0
+
+
+async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(redis) -> None:
+    """With no budget one analysis runs per tick (the most overdue); the others wait for the next tick,
+    so a burst of due patients never holds the packets back for long. Every patient is analysed in turn."""
+    p, patients, t0 = await _due_for_analysis(redis, 3, analysis_budget_s=0.0)
     p.cache[patients[1]].last_analysis_t = t0 + 600.0  # analysed before: the others, never analysed, go first
     analysed = []
     intervals = REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_count") or 0.0
@@ -340,13 +346,7 @@ async def test_a_packet_that_fails_in_a_batch_is_reported_alone_and_the_others_g
 async def test_the_analysis_budget_counts_the_analyses_own_time_not_the_packets_between_them(redis, monkeypatch) -> None:
     """A busy packet path (here: 30 ms of other work in the loop around each analysis) must not use up the
     analyses' budget; the analyses' own time does."""
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-own")), WindowStore(redis, capacity_s=2400),
-                 Cadence(forget_idle_s=1e9, analysis_budget_s=0.05))
-    t0 = time.time() - 700
-    patients = [f"po-{i}-{uuid.uuid4().hex[:4]}" for i in range(4)]
-    for pid in patients:
-        for pkt in packets(pid, t0, np.full(4 * 660, 140.0)):
-            await p.on_record(pkt)
+    p, patients, _t0 = await _due_for_analysis(redis, 4, analysis_budget_s=0.05)
     own_s = 0.001
 
     async def analyse(window):  # noqa: ANN001
