@@ -58,6 +58,7 @@ def broker_urls(bootstrap: str) -> list[str]:
 def create_app(settings: Settings, on_record: RecordHandler | None = None) -> faust.App:
     """The worker app; topics come from infra/topics.yaml by role."""
     names = settings.topic_names()
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
         settings.worker_app_id,
         broker=broker_urls(settings.bootstrap_servers),
@@ -73,6 +74,9 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=settings.worker_heartbeat_s,
         store="memory://",
+        # Faust makes a data directory even with in-memory tables: under the state directory, not the
+        # current directory (the repository root filled with empty <app-id>-data directories)
+        datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
         broker_credentials=faust_credentials(settings),
     )
     validator = Validator(settings.ingest_limits())
