@@ -165,7 +165,7 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
         records = [cast(CtgPacket, item.record) for item in batch]  # judge_stream batches CTG packets only
         pids = {record.patient_id for record in records}
 
-        def drop_all(_exc: BaseException) -> None:
+        def forget_batch() -> None:  # the retry, or the one-at-a-time handling, reloads them from Redis
             for pid in pids:
                 pipeline.forget_window(pid)
 
@@ -177,10 +177,10 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
                 nonlocal failed
                 failed = await pipeline.on_ctg_batch(records)
 
-            await retry.run(run, source=source, on_outage=drop_all)
+            await retry.run(run, source=source, on_outage=lambda _exc: forget_batch())
         except Exception:
             log.exception("handling %s failed: one at a time instead", source)
-            drop_all(RuntimeError())
+            forget_batch()
             for item in batch:
                 await handle_one(item)
             return
