@@ -34,6 +34,7 @@ from stream.core.schemas import REPLAY_HEADER, CtgPacket, DeadLetter, RejectCode
 from stream.core.settings import Settings
 from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
 from stream.worker.broker_watch import BrokerWatch, restart_worker
+from stream.worker.kafka_transport import use_fetch_wait
 from stream.worker.outage import OutageRetry, log_failure
 
 log = logging.getLogger("ctgwatch.worker")
@@ -79,6 +80,7 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
         datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
         broker_credentials=faust_credentials(settings),
     )
+    use_fetch_wait(app, settings.worker_fetch_max_wait_ms)
     validator = Validator(settings.ingest_limits())
     deadletter_topic = app.topic(names.deadletter, key_type=bytes, value_type=bytes)
 
