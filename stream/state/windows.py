@@ -38,6 +38,12 @@ def _pack(start: int, fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None) -
     return _HEADER.pack(start, len(fhr), mhr is not None) + body
 
 
+def _packet_member(packet: CtgPacket) -> bytes:
+    """The packet's member of its patient's sorted set: the same packet always gives the same bytes."""
+    return _pack(packet_index(packet), np.array(packet.fhr), np.array(packet.uc),
+                 None if packet.mhr is None else np.array(packet.mhr))
+
+
 def _unpack(blob: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
     start, n, has_mhr = _HEADER.unpack_from(blob)
     arr = np.frombuffer(blob, dtype="<f4", offset=_HEADER.size).astype(float)
@@ -213,8 +219,7 @@ class WindowStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             for window, packet in packets:
                 start = packet_index(packet)
-                blob = _pack(start, np.array(packet.fhr), np.array(packet.uc),
-                             None if packet.mhr is None else np.array(packet.mhr))
+                blob = _packet_member(packet)
                 oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
                 pipe.zadd(self._win(packet.patient_id), {blob: start})
                 pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
@@ -263,8 +268,7 @@ class WindowStore:
         what is stored but differs is not a duplicate.
         """
         if isinstance(record, CtgPacket):
-            blob = _pack(packet_index(record), np.array(record.fhr), np.array(record.uc),
-                         None if record.mhr is None else np.array(record.mhr))
+            blob = _packet_member(record)
             return await self.redis.zscore(self._win(record.patient_id), blob) is not None
         return await self.redis.zscore(self._vitals(record.patient_id),
                                        record.model_dump_json(exclude_none=True)) is not None

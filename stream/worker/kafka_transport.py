@@ -22,7 +22,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the constructor's value here until start() hands it to its fetcher;
-        # tests/unit/test_kafka_transport.py fails if that stops being so.
+        # tests/integration/test_worker_fetch_wait.py fails if that stops being so.
         consumer._fetch_max_wait_ms = cast(FetchWaitTransport, transport).fetch_max_wait_ms
         return consumer
 
