@@ -93,6 +93,8 @@ class Point:
     redis_commands_per_s: float
     redis_bytes_per_bed: float
     alarm_latency_s: dict[str, float | int | None] | None = None  # trials, median, max (publish -> raised_at)
+    #: "spread": each bed's packets at its own phase in the second (independent monitors); "together": all at once
+    phases: str = "together"
     analysis_processes: int = 0  # helper processes per worker for the FIGO analyses (their CPU counts as the worker's)
     #: Mean recording time between two analyses of a bed over the span (the cadence asks for 15 s; a bed is
     #: due at the first 1-s tick after 15 s of new recording, so about 15.5 s when the worker keeps up).
@@ -256,10 +258,33 @@ async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list
     return end
 
 
+#: Live packets go out in this many slots per second: each bed has its own phase within the second,
+#: as independent bedside monitors do (``--together``: every bed at the same instant, a worst case).
+PHASE_SLOTS = 20
+
+
+def bed_phase(bed: int, together: bool) -> float:
+    """Where in each second a bed's packets end: spread evenly over the slots (golden-ratio steps, so any
+    run of consecutive beds is spread too), or 0 for all beds."""
+    if together:
+        return 0.0
+    return int(((bed * 0.6180339887498949) % 1.0) * PHASE_SLOTS) / PHASE_SLOTS
+
+
+def live_packet(bed: int, trace: tuple[np.ndarray, np.ndarray], t0: float, k: int, phase: float) -> CtgPacket:
+    """Bed ``bed``'s ``k``-th live packet: it ends at ``t0 + k + 1 + phase``. The first one starts at ``t0``
+    (where the history ended), so it is up to a second longer and the trace goes on without a gap."""
+    end = t0 + k + 1.0 + phase
+    start = t0 if k == 0 else end - 1.0
+    n = int(round(end * FS)) - int(round(start * FS))
+    return ctg_packet(bed, trace, bed * 997, start, n)
+
+
 async def stream_live(outbox: Outbox, settings: Settings, beds: int, data: list, seconds: float,
                       t0: float, losses: dict[int, int] | None = None,
-                      published: dict[tuple[int, int], float] | None = None) -> None:
-    """One 1-s packet per bed per second (the last second), vitals every 5 min per bed, spread.
+                      published: dict[tuple[int, int], float] | None = None, together: bool = False) -> None:
+    """One 1-s packet per bed per second, each sent when its last sample is due (the bed's phase in the
+    second, :func:`bed_phase`), vitals every 5 min per bed, spread.
 
     ``losses``: bed -> second (from ``t0``) at which that bed's FHR drops to 0 for ``LOSS_S``
     seconds; the publish time of each of those packets goes to ``published`` by (bed, seconds of
@@ -267,20 +292,24 @@ async def stream_live(outbox: Outbox, settings: Settings, beds: int, data: list,
     """
     names = settings.topic_names()
     losses = losses or {}
+    slots: dict[float, list[int]] = {}
+    for bed in range(beds):
+        slots.setdefault(bed_phase(bed, together), []).append(bed)
     for k in range(int(seconds)):
-        due = t0 + k + 1.0
-        await asyncio.sleep(max(0.0, due - time.time()))
-        for bed in range(beds):
-            p = ctg_packet(bed, data[bed % TRACES], bed * 997, due - 1.0, FS)
-            lost = bed in losses and losses[bed] <= k < losses[bed] + LOSS_S
-            if lost:
-                p = p.model_copy(update={"fhr": [0.0] * FS})
-            await outbox.put(names.ctg, record_key(p), encode(p))
-            if lost and published is not None:
-                published[(bed, k - losses[bed] + 1)] = time.time()  # (bed, seconds of loss this packet completes)
-            if (k + bed) % 300 == 0:
-                v = vitals(bed, due - 0.5)
-                await outbox.put(names.vitals, record_key(v), encode(v))
+        for phase in sorted(slots):
+            due = t0 + k + 1.0 + phase
+            await asyncio.sleep(max(0.0, due - time.time()))
+            for bed in slots[phase]:
+                p = live_packet(bed, data[bed % TRACES], t0, k, phase)
+                lost = bed in losses and losses[bed] <= k < losses[bed] + LOSS_S
+                if lost:
+                    p = p.model_copy(update={"fhr": [0.0] * len(p.fhr)})
+                await outbox.put(names.ctg, record_key(p), encode(p))
+                if lost and published is not None:
+                    published[(bed, k - losses[bed] + 1)] = time.time()  # (bed, seconds of loss this packet completes)
+                if (k + bed) % 300 == 0:
+                    v = vitals(bed, due - 0.5)
+                    await outbox.put(names.vitals, record_key(v), encode(v))
 
 
 async def alarm_latencies(settings: Settings, losses: dict[int, int], published: dict[tuple[int, int], float],
@@ -310,7 +339,8 @@ async def alarm_latencies(settings: Settings, losses: dict[int, int], published:
 
 # -- one point of the sweep -------------------------------------------------------------------
 def measure_point(beds: int, workers: int, history_s: float, steady_s: float, warmup_s: float,
-                  profile_dir: Path | None = None, alarm_trials_n: int = 10, analysis_processes: int = 0) -> Point:
+                  profile_dir: Path | None = None, alarm_trials_n: int = 10, analysis_processes: int = 0,
+                  together: bool = False) -> Point:
     state = Path(tempfile.mkdtemp(prefix="ctgwatch-capacity-"))
     ports = [free_port() for _ in range(5)]
     settings = Settings(state_dir=state, kafka_bootstrap=None, redis_url=None, triton_url=None,
@@ -332,8 +362,8 @@ def measure_point(beds: int, workers: int, history_s: float, steady_s: float, wa
         time.sleep(15)  # join the group (no 'Ready' line at warning level)
         data = traces(history_s + steady_s + 600)
         point = asyncio.run(_run(settings, beds, workers, data, history_s, steady_s, warmup_s, metric_ports, procs,
-                                profile_dir, alarm_trials_n))
-        return replace(point, analysis_processes=analysis_processes)
+                                profile_dir, alarm_trials_n, together))
+        return replace(point, analysis_processes=analysis_processes, phases="together" if together else "spread")
     finally:
         for p in procs:
             p.terminate()
@@ -358,7 +388,7 @@ def start_profilers(procs: list, beds: int, seconds: float, profile_dir: Path) -
 
 async def _run(settings: Settings, beds: int, workers: int, data: list, history_s: float, steady_s: float,
                warmup_s: float, metric_ports: list[int], procs: list, profile_dir: Path | None = None,
-               alarm_trials_n: int = 10) -> Point:
+               alarm_trials_n: int = 10, together: bool = False) -> Point:
     outbox = await producer_outbox(settings, "capacity", max_records=500_000).start(require_broker=True)
     try:
         history_end = await send_history(outbox, settings, beds, data, history_s)
@@ -368,7 +398,8 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         losses = {bed: int(warmup_s + i * spacing) for i, bed in enumerate(trial_beds)}
         published: dict[tuple[int, int], float] = {}
         t_live = history_end  # the live packets continue the history without a gap
-        live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, t_live, losses, published))
+        live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, t_live, losses, published,
+                                                   together))
         alarms = asyncio.create_task(alarm_latencies(settings, losses, published, t_live + steady_s + 15))
         await asyncio.sleep(warmup_s)
         spies = start_profilers(procs, beds, steady_s - warmup_s - 5, profile_dir) if profile_dir else []
@@ -451,6 +482,9 @@ def main() -> None:
                         help="beds that lose their signal in the measured span, timed from publish to alarm (0: none)")
     parser.add_argument("--analysis-processes", type=int, default=0,
                         help="FIGO analyses in this many helper processes per worker (CTGWATCH_ANALYSIS_PROCESSES)")
+    parser.add_argument("--together", action="store_true",
+                        help="every bed's live packet at the same instant each second (a worst case; default: each "
+                             "bed at its own phase in the second, as independent monitors)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also record a py-spy flame graph of every worker into this directory (skews CPU figures)")
     args = parser.parse_args()
@@ -458,7 +492,7 @@ def main() -> None:
     sweep: list[Point] = []
     for beds in (int(b) for b in args.beds.split(",")):
         point = measure_point(beds, args.workers, args.history_s, args.steady_s, args.warmup_s, args.profile,
-                              args.alarm_trials, args.analysis_processes)
+                              args.alarm_trials, args.analysis_processes, args.together)
         sweep.append(point)
         print(json.dumps(asdict(point)), flush=True)
         if not point.held and not args.keep_going:
@@ -468,13 +502,16 @@ def main() -> None:
     out = ROOT / "docs" / "capacity.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     helpers = args.analysis_processes
-    same_run = (lambda s: s["workers"] == args.workers and s.get("analysis_processes", 0) == helpers)  # noqa: E731
-    # the headline's command is the one-worker run's; the others keep theirs beside their figures
-    result = {**previous, "machine": machine, **({"command": command} if not helpers and args.workers == 1 else {}),
+    phases = "together" if args.together else "spread"
+    same_run = (lambda s: s["workers"] == args.workers and s.get("analysis_processes", 0) == helpers  # noqa: E731
+                and s.get("phases", "together") == phases)
+    # the headline is the one-worker run with spread phases; the others keep their commands beside their figures
+    headline_run = not helpers and not args.together and args.workers == 1
+    result = {**previous, "machine": machine, **({"command": command} if headline_run else {}),
               "sweep": [s for s in previous.get("sweep", []) if not same_run(s)] + [asdict(p) for p in sweep]}
     cpu = round(float(np.median([p.cpu_ms_per_bed_second for p in held])), 3) if held else None
-    if helpers:  # the headline is a worker process alone; a worker with helpers is reported beside it
-        result[f"with_{helpers}_analysis_processes"] = {
+    if helpers or args.together:  # the headline is a worker alone under independent monitors; these go beside it
+        result[f"with_{helpers}_analysis_processes" if helpers else f"together_{args.workers}_workers"] = {
             "command": command, "workers": args.workers, "beds": max((p.beds for p in held), default=0),
             "p99_packet_age_s": max((p.p99_s for p in held), default=None), "cpu_ms_per_bed_second": cpu}
     elif args.workers == 1:
@@ -498,6 +535,8 @@ def main() -> None:
         + (f", each with {helpers} analysis process(es) whose CPU and memory count as the worker's" if helpers else "")
         + f". Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
         f"the bench waits for lag 0), then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
+        + ("(every bed's packet at the same instant each second: a worst case) " if args.together else
+           f"(each bed at its own phase in the second, {PHASE_SLOTS} slots, as independent monitors) ") +
         f"(vitals every 5 min); the first {args.warmup_s:.0f} s are not measured. Packet age = wall time from a "
         "packet's last sample to the end of its processing (worker histogram, interpolated). CPU as a share of "
         "one core over the measured span; the load generator, broker, Redis and Triton run on the same 2 cores. "
@@ -518,7 +557,8 @@ def main() -> None:
     ])
     print(body)
     title = f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''}"
-    write_section(title + (f", {helpers} analysis process{'es' if helpers > 1 else ''})" if helpers else ")"), body)
+    title += f", {helpers} analysis process{'es' if helpers > 1 else ''}" if helpers else ""
+    write_section(title + (", every bed's packet at once)" if args.together else ")"), body)
 
 
 if __name__ == "__main__":
