@@ -59,7 +59,7 @@ from stream.state.patient_status import ModelError, PatientStatusStore, TraceMar
 from stream.state.windows import NewSamples, PatientWindow, WindowStore, packet_index
 from stream.worker.analysis_pool import AnalysisPool
 from stream.worker.false_signal import FalseSignalJudge
-from stream.worker.outage import is_outage
+from stream.worker.outage import is_outage, log_failure
 from stream.worker.slices import map_in_slices
 
 log = logging.getLogger("ctgwatch.pipeline")
@@ -135,6 +135,7 @@ class Pipeline:
         self.shown: dict[str, _Shown] = {}
         self.model_streak: defaultdict[str, int] = defaultdict(int)
         self.model_evidence: dict[str, dict[str, Any]] = {}
+        self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
 
     # -- per record ---------------------------------------------------------
     async def on_record(self, record: CtgPacket | VitalsObservation) -> None:
@@ -309,11 +310,30 @@ class Pipeline:
             if self.false_signal is not None and self.false_signal.due(window):
                 false_due.append(window)
         await self._analyse_due(analysis_due)
-        if false_due and self.false_signal is not None:
-            # the verdicts serve the next analysis of each patient (at most one interval old)
-            await self.false_signal.judge(false_due, self.cadence.prepare_slice_s)
-        if model_due:
-            await self._score(model_due)
+        if (false_due or model_due) and self.scoring_idle():
+            # Triton's answer for a few hundred windows takes a second or more on a CPU: the scoring runs beside
+            # the ticks, so the FIGO cadence never waits on it (one round at a time; patients left due while a
+            # round is in flight are taken by the first tick after it ends).
+            self._scoring = asyncio.create_task(self._score_round(false_due, model_due))
+
+    def scoring_idle(self) -> bool:
+        """No model round is in flight."""
+        return self._scoring is None or self._scoring.done()
+
+    async def wait_scoring(self) -> None:
+        """Until the model round in flight (if any) has ended: for tests and an orderly stop."""
+        if self._scoring is not None:
+            await asyncio.shield(self._scoring)
+
+    async def _score_round(self, false_due: list[PatientWindow], model_due: list[PatientWindow]) -> None:
+        try:
+            if false_due and self.false_signal is not None:
+                # the verdicts serve the next analysis of each patient (at most one interval old)
+                await self.false_signal.judge(false_due, self.cadence.prepare_slice_s)
+            if model_due:
+                await self._score(model_due)
+        except Exception as exc:  # one failed round must not stop the next (the patients fall due again)
+            log_failure(log, "model round", exc)
 
     async def _analyse_due(self, due: list[PatientWindow]) -> None:
         """The due analyses, most overdue first, giving the event loop back to the packets after each one,
@@ -404,7 +424,8 @@ class Pipeline:
             self.scorer.score_many(anomaly),
             self.risk_scorer.score_many(risk) if self.risk_scorer is not None else asyncio.sleep(0, result=[]))
         for i, (window, result) in enumerate(zip(due, results)):
-            await self._use_scores(window, {**result, **(risks[i] if risks else {})})
+            async with self.locks[window.patient_id]:  # the round runs beside the analyses of the next ticks
+                await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
     async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
         evidence: dict[str, Any] = {}

@@ -168,7 +168,8 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
                         fhr=[float(v) for v in fhr[4 * i : 4 * i + 4]], uc=[15.0] * 4,
                         mhr=[float(v) for v in mhr[4 * i : 4 * i + 4]])
         await p.on_record(pkt)
-    await p.tick()  # first analysis (rules), then the model scores
+    await p.tick()  # first analysis (rules), then the model scores (a round beside the ticks)
+    await p.wait_scoring()
     assert patient in judge.verdicts and p.cache[patient].sensor == "ultrasound"
     p.cache[patient].last_analysis_t = None
     await p.tick()  # analysis with the model's verdict
@@ -185,7 +186,45 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
         await p.on_record(CtgPacket(patient_id=patient, bed_id="bed-fs", device_id="m", start_ts=t0 + i,
                                     fhr=[140.0] * 4, uc=[15.0] * 4, mhr=[85.0] * 4))
     await p.tick()
+    await p.wait_scoring()
     assert judge.evidence(patient)["judge"].startswith("rules")
+
+
+class _HeldScorer(_FakeFalseSignalScorer):
+    """A Triton that answers only when the test lets it (a slow batch on a CPU Triton)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.rounds = 0
+
+    async def score_many(self, windows: list[np.ndarray]) -> list[dict]:
+        self.rounds += 1
+        await self.release.wait()
+        return await super().score_many(windows)
+
+
+async def test_the_ticks_go_on_while_triton_answers_one_model_round_at_a_time(redis) -> None:
+    """A slow model round must not hold the FIGO cadence: the tick returns while Triton works, the next
+    tick analyses again without starting a second round, and the verdicts arrive when Triton answers."""
+    from stream.worker.false_signal import FalseSignalJudge
+
+    held = _HeldScorer()
+    judge = FalseSignalJudge(held, interval_s=60.0)  # type: ignore[arg-type]
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), false_signal=judge)
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 700
+    for pkt in packets(patient, t0, np.full(4 * 660, 140.0)):
+        await p.on_record(pkt)
+    await asyncio.wait_for(p.tick(), 5.0)  # returns although Triton has not answered
+    assert not p.scoring_idle() and held.rounds == 1 and p.cache[patient].last_analysis_t is not None
+    p.cache[patient].last_analysis_t = None
+    judge.last_t.pop(patient)  # due again for the model as well
+    await asyncio.wait_for(p.tick(), 5.0)
+    assert p.cache[patient].last_analysis_t is not None  # analysed while the round is still in flight
+    assert held.rounds == 1 and patient not in judge.verdicts  # no second round on top of the first
+    held.release.set()
+    await asyncio.wait_for(p.wait_scoring(), 5.0)
+    assert patient in judge.verdicts and p.scoring_idle()
 
 
 async def _due_for_analysis(redis, beds: int, analysis_budget_s: float) -> tuple[Pipeline, list[str], float]:  # noqa: ANN001
