@@ -539,13 +539,30 @@ def main() -> None:
         result.update(two_worker_cpu_ms_per_bed_second=cpu if held else sweep[0].cpu_ms_per_bed_second,
                       two_worker_cpu_basis=basis, two_worker_command=command)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    body = report_body(sweep, command, machine, args)
+    print(body)
+    write_section(section_title(args), body)
+
+
+def section_title(args: argparse.Namespace) -> str:
+    """The docs/BENCHMARKS.md section of a run: one per kind of run (workers, helpers, load shape)."""
+    helpers = args.analysis_processes
+    title = f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''}"
+    title += f", {helpers} analysis process{'es' if helpers > 1 else ''}" if helpers else ""
+    return title + (", every bed's packet at once)" if args.together else ")")
+
+
+def report_body(sweep: list[Point], command: str, machine: str, args: argparse.Namespace) -> str:
+    """The docs/BENCHMARKS.md text of a sweep: how it was run, a row per bed count, the headline."""
+    helpers = args.analysis_processes
+    held = [p for p in sweep if p.held]
     rows = [f"| {p.beds} | {p.workers} | {p.records_per_s} | {p.p50_s} | {p.p99_s} | {p.lag_first} -> {p.lag_last} "
             f"(max {p.lag_max}) | {p.analyses_per_s} ({p.beds / 15:.1f}) | {p.analysis_mean_ms} | {p.analysis_interval_s} | "
             f"{p.model_windows_per_s} ({p.mean_triton_batch}) | "
             f"{p.cpu_share} | {p.cpu_ms_per_bed_second} | {p.rss_mb} | "
             f"{', '.join(f'{k} {v}' for k, v in p.other_cpu.items())} | {p.redis_commands_per_s} | "
             f"{p.redis_bytes_per_bed / 1024:.0f} | {_alarm_cell(p)} | {'held' if p.held else 'BROKE'} |" for p in sweep]
-    body = "\n".join([
+    return "\n".join([
         f"Command: `{command}`. Machine: {machine}; embedded Tansu, redis-server, Triton (models on), "
         f"{args.workers} worker(s)"
         + (f", each with {helpers} analysis process(es) whose CPU and memory count as the worker's" if helpers else "")
@@ -571,10 +588,6 @@ def main() -> None:
         f"Headline (largest N that held): **{max((p.beds for p in held), default=0)} beds** with "
         f"{args.workers} worker(s). Full results: docs/capacity.json.",
     ])
-    print(body)
-    title = f"Capacity in steady state ({args.workers} worker{'s' if args.workers > 1 else ''}"
-    title += f", {helpers} analysis process{'es' if helpers > 1 else ''}" if helpers else ""
-    write_section(title + (", every bed's packet at once)" if args.together else ")"), body)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ def main() -> None:
     result = json.loads((ROOT / "docs" / "capacity.json").read_text())
     fig, (age, cpu) = plt.subplots(1, 2, figsize=(11, 4))
     for workers, marker in ((1, "o"), (2, "s")):
-        # workers alone (the runs with analysis helper processes are reported beside them, not drawn)
-        points = sorted((p for p in result["sweep"] if p["workers"] == workers and not p.get("analysis_processes")),
-                        key=lambda p: p["beds"])
+        # workers alone, under independent monitors (the runs with analysis helper processes, and with every
+        # bed's packet at the same instant, are reported beside them, not drawn)
+        points = sorted((p for p in result["sweep"] if p["workers"] == workers and not p.get("analysis_processes")
+                         and p.get("phases") == "spread"), key=lambda p: p["beds"])
         if not points:
             continue
         beds = [p["beds"] for p in points]
