@@ -11,7 +11,8 @@ Two paces, as a ward needs them:
   advanced by ``analysis_interval_s`` since its last analysis gets the full
   FIGO analysis of the last ``analysis_window_s``; every ``model_interval_s``
   its 10-min window goes to Triton, and the windows of all patients due in the
-  same tick travel in one batched request. Cadences run on each patient's
+  same tick travel in one batched request (a model round, which runs beside the
+  ticks, one at a time, so the analyses never wait on Triton). Cadences run on each patient's
   own recording clock, so a replay at 60x is analysed like real time, and
   patients fall due at different moments (their packets arrive at different
   times), which spreads the load.
