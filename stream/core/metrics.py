@@ -40,6 +40,14 @@ ANALYSIS_INTERVAL = Histogram(
     "worker's analyses fall behind: the capacity bench holds a bed count only while the mean stays near 15 s).",
     buckets=(15, 16, 17, 18, 20, 25, 30, 45, 60, 120),
 )
+MODEL_INTERVAL = Histogram(
+    "ctgwatch_model_interval_seconds",
+    "Recording time between two model scorings of one patient, per scoring ('false_signal': the false-signal "
+    "model; 'anomaly_and_risk': the autoencoder and the acidaemia LSTM). The cadence asks for 60 s; the capacity "
+    "bench holds a bed count only while the mean stays near it.",
+    ["scoring"],
+    buckets=(60, 61, 62, 63, 65, 70, 80, 90, 120, 180, 300),
+)
 TRITON_SECONDS = Histogram(
     "ctgwatch_triton_request_seconds", "Triton request latency per model batch.", ["model"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

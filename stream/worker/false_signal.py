@@ -26,6 +26,7 @@ import numpy as np
 from detectors.quality import ModelVerdict
 from models.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, window_inputs
 from models.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
+from stream.core.metrics import MODEL_INTERVAL
 from stream.state.windows import PatientWindow
 from stream.worker.slices import map_in_slices
 
@@ -86,6 +87,9 @@ class FalseSignalJudge:
         The inputs are prepared in slices of ``slice_s`` of event-loop time (stream/worker/slices.py)."""
 
         def inputs(w: PatientWindow) -> tuple[np.ndarray, float, int]:
+            last = self.last_t.get(w.patient_id)
+            if last is not None and w.t_end is not None:
+                MODEL_INTERVAL.labels("false_signal").observe(w.t_end - last)
             self.last_t[w.patient_id] = w.t_end or 0.0
             return self.inputs(w)
 

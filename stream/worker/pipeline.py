@@ -52,7 +52,7 @@ from models.triton_client import FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScore
 from stream.core.alarm_policy import AlarmPolicy, Problem, Source
 from stream.core.alarm_tracker import PatientAlarms
 from stream.core.logs import pseudonym
-from stream.core.metrics import ALERTS, ANALYSIS_INTERVAL, ANALYSIS_SECONDS, MODEL_STATUS
+from stream.core.metrics import ALERTS, ANALYSIS_INTERVAL, ANALYSIS_SECONDS, MODEL_INTERVAL, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
 from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
@@ -413,6 +413,8 @@ class Pipeline:
         assert self.scorer is not None
 
         def inputs(w: PatientWindow) -> tuple[np.ndarray, np.ndarray | None]:
+            if w.last_model_t is not None and w.t_end is not None:
+                MODEL_INTERVAL.labels("anomaly_and_risk").observe(w.t_end - w.last_model_t)
             w.last_model_t = w.t_end
             return (window_tensor(*w.last(self.norm.window_s)[:3], w.fs, self.norm),
                     None if self.risk_scorer is None

@@ -401,3 +401,28 @@ async def test_the_analysis_budget_counts_the_analyses_own_time_not_the_packets_
     own_s = 0.03
     await p.tick()
     assert sum(p.cache[pid].last_analysis_t is not None for pid in patients) == 2  # 30 ms, 60 ms: budget spent
+
+
+async def test_the_model_cadence_is_measured_per_scoring(redis) -> None:
+    """The capacity bench reads the recording time between two scorings of a bed (60 s asked); a round
+    that falls behind shows there."""
+    from stream.worker.false_signal import FalseSignalJudge
+
+    judge = FalseSignalJudge(_FakeFalseSignalScorer(), interval_s=60.0)  # type: ignore[arg-type]
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), false_signal=judge)
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 800
+    count = REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_count", {"scoring": "false_signal"}) or 0.0
+    total = REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_sum", {"scoring": "false_signal"}) or 0.0
+    trace = packets(patient, t0, np.full(4 * 735, 140.0))
+    for pkt in trace[:660]:
+        await p.on_record(pkt)
+    await p.tick()
+    await p.wait_scoring()
+    for pkt in trace[660:]:  # 75 s more: due again after 60 s, scored at the tick after 75
+        await p.on_record(pkt)
+    await p.tick()
+    await p.wait_scoring()
+    assert REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_count", {"scoring": "false_signal"}) == count + 1
+    assert REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_sum",
+                                     {"scoring": "false_signal"}) == pytest.approx(total + 75.0, abs=0.5)
