@@ -105,6 +105,8 @@ class Point:
     #: Mean wall time of one FIGO analysis in the worker (its histogram): beside the analysis' cost alone
     #: (bench/detectors_incremental.py) it shows what the worker's other threads and processes take from it.
     analysis_mean_ms: float | None = None
+    #: Share of one core the hypervisor took for other guests over the span (/proc/stat steal), all cores summed.
+    host_steal: float | None = None
     #: Mean recording time between two scorings of a bed, the slower of the false-signal model's and the
     #: autoencoder/LSTM round's (the cadence asks for 60 s). None: no bed was scored twice in the span.
     model_interval_s: float | None = None
@@ -152,6 +154,13 @@ def _sum_over(pids: list[int], measure) -> float:
         except (ProcessLookupError, FileNotFoundError):
             pass
     return total
+
+
+def host_steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests (``steal`` in /proc/stat), summed over cores: a run with
+    much of it measured a slower machine than the others, and its figures say so."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / TICKS if len(fields) > 8 else 0.0
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -430,6 +439,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         cpu0 = [group_cpu_seconds(p.pid) for p in procs]
         others0 = {n: group_cpu_seconds(r.pgid) for n, r in service_groups.items() if r}
         me0 = cpu_seconds(os.getpid())
+        steal0 = host_steal_seconds()
         cmd0 = int(redis.info("stats")["total_commands_processed"])
         t_start = time.monotonic()
         lags = []
@@ -445,6 +455,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         cpu1 = [group_cpu_seconds(p.pid) for p in procs]
         others = {n: round((group_cpu_seconds(r.pgid) - others0[n]) / span, 3) for n, r in service_groups.items() if r}
         others["load generator"] = round((cpu_seconds(os.getpid()) - me0) / span, 3)
+        steal = round((host_steal_seconds() - steal0) / span, 3)
         cmds = (int(redis.info("stats")["total_commands_processed"]) - cmd0) / span
         used = float(redis.info("memory")["used_memory"])
         worker_rss = sum(group_rss_mb(p.pid) for p in procs)
@@ -468,6 +479,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         p50_s=round(quantile(hist, 0.5), 3), p99_s=round(quantile(hist, 0.99), 3),
         analyses_per_s=round(delta("ctgwatch_window_analysis_seconds_count") / span, 2),
         analysis_interval_s=round(delta("ctgwatch_analysis_interval_seconds_sum") / intervals, 2) if intervals else None,
+        host_steal=steal,
         model_interval_s=max((round(delta("ctgwatch_model_interval_seconds_sum", scoring=k)
                                     / delta("ctgwatch_model_interval_seconds_count", scoring=k), 2)
                               for k in ("false_signal", "anomaly_and_risk")
@@ -570,7 +582,8 @@ def report_body(sweep: list[Point], command: str, machine: str, args: argparse.N
             f"(max {p.lag_max}) | {p.analyses_per_s} ({p.beds / 15:.1f}) | {p.analysis_mean_ms} | {p.analysis_interval_s} | "
             f"{p.model_windows_per_s} ({p.mean_triton_batch}) | {p.model_interval_s} | "
             f"{p.cpu_share} | {p.cpu_ms_per_bed_second} | {p.rss_mb} | "
-            f"{', '.join(f'{k} {v}' for k, v in p.other_cpu.items())} | {p.redis_commands_per_s} | "
+            f"{', '.join(f'{k} {v}' for k, v in p.other_cpu.items())}"
+            f"{'' if p.host_steal is None else f', stolen by the host {p.host_steal}'} | {p.redis_commands_per_s} | "
             f"{p.redis_bytes_per_bed / 1024:.0f} | {_alarm_cell(p)} | {'held' if p.held else 'BROKE'} |" for p in sweep]
     return "\n".join([
         f"Command: `{command}`. Machine: {machine}; embedded Tansu, redis-server, Triton (models on), "
