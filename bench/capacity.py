@@ -195,6 +195,11 @@ def total(metrics: dict, name: str, **labels: str) -> float:
     return sum(v for lab, v in metrics.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
 
 
+def records_taken(ports: list[int]) -> float:
+    """Records the workers have taken from Kafka so far (their ingest counters, summed)."""
+    return sum(total(scrape(port), "ctgwatch_ingest_records_total", entrance="kafka") for port in ports)
+
+
 def buckets(metrics: dict, name: str) -> dict[float, float]:
     out: dict[float, float] = {}
     for lab, v in metrics.get(f"{name}_bucket", []):
@@ -427,7 +432,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         losses = {bed: int(warmup_s + i * spacing) for i, bed in enumerate(trial_beds)}
         published: dict[tuple[int, int], float] = {}
         t_live = history_end  # the live packets continue the history without a gap
-        taken0 = sum(total(scrape(port), "ctgwatch_ingest_records_total", entrance="kafka") for port in metric_ports)
+        taken0 = records_taken(metric_ports)
         sent = [0]
         live = asyncio.create_task(stream_live(outbox, settings, beds, data, steady_s, t_live, losses, published,
                                                together, sent))
@@ -447,8 +452,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
         t_start = time.monotonic()
         lags = []
         while not live.done():
-            taken = sum(total(scrape(port), "ctgwatch_ingest_records_total", entrance="kafka") for port in metric_ports)
-            lags.append(int(sent[0] - (taken - taken0)))
+            lags.append(int(sent[0] - (records_taken(metric_ports) - taken0)))
             await asyncio.sleep(5)
         span = time.monotonic() - t_start
         after = [scrape(p) for p in metric_ports]

@@ -322,7 +322,7 @@ class Pipeline:
         return self._scoring is None or self._scoring.done()
 
     async def wait_scoring(self) -> None:
-        """Until the model round in flight (if any) has ended: for tests and an orderly stop."""
+        """Until the model round in flight (if any) has ended (tests; the worker does not wait for it at stop)."""
         if self._scoring is not None:
             await asyncio.shield(self._scoring)
 
