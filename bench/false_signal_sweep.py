@@ -80,7 +80,8 @@ def run_config(job: tuple[str, dict, str, str]) -> dict:
     fit_s = time.monotonic() - t0
     model.to(device)
     tuning = _DATA["tuning"]
-    probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg)) for r in tuning]
+    probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg), delay_s=cfg.verdict_delay_s)
+             for r in tuning]
     chosen = choose_threshold(probs, tuning, cfg.min_specificity)
     figures = evaluate_split(model, tuning, chosen["threshold"], cfg)
     throughput = _windows_per_second(model, device)

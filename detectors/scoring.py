@@ -176,3 +176,37 @@ class SampleConfusion:
                 "false_minutes_caught": round(self.minutes_caught_fraction, 4),
                 "false_minutes": self.false_minutes, "false_samples": self.tp + self.fn,
                 "scored_samples": self.tp + self.fp + self.fn + self.tn}
+
+
+def recording_intervals(per_recording: list[SampleConfusion], n: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Intervals of the pooled per-sample figures, resampling whole recordings.
+
+    Why recordings and not samples: the samples of one trace are not independent
+    (a false stretch lasts minutes, and a few recordings hold most of the false
+    positives), so a per-sample interval would be far too narrow.
+
+    Parameters
+    ----------
+    per_recording : one confusion matrix per recording (SampleConfusion.add_recording).
+    n : resamplings; seed : for the resampling; level : coverage (percentile interval).
+
+    Returns
+    -------
+    For sensitivity, specificity, precision, f1 and false_minutes_caught: (low, high).
+    """
+    if not per_recording:
+        return {}
+    counts = np.array([[c.tp, c.fp, c.fn, c.tn, c.false_minutes, c.false_minutes_caught] for c in per_recording],
+                      dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(per_recording), size=(n, len(per_recording)))
+    tp, fp, fn, tn, minutes, caught = counts[picks].sum(axis=1).T
+    sensitivity = tp / np.maximum(tp + fn, 1)
+    precision = tp / np.maximum(tp + fp, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + sensitivity > 0, 2 * precision * sensitivity / (precision + sensitivity), 0.0)
+    figures = {"sensitivity": sensitivity, "specificity": tn / np.maximum(tn + fp, 1), "precision": precision,
+               "f1": f1, "false_minutes_caught": caught / np.maximum(minutes, 1)}
+    tail = (1 - level) / 2 * 100
+    return {k: (round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4))
+            for k, v in figures.items()}

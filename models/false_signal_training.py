@@ -11,9 +11,12 @@ at least ``min_specificity``) -> score the validation part once, per sample at
 Two ways of reading the model out, because the stream sees the future of a
 sample only as it arrives:
 
-- *live*: each second judged by the first scoring after it arrived (the stream
-  scores every ``cadence_s`` seconds, so a second has 0 to ``cadence_s`` s of
-  future): what the central station shows at first;
+- *live*: each second judged by the first scoring that gives it a verdict: the
+  stream scores every ``cadence_s`` seconds and, from v7, keeps back the verdict
+  on the newest ``verdict_delay_s`` seconds of each window (the rules judge them
+  meanwhile), so a second's first verdict sees ``verdict_delay_s`` to
+  ``verdict_delay_s + cadence_s`` s of its future: what the central station shows
+  at first;
 - *settled*: each second judged with the whole recording around it: what the
   FIGO analysis of the last 30 min mostly uses once later scorings revised it.
 """
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detectors.scoring import SampleConfusion, auc
+from detectors.scoring import SampleConfusion, auc, recording_intervals
 from models.false_signal_data import FalseSignalRecording
 from models.false_signal_features import FEATURES, N_FEATURES, FalseSignalShape, to_samples
 from models.nets import FalseSignalEnsemble, FalseSignalNet
@@ -51,6 +54,12 @@ class FalseSignalConfig:
     weight_decay: float = 1e-4
     min_specificity: float = 0.99
     cadence_s: int = 60  # the stream scores each patient's false-signal window this often
+    # the stream keeps back the verdict on the newest seconds of each window until a later scoring
+    # has seen this much of their future. A verdict on a second with no future is the least certain
+    # (on the tuning part, v5's network at threshold 0.53: live F1 0.851 with 60 s held back against 0.839
+    # without, both at specificity 0.9917; bench/false_signal_delay.py); the cost is that the rule-based
+    # detector judges the newest 60-120 s instead of 0-60 s
+    verdict_delay_s: int = 60
     # share of training crops shown without the maternal channel: a quarter of the false samples lie in
     # recordings whose maternal HR is mostly absent, where v2 caught 31% (83% with it); hiding the channel
     # on crops that have it teaches the trace's own shape as evidence
@@ -159,7 +168,8 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
     device = torch.device(cfg.device)
     model = build_member(cfg)
     if init_weights:
-        model.load_state_dict(torch.load(init_weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(weights_from_onnx(Path(init_weights)) if init_weights.endswith(".onnx")
+                              else torch.load(init_weights, map_location="cpu", weights_only=True))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (cfg.crops_per_epoch // cfg.batch_size)
@@ -202,6 +212,25 @@ def fit_member(train: list[FalseSignalRecording], tuning: list[FalseSignalRecord
     if best is not None:
         model.load_state_dict(best[1])
     return model.eval(), history
+
+
+def weights_from_onnx(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of one served network, read back from its ONNX file (``export_false_signal_onnx``).
+
+    Why: v5 was trained on a lent GPU and only its ONNX was kept; its weights, read
+    back, let a later version re-choose the threshold (or fine-tune) from exactly the
+    served network. The export keeps the parameter names under the serving
+    wrapper's ``net.``; an ensemble's file does not map onto one network and is refused.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    state = {init.name.removeprefix("net."): torch.from_numpy(numpy_helper.to_array(init).copy())
+             for init in graph.initializer if init.name.startswith("net.")}
+    if not state or any(k.startswith("members.") for k in state):
+        raise ValueError(f"{path} does not hold one false-signal network's named weights")
+    return state
 
 
 def _teacher(cfg: FalseSignalConfig, device: torch.device) -> FalseSignalModel | None:
@@ -257,20 +286,26 @@ def predict_settled(model: FalseSignalModel | Judge, features: np.ndarray) -> np
 
 
 def predict_live(model: FalseSignalModel | Judge, features: np.ndarray, cadence_s: int, context_s: int,
-                 window_s: int = FalseSignalShape().window_s) -> np.ndarray:
-    """Per-second probability from the first scoring after the second arrived.
+                 window_s: int = FalseSignalShape().window_s, delay_s: int = 0) -> np.ndarray:
+    """Per-second probability from the first scoring that gives the second a verdict.
 
-    The stream scores the last ``window_s`` seconds every ``cadence_s`` s. When an
-    output depends on only ``context_s`` seconds either side (convolutions), a
-    window of ``context_s + cadence_s`` seconds gives the same last ``cadence_s``
-    outputs (exactly) at a fraction of the cost; otherwise the stream's own window.
+    The stream scores the last ``window_s`` seconds every ``cadence_s`` s and uses
+    each scoring's verdict up to ``delay_s`` seconds before the window's end
+    (stream/worker/false_signal.py), so the scoring at ``e`` first judges the
+    seconds from ``previous e - delay_s`` to ``e - delay_s``; the scoring at the
+    recording's end judges what is left (the stream's last seconds stay with the
+    rules until the recording ends: a few seconds of each recording are scored
+    here with less future than the stream would give them). When an output depends
+    on only ``context_s`` seconds either side (convolutions), a window of
+    ``context_s + cadence_s + delay_s`` seconds gives the same outputs (exactly) at
+    a fraction of the cost; otherwise the stream's own window.
     """
     n = features.shape[0]
     out = np.zeros(n, np.float32)
     ends = list(range(cadence_s, n, cadence_s)) + [n]
-    span = min(context_s + cadence_s, window_s)
+    span = min(context_s + cadence_s + delay_s, window_s)
     batch: list[np.ndarray] = []
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
 
     judge = _as_judge(model)
 
@@ -278,18 +313,22 @@ def predict_live(model: FalseSignalModel | Judge, features: np.ndarray, cadence_
         if not batch:
             return
         probs = judge(np.stack(batch))
-        for p, (a, b) in zip(probs, spans):
-            out[a:b] = p[span - (b - a):]
+        for p, (a, b, end) in zip(probs, spans):
+            first = span - (end - a)
+            out[a:b] = p[first:first + (b - a)]
         batch.clear()
         spans.clear()
 
     for i, end in enumerate(ends):
-        start = ends[i - 1] if i else 0
+        start = max(0, (ends[i - 1] if i else 0) - delay_s)
+        judged_to = end if end == n else end - delay_s
+        if judged_to <= start:
+            continue
         window = np.zeros((span, features.shape[1]), np.float32)
         piece = features[max(0, end - span):end]
         window[span - piece.shape[0]:] = piece
         batch.append(window)
-        spans.append((start, end))
+        spans.append((start, judged_to, end))
         if len(batch) == 64:
             flush()
     flush()
@@ -327,17 +366,26 @@ def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSig
 
 def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRecording], threshold: float,
                    cfg: FalseSignalConfig, context_s: int | None = None) -> dict[str, dict[str, dict]]:
-    """Per reading-out mode (live, settled) and subset (DopMHR, ScalpECG, all): per-sample figures."""
+    """Per reading-out mode (live, settled) and subset (DopMHR, ScalpECG, all): per-sample figures, each
+    with its 95% interval from resampling whole recordings (``interval_95``)."""
     out: dict[str, dict[str, dict]] = {}
     context = receptive_half_s(cfg) if context_s is None else context_s
     for mode in ("live", "settled"):
-        confusions = {"DopMHR": SampleConfusion(), "ScalpECG": SampleConfusion(), "all": SampleConfusion()}
+        per_recording: dict[str, list[SampleConfusion]] = {"DopMHR": [], "ScalpECG": [], "all": []}
         for r in records:
-            p = (predict_live(model, r.features, cfg.cadence_s, context) if mode == "live"
+            p = (predict_live(model, r.features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s) if mode == "live"
                  else predict_settled(model, r.features))
+            confusion = SampleConfusion()
+            score_recording(confusion, p >= threshold, r)
             for key in (r.subset, "all"):
-                score_recording(confusions[key], p >= threshold, r)
-        out[mode] = {k: c.as_dict() for k, c in confusions.items()}
+                per_recording[key].append(confusion)
+        out[mode] = {}
+        for key, confusions in per_recording.items():
+            pooled = SampleConfusion()
+            for c in confusions:
+                pooled.merge(c)
+            out[mode][key] = {**pooled.as_dict(), "recordings": len(confusions),
+                              "interval_95": recording_intervals(confusions)}
     return out
 
 
@@ -374,7 +422,8 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
     log(f"false-signal: {len(names)} annotated FHRMA recordings, split by record "
         f"{len(split['train'])}/{len(split['tuning'])}/{len(split['validation'])} (train/tuning/validation)")
     model, history = fit(data["train"], data["tuning"], cfg, log)
-    tuning_probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg)) for r in data["tuning"]]
+    tuning_probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg), delay_s=cfg.verdict_delay_s)
+                    for r in data["tuning"]]
     chosen = choose_threshold(tuning_probs, data["tuning"], cfg.min_specificity)
     log(f"false-signal: threshold {chosen['threshold']} chosen on the tuning part ({chosen})")
     validation = evaluate_split(model, data["validation"], chosen["threshold"], cfg)
@@ -385,6 +434,7 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
         "split": {part: len(v) for part, v in split.items()},
         "threshold": chosen, "history": history, "validation": validation, "simulator": simulator,
         "receptive_half_s": receptive_half_s(cfg), "train_seconds": round(time.monotonic() - t_start, 1),
+        "cadence_s": cfg.cadence_s, "verdict_delay_s": cfg.verdict_delay_s,
     }
     torch.save(model.state_dict(), out_dir / "false_signal.pt")
     export_false_signal_onnx(model, shape.window_s, out_dir / "false_signal.onnx")
@@ -421,7 +471,8 @@ def simulator_check(model: FalseSignalModel | Judge, threshold: float, cfg: Fals
         for seed in seeds:
             sim = simulate_ctg(scenario, seed=seed)
             features = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")
-            judged = to_samples(predict_live(model, features, cfg.cadence_s, context) >= threshold, sim.fhr.size)
+            judged = to_samples(predict_live(model, features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s) >= threshold,
+                                sim.fhr.size)
             truth = np.zeros(sim.fhr.size, bool)
             for e in sim.events:
                 if e.kind in ("maternal_hr_capture", "halving_doubling"):

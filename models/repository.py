@@ -46,6 +46,8 @@ def false_signal_config(shape: FalseSignalShape, calibration: dict, *, max_batch
     _batching_and_instances(cfg)
     _set_parameters(cfg, {"threshold": calibration["threshold"], "cadence_s": calibration["cadence_s"],
                           "context_s": calibration.get("context_s", shape.window_s),
+                          # versions before v7 used every second of the window at once
+                          "verdict_delay_s": calibration.get("verdict_delay_s", 0),
                           **{f"shape_{k}": v for k, v in shape.as_dict().items()}})
     return cfg
 
@@ -166,13 +168,14 @@ def build_local_twin(repository: Path, twin: Path) -> list[str]:
 
 
 def deployed_false_signal(repository: Path) -> tuple[Path, dict[str, float]] | None:
-    """The ONNX file and parameters (threshold, cadence_s, context_s) of the served false-signal model, if any."""
+    """The ONNX file and parameters (threshold, cadence_s, context_s, verdict_delay_s) of the served
+    false-signal model, if any."""
     model_dir = repository / TRITON_NAMES["false_signal"]
     onnx = latest_onnx(model_dir)
     if not (model_dir / "config.pbtxt").is_file() or onnx is None:
         return None
     params = {k: float(v.string_value) for k, v in read_config(model_dir / "config.pbtxt").parameters.items()
-              if k in ("threshold", "cadence_s", "context_s")}
+              if k in ("threshold", "cadence_s", "context_s", "verdict_delay_s")}
     return onnx, params
 
 

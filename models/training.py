@@ -283,9 +283,11 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
             fs_metrics = train_false_signal(fs_cfg, fhrma_dir, out, cfg.fhrma_limit, log)
             calibration["false_signal"] = {"threshold": fs_metrics["threshold"]["threshold"],
                                            "cadence_s": fs_cfg.cadence_s, "chosen_on": "tuning part (FHRMA)",
+                                           "verdict_delay_s": fs_cfg.verdict_delay_s,
                                            "context_s": fs_metrics["receptive_half_s"]}
             metrics["false_signal"] = {k: fs_metrics[k] for k in ("split", "threshold", "validation", "history",
-                                                                  "simulator", "train_seconds")}
+                                                                  "simulator", "train_seconds", "cadence_s",
+                                                                  "verdict_delay_s")}
             metrics["trained"].append("false_signal")
         else:
             log(f"false-signal model skipped: no FHRMA annotations.json in {fhrma_dir} (set CTGWATCH_FHRMA_DIR)")
@@ -469,19 +471,26 @@ def evaluation_lines(name: str, metrics: dict) -> list[str]:
         lines.append("")
     if "false_signal" in metrics:
         m = metrics["false_signal"]
+        delay, cadence = int(m.get("verdict_delay_s", 0)), int(m.get("cadence_s", 60))
         lines += [
             "### False signal (`ctg_false_signal`) on the FHRMA validation part", "",
             f"Split by record, stratified by subset: {m['split']} (train/tuning/validation). The threshold "
             f"({m['threshold']['threshold']}) was chosen on the tuning part (highest F1 with specificity >= 0.99); "
             "the validation part was scored once for this version (how often across versions: docs/EVALUATION.md). "
             "Per sample at 4 Hz, on samples the experts marked and where "
-            "the monitor gave a value. *live*: each second judged by the first scoring after it arrived (0-60 s "
-            "of future, what the station shows at first); *settled*: judged with the whole recording around it.", "",
+            "the monitor gave a value. *live*: each second judged by the first scoring that gives it a verdict "
+            f"({delay}-{delay + cadence} s of future, what the station shows at first); *settled*: judged with the "
+            "whole recording around it. In brackets: 95% intervals, resampling whole recordings.", "",
             "| reading | subset | false samples | sensitivity | specificity | precision | F1 | false minutes caught |",
             "|---|---|---|---|---|---|---|---|"]
         for mode in ("live", "settled"):
             for subset in ("DopMHR", "ScalpECG", "all"):
                 r = m["validation"][mode][subset]
-                lines.append(f"| {mode} | {subset} | {r['false_samples']} | {r['sensitivity']} | {r['specificity']} | "
-                             f"{r['precision']} | {r['f1']} | {r['false_minutes_caught']} ({r['false_minutes']} min) |")
+                ci = r.get("interval_95", {})
+
+                def cell(key: str, r: dict = r, ci: dict = ci) -> str:
+                    return f"{r[key]} ({ci[key][0]}-{ci[key][1]})" if key in ci else f"{r[key]}"
+                lines.append(f"| {mode} | {subset} | {r['false_samples']} | {cell('sensitivity')} | "
+                             f"{cell('specificity')} | {cell('precision')} | {cell('f1')} | "
+                             f"{r['false_minutes_caught']} ({r['false_minutes']} min) |")
     return lines

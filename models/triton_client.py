@@ -58,6 +58,9 @@ class ModelScores:
     errors: np.ndarray  # [B, T] per-second output (error: where abnormal; p_false: probability not fetal)
     threshold: float
     latency_s: float
+    # seconds at the end of each window whose per-second output is not used yet (the model's config
+    # parameter ``verdict_delay_s``: a verdict with no future is the least certain); 0 for the others
+    verdict_delay_s: float = 0.0
 
     @property
     def abnormal(self) -> np.ndarray:
@@ -71,6 +74,7 @@ class Scored(NamedTuple):
     per_second: np.ndarray
     threshold: float
     version: str
+    verdict_delay_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class AnomalyClient:
         self.breakers: defaultdict[str, CircuitBreaker] = defaultdict(
             lambda: CircuitBreaker(breaker_failures, breaker_reset_s))
         self._client: InferenceServerClient | None = None
-        self._thresholds: dict[str, tuple[str, float]] = {}
+        self._calibrations: dict[str, tuple[str, float, float]] = {}
 
     def _conn(self) -> InferenceServerClient:
         if self._client is None:
@@ -149,18 +153,21 @@ class AnomalyClient:
             await self._client.close()
             self._client = None
 
-    async def _threshold(self, model: str, timeout: float) -> tuple[str, float]:
-        if model not in self._thresholds:
+    async def _calibration(self, model: str, timeout: float) -> tuple[str, float, float]:
+        """(version, threshold, verdict_delay_s) from the server's model config: a client never pairs a
+        model with another version's calibration."""
+        if model not in self._calibrations:
             cfg = await self._conn().get_model_config(model, as_json=True, client_timeout=timeout)
             params = cfg["config"].get("parameters", {})
             threshold = float(params.get("threshold", {}).get("string_value", "nan"))
+            delay = float(params.get("verdict_delay_s", {}).get("string_value", "0"))
             meta = await self._conn().get_model_metadata(model, as_json=True, client_timeout=timeout)
-            self._thresholds[model] = (str(meta.get("versions", ["?"])[-1]), threshold)
-        return self._thresholds[model]
+            self._calibrations[model] = (str(meta.get("versions", ["?"])[-1]), threshold, delay)
+        return self._calibrations[model]
 
     async def _infer(self, model: str, windows: np.ndarray, timeout: float) -> ModelScores:
         t0 = time.monotonic()
-        version, threshold = await self._threshold(model, timeout)
+        version, threshold, delay = await self._calibration(model, timeout)
         io = MODEL_IO.get(model, ModelIO("window", "score", "error"))
         inp = InferInput(io.input, list(windows.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
@@ -169,7 +176,7 @@ class AnomalyClient:
             client_timeout=max(timeout - (time.monotonic() - t0), 0.05),
         )
         return ModelScores(model, version, result.as_numpy(io.scalar)[:, 0], result.as_numpy(io.per_second),
-                           threshold, time.monotonic() - t0)
+                           threshold, time.monotonic() - t0, delay)
 
     async def score(self, model: str, windows: np.ndarray) -> ModelScores | ModelUnavailable:
         """Scores for a batch ``[B, T, 4]``, or why the model is unavailable, within ``timeout_s``."""
@@ -195,7 +202,7 @@ class AnomalyClient:
                     log.warning("%s: unexpected %s from the Triton client (counted as unavailable): %s",
                                 model, type(exc).__name__, exc)
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-                self._thresholds.pop(model, None)  # the server may come back with another version
+                self._calibrations.pop(model, None)  # the server may come back with another version
                 if self._client is not None and "UNAVAILABLE" in str(exc).upper():
                     await self.close()  # reconnect on the next attempt
             await asyncio.sleep(min(self.backoff_s * 2**attempt, max(deadline - time.monotonic(), 0)))
@@ -272,7 +279,8 @@ class BatchingScorer:
                     if isinstance(res, ModelUnavailable):
                         out[res.model] = res
                     else:
-                        out[res.model] = Scored(float(res.scores[i]), res.errors[i], res.threshold, res.version)
+                        out[res.model] = Scored(float(res.scores[i]), res.errors[i], res.threshold, res.version,
+                                                res.verdict_delay_s)
                 if not pending.future.done():
                     pending.future.set_result(out)
 

@@ -851,8 +851,10 @@ def _models_summary(result: dict) -> str:
     if "ctg_false_signal" in result:
         for mode in ("live", "settled"):
             for subset, r in result["ctg_false_signal"][mode].items():
-                lines.append(f"  ctg_false_signal {mode} {subset}: F1 {r['f1']}, sensitivity {r['sensitivity']}, "
-                             f"specificity {r['specificity']}, false minutes caught {r['false_minutes_caught']}")
+                ci = r.get("interval_95", {})
+                lines.append(f"  ctg_false_signal {mode} {subset}: F1 {r['f1']} (95% CI {ci.get('f1')}), sensitivity "
+                             f"{r['sensitivity']}, specificity {r['specificity']} (95% CI {ci.get('specificity')}), "
+                             f"false minutes caught {r['false_minutes_caught']}")
         for subset, r in result["rules"].items():
             lines.append(f"  rules {subset}: F1 {r['f1']}, sensitivity {r['sensitivity']}, specificity {r['specificity']}")
     return "\n".join(lines)

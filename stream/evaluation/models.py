@@ -103,7 +103,9 @@ def _false_signal_of(version_dir: Path) -> tuple[Judge, float, FalseSignalConfig
     """A version's false-signal model as the stream reads it out: (ONNX judge, threshold, cadence, context)."""
     calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
     return (onnx_judge(version_dir / "false_signal.onnx"), float(calibration["threshold"]),
-            FalseSignalConfig(cadence_s=int(calibration["cadence_s"])), int(calibration["context_s"]))
+            FalseSignalConfig(cadence_s=int(calibration["cadence_s"]),
+                              verdict_delay_s=int(calibration.get("verdict_delay_s", 0))),
+            int(calibration["context_s"]))
 
 
 def kind_of(directory: Path) -> str:

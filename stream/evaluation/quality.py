@@ -66,8 +66,8 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
     ]
     return "\n".join([
         f"Command: `{command}`. The rule-based detector, which the stream uses where the false-signal model has "
-        "not judged (the newest minute, or while Triton is unavailable); the model itself is scored on its "
-        "validation recordings under 'False-signal model v5' (`ctgwatch evaluate quality --json` prints the "
+        "not judged (the newest one to two minutes, or while Triton is unavailable); the model itself is scored on its "
+        "validation recordings under 'False-signal model v7' (`ctgwatch evaluate quality --json` prints the "
         "stream's judge). "
         f"{used} annotated recordings of the FHRMA false-signal training set. A sample is "
         "predicted false when the signal-quality detector marks it as maternal-HR capture or halving/doubling; "
@@ -99,8 +99,9 @@ def rules_confusion(directory: Path, names: list[str] | None = None) -> dict[str
 def stream_judge_quality(directory: Path, repository: Path) -> dict:
     """Per subset, the judge the stream uses: the deployed ``ctg_false_signal`` read out live, else the rules.
 
-    Live: each second judged by the first scoring after it arrived, as the stream
-    does every ``cadence_s`` seconds (models/false_signal_training.py).
+    Live: each second judged by the first scoring that gives it a verdict, as the
+    stream does every ``cadence_s`` seconds, holding back the newest
+    ``verdict_delay_s`` (models/false_signal_training.py).
     """
     from models.false_signal_data import load_fhrma
     from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
@@ -114,7 +115,7 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
                 **{k: {m: c.as_dict()[m] for m in keys} for k, c in rules.items()}}
     path, params = deployed
     records = load_fhrma(directory)
-    cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)))
+    cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)), verdict_delay_s=int(params.get("verdict_delay_s", 0)))
     result = evaluate_split(onnx_judge(path), records, params["threshold"], cfg,
                             context_s=int(params.get("context_s", 1800)))["live"]
     return {"judge": f"ctg_false_signal {path.parent.name} (live; the rules while Triton is unavailable)",

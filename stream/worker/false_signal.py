@@ -7,9 +7,16 @@ verdicts are merged into the patient's running verdict (the newest scoring
 decides the seconds it covers; older seconds keep the last verdict they had)
 and handed to the FIGO analysis of the last 30 min as a
 :class:`detectors.quality.ModelVerdict`: samples the model judged false are
-left out of the analysis and drawn as not fetal. Samples newer than the last
-scoring, and every sample while the model is unavailable, are judged by the
+left out of the analysis and drawn as not fetal. Samples the model has not
+judged yet, and every sample while the model is unavailable, are judged by the
 rule-based detector instead; the finding's rule says which judge spoke.
+
+Each scoring's verdict on the newest ``verdict_delay_s`` seconds of its window
+(a parameter of the served model's config, 60 s from v7) is held back: a
+verdict on a second with no future behind it is the least certain, so those
+seconds stay with the rules until the next scoring has seen a minute past
+them. The model's first word on a second therefore comes 60-120 s after it,
+not 0-60 s (docs/EVALUATION.md, "False-signal model v7").
 
 Why 10 min and not the 30 min analysed: an output of the convolution network
 looks 511 s either way, so a second's last verdict (when it is 540-600 s old)
@@ -99,12 +106,14 @@ class FalseSignalJudge:
             self.keep(window.patient_id, first_t, seconds, result[FALSE_SIGNAL])
 
     def keep(self, patient_id: str, first_t: float, seconds: int, result: Scored | ModelUnavailable) -> None:
-        """Keep the verdict on the last ``seconds`` of the window (the rest was padding), or why there is none."""
+        """Keep the verdict on the last ``seconds`` of the window (the rest was padding) but its newest
+        ``result.verdict_delay_s``, or why there is none."""
         if isinstance(result, ModelUnavailable):
             self.unavailable[patient_id] = result.reason
             return
         self.unavailable.pop(patient_id, None)
         p = np.asarray(result.per_second, dtype=float)[-seconds:] if seconds > 0 else np.zeros(0)
+        p = p[:max(0, p.size - int(round(result.verdict_delay_s)))]
         newer = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
         kept = self.verdicts.get(patient_id)
         self.verdicts[patient_id] = newer if kept is None else kept.merged(newer, self.keep_s)

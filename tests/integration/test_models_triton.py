@@ -113,7 +113,7 @@ async def test_batching_scorer_sends_one_request_for_many_patients(served) -> No
     with torch.no_grad():
         expected, _, _ = torch_model(version, "autoencoder")(torch.from_numpy(windows))
     for i, result in enumerate(results):
-        score, error, threshold, _ = result[ANOMALY_MODEL]
+        score, error, threshold = result[ANOMALY_MODEL][:3]
         assert score == pytest.approx(float(expected[i % 6, 0]), abs=1e-4) and error.shape == (600,)
         assert threshold > 0
 
@@ -125,7 +125,9 @@ async def test_a_missing_model_is_unavailable_while_the_others_answer(served, tm
     client = AnomalyClient(settings.triton_grpc, timeout_s=1.0, retries=0)
     try:
         assert isinstance(await client.score(ANOMALY_MODEL, some_windows(1)), ModelScores)
-        assert isinstance(await client.score(FALSE_SIGNAL, false_signal_windows(1)), ModelScores)
+        judged = await client.score(FALSE_SIGNAL, false_signal_windows(1))
+        assert isinstance(judged, ModelScores)
+        assert judged.verdict_delay_s == 60.0  # read from the served config, like the threshold
         missing = await client.score("ctg_not_deployed", some_windows(1))  # type: ignore[arg-type]
     finally:
         await client.close()

@@ -70,6 +70,25 @@ def test_live_read_out_equals_the_streams_longer_window_for_a_convolution_networ
                 assert np.allclose(live[end - 60 : end], full[-60:], atol=1e-5)
 
 
+def test_live_read_out_with_a_held_back_verdict_takes_each_second_from_the_first_scoring_a_minute_past_it() -> None:
+    """With ``delay_s``, the scoring at ``end`` first judges the seconds ``end - 60 - delay_s`` to
+    ``end - delay_s`` of the stream's own window (the newest ``delay_s`` wait for the next scoring); the
+    scoring at the recording's end judges what is left."""
+    cfg = FalseSignalConfig(net={"width": 8, "kernel": 3, "dilations": [1, 2, 4, 8], "gru_hidden": 0})
+    torch.manual_seed(0)
+    model = build_net(cfg).eval()
+    features = np.random.default_rng(1).normal(size=(930, len(FEATURES))).astype(np.float32)
+    live = predict_live(model, features, cadence_s=60, context_s=receptive_half_s(cfg), delay_s=60)
+    undelayed = predict_live(model, features, cadence_s=60, context_s=receptive_half_s(cfg))
+    with torch.no_grad():
+        for end in (120, 480, 900):
+            full = model(torch.from_numpy(window_inputs(features[:end], 600)[None]))[0].numpy()
+            assert np.allclose(live[end - 120 : end - 60], full[-120:-60], atol=1e-5)
+        last = model(torch.from_numpy(window_inputs(features, 600)[None]))[0].numpy()
+    assert np.allclose(live[840:], last[-90:], atol=1e-5)  # 900 - 60 to the end: from the last scoring
+    assert not np.allclose(live[420:480], undelayed[420:480], atol=1e-3)  # a minute more of future changes them
+
+
 def _capture_trace(seconds: int = 600, capture: tuple[int, int] = (300, 420)) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(2)
     fhr = 140 + 3 * np.sin(np.arange(4 * seconds) / 40) + rng.normal(0, 1.0, 4 * seconds)
@@ -145,6 +164,27 @@ def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> N
     assert capped.false[:50].all() and not capped.false[50:].any()
     gap = merged.merged(KeptVerdict(2000.0, np.array([True] * 10), "2", 0.7), keep_s=3600)
     assert gap.t0 == 2000.0 and gap.false.size == 10  # a gap restarts the verdict
+
+
+def test_the_stream_holds_back_the_verdict_on_the_newest_seconds_of_each_window_for_the_rules() -> None:
+    """The served config's ``verdict_delay_s``: a scoring's newest 60 s get no model verdict (NaN: the rules
+    judge them) until the next scoring, which judges them with a minute of their future."""
+    from models.triton_client import Scored
+    from stream.worker.false_signal import FalseSignalJudge
+
+    judge = FalseSignalJudge(scorer=None)  # type: ignore[arg-type]
+    judge.keep("bed-1", 0.0, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "7", 60.0))
+    first = judge.verdict_for("bed-1", 0.0, 4 * 600, 4.0)
+    assert first is not None
+    assert (first.false[: 4 * 540] == 1).all() and np.isnan(first.false[4 * 540 :]).all()
+    judge.keep("bed-1", 60.0, 600, Scored(0.0, np.zeros(600, np.float32), 0.5, "7", 60.0))
+    second = judge.verdict_for("bed-1", 0.0, 4 * 660, 4.0)
+    assert second is not None
+    assert (second.false[: 4 * 60] == 1).all() and (second.false[4 * 60 : 4 * 600] == 0).all()
+    assert np.isnan(second.false[4 * 600 :]).all()
+    judge.keep("bed-2", 0.0, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "5"))  # no delay: all of it
+    whole = judge.verdict_for("bed-2", 0.0, 4 * 600, 4.0)
+    assert whole is not None and (whole.false == 1).all()
 
 
 def _tiny_cfg(**kw: object) -> FalseSignalConfig:

@@ -212,6 +212,8 @@ def test_repository_and_local_twin(tiny_version, tmp_path) -> None:
         assert [i.name for i in cfg.input] == [inputs[kind][0]] and list(cfg.input[0].dims) == inputs[kind][1]
         if kind != "lstm":
             assert float(cfg.parameters["threshold"].string_value) == calibration[kind]["threshold"]
+        if kind == "false_signal":
+            assert cfg.parameters["verdict_delay_s"].string_value == "60"  # the stream reads it with the threshold
         assert (repo / name / "1" / "model.onnx").is_file()
     (repo / "passthrough").mkdir()
     (repo / "passthrough" / "config.pbtxt").write_text('name: "passthrough"\nbackend: "python"\n')

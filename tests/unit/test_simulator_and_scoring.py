@@ -74,3 +74,19 @@ def test_prolonged_scenario_scores_perfectly_on_its_events() -> None:
     scores, confusion = score_record(simulate_ctg(sc, seed=0))
     assert scores["deceleration"].recall == 1.0
     assert scores["signal_loss"].false_positives == 0
+
+
+def test_recording_intervals_resample_whole_recordings() -> None:
+    """Recordings alike give a point interval; one recording holding all the false positives widens the
+    specificity interval far beyond what its samples alone would suggest."""
+    from detectors.scoring import SampleConfusion, recording_intervals
+
+    alike = [SampleConfusion(tp=90, fn=10, fp=5, tn=995) for _ in range(20)]
+    same = recording_intervals(alike)
+    assert same["sensitivity"] == (0.9, 0.9) and same["specificity"] == (0.995, 0.995)
+    uneven = [SampleConfusion(tp=90, fn=10, fp=0, tn=1000) for _ in range(19)] + [SampleConfusion(tp=90, fn=10, fp=200, tn=800)]
+    low, high = recording_intervals(uneven)["specificity"]
+    pooled = 1 - 200 / 20000
+    assert low < pooled < high and low < 0.985 and high == 1.0
+    assert recording_intervals(uneven) == recording_intervals(uneven)  # seeded
+    assert recording_intervals([]) == {}
