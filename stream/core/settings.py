@@ -229,6 +229,9 @@ class Settings(BaseSettings):
     dashboard_worker_stale_s: float = Field(default=30.0, gt=0, description="Banner when the worker's heartbeat is older.")
     dashboard_bed_silent_s: float = Field(default=20.0, gt=0, description=(
         "A bed without packets this long shows 'monitoring interrupted' on the wall (a technical condition)."))
+    dashboard_discharge_after_s: float = Field(default=6 * 3600.0, gt=0, description=(
+        "A patient silent this long, with no open alarm, has left the ward: her tile leaves the wall (her record "
+        "stays). Not while the worker is silent: an outage does not empty the wall."))
     dashboard_wall_s: float = Field(default=1200.0, ge=300, le=3600, description="Seconds of trace on each panel of the wall.")
     dashboard_session_idle_s: float = Field(default=3600.0, gt=0, description="A session unused this long ends.")
     dashboard_login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins (per name, per address) before a lockout.")

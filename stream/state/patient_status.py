@@ -239,3 +239,9 @@ class PatientStatusStore:
 
     async def ward_patients(self, ward_id: str) -> list[str]:
         return [p.decode() for p in await self.redis.zrange(ward_key(ward_id), 0, -1)]
+
+    async def leave_ward(self, ward_id: str, patient_ids: list[str]) -> None:
+        """Take patients off the ward index (their status hash and labour record stay). A packet
+        of theirs puts them back (:meth:`note_bed`)."""
+        if patient_ids:
+            await self.redis.zrem(ward_key(ward_id), *patient_ids)

@@ -104,10 +104,11 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     async def ward_now() -> Ward:
         return await views.ward_snapshot(app.state.status, app.state.alerts, settings.ward_id,
                                          settings.dashboard_worker_stale_s, record=app.state.record,
-                                         audio=app.state.audio, bed_silent_s=settings.dashboard_bed_silent_s)
+                                         audio=app.state.audio, bed_silent_s=settings.dashboard_bed_silent_s,
+                                         discharge_after_s=settings.dashboard_discharge_after_s)
 
     app.state.ward_now = ward_now
-    app.state.feed = WallFeed(app.state.windows, lambda: app.state.status.ward_patients(settings.ward_id), ward_now,
+    app.state.feed = WallFeed(app.state.windows, ward_now,
                               wall_s=settings.dashboard_wall_s, push_s=settings.dashboard_push_s)
     app.state.sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
                                       max_age_s=settings.dashboard_session_max_age_s)

@@ -113,8 +113,7 @@ class WallFeed:
     """Reads the ward once per ``push_s`` and fans the changes out to every subscribed browser."""
 
     windows: WindowStore
-    patients: Callable[[], Awaitable[list[str]]]
-    snapshot: Callable[[], Awaitable[Ward]]
+    snapshot: Callable[[], Awaitable[Ward]]  # the ward as the wall shows it: its tiles are the beds drawn
     wall_s: float = 1200.0
     push_s: float = 1.0
     queue_size: int = 120
@@ -165,7 +164,8 @@ class WallFeed:
 
     async def step(self, first: bool = False) -> None:
         """One round: read new packets of every bed and the ward; queue what changed."""
-        patients = await self.patients()
+        ward = await self.snapshot()
+        patients = [t.patient_id for t in ward.patients]
         for gone in set(self.strips) - set(patients):
             del self.strips[gone]
         samples: dict[str, list] = {}
@@ -179,7 +179,6 @@ class WallFeed:
             new = strip.completed(self.wall_s)
             if new is not None:
                 samples[pid] = new
-        ward = await self.snapshot()
         head = ward.model_dump_json(exclude={"patients"})
         tiles = {t.patient_id: wall_tile(t) for t in ward.patients}
         order = [t.patient_id for t in ward.patients]

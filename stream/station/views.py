@@ -17,7 +17,7 @@ from stream.state.alerts import AlertStore
 from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.labour_record import LabourRecordStore, one_hz
-from stream.state.patient_status import PatientStatusStore
+from stream.state.patient_status import PatientStatus, PatientStatusStore
 from stream.state.windows import WindowStore, meows_bands
 from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
 
@@ -25,22 +25,65 @@ from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, Stri
 STRIP_S = 4 * 3600.0
 
 
+#: A patient whose monitors have been silent this long, with no open alarm, has left the ward
+#: (delivered, transferred): her tile leaves the wall and the ward index (her record stays).
+DISCHARGE_AFTER_S = 6 * 3600.0
+
+
+def on_the_wall(states: list[PatientStatus], alerted: set[str], now: float, *, bed_silent_s: float,
+                discharge_after_s: float, worker_alive: bool) -> tuple[list[PatientStatus], list[str]]:
+    """Which patients the wall shows, and which have left the ward.
+
+    Why: the ward index holds every patient a bed ever sent for, and without an
+    admission feed nothing says when one leaves. A central station shows the
+    beds' current patients, so:
+
+    - a patient with an open alarm always stays (it must be seen and acknowledged);
+    - a silent patient whose bed has since sent for a newer patient is not shown
+      (the bed has a new patient; the old tile would only say "interrupted");
+    - a patient silent for ``discharge_after_s`` has left the ward, but only while
+      the worker is alive: when the whole stream is down every bed is silent, and
+      an outage must not empty the wall.
+    """
+    newest_on_bed: dict[str, float] = {}
+    for s in states:
+        if s.last_packet_at is not None:
+            newest_on_bed[s.bed_id] = max(newest_on_bed.get(s.bed_id, s.last_packet_at), s.last_packet_at)
+    shown: list[PatientStatus] = []
+    left: list[str] = []
+    for s in states:
+        if s.patient_id in alerted or s.last_packet_at is None:
+            shown.append(s)
+            continue
+        silent_s = now - s.last_packet_at
+        if worker_alive and silent_s > discharge_after_s:
+            left.append(s.patient_id)
+        elif not (silent_s > bed_silent_s and newest_on_bed[s.bed_id] > s.last_packet_at):
+            shown.append(s)
+    return shown, left
+
+
 async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id: str, stale_after_s: float = 30.0,
                         *, record: LabourRecordStore | None = None, audio: AudioPauseStore | None = None,
-                        bed_silent_s: float | None = None) -> Ward:
-    """One tile per patient (sorted by bed), each with its open alerts, most severe first, and its
-    4-h class strip; the ward's audio pause. A bed without packets for ``bed_silent_s`` (default:
-    ``stale_after_s``) shows monitoring interrupted."""
+                        bed_silent_s: float | None = None, discharge_after_s: float = DISCHARGE_AFTER_S) -> Ward:
+    """One tile per patient on the wall (sorted by bed; :func:`on_the_wall`), each with its open alerts,
+    most severe first, and its 4-h class strip; the ward's audio pause. A bed without packets for
+    ``bed_silent_s`` (default: ``stale_after_s``) shows monitoring interrupted."""
     patients = await status.ward_patients(ward_id)
     open_alerts = await alerts.open_alerts()
     by_patient: dict[str, list[AlertSummary]] = {}
     for a in open_alerts:
         by_patient.setdefault(a["patient_id"], []).append(summary(a))
     now = time.time()
-    pids = sorted(set(patients) | set(by_patient))
-    states = await status.read_many(pids)
-    strips = await record.trends(pids, since=now - STRIP_S) if record is not None else {}
+    age = await heartbeat_age_s(status.redis)
+    interrupted = age is None or age > stale_after_s
     silent = stale_after_s if bed_silent_s is None else bed_silent_s
+    states, left = on_the_wall(await status.read_many(sorted(set(patients) | set(by_patient))), set(by_patient), now,
+                               bed_silent_s=silent, discharge_after_s=discharge_after_s, worker_alive=not interrupted)
+    if left:
+        await status.leave_ward(ward_id, left)
+    pids = [s.patient_id for s in states]
+    strips = await record.trends(pids, since=now - STRIP_S) if record is not None else {}
     tiles = []
     for pid, state in zip(pids, states):
         here = sorted(by_patient.get(pid, []), key=lambda a: (-a.severity, a.raised_at))
@@ -49,8 +92,6 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
                           alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet,
                           strip=[StripCell(t=p.t, c=p.classification) for p in strips.get(pid, [])]))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
-    age = await heartbeat_age_s(status.redis)
-    interrupted = age is None or age > stale_after_s
     # the age only while interrupted: a healthy ward's snapshot stays the same and is not pushed again
     return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts), monitoring_interrupted=interrupted,
                 worker_silent_s=round(age) if interrupted and age is not None else None,

@@ -43,7 +43,7 @@ async def test_the_feed_sends_history_first_then_only_the_new_seconds(redis) -> 
                     fhr_now=140.0 + time.time() % 7, last_packet_at=time.time())  # these two change all the time
         return Ward(ward_id="w", patients=[tile], open_alerts=0)
 
-    feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, wall_s=120.0)
+    feed = WallFeed(windows, snapshot, wall_s=120.0)
     queue = feed.subscribe()
     feed.task.cancel()  # the test drives the rounds itself
     await feed.step(first=True)
@@ -78,7 +78,7 @@ async def test_a_browser_that_does_not_read_is_let_go(redis) -> None:
         counter["n"] += 1
         return Ward(ward_id="w", patients=[], open_alerts=counter["n"])
 
-    feed = WallFeed(windows, lambda: windows.status.ward_patients("w"), snapshot, queue_size=3)
+    feed = WallFeed(windows, snapshot, queue_size=3)
     queue = feed.subscribe()
     feed.task.cancel()
     for i in range(6):

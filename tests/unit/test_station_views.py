@@ -54,3 +54,39 @@ def test_the_risk_trend_keeps_one_point_per_five_minutes_for_twelve_hours() -> N
     assert trend[-1].p == (13 * 60 - 1) / 1000  # the newest value updates the last point
     assert all(b.t - a.t == RISK_STEP_S for a, b in zip(trend, trend[1:]))
     assert trend[-1].t - trend[0].t <= RISK_KEEP_S
+
+
+async def _patient(status: PatientStatusStore, redis, pid: str, bed: str, silent_s: float) -> None:
+    from stream.state.patient_status import status_key
+
+    async with redis.pipeline(transaction=True) as pipe:
+        status.note_bed(pipe, pid, bed, "w", t_end=time.time() - silent_s)
+        await pipe.execute()
+    await redis.hset(status_key(pid), "last_packet_at", repr(time.time() - silent_s))
+
+
+async def test_the_wall_shows_each_beds_current_patient_and_lets_the_discharged_go(redis) -> None:
+    """A bed taken over by a newer patient shows the newer one; a patient silent for the discharge time
+    leaves the wall and the ward index, unless she has an open alarm or the whole worker is silent."""
+    from detectors.findings import Finding, Severity
+
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertPolicy(ward_id="w"))
+    await _patient(status, redis, "p-before", "bed-01", silent_s=3600)  # delivered; bed-01 has a new patient
+    await _patient(status, redis, "p-now", "bed-01", silent_s=1)
+    await _patient(status, redis, "p-quiet", "bed-02", silent_s=3600)  # monitor off an hour, bed not reused
+    await _patient(status, redis, "p-gone", "bed-03", silent_s=7 * 3600)
+    await _patient(status, redis, "p-gone-alarmed", "bed-04", silent_s=7 * 3600)
+    assert await alerts.apply("p-gone-alarmed", "bed-04", Finding(
+        "prolonged_deceleration", Severity.URGENT, 0.0, 240.0, rule="FIGO 2015", sentence="A 4-min deceleration.",
+        values={"depth_bpm": 40}))
+    await redis.set(HEARTBEAT, repr(time.time() - 3600))  # the worker down an hour: nobody leaves
+    down = await ward_snapshot(status, alerts, "w", stale_after_s=30, bed_silent_s=20)
+    assert {t.patient_id for t in down.patients} == {"p-now", "p-quiet", "p-gone", "p-gone-alarmed"}
+    assert len(await status.ward_patients("w")) == 5  # all still listed
+    await beat(redis, keep_s=3600)
+    ward = await ward_snapshot(status, alerts, "w", stale_after_s=30, bed_silent_s=20)
+    assert {t.patient_id for t in ward.patients} == {"p-now", "p-quiet", "p-gone-alarmed"}
+    assert set(await status.ward_patients("w")) == {"p-before", "p-now", "p-quiet", "p-gone-alarmed"}
+    await _patient(status, redis, "p-gone", "bed-03", silent_s=0)  # her monitor sends again: she is back
+    back = await ward_snapshot(status, alerts, "w", stale_after_s=30, bed_silent_s=20)
+    assert "p-gone" in {t.patient_id for t in back.patients}
