@@ -77,6 +77,10 @@ class Cadence:
     forget_idle_s: float = 3600.0  # a patient silent this long leaves memory (Redis keeps the window)
     alarm_refresh_s: float = 15.0  # an unchanged alarm's evidence is rewritten at most this often
     data_gap_samples: int = 8  # packets missing for this long (2 s at 4 Hz) is an interruption, not signal loss
+    # A window the ticks have left this far behind (recording time) is analysed by the packet path before it
+    # takes more: after an outage a small ward's backlog can bring an hour of one patient between two ticks,
+    # and minutes that leave the window unanalysed would never be checked, marked or archived
+    catch_up_analysis_s: float = 300.0
     #: Event-loop time one tick may spend in FIGO analyses (their own time: the packets handled between two
     #: analyses do not count). Beyond it the remaining patients wait for the next tick (most overdue first),
     #: so packets, and the per-packet alarm rules, are never held back by a burst of analyses
@@ -177,6 +181,7 @@ class Pipeline:
             for index, packet in enumerate(packets):
                 try:
                     window = await self._window(packet.patient_id, packet.bed_id)
+                    await self._catch_up(window)
                     new = self._extend(window, packet)
                 except Exception as exc:
                     if is_outage(exc):
@@ -197,6 +202,25 @@ class Pipeline:
                         raise
                     failed.append((index, exc))
         return failed
+
+    async def _catch_up(self, window: PatientWindow) -> None:
+        """Analyse a window the ticks have fallen ``catch_up_analysis_s`` behind (its lock is held) before it
+        takes more packets, so no minute leaves it unanalysed and unarchived (a backlog after an outage).
+        A window never analysed here (a new patient, or one reloaded after a restart) counts as analysed
+        when it first held ``min_analysis_s``."""
+        if window.t_end is None or window.t_start is None:
+            return
+        since = (window.last_analysis_t if window.last_analysis_t is not None
+                 else window.t_start + self.cadence.min_analysis_s)
+        if window.t_end - since < self.cadence.catch_up_analysis_s:
+            return
+        try:
+            await self._analyse(window)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log_failure(log, "catch-up analysis", exc)  # the packet itself is fine; the ticks try again
+            window.last_analysis_t = window.t_end  # not again on every packet of this batch
 
     @staticmethod
     def _extend(window: PatientWindow, packet: CtgPacket) -> NewSamples | None:

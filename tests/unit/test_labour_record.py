@@ -92,3 +92,39 @@ def test_an_event_under_way_at_the_window_start_is_kept_whole() -> None:
     tail, later = TraceMark(kind="contraction", start=141, end=196), TraceMark(kind="acceleration", start=300, end=320)
     assert merge_marks([whole], [tail, later], since=136, keep_from=0) == [whole, later]
     assert merge_marks([whole], [later], since=100, keep_from=0) == [later]  # not begun before: the new analysis rules
+
+
+async def test_a_backlog_caught_up_faster_than_the_ticks_leaves_no_hole_in_the_archive(redis) -> None:
+    """After an outage, a worker may take an hour or more of one patient's packets between two ticks (a small
+    ward's backlog goes fast). Every minute must still be analysed before it leaves the window and archived:
+    the packet path analyses a window the ticks have left behind by ``catch_up_analysis_s``."""
+    patient, t0, end_s = f"lr-{uuid.uuid4().hex[:6]}", 1_700_000_040.0, 4 * 3600 - 1200
+    sim = simulate_ctg(Scenario("normal", duration_s=4 * 3600.0), seed=5)
+
+    def worker() -> Pipeline:
+        return Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-lr")), WindowStore(redis, capacity_s=3600),
+                        Cadence(forget_idle_s=1e9))
+    pipeline = worker()
+
+    async def send(first_s: int, last_s: int, tick_every_s: int | None) -> None:
+        for s in range(first_s, last_s, 4):
+            packets = [CtgPacket(patient_id=patient, bed_id="bed-lr", device_id="m", start_ts=t0 + i,
+                                 fhr=[float(v) for v in sim.fhr[4 * i:4 * i + 4]],
+                                 uc=[float(v) for v in sim.uc[4 * i:4 * i + 4]]) for i in range(s, s + 4)]
+            assert await pipeline.on_ctg_batch(packets) == []
+            if tick_every_s and s % tick_every_s == 0:
+                await pipeline.tick()
+
+    await send(0, 1200, tick_every_s=60)  # live: analysed every minute
+    await send(1200, 9000, tick_every_s=None)  # the backlog: 2 h of packets, no tick between
+    await pipeline.tick()
+    pipeline = worker()  # a restart: the window is reloaded from Redis, never analysed by this worker
+    await send(9000, end_s, tick_every_s=None)  # and 1.3 h more before its first tick
+    await pipeline.tick()
+    chart, _marks = await LabourRecordStore(redis).chart(patient, t0, t0 + end_s)
+    assert chart is not None and chart.t0 == t0
+    archived_to = await LabourRecordStore(redis).archived_until(patient)
+    assert archived_to is not None and archived_to >= t0 + end_s - 1800 - 60 - 300
+    assert np.isfinite(chart.fhr[: int(archived_to - t0)]).mean() > 0.95  # no hole: every minute there
+    trend = await LabourRecordStore(redis).trend(patient)
+    assert all(b.t - a.t <= 600 for a, b in zip(trend, trend[1:]))  # analysed all along, not only at the end
