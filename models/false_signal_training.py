@@ -292,10 +292,10 @@ def predict_live(model: FalseSignalModel | Judge, features: np.ndarray, cadence_
     The stream scores the last ``window_s`` seconds every ``cadence_s`` s and uses
     each scoring's verdict up to ``delay_s`` seconds before the window's end
     (stream/worker/false_signal.py), so the scoring at ``e`` first judges the
-    seconds from ``previous e - delay_s`` to ``e - delay_s``; the scoring at the
-    recording's end judges what is left (the stream's last seconds stay with the
-    rules until the recording ends: a few seconds of each recording are scored
-    here with less future than the stream would give them). When an output depends
+    seconds from ``previous e - delay_s`` to ``e - delay_s``; a scoring at the
+    recording's end judges what is left, with less future than the stream's next
+    scoring would give those seconds while monitoring goes on (when it stops, the
+    stream leaves them to the rules). When an output depends
     on only ``context_s`` seconds either side (convolutions), a window of
     ``context_s + cadence_s + delay_s`` seconds gives the same outputs (exactly) at
     a fraction of the cost; otherwise the stream's own window.
@@ -365,12 +365,13 @@ def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSig
 
 
 def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRecording], threshold: float,
-                   cfg: FalseSignalConfig, context_s: int | None = None) -> dict[str, dict[str, dict]]:
-    """Per reading-out mode (live, settled) and subset (DopMHR, ScalpECG, all): per-sample figures, each
-    with its 95% interval from resampling whole recordings (``interval_95``)."""
+                   cfg: FalseSignalConfig, context_s: int | None = None,
+                   modes: tuple[str, ...] = ("live", "settled")) -> dict[str, dict[str, dict]]:
+    """Per reading-out mode (``modes``: live, settled) and subset (DopMHR, ScalpECG, all): per-sample
+    figures, each with its 95% interval from resampling whole recordings (``interval_95``)."""
     out: dict[str, dict[str, dict]] = {}
     context = receptive_half_s(cfg) if context_s is None else context_s
-    for mode in ("live", "settled"):
+    for mode in modes:
         per_recording: dict[str, list[SampleConfusion]] = {"DopMHR": [], "ScalpECG": [], "all": []}
         for r in records:
             p = (predict_live(model, r.features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s) if mode == "live"

@@ -486,11 +486,13 @@ def evaluation_lines(name: str, metrics: dict) -> list[str]:
         for mode in ("live", "settled"):
             for subset in ("DopMHR", "ScalpECG", "all"):
                 r = m["validation"][mode][subset]
-                ci = r.get("interval_95", {})
-
-                def cell(key: str, r: dict = r, ci: dict = ci) -> str:
-                    return f"{r[key]} ({ci[key][0]}-{ci[key][1]})" if key in ci else f"{r[key]}"
-                lines.append(f"| {mode} | {subset} | {r['false_samples']} | {cell('sensitivity')} | "
-                             f"{cell('specificity')} | {cell('precision')} | {cell('f1')} | "
-                             f"{r['false_minutes_caught']} ({r['false_minutes']} min) |")
+                lines.append(f"| {mode} | {subset} | {r['false_samples']} | {_with_interval(r, 'sensitivity')} | "
+                             f"{_with_interval(r, 'specificity')} | {_with_interval(r, 'precision')} | "
+                             f"{_with_interval(r, 'f1')} | {r['false_minutes_caught']} ({r['false_minutes']} min) |")
     return lines
+
+
+def _with_interval(figures: dict, key: str) -> str:
+    """A figure with its 95% interval in brackets, where the version's metrics carry one."""
+    ci = figures.get("interval_95", {})
+    return f"{figures[key]} ({ci[key][0]}-{ci[key][1]})" if key in ci else f"{figures[key]}"

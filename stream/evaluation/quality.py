@@ -117,6 +117,6 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
     records = load_fhrma(directory)
     cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)), verdict_delay_s=int(params.get("verdict_delay_s", 0)))
     result = evaluate_split(onnx_judge(path), records, params["threshold"], cfg,
-                            context_s=int(params.get("context_s", 1800)))["live"]
+                            context_s=int(params.get("context_s", 1800)), modes=("live",))["live"]
     return {"judge": f"ctg_false_signal {path.parent.name} (live; the rules while Triton is unavailable)",
             "records": len(records), **{k: {m: v[m] for m in keys} for k, v in result.items()}}
