@@ -286,3 +286,25 @@ def test_a_teacher_can_be_a_trained_version_directory(tmp_path) -> None:
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 60, len(FEATURES))).astype(np.float32))
     with torch.no_grad():
         assert teacher is not None and torch.allclose(teacher(x), ensemble(x))
+
+
+def test_a_served_onnx_file_gives_back_its_network_and_an_ensembles_is_refused(tmp_path) -> None:
+    """``init_weights`` may name a served ONNX file (v7 took v5's network so): the weights read back give the
+    file's outputs; an ensemble's file does not map onto one network."""
+    import onnxruntime as ort
+
+    from models.false_signal_training import export_false_signal_onnx, fit, weights_from_onnx
+
+    torch.manual_seed(3)
+    served = build_net(_tiny_cfg()).eval()
+    export_false_signal_onnx(served, 120, tmp_path / "served.onnx")
+    model, history = fit([], [], _tiny_cfg(epochs=0, init_weights=[str(tmp_path / "served.onnx")]))
+    assert history == []
+    x = np.random.default_rng(2).normal(size=(2, 120, len(FEATURES))).astype(np.float32)
+    with torch.no_grad():
+        mine = model(torch.from_numpy(x)).numpy()
+    assert np.allclose(mine, ort.InferenceSession(str(tmp_path / "served.onnx")).run(["p_false"], {"signal": x})[0],
+                       atol=1e-5)
+    export_false_signal_onnx(build_net(_tiny_cfg(members=2)).eval(), 120, tmp_path / "ensemble.onnx")
+    with pytest.raises(ValueError, match="one false-signal network"):
+        weights_from_onnx(tmp_path / "ensemble.onnx")
