@@ -21,6 +21,10 @@ The FHRMA recordings carry no monitor quality flags (their flag bytes are all
 zero), so the model does not take the packet's ``fhr_quality``; feeding it a
 channel it never saw in training would be guesswork.
 
+The decision is two thresholds on the per-second probability
+(:class:`FalseSignalThresholds`): one where the maternal channel gave a value
+and one, higher, where it did not (from v8).
+
 Everything is at 1 Hz (a second is valid when half its samples are): false
 stretches last tens of seconds to many minutes, and 1 Hz keeps a 10-min window
 at 600 steps. Verdicts go back to 4 Hz by repeating each second.
@@ -40,6 +44,7 @@ SensorKind = Literal["ultrasound", "fecg", "unknown"]
 FEATURES = ("fhr", "fhr_valid", "mhr", "mhr_valid", "fhr_minus_mhr", "log2_fhr_over_mhr", "fhr_step",
             "fhr_spread", "sensor_fecg", "sensor_known", "uc")
 N_FEATURES = len(FEATURES)
+MHR_VALID = FEATURES.index("mhr_valid")
 FS = 4.0
 
 
@@ -141,3 +146,39 @@ def to_samples(per_second: np.ndarray, n_samples: int, fs: float = FS) -> np.nda
         return out[:n_samples]
     fill = per_second[-1] if per_second.size else 0
     return np.concatenate([out, np.full(n_samples - out.size, fill, dtype=out.dtype)])
+
+
+@dataclass(frozen=True)
+class FalseSignalThresholds:
+    """Where a per-second probability becomes "not fetal": one threshold with a maternal reference, one without.
+
+    Why two: with the maternal HR beside it, the network sees a capture directly (the
+    two rates coincide); without it, only the trace's own shape speaks, and a fetal
+    deceleration to 70-100 bpm looks much like the mother's rate. On the FHRMA tuning
+    part, most of v7's false positives (fetal seconds judged false) lay in such
+    stretches: seconds without a maternal value, FHR well below the normal range
+    (docs/EVALUATION.md, "False-signal model v8"). Calling them false leaves a
+    deceleration out of the FIGO analysis, so the model must be surer there. One
+    function decides for training, offline evaluation and the stream alike.
+    """
+
+    with_maternal: float
+    without_maternal: float
+
+    @classmethod
+    def single(cls, threshold: float) -> FalseSignalThresholds:
+        """One threshold for every second (versions up to v7)."""
+        return cls(threshold, threshold)
+
+    def false_seconds(self, p: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Per-second verdicts (True = not fetal) for probabilities ``p`` and the features they came from.
+
+        ``features`` holds at least ``p.size`` rows, aligned with ``p`` from the first
+        (``false_signal_inputs``); its ``mhr_valid`` column says which threshold applies.
+        """
+        p = np.asarray(p, dtype=float)
+        maternal = np.asarray(features)[: p.size, MHR_VALID] > 0
+        return p >= np.where(maternal, self.with_maternal, self.without_maternal)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"threshold": self.with_maternal, "threshold_without_maternal": self.without_maternal}

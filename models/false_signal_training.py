@@ -3,8 +3,8 @@
 Steps, each its own function: load the FHRMA recordings and split them by
 record (models/false_signal_data.py) -> fit the network on random crops of the
 training part, keeping the epoch that does best on the tuning part -> choose
-the decision threshold on the tuning part (the highest F1 whose specificity is
-at least ``min_specificity``) -> score the validation part once, per sample at
+the decision thresholds on the tuning part (the highest F1 whose specificity is
+at least ``min_specificity``; from v8 one with a maternal value, one without) -> score the validation part once, per sample at
 4 Hz on the samples the experts marked and the monitor gave a value (as
 ``ctgwatch evaluate quality`` scores the rule-based detector).
 
@@ -35,7 +35,14 @@ import torch.nn.functional as F
 
 from detectors.scoring import SampleConfusion, auc, recording_intervals
 from models.false_signal_data import FalseSignalRecording
-from models.false_signal_features import FEATURES, N_FEATURES, FalseSignalShape, to_samples
+from models.false_signal_features import (
+    FEATURES,
+    MHR_VALID,
+    N_FEATURES,
+    FalseSignalShape,
+    FalseSignalThresholds,
+    to_samples,
+)
 from models.nets import FalseSignalEnsemble, FalseSignalNet
 
 #: a single network or an ensemble of them (both map ``[B, T, F]`` to probabilities ``[B, T]``)
@@ -52,7 +59,13 @@ class FalseSignalConfig:
     crops_per_epoch: int = 1600
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
+    # the thresholds are chosen on the tuning part as the highest F1 with at least this specificity. v8's
+    # recipe (bench/false_signal_sweep/v8.json) asks 0.995 of the tuning part: v7 met 0.99 there (0.9917)
+    # and not on validation (0.9882), so 74 recordings need a margin for the target to hold elsewhere
     min_specificity: float = 0.99
+    # choose a second, separate threshold for seconds without a maternal value (FalseSignalThresholds;
+    # from v8); False: one threshold for all seconds
+    separate_maternal_threshold: bool = False
     cadence_s: int = 60  # the stream scores each patient's false-signal window this often
     # the stream keeps back the verdict on the newest seconds of each window until a later scoring
     # has seen this much of their future. A verdict on a second with no future is the least certain
@@ -346,17 +359,62 @@ def per_second_auc(model: FalseSignalModel, records: list[FalseSignalRecording])
     return auc(p[y == 1], p[y == 0]) if (y == 1).any() and (y == 0).any() else float("nan")
 
 
-def choose_threshold(probs: list[np.ndarray], records: list[FalseSignalRecording], min_specificity: float) -> dict:
-    """The threshold with the highest per-sample F1 among those with specificity >= ``min_specificity``."""
-    best = {"threshold": 0.5, "f1": -1.0}
-    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
-        c = SampleConfusion()
-        for p, r in zip(probs, records):
-            score_recording(c, p >= threshold, r)
-        if c.specificity >= min_specificity and c.f1 > best["f1"]:
-            best = {"threshold": float(threshold), "f1": round(c.f1, 4), "specificity": round(c.specificity, 4),
-                    "sensitivity": round(c.sensitivity, 4)}
+#: thresholds tried for seconds with a maternal reference (and for all, with one threshold)
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+#: thresholds tried for seconds without one: a coarser grid, as a second parameter fitted on 74 recordings
+THRESHOLD_GRID_WITHOUT_MATERNAL = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def choose_thresholds(probs: list[np.ndarray], records: list[FalseSignalRecording], min_specificity: float,
+                      separate_maternal: bool = False) -> dict:
+    """The thresholds with the highest per-sample F1 among those with specificity >= ``min_specificity``.
+
+    One threshold for all seconds, or (``separate_maternal``) a pair: one for seconds
+    with a maternal value (``THRESHOLD_GRID``) and one for seconds without
+    (``THRESHOLD_GRID_WITHOUT_MATERNAL``). Ties go to the lower thresholds. Returns
+    ``threshold`` (with a maternal value), ``threshold_without_maternal`` and the
+    pooled figures at them.
+    """
+    # per-sample scored probabilities, split by whether the second had a maternal value
+    groups: dict[bool, tuple[list[np.ndarray], list[np.ndarray]]] = {True: ([], []), False: ([], [])}
+    for p, r in zip(probs, records):
+        scored = (r.labels >= 0) & (r.fhr > 0)
+        p_samples = to_samples(np.asarray(p, dtype=float), r.fhr.size)[scored]
+        maternal = to_samples(r.features[:, MHR_VALID] > 0, r.fhr.size)[scored]
+        truth = r.labels[scored] == 1
+        for flag in (True, False):
+            groups[flag][0].append(p_samples[maternal == flag])
+            groups[flag][1].append(truth[maternal == flag])
+
+    def counts(flag: bool, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Per threshold of ``grid``: true positives and false positives in one group; its positives and negatives."""
+        p, y = np.concatenate(groups[flag][0]), np.concatenate(groups[flag][1])
+        pos, neg = np.sort(p[y]), np.sort(p[~y])
+        tp = pos.size - np.searchsorted(pos, grid, side="left")
+        fp = neg.size - np.searchsorted(neg, grid, side="left")
+        return tp, fp, pos.size, neg.size
+
+    grid_without = THRESHOLD_GRID_WITHOUT_MATERNAL if separate_maternal else THRESHOLD_GRID
+    tp_m, fp_m, pos_m, neg_m = counts(True, THRESHOLD_GRID)
+    tp_n, fp_n, pos_n, neg_n = counts(False, grid_without)
+    best = {"threshold": 0.5, "threshold_without_maternal": 0.5, "f1": -1.0}
+    for i, a in enumerate(THRESHOLD_GRID):
+        for j, b in enumerate(grid_without):
+            if not separate_maternal and i != j:
+                continue
+            tp, fp = int(tp_m[i] + tp_n[j]), int(fp_m[i] + fp_n[j])
+            fn, tn = pos_m + pos_n - tp, neg_m + neg_n - fp
+            c = SampleConfusion(tp=tp, fp=fp, fn=fn, tn=tn)
+            if c.specificity >= min_specificity and c.f1 > best["f1"]:
+                best = {"threshold": float(a), "threshold_without_maternal": float(b), "f1": round(c.f1, 4),
+                        "specificity": round(c.specificity, 4), "sensitivity": round(c.sensitivity, 4)}
     return best
+
+
+def chosen_thresholds(chosen: dict) -> FalseSignalThresholds:
+    """The thresholds of a ``choose_thresholds`` result or a version's calibration (one threshold before v8)."""
+    return FalseSignalThresholds(float(chosen["threshold"]),
+                                 float(chosen.get("threshold_without_maternal", chosen["threshold"])))
 
 
 def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSignalRecording) -> None:
@@ -364,7 +422,7 @@ def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSig
     confusion.add_recording(to_samples(false_s.astype(bool), r.fhr.size), r.labels, r.fhr > 0)
 
 
-def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRecording], threshold: float,
+def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRecording], thresholds: FalseSignalThresholds,
                    cfg: FalseSignalConfig, context_s: int | None = None,
                    modes: tuple[str, ...] = ("live", "settled")) -> dict[str, dict[str, dict]]:
     """Per reading-out mode (``modes``: live, settled) and subset (DopMHR, ScalpECG, all): per-sample
@@ -377,7 +435,7 @@ def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRec
             p = (predict_live(model, r.features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s) if mode == "live"
                  else predict_settled(model, r.features))
             confusion = SampleConfusion()
-            score_recording(confusion, p >= threshold, r)
+            score_recording(confusion, thresholds.false_seconds(p, r.features), r)
             for key in (r.subset, "all"):
                 per_recording[key].append(confusion)
         out[mode] = {}
@@ -425,11 +483,12 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
     model, history = fit(data["train"], data["tuning"], cfg, log)
     tuning_probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg), delay_s=cfg.verdict_delay_s)
                     for r in data["tuning"]]
-    chosen = choose_threshold(tuning_probs, data["tuning"], cfg.min_specificity)
-    log(f"false-signal: threshold {chosen['threshold']} chosen on the tuning part ({chosen})")
-    validation = evaluate_split(model, data["validation"], chosen["threshold"], cfg)
+    chosen = choose_thresholds(tuning_probs, data["tuning"], cfg.min_specificity, cfg.separate_maternal_threshold)
+    log(f"false-signal: thresholds chosen on the tuning part ({chosen})")
+    thresholds = chosen_thresholds(chosen)
+    validation = evaluate_split(model, data["validation"], thresholds, cfg)
     log(f"false-signal: validation (scored once) {validation['live']['all']}")
-    simulator = simulator_check(model, chosen["threshold"], cfg, seeds=(40,) if limit is not None else (40, 41, 42, 43, 44))
+    simulator = simulator_check(model, thresholds, cfg, seeds=(40,) if limit is not None else (40, 41, 42, 43, 44))
     log(f"false-signal: simulator check {simulator}")
     metrics = {
         "split": {part: len(v) for part, v in split.items()},
@@ -453,7 +512,7 @@ def _spread(names: list[str], limit: int) -> list[str]:
     return sorted(n for s in SUBSETS for n in [m for m in names if subset_of(m) == s][:per])
 
 
-def simulator_check(model: FalseSignalModel | Judge, threshold: float, cfg: FalseSignalConfig,
+def simulator_check(model: FalseSignalModel | Judge, thresholds: FalseSignalThresholds, cfg: FalseSignalConfig,
                     seeds: tuple[int, ...] = (40, 41, 42, 43, 44), context_s: int | None = None) -> dict[str, dict]:
     """A safety check on the simulator's standard scenarios (ground truth known, FHRMA-independent).
 
@@ -472,8 +531,8 @@ def simulator_check(model: FalseSignalModel | Judge, threshold: float, cfg: Fals
         for seed in seeds:
             sim = simulate_ctg(scenario, seed=seed)
             features = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")
-            judged = to_samples(predict_live(model, features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s) >= threshold,
-                                sim.fhr.size)
+            p = predict_live(model, features, cfg.cadence_s, context, delay_s=cfg.verdict_delay_s)
+            judged = to_samples(thresholds.false_seconds(p, features), sim.fhr.size)
             truth = np.zeros(sim.fhr.size, bool)
             for e in sim.events:
                 if e.kind in ("maternal_hr_capture", "halving_doubling"):
