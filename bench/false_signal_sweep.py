@@ -40,7 +40,8 @@ from models.false_signal_data import FalseSignalRecording, annotated_names, load
 from models.false_signal_training import (  # noqa: E402
     FalseSignalConfig,
     _spread,
-    choose_threshold,
+    choose_thresholds,
+    chosen_thresholds,
     evaluate_split,
     fit,
     predict_live,
@@ -82,8 +83,8 @@ def run_config(job: tuple[str, dict, str, str]) -> dict:
     tuning = _DATA["tuning"]
     probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg), delay_s=cfg.verdict_delay_s)
              for r in tuning]
-    chosen = choose_threshold(probs, tuning, cfg.min_specificity)
-    figures = evaluate_split(model, tuning, chosen["threshold"], cfg)
+    chosen = choose_thresholds(probs, tuning, cfg.min_specificity, cfg.separate_maternal_threshold)
+    figures = evaluate_split(model, tuning, chosen_thresholds(chosen), cfg)
     throughput = _windows_per_second(model, device)
     model.to("cpu")
     torch.save(model.state_dict(), Path(out_dir) / f"{name}.pt")

@@ -36,6 +36,16 @@ class ModelVerdict:
     model: str = "ctg_false_signal"
     version: str = "?"
     threshold: float = 0.5
+    #: from v8, the threshold for seconds without a maternal HR beside them (None: ``threshold`` for all)
+    threshold_without_maternal: float | None = None
+
+    @property
+    def threshold_text(self) -> str:
+        """The threshold as a clinician reads it in the finding's rule."""
+        if self.threshold_without_maternal is None or self.threshold_without_maternal == self.threshold:
+            return f"probability >= {self.threshold:g}"
+        return (f"probability >= {self.threshold:g} with a maternal HR, "
+                f">= {self.threshold_without_maternal:g} without one")
 
 
 @dataclass(frozen=True)
@@ -335,7 +345,7 @@ def _model_findings(x: np.ndarray, m: np.ndarray | None, model_false: np.ndarray
         findings.append(Finding(
             "false_signal", Severity.URGENT, t0 + a / fs, t0 + b / fs,
             rule=(f"signal quality judged by the false-signal model {verdict.model} v{verdict.version} "
-                  f"(probability >= {verdict.threshold:g}; trained on FHRMA experts' marks of false FHR)"),
+                  f"({verdict.threshold_text}; trained on FHRMA experts' marks of false FHR)"),
             sentence=(f"FHR trace for {(b - a) / fs:.0f} s is judged not fetal (median {values['fhr_median']:.0f} "
                       f"bpm{near}): likely the mother's heart rate or a doubled/halved count; confirm the fetal heart"),
             values=values,

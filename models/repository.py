@@ -44,7 +44,11 @@ def false_signal_config(shape: FalseSignalShape, calibration: dict, *, max_batch
         mc.ModelOutput(name="p_false", data_type=mc.TYPE_FP32, dims=[shape.window_s]),
     ])
     _batching_and_instances(cfg)
-    _set_parameters(cfg, {"threshold": calibration["threshold"], "cadence_s": calibration["cadence_s"],
+    _set_parameters(cfg, {"threshold": calibration["threshold"],
+                          # from v8 a second threshold for seconds without a maternal value; one before
+                          "threshold_without_maternal": calibration.get("threshold_without_maternal",
+                                                                        calibration["threshold"]),
+                          "cadence_s": calibration["cadence_s"],
                           "context_s": calibration.get("context_s", shape.window_s),
                           # versions before v7 used every second of the window at once
                           "verdict_delay_s": calibration.get("verdict_delay_s", 0),
@@ -168,14 +172,14 @@ def build_local_twin(repository: Path, twin: Path) -> list[str]:
 
 
 def deployed_false_signal(repository: Path) -> tuple[Path, dict[str, float]] | None:
-    """The ONNX file and parameters (threshold, cadence_s, context_s, verdict_delay_s) of the served
-    false-signal model, if any."""
+    """The ONNX file and parameters (threshold, threshold_without_maternal, cadence_s, context_s,
+    verdict_delay_s) of the served false-signal model, if any."""
     model_dir = repository / TRITON_NAMES["false_signal"]
     onnx = latest_onnx(model_dir)
     if not (model_dir / "config.pbtxt").is_file() or onnx is None:
         return None
     params = {k: float(v.string_value) for k, v in read_config(model_dir / "config.pbtxt").parameters.items()
-              if k in ("threshold", "cadence_s", "context_s", "verdict_delay_s")}
+              if k in ("threshold", "threshold_without_maternal", "cadence_s", "context_s", "verdict_delay_s")}
     return onnx, params
 
 

@@ -282,12 +282,15 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
             fs_cfg = FalseSignalConfig(**{"seed": cfg.seed, **cfg.false_signal})
             fs_metrics = train_false_signal(fs_cfg, fhrma_dir, out, cfg.fhrma_limit, log)
             calibration["false_signal"] = {"threshold": fs_metrics["threshold"]["threshold"],
+                                           "threshold_without_maternal":
+                                               fs_metrics["threshold"]["threshold_without_maternal"],
+                                           "min_specificity": fs_cfg.min_specificity,
                                            "cadence_s": fs_cfg.cadence_s, "chosen_on": "tuning part (FHRMA)",
                                            "verdict_delay_s": fs_cfg.verdict_delay_s,
                                            "context_s": fs_metrics["receptive_half_s"]}
             metrics["false_signal"] = {k: fs_metrics[k] for k in ("split", "threshold", "validation", "history",
                                                                   "simulator", "train_seconds", "cadence_s",
-                                                                  "verdict_delay_s")}
+                                                                  "verdict_delay_s", "min_specificity")}
             metrics["trained"].append("false_signal")
         else:
             log(f"false-signal model skipped: no FHRMA annotations.json in {fhrma_dir} (set CTGWATCH_FHRMA_DIR)")
@@ -397,7 +400,7 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
         v = m["validation"]["live"]
         lines.append(
             f"- False-signal model: FHRMA recordings split by record {m['split']}; threshold "
-            f"{m['threshold']['threshold']} chosen on the tuning part; validation part (scored once), live: "
+            f"{_thresholds_text(m['threshold'])} chosen on the tuning part; validation part (scored once), live: "
             f"Doppler F1 {v['DopMHR']['f1']}, scalp ECG F1 {v['ScalpECG']['f1']}, overall specificity "
             f"{v['all']['specificity']}, false minutes caught {v['all']['false_minutes_caught']}.")
         if cfg.false_signal.get("init_weights") and cfg.false_signal.get("epochs") == 0:
@@ -475,7 +478,8 @@ def evaluation_lines(name: str, metrics: dict) -> list[str]:
         lines += [
             "### False signal (`ctg_false_signal`) on the FHRMA validation part", "",
             f"Split by record, stratified by subset: {m['split']} (train/tuning/validation). The threshold "
-            f"({m['threshold']['threshold']}) was chosen on the tuning part (highest F1 with specificity >= 0.99); "
+            f"({_thresholds_text(m['threshold'])}) was chosen on the tuning part (highest F1 with specificity >= "
+            f"{m.get('min_specificity', 0.99)}); "
             "the validation part was scored once for this version (how often across versions: docs/EVALUATION.md). "
             "Per sample at 4 Hz, on samples the experts marked and where "
             "the monitor gave a value. *live*: each second judged by the first scoring that gives it a verdict "
@@ -496,3 +500,11 @@ def _with_interval(figures: dict, key: str) -> str:
     """A figure with its 95% interval in brackets, where the version's metrics carry one."""
     ci = figures.get("interval_95", {})
     return f"{figures[key]} ({ci[key][0]}-{ci[key][1]})" if key in ci else f"{figures[key]}"
+
+
+def _thresholds_text(chosen: dict) -> str:
+    """The false-signal threshold as chosen: one, or (from v8) one with a maternal value and one without."""
+    without = chosen.get("threshold_without_maternal", chosen["threshold"])
+    if without == chosen["threshold"]:
+        return f"{chosen['threshold']}"
+    return f"{chosen['threshold']} with a maternal value, {without} without"

@@ -61,6 +61,9 @@ class ModelScores:
     # seconds at the end of each window whose per-second output is not used yet (the model's config
     # parameter ``verdict_delay_s``: a verdict with no future is the least certain); 0 for the others
     verdict_delay_s: float = 0.0
+    # the false-signal threshold for seconds without a maternal value (config parameter
+    # ``threshold_without_maternal``, from v8); None: ``threshold`` for every second
+    threshold_without_maternal: float | None = None
 
     @property
     def abnormal(self) -> np.ndarray:
@@ -75,6 +78,16 @@ class Scored(NamedTuple):
     threshold: float
     version: str
     verdict_delay_s: float = 0.0
+    threshold_without_maternal: float | None = None
+
+
+class Calibration(NamedTuple):
+    """What a served model's config says about reading its output (the client never pairs versions)."""
+
+    version: str
+    threshold: float
+    verdict_delay_s: float
+    threshold_without_maternal: float | None
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ class AnomalyClient:
         self.breakers: defaultdict[str, CircuitBreaker] = defaultdict(
             lambda: CircuitBreaker(breaker_failures, breaker_reset_s))
         self._client: InferenceServerClient | None = None
-        self._calibrations: dict[str, tuple[str, float, float]] = {}
+        self._calibrations: dict[str, Calibration] = {}
 
     def _conn(self) -> InferenceServerClient:
         if self._client is None:
@@ -153,21 +166,23 @@ class AnomalyClient:
             await self._client.close()
             self._client = None
 
-    async def _calibration(self, model: str, timeout: float) -> tuple[str, float, float]:
-        """(version, threshold, verdict_delay_s) from the server's model config: a client never pairs a
+    async def _calibration(self, model: str, timeout: float) -> Calibration:
+        """Version, threshold(s) and verdict delay from the server's model config: a client never pairs a
         model with another version's calibration."""
         if model not in self._calibrations:
             cfg = await self._conn().get_model_config(model, as_json=True, client_timeout=timeout)
             params = cfg["config"].get("parameters", {})
             threshold = float(params.get("threshold", {}).get("string_value", "nan"))
             delay = float(params.get("verdict_delay_s", {}).get("string_value", "0"))
+            without = params.get("threshold_without_maternal", {}).get("string_value")
             meta = await self._conn().get_model_metadata(model, as_json=True, client_timeout=timeout)
-            self._calibrations[model] = (str(meta.get("versions", ["?"])[-1]), threshold, delay)
+            self._calibrations[model] = Calibration(str(meta.get("versions", ["?"])[-1]), threshold, delay,
+                                                    float(without) if without is not None else None)
         return self._calibrations[model]
 
     async def _infer(self, model: str, windows: np.ndarray, timeout: float) -> ModelScores:
         t0 = time.monotonic()
-        version, threshold, delay = await self._calibration(model, timeout)
+        calibration = await self._calibration(model, timeout)
         io = MODEL_IO.get(model, ModelIO("window", "score", "error"))
         inp = InferInput(io.input, list(windows.shape), "FP32")
         inp.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
@@ -175,8 +190,9 @@ class AnomalyClient:
             model, [inp], outputs=[InferRequestedOutput(io.scalar), InferRequestedOutput(io.per_second)],
             client_timeout=max(timeout - (time.monotonic() - t0), 0.05),
         )
-        return ModelScores(model, version, result.as_numpy(io.scalar)[:, 0], result.as_numpy(io.per_second),
-                           threshold, time.monotonic() - t0, delay)
+        return ModelScores(model, calibration.version, result.as_numpy(io.scalar)[:, 0],
+                           result.as_numpy(io.per_second), calibration.threshold, time.monotonic() - t0,
+                           calibration.verdict_delay_s, calibration.threshold_without_maternal)
 
     async def score(self, model: str, windows: np.ndarray) -> ModelScores | ModelUnavailable:
         """Scores for a batch ``[B, T, 4]``, or why the model is unavailable, within ``timeout_s``."""
@@ -280,7 +296,7 @@ class BatchingScorer:
                         out[res.model] = res
                     else:
                         out[res.model] = Scored(float(res.scores[i]), res.errors[i], res.threshold, res.version,
-                                                res.verdict_delay_s)
+                                                res.verdict_delay_s, res.threshold_without_maternal)
                 if not pending.future.done():
                     pending.future.set_result(out)
 

@@ -26,7 +26,8 @@ from detectors.scoring import auc
 from models.acidaemia_training import CLASS_RANK, bootstrap_auc_interval
 from models.data import load_ctu_uhb
 from models.false_signal_data import load_fhrma
-from models.false_signal_training import FalseSignalConfig, Judge, evaluate_split, onnx_judge
+from models.false_signal_features import FalseSignalThresholds
+from models.false_signal_training import FalseSignalConfig, Judge, chosen_thresholds, evaluate_split, onnx_judge
 from models.features import Normalisation, sliding_windows, window_tensor
 from stream.evaluation.quality import rules_confusion
 
@@ -82,9 +83,9 @@ def score_wfdb(version_dir: Path, directory: Path, limit: int | None = None) -> 
 
 def score_fhrma(version_dir: Path, directory: Path, names: list[str] | None = None) -> dict:
     """The false-signal model (live and settled) and the rules, per subset, on an FHRMA directory."""
-    judge, threshold, cfg, context_s = _false_signal_of(version_dir)
+    judge, thresholds, cfg, context_s = _false_signal_of(version_dir)
     records = load_fhrma(directory, names)
-    result = evaluate_split(judge, records, threshold, cfg, context_s=context_s)
+    result = evaluate_split(judge, records, thresholds, cfg, context_s=context_s)
     rules = rules_confusion(directory, [r.name for r in records])
     return {"records": len(records), "directory": str(directory), "version": version_dir.name,
             "ctg_false_signal": result, "rules": {k: c.as_dict() for k, c in rules.items()}}
@@ -94,15 +95,15 @@ def simulator_false_signal(version_dir: Path) -> dict:
     """The false-signal model's simulator safety check (models/false_signal_training.py), with the version's ONNX."""
     from models.false_signal_training import simulator_check
 
-    judge, threshold, cfg, context_s = _false_signal_of(version_dir)
-    return {"version": version_dir.name, "threshold": threshold, "seeds": [40, 41, 42, 43, 44],
-            "scenarios": simulator_check(judge, threshold, cfg, context_s=context_s)}
+    judge, thresholds, cfg, context_s = _false_signal_of(version_dir)
+    return {"version": version_dir.name, **thresholds.as_dict(), "seeds": [40, 41, 42, 43, 44],
+            "scenarios": simulator_check(judge, thresholds, cfg, context_s=context_s)}
 
 
-def _false_signal_of(version_dir: Path) -> tuple[Judge, float, FalseSignalConfig, int]:
-    """A version's false-signal model as the stream reads it out: (ONNX judge, threshold, cadence, context)."""
+def _false_signal_of(version_dir: Path) -> tuple[Judge, FalseSignalThresholds, FalseSignalConfig, int]:
+    """A version's false-signal model as the stream reads it out: (ONNX judge, thresholds, cadence, context)."""
     calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
-    return (onnx_judge(version_dir / "false_signal.onnx"), float(calibration["threshold"]),
+    return (onnx_judge(version_dir / "false_signal.onnx"), chosen_thresholds(calibration),
             FalseSignalConfig(cadence_s=int(calibration["cadence_s"]),
                               verdict_delay_s=int(calibration.get("verdict_delay_s", 0))),
             int(calibration["context_s"]))

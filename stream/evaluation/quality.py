@@ -67,7 +67,7 @@ def fhrma_markdown(results: dict[str, Confusion], used: int, command: str) -> st
     return "\n".join([
         f"Command: `{command}`. The rule-based detector, which the stream uses where the false-signal model has "
         "not judged (the newest one to two minutes, or while Triton is unavailable); the model itself is scored on its "
-        "validation recordings under 'False-signal model v7' (`ctgwatch evaluate quality --json` prints the "
+        "validation recordings under 'False-signal model v8' (`ctgwatch evaluate quality --json` prints the "
         "stream's judge). "
         f"{used} annotated recordings of the FHRMA false-signal training set. A sample is "
         "predicted false when the signal-quality detector marks it as maternal-HR capture or halving/doubling; "
@@ -101,10 +101,11 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
 
     Live: each second judged by the first scoring that gives it a verdict, as the
     stream does every ``cadence_s`` seconds, holding back the newest
-    ``verdict_delay_s`` (models/false_signal_training.py).
+    ``verdict_delay_s``, with the served thresholds (from v8 one with a maternal value and one
+    without; models/false_signal_training.py).
     """
     from models.false_signal_data import load_fhrma
-    from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
+    from models.false_signal_training import FalseSignalConfig, chosen_thresholds, evaluate_split, onnx_judge
     from models.repository import deployed_false_signal
 
     deployed = deployed_false_signal(repository)
@@ -116,7 +117,7 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
     path, params = deployed
     records = load_fhrma(directory)
     cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)), verdict_delay_s=int(params.get("verdict_delay_s", 0)))
-    result = evaluate_split(onnx_judge(path), records, params["threshold"], cfg,
+    result = evaluate_split(onnx_judge(path), records, chosen_thresholds(params), cfg,
                             context_s=int(params.get("context_s", 1800)), modes=("live",))["live"]
     return {"judge": f"ctg_false_signal {path.parent.name} (live; the rules while Triton is unavailable)",
             "records": len(records), **{k: {m: v[m] for m in keys} for k, v in result.items()}}

@@ -31,7 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.quality import ModelVerdict
-from models.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, window_inputs
+from models.false_signal_features import (
+    FalseSignalShape,
+    FalseSignalThresholds,
+    SensorKind,
+    false_signal_inputs,
+    window_inputs,
+)
 from models.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
 from stream.core.metrics import MODEL_INTERVAL
 from stream.state.windows import PatientWindow
@@ -45,7 +51,7 @@ class KeptVerdict:
     t0: float
     false: np.ndarray
     version: str
-    threshold: float
+    thresholds: FalseSignalThresholds
 
     def merged(self, newer: KeptVerdict, keep_s: float) -> KeptVerdict:
         """This verdict with ``newer`` written over the seconds it covers, at most ``keep_s`` seconds long.
@@ -58,7 +64,7 @@ class KeptVerdict:
             return newer
         false = np.concatenate([self.false[:offset], newer.false])
         drop = max(0, false.size - int(keep_s))
-        return KeptVerdict(self.t0 + drop, false[drop:], newer.version, newer.threshold)
+        return KeptVerdict(self.t0 + drop, false[drop:], newer.version, newer.thresholds)
 
 
 class FalseSignalJudge:
@@ -102,19 +108,25 @@ class FalseSignalJudge:
 
         prepared = await map_in_slices(inputs, due, slice_s)
         results = await self.scorer.score_many([tensor for tensor, _, _ in prepared])
-        for window, (_, first_t, seconds), result in zip(due, prepared, results):
-            self.keep(window.patient_id, first_t, seconds, result[FALSE_SIGNAL])
+        for window, (tensor, first_t, seconds), result in zip(due, prepared, results):
+            self.keep(window.patient_id, first_t, tensor, seconds, result[FALSE_SIGNAL])
 
-    def keep(self, patient_id: str, first_t: float, seconds: int, result: Scored | ModelUnavailable) -> None:
+    def keep(self, patient_id: str, first_t: float, features: np.ndarray, seconds: int,
+             result: Scored | ModelUnavailable) -> None:
         """Keep the verdict on the last ``seconds`` of the window (the rest was padding) but its newest
-        ``result.verdict_delay_s``, or why there is none."""
+        ``result.verdict_delay_s``, or why there is none. ``features`` is the window sent (its
+        maternal-HR column picks the threshold of each second)."""
         if isinstance(result, ModelUnavailable):
             self.unavailable[patient_id] = result.reason
             return
         self.unavailable.pop(patient_id, None)
         p = np.asarray(result.per_second, dtype=float)[-seconds:] if seconds > 0 else np.zeros(0)
         p = p[:max(0, p.size - int(round(result.verdict_delay_s)))]
-        newer = KeptVerdict(first_t, p >= result.threshold, result.version, result.threshold)
+        thresholds = FalseSignalThresholds(
+            result.threshold,
+            result.threshold if result.threshold_without_maternal is None else result.threshold_without_maternal)
+        real = features[features.shape[0] - seconds:] if seconds > 0 else features[:0]
+        newer = KeptVerdict(first_t, thresholds.false_seconds(p, real), result.version, thresholds)
         kept = self.verdicts.get(patient_id)
         self.verdicts[patient_id] = newer if kept is None else kept.merged(newer, self.keep_s)
 
@@ -128,7 +140,8 @@ class FalseSignalJudge:
         second = np.floor(t - kept.t0).astype(int)
         inside = (second >= 0) & (second < kept.false.size)
         per_sample[inside] = kept.false[second[inside]].astype(float)
-        return ModelVerdict(per_sample, FALSE_SIGNAL, kept.version, kept.threshold)
+        return ModelVerdict(per_sample, FALSE_SIGNAL, kept.version, kept.thresholds.with_maternal,
+                            kept.thresholds.without_maternal)
 
     def evidence(self, patient_id: str) -> dict:
         if patient_id in self.unavailable:
@@ -137,7 +150,7 @@ class FalseSignalJudge:
         kept = self.verdicts.get(patient_id)
         if kept is None:
             return {"status": "not yet scored", "judge": "rules"}
-        return {"status": "ok", "version": kept.version, "threshold": kept.threshold,
+        return {"status": "ok", "version": kept.version, **kept.thresholds.as_dict(),
                 "false_fraction": round(float(kept.false.mean()) if kept.false.size else 0.0, 4),
                 "judge": f"{FALSE_SIGNAL} v{kept.version}"}
 

@@ -4,6 +4,7 @@ the client degrades to 'model unavailable' when Triton dies (or one model is mis
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import numpy as np
@@ -121,13 +122,15 @@ async def test_batching_scorer_sends_one_request_for_many_patients(served) -> No
 async def test_a_missing_model_is_unavailable_while_the_others_answer(served, tmp_path) -> None:
     """A repository without ctg_false_signal (an older deployment): that model is reported unavailable, the
     others keep answering, so the stream judges signal quality by the rules and says so."""
-    settings, _, _, _ = served
+    settings, version, _, _ = served
     client = AnomalyClient(settings.triton_grpc, timeout_s=1.0, retries=0)
     try:
         assert isinstance(await client.score(ANOMALY_MODEL, some_windows(1)), ModelScores)
         judged = await client.score(FALSE_SIGNAL, false_signal_windows(1))
         assert isinstance(judged, ModelScores)
         assert judged.verdict_delay_s == 60.0  # read from the served config, like the threshold
+        calibration = json.loads((version / "calibration.json").read_text())["false_signal"]
+        assert judged.threshold_without_maternal == calibration["threshold_without_maternal"]  # and this one
         missing = await client.score("ctg_not_deployed", some_windows(1))  # type: ignore[arg-type]
     finally:
         await client.close()

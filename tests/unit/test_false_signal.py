@@ -11,6 +11,8 @@ from detectors.scoring import SampleConfusion
 from models.false_signal_data import split_names
 from models.false_signal_features import (
     FEATURES,
+    MHR_VALID,
+    FalseSignalThresholds,
     false_signal_inputs,
     labels_per_second,
     to_samples,
@@ -154,15 +156,16 @@ def test_a_false_minute_needs_a_trace_to_catch_and_lost_samples_called_false_cat
 def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> None:
     from stream.worker.false_signal import KeptVerdict
 
-    first = KeptVerdict(100.0, np.array([False] * 600), "2", 0.7)
-    second = KeptVerdict(160.0, np.array([True] * 600), "2", 0.7)  # one minute later, overlapping 540 s
+    t7, t8 = FalseSignalThresholds.single(0.7), FalseSignalThresholds.single(0.8)
+    first = KeptVerdict(100.0, np.array([False] * 600), "2", t7)
+    second = KeptVerdict(160.0, np.array([True] * 600), "2", t7)  # one minute later, overlapping 540 s
     merged = first.merged(second, keep_s=3600)
     assert merged.t0 == 100.0 and merged.false.size == 660
     assert not merged.false[:60].any() and merged.false[60:].all()
-    capped = merged.merged(KeptVerdict(220.0, np.array([False] * 600), "3", 0.8), keep_s=650)
+    capped = merged.merged(KeptVerdict(220.0, np.array([False] * 600), "3", t8), keep_s=650)
     assert capped.false.size == 650 and capped.t0 == 170.0 and capped.version == "3"
     assert capped.false[:50].all() and not capped.false[50:].any()
-    gap = merged.merged(KeptVerdict(2000.0, np.array([True] * 10), "2", 0.7), keep_s=3600)
+    gap = merged.merged(KeptVerdict(2000.0, np.array([True] * 10), "2", t7), keep_s=3600)
     assert gap.t0 == 2000.0 and gap.false.size == 10  # a gap restarts the verdict
 
 
@@ -173,18 +176,92 @@ def test_the_stream_holds_back_the_verdict_on_the_newest_seconds_of_each_window_
     from stream.worker.false_signal import FalseSignalJudge
 
     judge = FalseSignalJudge(scorer=None)  # type: ignore[arg-type]
-    judge.keep("bed-1", 0.0, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "7", 60.0))
+    window = np.zeros((600, len(FEATURES)), np.float32)
+    judge.keep("bed-1", 0.0, window, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "7", 60.0))
     first = judge.verdict_for("bed-1", 0.0, 4 * 600, 4.0)
     assert first is not None
     assert (first.false[: 4 * 540] == 1).all() and np.isnan(first.false[4 * 540 :]).all()
-    judge.keep("bed-1", 60.0, 600, Scored(0.0, np.zeros(600, np.float32), 0.5, "7", 60.0))
+    judge.keep("bed-1", 60.0, window, 600, Scored(0.0, np.zeros(600, np.float32), 0.5, "7", 60.0))
     second = judge.verdict_for("bed-1", 0.0, 4 * 660, 4.0)
     assert second is not None
     assert (second.false[: 4 * 60] == 1).all() and (second.false[4 * 60 : 4 * 600] == 0).all()
     assert np.isnan(second.false[4 * 600 :]).all()
-    judge.keep("bed-2", 0.0, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "5"))  # no delay: all of it
+    judge.keep("bed-2", 0.0, window, 600, Scored(1.0, np.ones(600, np.float32), 0.5, "5"))  # no delay: all of it
     whole = judge.verdict_for("bed-2", 0.0, 4 * 600, 4.0)
     assert whole is not None and (whole.false == 1).all()
+
+
+def test_a_second_without_a_maternal_value_needs_the_higher_threshold_to_be_called_false() -> None:
+    """From v8: the same probability is "not fetal" beside a maternal HR and fetal without one."""
+    features = np.zeros((4, len(FEATURES)), np.float32)
+    features[:2, MHR_VALID] = 1.0  # a maternal value in the first two seconds only
+    thresholds = FalseSignalThresholds(with_maternal=0.46, without_maternal=0.70)
+    p = np.array([0.5, 0.4, 0.5, 0.75])
+    assert thresholds.false_seconds(p, features).tolist() == [True, False, False, True]
+    assert FalseSignalThresholds.single(0.46).false_seconds(p, features).tolist() == [True, False, True, True]
+    assert thresholds.as_dict() == {"threshold": 0.46, "threshold_without_maternal": 0.70}
+
+
+def _recording(name: str, p_fetal_without_mhr: float) -> tuple:
+    """A 10-min recording: 2 min false (maternal channel present), the rest fetal; half of the fetal seconds
+    without a maternal value. The judge's probability: 0.9 on the false stretch, 0.1 on fetal seconds with a
+    maternal value, ``p_fetal_without_mhr`` on those without (a deceleration that looks maternal)."""
+    from models.false_signal_data import FalseSignalRecording
+
+    n_s = 600
+    features = np.zeros((n_s, len(FEATURES)), np.float32)
+    features[:360, MHR_VALID] = 1.0
+    labels_s = np.zeros(n_s, np.int8)
+    labels_s[:120] = 1
+    p = np.full(n_s, 0.1)
+    p[:120] = 0.9
+    p[360:] = p_fetal_without_mhr
+    fhr = np.full(4 * n_s, 140.0)
+    rec = FalseSignalRecording(name, "DopMHR", "ultrasound", fhr, np.full(4 * n_s, 80.0), np.zeros(4 * n_s),
+                               to_samples(labels_s, 4 * n_s), features, labels_s)
+    return rec, p
+
+
+def test_thresholds_are_chosen_apart_where_the_false_positives_lie_without_a_maternal_value() -> None:
+    from models.false_signal_training import choose_thresholds, chosen_thresholds
+
+    records, probs = zip(*[_recording("a", 0.6), _recording("b", 0.3)])
+    single = choose_thresholds(list(probs), list(records), 0.99, separate_maternal=False)
+    pair = choose_thresholds(list(probs), list(records), 0.99, separate_maternal=True)
+    # one threshold must rise above 0.6 to spare recording a's fetal seconds; the pair spares them with the
+    # threshold for seconds without a maternal value and keeps the one with it at the lowest that works
+    assert single["threshold"] == single["threshold_without_maternal"] == 0.61
+    assert pair["threshold"] == 0.11 and pair["threshold_without_maternal"] == 0.65
+    assert single["f1"] == pair["f1"] == 1.0 and pair["specificity"] == 1.0
+    assert chosen_thresholds(pair) == FalseSignalThresholds(0.11, 0.65)
+    assert chosen_thresholds({"threshold": 0.53}) == FalseSignalThresholds.single(0.53)  # a version up to v7
+
+
+def test_the_stream_reads_each_second_with_the_threshold_its_maternal_channel_calls_for() -> None:
+    """The served config's ``threshold_without_maternal``: the worker picks each second's threshold from
+    the maternal-HR column of the very window it sent, and the finding says which thresholds judged."""
+    from models.triton_client import Scored
+    from stream.worker.false_signal import FalseSignalJudge
+
+    judge = FalseSignalJudge(scorer=None)  # type: ignore[arg-type]
+    window = np.zeros((600, len(FEATURES)), np.float32)
+    window[-300:, MHR_VALID] = 1.0  # the maternal channel came on 5 min ago
+    # 200 real seconds (the rest padding); the probability 0.6 everywhere; no hold
+    judge.keep("bed-1", 1000.0, window, 200, Scored(0.3, np.full(600, 0.6, np.float32), 0.46, "8", 0.0, 0.70))
+    verdict = judge.verdict_for("bed-1", 1000.0, 4 * 200, 4.0)
+    assert verdict is not None and (verdict.false == 1).all()  # all 200 real seconds had a maternal value
+    window[-300:, MHR_VALID] = 0.0
+    window[-100:, MHR_VALID] = 1.0
+    judge.keep("bed-2", 1000.0, window, 200, Scored(0.3, np.full(600, 0.6, np.float32), 0.46, "8", 0.0, 0.70))
+    verdict = judge.verdict_for("bed-2", 1000.0, 4 * 200, 4.0)
+    assert verdict is not None
+    assert (verdict.false[: 4 * 100] == 0).all() and (verdict.false[4 * 100 :] == 1).all()
+    assert verdict.threshold_text == "probability >= 0.46 with a maternal HR, >= 0.7 without one"
+    assert judge.evidence("bed-2")["threshold_without_maternal"] == 0.70
+    # a version with one threshold (no config parameter) reads every second alike
+    judge.keep("bed-3", 1000.0, window, 200, Scored(0.3, np.full(600, 0.6, np.float32), 0.5, "7", 0.0))
+    verdict = judge.verdict_for("bed-3", 1000.0, 4 * 200, 4.0)
+    assert verdict is not None and (verdict.false == 1).all() and verdict.threshold_text == "probability >= 0.5"
 
 
 def _tiny_cfg(**kw: object) -> FalseSignalConfig:

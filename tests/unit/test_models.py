@@ -214,6 +214,8 @@ def test_repository_and_local_twin(tiny_version, tmp_path) -> None:
             assert float(cfg.parameters["threshold"].string_value) == calibration[kind]["threshold"]
         if kind == "false_signal":
             assert cfg.parameters["verdict_delay_s"].string_value == "60"  # the stream reads it with the threshold
+            assert float(cfg.parameters["threshold_without_maternal"].string_value) == \
+                calibration[kind]["threshold_without_maternal"]  # and this one (from v8)
         assert (repo / name / "1" / "model.onnx").is_file()
     (repo / "passthrough").mkdir()
     (repo / "passthrough" / "config.pbtxt").write_text('name: "passthrough"\nbackend: "python"\n')
