@@ -13,6 +13,7 @@ import numpy as np
 
 from stream.core.alarm_policy import Priority
 from stream.core.schemas import VitalsObservation
+from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
 from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
@@ -26,8 +27,9 @@ STRIP_S = 4 * 3600.0
 
 
 #: A patient whose monitors have been silent this long, with no open alarm, has left the ward
-#: (delivered, transferred): her tile leaves the wall and the ward index (her record stays).
-DISCHARGE_AFTER_S = 6 * 3600.0
+#: (delivered, transferred): her tile leaves the wall and the ward index (her record stays). The
+#: default is the setting's (CTGWATCH_DASHBOARD_DISCHARGE_AFTER_S), written down once there.
+DISCHARGE_AFTER_S: float = Settings.model_fields["dashboard_discharge_after_s"].default
 
 
 def on_the_wall(states: list[PatientStatus], alerted: set[str], now: float, *, bed_silent_s: float,

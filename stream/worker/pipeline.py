@@ -141,6 +141,9 @@ class Pipeline:
         self.model_streak: defaultdict[str, int] = defaultdict(int)
         self.model_evidence: dict[str, dict[str, Any]] = {}
         self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
+        # counts rebalances (forget_all): a model round that began under an older count must not write for
+        # patients whose partitions may now be another worker's
+        self._ownership = 0
 
     # -- per record ---------------------------------------------------------
     async def on_record(self, record: CtgPacket | VitalsObservation) -> None:
@@ -351,12 +354,17 @@ class Pipeline:
             await asyncio.shield(self._scoring)
 
     async def _score_round(self, false_due: list[PatientWindow], model_due: list[PatientWindow]) -> None:
+        ownership = self._ownership
         try:
             if false_due and self.false_signal is not None:
                 # the verdicts serve the next analysis of each patient (at most one interval old)
                 await self.false_signal.judge(false_due, self.cadence.prepare_slice_s)
+                if self._ownership != ownership:  # rebalanced while Triton answered: the new owner scores them
+                    for window in false_due:
+                        self.false_signal.forget(window.patient_id)
+                    return
             if model_due:
-                await self._score(model_due)
+                await self._score(model_due, ownership)
         except Exception as exc:  # one failed round must not stop the next (the patients fall due again)
             log_failure(log, "model round", exc)
 
@@ -432,8 +440,13 @@ class Pipeline:
         await self.record.archive(window.patient_id, ChartMinutes(start, f1, u1, m1), marks)
         window.archived_until = end
 
-    async def _score(self, due: list[PatientWindow]) -> None:
-        """The autoencoder on each due patient's last 10 min, the acidaemia-risk LSTM on the last hour."""
+    async def _score(self, due: list[PatientWindow], ownership: int) -> None:
+        """The autoencoder on each due patient's last 10 min, the acidaemia-risk LSTM on the last hour.
+
+        The results are used only while the worker still owns what it owned when the round began
+        (``ownership``): after a rebalance they could overwrite the new owner's evidence or raise an
+        alarm from a window this worker no longer keeps.
+        """
         assert self.scorer is not None
 
         def inputs(w: PatientWindow) -> tuple[np.ndarray, np.ndarray | None]:
@@ -452,6 +465,8 @@ class Pipeline:
             self.risk_scorer.score_many(risk) if self.risk_scorer is not None else asyncio.sleep(0, result=[]))
         for i, (window, result) in enumerate(zip(due, results)):
             async with self.locks[window.patient_id]:  # the round runs beside the analyses of the next ticks
+                if self._ownership != ownership:
+                    return
                 await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
     async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
@@ -527,7 +542,9 @@ class Pipeline:
         self.cache.pop(patient_id, None)
 
     def forget_all(self) -> None:
-        """Drop cached windows (after a rebalance another worker may have extended them)."""
+        """Drop cached windows (after a rebalance another worker may have extended them); a model round in
+        flight will not use its results."""
+        self._ownership += 1
         self.cache.clear()
         self.trackers.clear()
         self.shown.clear()

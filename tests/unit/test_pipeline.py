@@ -227,6 +227,75 @@ async def test_the_ticks_go_on_while_triton_answers_one_model_round_at_a_time(re
     assert patient in judge.verdicts and p.scoring_idle()
 
 
+class _HeldAnomalyScorer:
+    """Triton's ctg_autoencoder, answering (far above its threshold) only when the test lets it."""
+
+    models = ("ctg_autoencoder",)
+    deadline_s = 1.0
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def score_many(self, windows: list[np.ndarray]) -> list[dict]:
+        from models.triton_client import Scored
+
+        await self.release.wait()
+        return [{"ctg_autoencoder": Scored(9.0, np.full(600, 9.0, np.float32), 1.0, "6")} for _ in windows]
+
+
+async def test_a_model_round_that_straddles_a_rebalance_writes_nothing_for_the_patients_given_up(redis) -> None:
+    """Partitions revoked while Triton answers: the round's results belong to windows this worker no longer
+    keeps, so it neither keeps their false-signal verdicts nor writes their model evidence (the new owner
+    scores them), whichever of the round's two requests the rebalance falls in; a round with nothing revoked
+    does both."""
+    from stream.worker.false_signal import FalseSignalJudge
+
+    held_fs, held_ae = _HeldScorer(), _HeldAnomalyScorer()
+    judge = FalseSignalJudge(held_fs, interval_s=60.0)  # type: ignore[arg-type]
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), held_ae,  # type: ignore[arg-type]
+                 false_signal=judge)
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 900
+    for pkt in packets(patient, t0, np.full(4 * 660, 140.0)):
+        await p.on_record(pkt)
+
+    async def round_from(t_from: float, seconds: int) -> None:
+        held_fs.release, held_ae.release = asyncio.Event(), asyncio.Event()
+        for pkt in packets(patient, t_from, np.full(4 * seconds, 140.0)):  # after a rebalance: reloaded
+            await p.on_record(pkt)
+        await asyncio.wait_for(p.tick(), 5.0)
+        assert not p.scoring_idle()
+
+    async def until(condition) -> None:  # noqa: ANN001
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the round did not get there")
+
+    await round_from(t0 + 660, 0)
+    p.forget_all()  # the rebalance falls in the false-signal request
+    held_fs.release.set()
+    held_ae.release.set()
+    await asyncio.wait_for(p.wait_scoring(), 5.0)
+    assert patient not in judge.verdicts and (await p.status.read(patient)).model_evidence is None
+
+    await round_from(t0 + 660, 60)
+    held_fs.release.set()
+    await until(lambda: patient in judge.verdicts)
+    p.forget_all()  # the rebalance falls in the autoencoder's request
+    held_ae.release.set()
+    await asyncio.wait_for(p.wait_scoring(), 5.0)
+    assert (await p.status.read(patient)).model_evidence is None
+
+    await round_from(t0 + 720, 60)  # nothing revoked
+    held_fs.release.set()
+    held_ae.release.set()
+    await asyncio.wait_for(p.wait_scoring(), 5.0)
+    evidence = (await p.status.read(patient)).model_evidence
+    assert patient in judge.verdicts and evidence is not None and evidence["ctg_autoencoder"]["score"] == 9.0
+
+
 async def _due_for_analysis(redis, beds: int, analysis_budget_s: float) -> tuple[Pipeline, list[str], float]:  # noqa: ANN001
     """A pipeline whose ``beds`` patients have 11 min of trace each: all due for their first analysis."""
     p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
