@@ -18,6 +18,13 @@ seconds stay with the rules until the next scoring has seen a minute past
 them. The model's first word on a second therefore comes 60-120 s after it,
 not 0-60 s (docs/EVALUATION.md, "False-signal model v7").
 
+A second is "not fetal" when its probability reaches the served config's
+``threshold`` where the maternal HR gave a value, or ``threshold_without_maternal``
+(higher, from v8) where it did not: without the mother's rate beside it a fetal
+deceleration looks like her, so the model must be surer
+(models/false_signal_features.py, ``FalseSignalThresholds``). The worker reads
+each second's maternal value from the very window it sent.
+
 Why 10 min and not the 30 min analysed: an output of the convolution network
 looks 511 s either way, so a second's last verdict (when it is 540-600 s old)
 is the one the whole recording would give, at a third of the cost of sending
