@@ -37,11 +37,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.false_signal_data import FalseSignalRecording, annotated_names, load_recording, split_names  # noqa: E402
+from models.false_signal_features import FalseSignalThresholds  # noqa: E402
 from models.false_signal_training import (  # noqa: E402
     FalseSignalConfig,
     _spread,
     choose_thresholds,
-    chosen_thresholds,
     evaluate_split,
     fit,
     predict_live,
@@ -84,7 +84,7 @@ def run_config(job: tuple[str, dict, str, str]) -> dict:
     probs = [predict_live(model, r.features, cfg.cadence_s, receptive_half_s(cfg), delay_s=cfg.verdict_delay_s)
              for r in tuning]
     chosen = choose_thresholds(probs, tuning, cfg.min_specificity, cfg.separate_maternal_threshold)
-    figures = evaluate_split(model, tuning, chosen_thresholds(chosen), cfg)
+    figures = evaluate_split(model, tuning, FalseSignalThresholds.from_dict(chosen), cfg)
     throughput = _windows_per_second(model, device)
     model.to("cpu")
     torch.save(model.state_dict(), Path(out_dir) / f"{name}.pt")

@@ -197,16 +197,46 @@ def recording_intervals(per_recording: list[SampleConfusion], n: int = 2000, see
     """
     if not per_recording:
         return {}
+    picks = _resamplings(len(per_recording), n, seed)
+    return _percentile_intervals(_resampled_figures(per_recording, picks), level)
+
+
+def recording_change_intervals(before: list[SampleConfusion], after: list[SampleConfusion], n: int = 2000,
+                               seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Intervals of the change in the pooled figures from ``before`` to ``after``: two judges of the same
+    recordings (in the same order), each resampling of whole recordings drawn once for both.
+
+    Why paired: the recordings that hold most false positives move both judges alike, so
+    the change is far better determined than the two figures' own intervals suggest.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} recordings before, {len(after)} after: a paired change needs the same ones")
+    if not before:
+        return {}
+    picks = _resamplings(len(before), n, seed)
+    was, now = _resampled_figures(before, picks), _resampled_figures(after, picks)
+    return _percentile_intervals({k: now[k] - was[k] for k in now}, level)
+
+
+def _resamplings(recordings: int, n: int, seed: int) -> np.ndarray:
+    """``n`` resamplings (with replacement) of ``recordings`` recordings: indices ``[n, recordings]``."""
+    return np.random.default_rng(seed).integers(0, recordings, size=(n, recordings))
+
+
+def _resampled_figures(per_recording: list[SampleConfusion], picks: np.ndarray) -> dict[str, np.ndarray]:
+    """The pooled figures of each resampling (a row of ``picks``)."""
     counts = np.array([[c.tp, c.fp, c.fn, c.tn, c.false_minutes, c.false_minutes_caught] for c in per_recording],
                       dtype=float)
-    picks = np.random.default_rng(seed).integers(0, len(per_recording), size=(n, len(per_recording)))
     tp, fp, fn, tn, minutes, caught = counts[picks].sum(axis=1).T
     sensitivity = tp / np.maximum(tp + fn, 1)
     precision = tp / np.maximum(tp + fp, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(precision + sensitivity > 0, 2 * precision * sensitivity / (precision + sensitivity), 0.0)
-    figures = {"sensitivity": sensitivity, "specificity": tn / np.maximum(tn + fp, 1), "precision": precision,
-               "f1": f1, "false_minutes_caught": caught / np.maximum(minutes, 1)}
+    return {"sensitivity": sensitivity, "specificity": tn / np.maximum(tn + fp, 1), "precision": precision,
+            "f1": f1, "false_minutes_caught": caught / np.maximum(minutes, 1)}
+
+
+def _percentile_intervals(figures: dict[str, np.ndarray], level: float) -> dict[str, tuple[float, float]]:
     tail = (1 - level) / 2 * 100
     return {k: (round(float(np.percentile(v, tail)), 4), round(float(np.percentile(v, 100 - tail)), 4))
             for k, v in figures.items()}

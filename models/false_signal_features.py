@@ -166,9 +166,16 @@ class FalseSignalThresholds:
     without_maternal: float
 
     @classmethod
-    def single(cls, threshold: float) -> FalseSignalThresholds:
-        """One threshold for every second (versions up to v7)."""
-        return cls(threshold, threshold)
+    def of(cls, threshold: float, without_maternal: float | None = None) -> FalseSignalThresholds:
+        """The pair a served config or a calibration gives; without a second threshold (versions up to v7),
+        ``threshold`` for every second."""
+        return cls(float(threshold), float(threshold if without_maternal is None else without_maternal))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FalseSignalThresholds:
+        """From ``as_dict``'s keys: a ``choose_thresholds`` result, a version's calibration or a served
+        config's parameters."""
+        return cls.of(values["threshold"], values.get("threshold_without_maternal"))
 
     def false_seconds(self, p: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Per-second verdicts (True = not fetal) for probabilities ``p`` and the features they came from.

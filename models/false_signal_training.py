@@ -23,6 +23,7 @@ sample only as it arrives:
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -398,24 +399,17 @@ def choose_thresholds(probs: list[np.ndarray], records: list[FalseSignalRecordin
     grid_without = THRESHOLD_GRID_WITHOUT_MATERNAL if separate_maternal else THRESHOLD_GRID
     tp_m, fp_m, pos_m, neg_m = counts(True, THRESHOLD_GRID)
     tp_n, fp_n, pos_n, neg_n = counts(False, grid_without)
+    # (index with a maternal value, index without), in ascending order of both
+    pairs = (itertools.product(range(THRESHOLD_GRID.size), range(grid_without.size)) if separate_maternal
+             else ((i, i) for i in range(THRESHOLD_GRID.size)))
     best = {"threshold": 0.5, "threshold_without_maternal": 0.5, "f1": -1.0}
-    for i, a in enumerate(THRESHOLD_GRID):
-        for j, b in enumerate(grid_without):
-            if not separate_maternal and i != j:
-                continue
-            tp, fp = int(tp_m[i] + tp_n[j]), int(fp_m[i] + fp_n[j])
-            fn, tn = pos_m + pos_n - tp, neg_m + neg_n - fp
-            c = SampleConfusion(tp=tp, fp=fp, fn=fn, tn=tn)
-            if c.specificity >= min_specificity and c.f1 > best["f1"]:
-                best = {"threshold": float(a), "threshold_without_maternal": float(b), "f1": round(c.f1, 4),
-                        "specificity": round(c.specificity, 4), "sensitivity": round(c.sensitivity, 4)}
+    for i, j in pairs:
+        tp, fp = int(tp_m[i] + tp_n[j]), int(fp_m[i] + fp_n[j])
+        c = SampleConfusion(tp=tp, fp=fp, fn=pos_m + pos_n - tp, tn=neg_m + neg_n - fp)
+        if c.specificity >= min_specificity and c.f1 > best["f1"]:
+            best = {"threshold": float(THRESHOLD_GRID[i]), "threshold_without_maternal": float(grid_without[j]),
+                    "f1": round(c.f1, 4), "specificity": round(c.specificity, 4), "sensitivity": round(c.sensitivity, 4)}
     return best
-
-
-def chosen_thresholds(chosen: dict) -> FalseSignalThresholds:
-    """The thresholds of a ``choose_thresholds`` result or a version's calibration (one threshold before v8)."""
-    return FalseSignalThresholds(float(chosen["threshold"]),
-                                 float(chosen.get("threshold_without_maternal", chosen["threshold"])))
 
 
 def score_recording(confusion: SampleConfusion, false_s: np.ndarray, r: FalseSignalRecording) -> None:
@@ -486,7 +480,7 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
                     for r in data["tuning"]]
     chosen = choose_thresholds(tuning_probs, data["tuning"], cfg.min_specificity, cfg.separate_maternal_threshold)
     log(f"false-signal: thresholds chosen on the tuning part ({chosen})")
-    thresholds = chosen_thresholds(chosen)
+    thresholds = FalseSignalThresholds.from_dict(chosen)
     validation = evaluate_split(model, data["validation"], thresholds, cfg)
     log(f"false-signal: validation (scored once) {validation['live']['all']}")
     simulator = simulator_check(model, thresholds, cfg, seeds=(40,) if limit is not None else (40, 41, 42, 43, 44))

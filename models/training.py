@@ -504,7 +504,9 @@ def _with_interval(figures: dict, key: str) -> str:
 
 def _thresholds_text(chosen: dict) -> str:
     """The false-signal threshold as chosen: one, or (from v8) one with a maternal value and one without."""
-    without = chosen.get("threshold_without_maternal", chosen["threshold"])
-    if without == chosen["threshold"]:
-        return f"{chosen['threshold']}"
-    return f"{chosen['threshold']} with a maternal value, {without} without"
+    from models.false_signal_features import FalseSignalThresholds
+
+    t = FalseSignalThresholds.from_dict(chosen)
+    if t.with_maternal == t.without_maternal:
+        return f"{t.with_maternal:g}"
+    return f"{t.with_maternal:g} with a maternal value, {t.without_maternal:g} without"

@@ -27,7 +27,7 @@ from models.acidaemia_training import CLASS_RANK, bootstrap_auc_interval
 from models.data import load_ctu_uhb
 from models.false_signal_data import load_fhrma
 from models.false_signal_features import FalseSignalThresholds
-from models.false_signal_training import FalseSignalConfig, Judge, chosen_thresholds, evaluate_split, onnx_judge
+from models.false_signal_training import FalseSignalConfig, Judge, evaluate_split, onnx_judge
 from models.features import Normalisation, sliding_windows, window_tensor
 from stream.evaluation.quality import rules_confusion
 
@@ -103,7 +103,7 @@ def simulator_false_signal(version_dir: Path) -> dict:
 def _false_signal_of(version_dir: Path) -> tuple[Judge, FalseSignalThresholds, FalseSignalConfig, int]:
     """A version's false-signal model as the stream reads it out: (ONNX judge, thresholds, cadence, context)."""
     calibration = json.loads((version_dir / "calibration.json").read_text())["false_signal"]
-    return (onnx_judge(version_dir / "false_signal.onnx"), chosen_thresholds(calibration),
+    return (onnx_judge(version_dir / "false_signal.onnx"), FalseSignalThresholds.from_dict(calibration),
             FalseSignalConfig(cadence_s=int(calibration["cadence_s"]),
                               verdict_delay_s=int(calibration.get("verdict_delay_s", 0))),
             int(calibration["context_s"]))

@@ -105,7 +105,8 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
     without; models/false_signal_training.py).
     """
     from models.false_signal_data import load_fhrma
-    from models.false_signal_training import FalseSignalConfig, chosen_thresholds, evaluate_split, onnx_judge
+    from models.false_signal_features import FalseSignalThresholds
+    from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
     from models.repository import deployed_false_signal
 
     deployed = deployed_false_signal(repository)
@@ -117,7 +118,7 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
     path, params = deployed
     records = load_fhrma(directory)
     cfg = FalseSignalConfig(cadence_s=int(params.get("cadence_s", 60)), verdict_delay_s=int(params.get("verdict_delay_s", 0)))
-    result = evaluate_split(onnx_judge(path), records, chosen_thresholds(params), cfg,
+    result = evaluate_split(onnx_judge(path), records, FalseSignalThresholds.from_dict(params), cfg,
                             context_s=int(params.get("context_s", 1800)), modes=("live",))["live"]
     return {"judge": f"ctg_false_signal {path.parent.name} (live; the rules while Triton is unavailable)",
             "records": len(records), **{k: {m: v[m] for m in keys} for k, v in result.items()}}

@@ -129,9 +129,7 @@ class FalseSignalJudge:
         self.unavailable.pop(patient_id, None)
         p = np.asarray(result.per_second, dtype=float)[-seconds:] if seconds > 0 else np.zeros(0)
         p = p[:max(0, p.size - int(round(result.verdict_delay_s)))]
-        thresholds = FalseSignalThresholds(
-            result.threshold,
-            result.threshold if result.threshold_without_maternal is None else result.threshold_without_maternal)
+        thresholds = FalseSignalThresholds.of(result.threshold, result.threshold_without_maternal)
         real = features[features.shape[0] - seconds:] if seconds > 0 else features[:0]
         newer = KeptVerdict(first_t, thresholds.false_seconds(p, real), result.version, thresholds)
         kept = self.verdicts.get(patient_id)

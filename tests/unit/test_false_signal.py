@@ -156,7 +156,7 @@ def test_a_false_minute_needs_a_trace_to_catch_and_lost_samples_called_false_cat
 def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> None:
     from stream.worker.false_signal import KeptVerdict
 
-    t7, t8 = FalseSignalThresholds.single(0.7), FalseSignalThresholds.single(0.8)
+    t7, t8 = FalseSignalThresholds.of(0.7), FalseSignalThresholds.of(0.8)
     first = KeptVerdict(100.0, np.array([False] * 600), "2", t7)
     second = KeptVerdict(160.0, np.array([True] * 600), "2", t7)  # one minute later, overlapping 540 s
     merged = first.merged(second, keep_s=3600)
@@ -198,7 +198,7 @@ def test_a_second_without_a_maternal_value_needs_the_higher_threshold_to_be_call
     thresholds = FalseSignalThresholds(with_maternal=0.46, without_maternal=0.70)
     p = np.array([0.5, 0.4, 0.5, 0.75])
     assert thresholds.false_seconds(p, features).tolist() == [True, False, False, True]
-    assert FalseSignalThresholds.single(0.46).false_seconds(p, features).tolist() == [True, False, True, True]
+    assert FalseSignalThresholds.of(0.46).false_seconds(p, features).tolist() == [True, False, True, True]
     assert thresholds.as_dict() == {"threshold": 0.46, "threshold_without_maternal": 0.70}
 
 
@@ -223,7 +223,7 @@ def _recording(name: str, p_fetal_without_mhr: float) -> tuple:
 
 
 def test_thresholds_are_chosen_apart_where_the_false_positives_lie_without_a_maternal_value() -> None:
-    from models.false_signal_training import choose_thresholds, chosen_thresholds
+    from models.false_signal_training import choose_thresholds
 
     records, probs = zip(*[_recording("a", 0.6), _recording("b", 0.3)])
     single = choose_thresholds(list(probs), list(records), 0.99, separate_maternal=False)
@@ -233,8 +233,8 @@ def test_thresholds_are_chosen_apart_where_the_false_positives_lie_without_a_mat
     assert single["threshold"] == single["threshold_without_maternal"] == 0.61
     assert pair["threshold"] == 0.11 and pair["threshold_without_maternal"] == 0.65
     assert single["f1"] == pair["f1"] == 1.0 and pair["specificity"] == 1.0
-    assert chosen_thresholds(pair) == FalseSignalThresholds(0.11, 0.65)
-    assert chosen_thresholds({"threshold": 0.53}) == FalseSignalThresholds.single(0.53)  # a version up to v7
+    assert FalseSignalThresholds.from_dict(pair) == FalseSignalThresholds(0.11, 0.65)
+    assert FalseSignalThresholds.from_dict({"threshold": 0.53}) == FalseSignalThresholds.of(0.53)  # a version up to v7
 
 
 def test_the_stream_reads_each_second_with_the_threshold_its_maternal_channel_calls_for() -> None:

@@ -90,3 +90,21 @@ def test_recording_intervals_resample_whole_recordings() -> None:
     assert low < pooled < high and low < 0.985 and high == 1.0
     assert recording_intervals(uneven) == recording_intervals(uneven)  # seeded
     assert recording_intervals([]) == {}
+
+
+def test_a_paired_change_is_resampled_on_the_same_recordings_for_both_judges() -> None:
+    """Two judges of the same recordings: a change confined to the one recording that holds the false
+    positives is certain in sign, although each judge's own interval is wide; the same judge twice changes
+    nothing; different recordings cannot be paired."""
+    from detectors.scoring import SampleConfusion, recording_change_intervals, recording_intervals
+
+    before = [SampleConfusion(tp=90, fn=10, fp=0, tn=1000) for _ in range(19)] + [SampleConfusion(tp=90, fn=10, fp=200, tn=800)]
+    after = before[:19] + [SampleConfusion(tp=90, fn=10, fp=100, tn=900)]  # half the false positives gone
+    low, high = recording_change_intervals(before, after)["specificity"]
+    assert 0 <= low < 100 / 20000 < high  # never worse, and the pooled change (0.005) inside
+    own_low, own_high = recording_intervals(after)["specificity"]
+    assert high - low < own_high - own_low
+    assert set(recording_change_intervals(before, before).values()) == {(0.0, 0.0)}
+    with pytest.raises(ValueError):
+        recording_change_intervals(before, after[:-1])
+    assert recording_change_intervals([], []) == {}
