@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from detectors.baseline import BaselineEstimate, baseline_curve, to_1hz, window_baseline
 from detectors.events import (
@@ -34,13 +35,15 @@ from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import (
     VariabilityEstimate,
     estimate_variability,
-    sinusoidal_minutes,
+    sinusoidal_steps,
     trailing_run,
     variability_within,
 )
 
 DEFAULT_CTG = CtgThresholds()
 FIGO = "FIGO 2015"
+#: Seconds either side of an acceleration or deceleration left out of the variability (its shoulders).
+EVENT_SHOULDER_S = 30
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class CtgAnalysis:
     sinusoidal_s: float = 0.0
     reduced_in_decelerations_s: float = 0.0
     baseline_curve: np.ndarray | None = None  # 1 Hz, for drawing
+    #: The window's measured features (None when it could not be interpreted): what
+    #: :mod:`detectors.labour` takes each minute's measures from.
+    features: CtgFeatures | None = field(default=None, repr=False, compare=False)
 
 
 def _minute_medians(x1: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,6 +197,21 @@ class CtgFeatures:
     reduced_in_decelerations_s: float
     reduced_in_decelerations_bpm: float | None
     first_deceleration_s: float | None
+    #: Per 1-min step (aligned to the end of the history): whether the 2-min span ending there is
+    #: sinusoidal, and whether it could be judged at all (enough signal, no acceleration).
+    sinusoidal_steps: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    sinusoidal_assessable: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    #: Median FHR per whole minute (aligned to the end) and whether half the minute was valid.
+    minute_levels: np.ndarray = field(default_factory=lambda: np.empty(0))
+    minute_levels_ok: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    #: How long late/prolonged decelerations have been repetitive (FIGO 2015: pathological for > 30 min,
+    #: > 20 min with reduced variability). One window: its span when they are repetitive in it;
+    #: the whole labour (:mod:`detectors.labour`): the episode's duration.
+    repetitive_late_s: float = 0.0
+    #: The longest prolonged deceleration that counts now (one window: any in it).
+    longest_prolonged_s: float = 0.0
+    #: Per deceleration (the order of ``decelerations``), its seconds of reduced variability within.
+    reduced_within_s: list[float] = field(default_factory=list)
 
 
 def analyse_ctg(
@@ -228,18 +249,35 @@ def analyse_ctg(
     lacking = lacking_signal_reason(signal, th, qth)
     if lacking is not None:
         return insufficient_analysis(signal, lacking, th, qth)
-    features = measure_features(signal, uc, th)
+    return assemble_analysis(signal, measure_features(signal, uc, th), th)
+
+
+def assemble_analysis(signal: PreparedSignal, features: CtgFeatures, th: CtgThresholds) -> CtgAnalysis:
+    """Class, reasons and findings of measured features (one window's, or the whole labour's).
+
+    Parameters
+    ----------
+    signal : PreparedSignal
+        The window the features were measured on (its clock and quality findings).
+    features : CtgFeatures
+        What :func:`measure_features` measured, or :mod:`detectors.labour`'s whole-labour version of it.
+    th : CtgThresholds
+
+    Returns
+    -------
+    CtgAnalysis
+    """
     label, reasons = classify(features, th)
     findings = [*signal.quality.findings, *feature_findings(features, signal, th),
                 *classification_findings(label, reasons, signal, th)]
     return CtgAnalysis(
-        t0=t0, duration_s=signal.duration_s, quality=signal.quality, classification=label, reasons=reasons,
+        t0=signal.t0, duration_s=signal.duration_s, quality=signal.quality, classification=label, reasons=reasons,
         findings=findings, baseline=features.baseline, variability=features.variability,
         accelerations=features.accelerations, decelerations=features.decelerations,
         contractions=features.contractions, contractions_per_10min=features.repetition.per_10min,
         bradycardia_s=features.bradycardia_s, tachycardia_s=features.tachycardia_s,
         sinusoidal_s=features.sinusoidal_s, reduced_in_decelerations_s=features.reduced_in_decelerations_s,
-        baseline_curve=features.baseline_1hz,
+        baseline_curve=features.baseline_1hz, features=features,
     )
 
 
@@ -331,22 +369,36 @@ def measure_features(signal: PreparedSignal, uc: np.ndarray | None, th: CtgThres
     decel_exc = excursions(x1, v1, smooth1, b, -1, th.deceleration_bpm, th.deceleration_min_s, None)
     in_accel = _mask_of(accels, x1.size)
     in_event = in_accel | _mask_of(decel_exc, x1.size)
-    variability = _variability_outside_events(signal, in_event, th)
-    band_within, reduced_pieces = _variability_in_decelerations(signal, decel_exc, b, th)
+    variability = _variability_outside_events(signal, _with_shoulders(in_event), th)
+    band_within, reduced_pieces, reduced_each = _variability_in_decelerations(signal, decel_exc, b, th)
     cons = _contractions(uc, signal, th)
     decels = classify_decelerations(decel_exc, cons, x1, b, band_within, th)
     brady_s, brady_level, tachy_s, tachy_level = _rate_runs(x1, v1, th)
+    steps, assessable = sinusoidal_steps(x1 - b, v1, ~in_accel, th)
+    levels, levels_ok = _minute_medians(x1, v1)
+    repetition = assess_repetition(decels, cons, x1.size, signal.duration_s, uc is not None, th)
     return CtgFeatures(
         baseline_1hz=b, baseline=window_baseline(x1, v1, b, in_event, th), variability=variability,
         accelerations=accels, decelerations=decels, contractions=cons,
-        repetition=assess_repetition(decels, cons, x1.size, signal.duration_s, uc is not None, th),
+        repetition=repetition,
         bradycardia_s=brady_s, bradycardia_level=brady_level, tachycardia_s=tachy_s, tachycardia_level=tachy_level,
-        sinusoidal_s=_sinusoidal_s(x1 - b, v1, ~in_accel, th),
+        sinusoidal_s=_sinusoidal_s(steps),
         reduced_in_decelerations_s=float(sum(s for _, s in reduced_pieces)),
         reduced_in_decelerations_bpm=(round(float(np.median([band for band, _ in reduced_pieces])), 1)
                                       if reduced_pieces else None),
         first_deceleration_s=float(min(e.start for e in decel_exc)) if decel_exc else None,
+        sinusoidal_steps=steps, sinusoidal_assessable=assessable,
+        minute_levels=levels, minute_levels_ok=levels_ok,
+        repetitive_late_s=repetition.span_s if repetition.repetitive_late else 0.0,
+        longest_prolonged_s=max((d.excursion.duration for d in decels if d.kind == "prolonged"), default=0.0),
+        reduced_within_s=reduced_each,
     )
+
+
+def _with_shoulders(in_event: np.ndarray) -> np.ndarray:
+    """Events widened by their shoulders (``EVENT_SHOULDER_S`` either side): FIGO 2015 judges variability in
+    baseline segments, and the fall into and the recovery from a gradual deceleration are not baseline."""
+    return maximum_filter1d(in_event.astype(np.uint8), size=2 * EVENT_SHOULDER_S + 1, mode="nearest").astype(bool)
 
 
 def _mask_of(events: list[Excursion], n: int) -> np.ndarray:
@@ -371,14 +423,16 @@ def _variability_outside_events(signal: PreparedSignal, in_event: np.ndarray, th
 
 def _variability_in_decelerations(
     signal: PreparedSignal, decel_exc: list[Excursion], b: np.ndarray, th: CtgThresholds
-) -> tuple[list[float], list[tuple[float, float]]]:
-    """Per deceleration its median bandwidth inside its body; and every reduced piece (band, seconds)."""
+) -> tuple[list[float], list[tuple[float, float]], list[float]]:
+    """Per deceleration its median bandwidth inside its body; every reduced piece (band, seconds);
+    and per deceleration its reduced seconds."""
     per_s = max(1, int(round(signal.fs)))
     bodies = [(a * per_s, e * per_s) for a, e in deceleration_bodies(decel_exc, signal.fhr_1hz, b, th)]
     within = variability_within(signal.fhr_clean, signal.quality.valid, bodies, signal.fs, th)
     band_within = [float(np.median([band for band, _ in pieces])) if pieces else np.inf for pieces in within]
     reduced = [(band, s) for pieces in within for band, s in pieces if band < th.variability_reduced_bpm]
-    return band_within, reduced
+    each = [float(sum(s for band, s in pieces if band < th.variability_reduced_bpm)) for pieces in within]
+    return band_within, reduced, each
 
 
 def _contractions(uc: np.ndarray | None, signal: PreparedSignal, th: CtgThresholds) -> list[Contraction]:
@@ -404,8 +458,8 @@ def _rate_runs(x1: np.ndarray, v1: np.ndarray, th: CtgThresholds) -> tuple[float
     return brady_min * 60.0, level(brady_min), tachy_min * 60.0, level(tachy_min)
 
 
-def _sinusoidal_s(relative_1hz: np.ndarray, v1: np.ndarray, no_accel: np.ndarray, th: CtgThresholds) -> float:
-    steps = sinusoidal_minutes(relative_1hz, v1, no_accel, th)
+def _sinusoidal_s(steps: np.ndarray) -> float:
+    """The trailing sinusoidal run of one window: each step is a 2-min span, so n steps cover n + 1 min."""
     run = trailing_run(steps, np.ones_like(steps))
     return (run + 1) * 60.0 if run else 0.0
 
@@ -588,7 +642,7 @@ def classify(features: CtgFeatures, th: CtgThresholds) -> tuple[str, list[str]]:
 def pathological_features(features: CtgFeatures, th: CtgThresholds) -> list[str]:
     """FIGO 2015 pathological features present in the history."""
     out = []
-    var, rep = features.variability, features.repetition
+    var = features.variability
     level = features.baseline.rounded if features.baseline.determinable else None
     if level is not None and level < th.baseline_pathological_low:
         out.append(f"baseline {level:.0f} bpm < {th.baseline_pathological_low:.0f}")
@@ -600,12 +654,13 @@ def pathological_features(features: CtgFeatures, th: CtgThresholds) -> list[str]
         out.append(f"sinusoidal pattern for {features.sinusoidal_s / 60:.0f} min")
     if features.reduced_in_decelerations_s > th.reduced_variability_in_decelerations_s:
         out.append(f"reduced variability within decelerations for {features.reduced_in_decelerations_s / 60:.0f} min")
-    longest_prolonged = max((d.excursion.duration for d in features.decelerations if d.kind == "prolonged"), default=0.0)
-    if longest_prolonged > th.acute_hypoxia_deceleration_s:
-        out.append(f"prolonged deceleration of {longest_prolonged / 60:.1f} min")
-    rep_limit = th.repetitive_pathological_reduced_var_s if var.reduced_s > 0 else th.repetitive_pathological_s
-    if rep.repetitive_late and rep.span_s >= rep_limit:
-        out.append(f"repetitive late/prolonged decelerations over {rep.span_s / 60:.0f} min")
+    if features.longest_prolonged_s > th.acute_hypoxia_deceleration_s:
+        out.append(f"prolonged deceleration of {features.longest_prolonged_s / 60:.1f} min")
+    # "with reduced variability": reduced now, by the run going on or by the last 10 min's median bandwidth
+    reduced_now = var.reduced_s > 0 or (var.median_bpm is not None and var.median_bpm < th.variability_reduced_bpm)
+    rep_limit = th.repetitive_pathological_reduced_var_s if reduced_now else th.repetitive_pathological_s
+    if features.repetitive_late_s >= rep_limit:
+        out.append(f"repetitive late/prolonged decelerations over {features.repetitive_late_s / 60:.0f} min")
     return out
 
 

@@ -80,6 +80,11 @@ class FastRuleState:
         t_end = t_first + len(fhr) / self.fs
         return self._findings(t_end, baseline_bpm, th, qth)
 
+    @property
+    def below_s(self) -> float:
+        """How long the FHR has been more than 15 bpm below the baseline now (0 when it is not)."""
+        return self.below_samples / self.fs if self.below_start is not None else 0.0
+
     def interrupt(self) -> None:
         """No data arrived for a while (monitor off, network, broker or worker down): that is not a loss of
         the fetal signal, which the monitor reports as FHR 0. The loss run starts afresh; the deceleration

@@ -138,6 +138,12 @@ class CtgThresholds:
     sinusoidal_max_cpm: float = 5.0
     sinusoidal_power_fraction: float = 0.6
     sinusoidal_pathological_s: float = 30 * 60.0
+    #: Over the whole labour a pattern's duration is counted on the minutes that show it (FIGO 2015:
+    #: variability is judged in baseline segments, away from accelerations and decelerations). Minutes
+    #: that cannot be judged (a deceleration, an acceleration, signal loss) neither end it nor count, up to
+    #: this long in a row; a judged minute without the pattern ends it. Project choice, not FIGO's: a
+    #: prolonged deceleration (> 3 min) plus its shoulders fits, a longer loss of signal does not.
+    pattern_gap_s: float = 5 * 60.0
     # Tachysystole (FIGO 2015): > 5 contractions in 10 min, averaged over 30 min.
     tachysystole_per_10min: float = 5.0
     tachysystole_average_s: float = 30 * 60.0

@@ -136,18 +136,27 @@ def variability_within(
 
 
 def sinusoidal_minutes(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarray, th: CtgThresholds) -> np.ndarray:
-    """Per 1-min step, whether the 2-min span ending there is sinusoidal.
+    """Per 1-min step, whether the 2-min span ending there is sinusoidal (see :func:`sinusoidal_steps`)."""
+    return sinusoidal_steps(d1, usable1, no_accel1, th)[0]
+
+
+def sinusoidal_steps(
+    d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarray, th: CtgThresholds
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per 1-min step, whether the 2-min span ending there is sinusoidal, and whether it could be judged.
 
     ``d1`` is the 1-Hz FHR minus its baseline. A span qualifies when most of
     its power (from 1 to 30 cycles/min) lies at 3-5 cycles/min, its bandwidth
-    is 5-15 bpm, and it holds no acceleration (FIGO 2015).
+    is 5-15 bpm, and it holds no acceleration (FIGO 2015). A span with less
+    than 80 % valid signal, or with an acceleration, cannot be judged: it is
+    neither sinusoidal nor evidence against it.
     """
     span, step = 120, 60
     n = d1.size
     m = (n - span) // step + 1 if n >= span else 0
     out = np.zeros(m, dtype=bool)
     if m == 0:
-        return out
+        return out, np.zeros(0, dtype=bool)
     freqs = np.fft.rfftfreq(span, d=1.0) * 60.0  # cycles per minute
     band = (freqs >= th.sinusoidal_min_cpm - 0.5) & (freqs <= th.sinusoidal_max_cpm + 0.5)
     total = (freqs >= 1.0) & (freqs <= 30.0)
@@ -158,7 +167,7 @@ def sinusoidal_minutes(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarra
     seg, ok, quiet = d1[idx], usable1[idx].astype(bool), no_accel1[idx].astype(bool)
     candidate = (ok.mean(axis=1) >= 0.8) & quiet.all(axis=1)
     if not candidate.any():
-        return out
+        return out, candidate
     seg, ok = seg[candidate], ok[candidate]
     # lost seconds take the mean of the valid ones (only spans with a lost second need it), then the span is centred
     fill = np.zeros(len(seg))
@@ -176,4 +185,4 @@ def sinusoidal_minutes(d1: np.ndarray, usable1: np.ndarray, no_accel1: np.ndarra
             & (amp >= th.sinusoidal_min_amplitude_bpm) & (amp <= th.sinusoidal_max_amplitude_bpm)
         )
     out[np.flatnonzero(candidate)] = sinusoidal
-    return out
+    return out, candidate

@@ -1,0 +1,450 @@
+"""FIGO 2015 over the whole labour: each minute measured once, the patterns' durations carried, the class
+decided from them.
+
+Why: FIGO 2015 names durations longer than any sensible analysis window (reduced variability
+> 50 min, increased variability > 30 min, sinusoidal > 30 min, repetitive late or prolonged
+decelerations > 30 min, > 20 min with reduced variability). A class read off the last 30 min can
+never meet them; re-reading a longer window every 15 s for every bed costs what a ward cannot pay.
+
+How, in three named steps:
+
+1. **measure** (:meth:`LabourFigo.add`): when a minute of the labour clock (recording time, whole
+   multiples of 60 s) is complete, the window of the last ``window_s`` ending at it is analysed by
+   :func:`detectors.ctg.analyse_ctg` (signal quality, the baseline with its 10-min and 20-min context,
+   events with their contractions). Its newest minute becomes a :class:`MinuteRecord`: variability
+   bandwidth, the sinusoidal step, the FHR level, and the decelerations and contractions that
+   completed in it, each once. The first window gives all its minutes.
+2. **carry**: the records of the last ``history_s`` (a setting, 4 h by default) are kept; they are
+   small (a few numbers and events a minute) and serialisable, so the stream stores them and a
+   restarted or rebalanced worker reads them back instead of re-measuring.
+3. **decide** (:meth:`LabourFigo.analysis`): the whole-labour features (durations of the patterns
+   going on now, the decelerations and contractions of the last 30 min, the newest window's
+   baseline and variability) go through the same :func:`detectors.ctg.classify` and findings as a
+   single window does, so the class, its reasons and the findings always agree.
+
+Durations are of the pattern, not of the labour (FIGO 2015 judges variability in baseline
+segments): a pattern's duration counts the minutes that show it; minutes that cannot be judged
+(a deceleration, signal loss) are bridged up to ``CtgThresholds.pattern_gap_s`` in a row without
+counting; a judged minute without the pattern ends it.
+
+Batch and incremental are one computation: :func:`follow_labour` measures every minute of a
+recording in turn, exactly as the stream does minute by minute, and a state read back from its
+stored records decides the same class (tests/unit/test_detectors_labour.py checks it per minute).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from detectors.ctg import (
+    DEFAULT_CTG,
+    CtgAnalysis,
+    CtgFeatures,
+    PreparedSignal,
+    Repetition,
+    analyse_ctg,
+    assemble_analysis,
+)
+from detectors.quality import DEFAULT_QUALITY, ModelVerdict
+from detectors.thresholds import CtgThresholds, SignalQualityThresholds
+from detectors.variability import VariabilityEstimate
+
+MINUTE_S = 60.0
+#: The window each minute is measured on: the 10-min baseline period and the 20-min anchor span
+#: of :mod:`detectors.baseline` (FIGO 2015 estimates the baseline over 10-min periods).
+WINDOW_S = 20 * 60.0
+#: How much of the labour is carried (a setting of the stream, ``CTGWATCH_LABOUR_HISTORY_S``).
+HISTORY_S = 4 * 3600.0
+#: A contraction is recorded once its deceleration, if any, can have ended: when its acme is this
+#: old. Each acme falls in exactly one minute shifted back this much, so each is recorded once.
+CONTRACTION_SETTLE_S = 120.0
+#: A deceleration is known complete once the FHR is seen back at the baseline, which a window may
+#: confirm a little after the minute it ended in: each minute takes the completed decelerations that
+#: ended up to this long before it, and one already recorded (overlapping in time) is not taken again.
+DECELERATION_CONFIRM_S = 300.0
+#: A deceleration's contraction is the recorded contraction whose acme is this close to the one the
+#: deceleration was typed against (the two come from windows a minute or more apart).
+ACME_MATCH_S = 30.0
+LATE_LIKE = ("late", "prolonged")
+
+
+@dataclass(frozen=True)
+class DecelerationRecord:
+    """A deceleration that completed, on the labour clock (seconds)."""
+
+    start: float
+    end: float
+    kind: str
+    nadir_bpm: float
+    contraction_acme: float | None
+    reduced_within_s: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class MinuteRecord:
+    """What one minute of the labour showed, measured once when it was complete.
+
+    ``None`` in a measure means the minute could not be judged for it (not enough signal, an
+    acceleration or deceleration in the way); such minutes are bridged, never counted.
+    """
+
+    t: float  # the minute's start (labour clock)
+    interpretable: bool  # the window ending at this minute could be interpreted at all
+    valid: float  # share of the minute's seconds with a fetal signal
+    band: float | None  # variability bandwidth, bpm
+    sinusoidal: bool | None  # the 2-min span ending with this minute
+    level: float | None  # median FHR, bpm
+    decelerations: tuple[DecelerationRecord, ...] = ()
+    acmes: tuple[float, ...] = ()  # contractions recorded in this minute (their acme)
+    #: Repetitive late/prolonged decelerations over the 30 min ending here (None: < 2 contractions to
+    #: judge); when True, ``late_since`` is the acme of the first contraction a late one followed.
+    repetitive_late: bool | None = None
+    late_since: float | None = None
+
+    @property
+    def end(self) -> float:
+        return self.t + MINUTE_S
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact, JSON-ready form (the stream stores one per minute and patient)."""
+        return {
+            "t": self.t, "i": self.interpretable, "v": round(self.valid, 3),
+            "b": None if self.band is None else round(self.band, 3), "s": self.sinusoidal,
+            "l": None if self.level is None else round(self.level, 2),
+            "d": [[d.start, d.end, d.kind, round(d.nadir_bpm, 1), d.contraction_acme, d.reduced_within_s]
+                  for d in self.decelerations],
+            "a": list(self.acmes), "r": self.repetitive_late, "ls": self.late_since,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MinuteRecord:
+        return cls(
+            t=float(d["t"]), interpretable=bool(d["i"]), valid=float(d["v"]), band=d["b"], sinusoidal=d["s"],
+            level=d["l"],
+            decelerations=tuple(DecelerationRecord(float(a), float(e), str(k), float(n), None if c is None else float(c),
+                                                   float(r)) for a, e, k, n, c, r in d["d"]),
+            acmes=tuple(float(a) for a in d["a"]), repetitive_late=d["r"], late_since=d["ls"],
+        )
+
+
+def minute_records(
+    window: CtgAnalysis, minute_end: float, since: float | None, th: CtgThresholds = DEFAULT_CTG
+) -> list[MinuteRecord]:
+    """The records of the whole minutes of ``window`` (which ends at ``minute_end``) after ``since``.
+
+    Parameters
+    ----------
+    window : CtgAnalysis
+        :func:`detectors.ctg.analyse_ctg` of the history ending at ``minute_end``.
+    minute_end : float
+        End of the newest minute (a multiple of 60 s on the labour clock).
+    since : float or None
+        End of the last minute already recorded (None: none yet, every whole minute of the window).
+    th : CtgThresholds
+
+    Returns
+    -------
+    list of MinuteRecord
+        Oldest first; without the repetition judgement, which needs the labour's record
+        (:meth:`LabourFigo.add` adds it).
+    """
+    first = math.ceil(window.t0 / MINUTE_S - 1e-9) * MINUTE_S
+    if since is not None:
+        first = max(first, since)
+    starts = np.arange(first, minute_end - MINUTE_S + 1e-6, MINUTE_S)
+    f = window.features
+    out = []
+    for t in starts:
+        back = int(round((minute_end - t) / MINUTE_S))  # 1 = the newest minute
+        valid = _valid_share(window, t)
+        if f is None:
+            out.append(MinuteRecord(float(t), False, valid, None, None, None))
+            continue
+        out.append(MinuteRecord(
+            t=float(t), interpretable=True, valid=valid,
+            band=_nth_from_end(f.variability.bands, back, finite=True),
+            sinusoidal=_sinusoidal_at(f, back),
+            level=_level_at(f, back),
+            decelerations=tuple(_decelerations_ending(f, window.t0, t - DECELERATION_CONFIRM_S, t + MINUTE_S)),
+            acmes=tuple(window.t0 + c.acme for c in f.contractions
+                        if t - CONTRACTION_SETTLE_S <= window.t0 + c.acme < t + MINUTE_S - CONTRACTION_SETTLE_S),
+        ))
+    return out
+
+
+def _valid_share(window: CtgAnalysis, t: float) -> float:
+    v = window.quality.valid
+    fs = v.size / window.duration_s if window.duration_s > 0 else 0.0
+    a, e = int(round((t - window.t0) * fs)), int(round((t + MINUTE_S - window.t0) * fs))
+    part = v[max(a, 0):max(e, 0)]
+    return float(part.mean()) if part.size else 0.0
+
+
+def _nth_from_end(values: np.ndarray, back: int, finite: bool = False) -> float | None:
+    if back > values.size:
+        return None
+    x = float(values[-back])
+    return None if finite and not math.isfinite(x) else x
+
+
+def _sinusoidal_at(f: CtgFeatures, back: int) -> bool | None:
+    if back > f.sinusoidal_steps.size or not f.sinusoidal_assessable[-back]:
+        return None
+    return bool(f.sinusoidal_steps[-back])
+
+
+def _level_at(f: CtgFeatures, back: int) -> float | None:
+    if back > f.minute_levels.size or not f.minute_levels_ok[-back]:
+        return None
+    return float(f.minute_levels[-back])
+
+
+def _decelerations_ending(f: CtgFeatures, t0: float, a: float, e: float) -> Iterator[DecelerationRecord]:
+    reduced = f.reduced_within_s or [0.0] * len(f.decelerations)
+    for d, within in zip(f.decelerations, reduced, strict=True):
+        end = t0 + d.excursion.end
+        if d.excursion.complete and a <= end < e:
+            yield DecelerationRecord(
+                start=t0 + d.excursion.start, end=end, kind=d.kind, nadir_bpm=float(d.excursion.extreme_bpm),
+                contraction_acme=None if d.contraction is None else t0 + d.contraction.acme,
+                reduced_within_s=within)
+
+
+@dataclass
+class LabourFigo:
+    """One patient's FIGO state over the labour: the minute records and the newest window's analysis.
+
+    The records are what is stored; ``latest`` (the newest window's analysis) is kept in memory only
+    and rebuilt by the next minute's measurement.
+    """
+
+    history_s: float = HISTORY_S
+    th: CtgThresholds = DEFAULT_CTG
+    minutes: list[MinuteRecord] = field(default_factory=list)
+    latest: CtgAnalysis | None = None
+    latest_end: float | None = None
+
+    @property
+    def measured_until(self) -> float | None:
+        """End of the newest recorded minute (None before the first)."""
+        return self.minutes[-1].end if self.minutes else None
+
+    def add(self, window: CtgAnalysis, minute_end: float) -> list[MinuteRecord]:
+        """Record the minutes of ``window`` (ending at ``minute_end``) not recorded yet; returns them.
+
+        Parameters
+        ----------
+        window : CtgAnalysis
+            :func:`detectors.ctg.analyse_ctg` of the last ``window_s`` ending at ``minute_end``.
+        minute_end : float
+            A multiple of 60 s after :attr:`measured_until`.
+        """
+        since = self.measured_until
+        if since is not None and minute_end <= since:
+            raise ValueError(f"minute ending at {minute_end} is already recorded (up to {since})")
+        known = [d for m in self.minutes for d in m.decelerations]
+        added = []
+        for rec in minute_records(window, minute_end, since, self.th):
+            fresh = tuple(d for d in rec.decelerations if not any(_overlap(d, k) for k in known))
+            known.extend(fresh)
+            rec = replace(rec, decelerations=fresh)
+            self.minutes.append(rec)
+            rec = replace(rec, **self._repetition_at(rec.end))
+            self.minutes[-1] = rec
+            added.append(rec)
+        self._trim(minute_end)
+        self.latest, self.latest_end = window, minute_end
+        return added
+
+    def restore(self, records: list[MinuteRecord]) -> None:
+        """Take the stored records back (a restarted or rebalanced worker); ``latest`` waits for the next minute."""
+        self.minutes = sorted(records, key=lambda r: r.t)
+        self.latest = self.latest_end = None
+        if self.minutes:
+            self._trim(self.minutes[-1].end)
+
+    def _trim(self, now: float) -> None:
+        keep_from = now - self.history_s
+        if self.minutes and self.minutes[0].t < keep_from:
+            self.minutes = [m for m in self.minutes if m.t >= keep_from]
+
+    # -- the whole-labour features ------------------------------------------------------------------
+    def _repetition_at(self, end: float) -> dict[str, Any]:
+        """FIGO 2015 repetitive late/prolonged decelerations over the 30 min ending at ``end``."""
+        span = self.th.tachysystole_average_s
+        acmes = [a for m in self.minutes for a in m.acmes if end - span - CONTRACTION_SETTLE_S <= a]
+        if len(acmes) < 2:
+            return {"repetitive_late": None, "late_since": None}
+        late = [a for a in acmes if self._followed(a, LATE_LIKE)]
+        repetitive = len(late) / len(acmes) > self.th.repetitive_fraction
+        return {"repetitive_late": repetitive, "late_since": min(late) if repetitive else None}
+
+    def _followed(self, acme: float, kinds: tuple[str, ...] | None = None) -> str | None:
+        """The kind of the deceleration that followed the contraction with this acme (None if none did)."""
+        for m in self.minutes:
+            for d in m.decelerations:
+                if (d.contraction_acme is not None and abs(d.contraction_acme - acme) <= ACME_MATCH_S
+                        and (kinds is None or d.kind in kinds)):
+                    return d.kind
+        return None
+
+    def episode(self, flag: Callable[[MinuteRecord], bool | None]) -> list[MinuteRecord]:
+        """The minutes of the pattern going on now, newest first (see the module's docstring)."""
+        if not self.minutes:
+            return []
+        out: list[MinuteRecord] = []
+        edge = self.minutes[-1].end
+        for rec in reversed(self.minutes):
+            f = flag(rec)
+            if f is None:
+                continue
+            if edge - rec.end > self.th.pattern_gap_s or not f:
+                break
+            out.append(rec)
+            edge = rec.t
+        return out
+
+    def features(self, ongoing_deceleration_s: float = 0.0) -> CtgFeatures | None:
+        """The whole labour's features, on the newest window's (None before a window could be interpreted)."""
+        if self.latest is None or self.latest.features is None or self.latest_end is None:
+            return None
+        th, now, w = self.th, self.latest_end, self.latest.features
+        reduced = self.episode(lambda m: None if m.band is None else m.band < th.variability_reduced_bpm)
+        increased = self.episode(lambda m: None if m.band is None else m.band > th.variability_increased_bpm)
+        sinusoidal = self.episode(lambda m: m.sinusoidal)
+        brady = self.episode(lambda m: None if m.level is None else m.level < th.bradycardia_bpm)
+        tachy = self.episode(lambda m: None if m.level is None else m.level > th.tachycardia_bpm)
+        late = self.episode(lambda m: m.repetitive_late)
+        recent = [d for m in self.minutes for d in m.decelerations if d.end > now - th.tachysystole_average_s]
+        ongoing = max([ongoing_deceleration_s] + [d.excursion.duration for d in w.decelerations
+                                                   if d.kind == "prolonged" and not d.excursion.complete])
+        within = [d.reduced_within_s for d in recent if d.reduced_within_s > 0]
+        return replace(
+            w,
+            variability=VariabilityEstimate(bands=np.array([np.nan if m.band is None else m.band for m in self.minutes]),
+                                            median_bpm=w.variability.median_bpm,
+                                            reduced_s=len(reduced) * MINUTE_S, increased_s=len(increased) * MINUTE_S),
+            sinusoidal_s=(len(sinusoidal) + 1) * MINUTE_S if sinusoidal else 0.0,  # n 2-min steps span n + 1 min
+            bradycardia_s=len(brady) * MINUTE_S, bradycardia_level=_median_level(brady),
+            tachycardia_s=len(tachy) * MINUTE_S, tachycardia_level=_median_level(tachy),
+            repetition=self._recent_repetition(now, w.repetition.per_10min is not None or bool(w.contractions)),
+            repetitive_late_s=now - late[-1].late_since if late and late[-1].late_since is not None else 0.0,
+            longest_prolonged_s=max([ongoing] + [d.duration for d in recent if d.kind == "prolonged"]),
+            reduced_in_decelerations_s=float(sum(within)),
+            reduced_in_decelerations_bpm=w.reduced_in_decelerations_bpm if within else None,
+            first_deceleration_s=(min(d.start for d in recent) - self.latest.t0) if within else None,
+        )
+
+    def _recent_repetition(self, now: float, has_uc: bool) -> Repetition:
+        """Decelerations with the contractions recorded over the last 30 min (FIGO 2015: repetitive if > 50 %)."""
+        th = self.th
+        covered = now - self.minutes[0].t if self.minutes else 0.0
+        span = min(covered, th.tachysystole_average_s)
+        acmes = [a for m in self.minutes for a in m.acmes if a >= now - span - CONTRACTION_SETTLE_S]
+        kinds = [k for k in (self._followed(a) for a in acmes) if k is not None]
+        late_like = [k for k in kinds if k in LATE_LIKE]
+        enough = len(acmes) >= 2
+        return Repetition(
+            span_s=span, contractions=len(acmes), with_deceleration=len(kinds), kinds=sorted(set(kinds)),
+            repetitive=enough and len(kinds) / len(acmes) > th.repetitive_fraction,
+            repetitive_late=enough and len(late_like) / len(acmes) > th.repetitive_fraction,
+            per_10min=len(acmes) / (span / 600.0) if span >= 600 and has_uc else None,
+        )
+
+    def analysis(self, ongoing_deceleration_s: float = 0.0) -> CtgAnalysis | None:
+        """The whole labour's analysis: class, reasons and findings (None before the first minute).
+
+        Parameters
+        ----------
+        ongoing_deceleration_s : float
+            How long the FHR has been below the baseline now, by the per-packet rules
+            (:class:`detectors.fast.FastRuleState`): lets a prolonged deceleration passing 5 min make
+            the class pathological within seconds, between two minute measurements.
+        """
+        if self.latest is None:
+            return None
+        features = self.features(ongoing_deceleration_s)
+        if features is None:
+            return self.latest  # the newest window could not be interpreted: it says why
+        w = self.latest
+        signal = PreparedSignal(w.t0, 0.0, w.duration_s, w.quality, np.empty(0), np.empty(0), np.empty(0, bool))
+        return assemble_analysis(signal, features, self.th)
+
+
+def _median_level(episode: list[MinuteRecord]) -> float | None:
+    levels = [m.level for m in episode if m.level is not None]
+    return float(statistics.median(levels)) if levels else None
+
+
+def _overlap(a: DecelerationRecord, b: DecelerationRecord) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def minute_ends(t_first: float, t_end: float, first_after_s: float) -> Iterator[float]:
+    """The minute boundaries (labour clock) at which a recording from ``t_first`` to ``t_end`` is measured:
+    from the first that has ``first_after_s`` of history (FIGO: the baseline needs 10 min)."""
+    start = math.ceil((t_first + first_after_s) / MINUTE_S - 1e-9) * MINUTE_S
+    return iter(np.arange(start, t_end + 1e-6, MINUTE_S).tolist())
+
+
+def measure_through(
+    state: LabourFigo, fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None, t0: float,
+    until: float, *, window_s: float = WINDOW_S, first_after_s: float = 600.0,
+    th: CtgThresholds = DEFAULT_CTG, qth: SignalQualityThresholds = DEFAULT_QUALITY,
+    model_verdict: ModelVerdict | None = None,
+) -> list[MinuteRecord]:
+    """Measure every minute of a recording (samples from ``t0``) that ended by ``until`` and is not recorded
+    yet, each on the window of ``window_s`` ending at it, as the stream does; returns the new records."""
+    since = state.measured_until
+    added: list[MinuteRecord] = []
+    for end in minute_ends(t0 if since is None else since, min(until, t0 + fhr.size / fs),
+                           first_after_s if since is None else 0.0):
+        if since is not None and end <= since:
+            continue
+        b = int(round((end - t0) * fs))
+        a = max(0, int(round((end - window_s - t0) * fs)))
+        verdict = None if model_verdict is None else replace(model_verdict, false=model_verdict.false[a:b])
+        window = analyse_ctg(fhr[a:b], None if uc is None else uc[a:b], fs=fs,
+                             mhr=None if mhr is None else mhr[a:b], t0=t0 + a / fs, th=th, qth=qth,
+                             model_verdict=verdict)
+        added.extend(state.add(window, end))
+    return added
+
+
+def follow_labour(
+    fhr: np.ndarray, uc: np.ndarray | None = None, fs: float = 4.0, mhr: np.ndarray | None = None, t0: float = 0.0,
+    *, window_s: float = WINDOW_S, history_s: float = HISTORY_S, first_after_s: float = 600.0,
+    th: CtgThresholds = DEFAULT_CTG, qth: SignalQualityThresholds = DEFAULT_QUALITY,
+    model_verdict: ModelVerdict | None = None,
+) -> Iterator[tuple[float, LabourFigo]]:
+    """A recording measured minute by minute, as the stream measures it: ``(minute end, state)`` after each.
+
+    The state is the same object each time (advanced in place). ``model_verdict`` covers the whole recording.
+    """
+    state = LabourFigo(history_s=history_s, th=th)
+    fhr = np.asarray(fhr, dtype=float)
+    for end in minute_ends(t0, t0 + fhr.size / fs, first_after_s):
+        measure_through(state, fhr, uc, fs, mhr, t0, end, window_s=window_s, first_after_s=first_after_s,
+                        th=th, qth=qth, model_verdict=model_verdict)
+        yield end, state
+
+
+def analyse_labour(
+    fhr: np.ndarray, uc: np.ndarray | None = None, fs: float = 4.0, mhr: np.ndarray | None = None, t0: float = 0.0,
+    **kwargs: Any,
+) -> CtgAnalysis | None:
+    """The whole-labour analysis at the end of a recording (the batch form of the stream's; None if < 10 min)."""
+    last: LabourFigo | None = None
+    for _, last in follow_labour(fhr, uc, fs, mhr, t0, **kwargs):  # noqa: B007 (the state after the last minute)
+        continue
+    return None if last is None else last.analysis()
