@@ -759,17 +759,16 @@ def evaluate_alarms_cmd(
 @evaluate_app.command("ctu")
 def evaluate_ctu_cmd(
     directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
-    window_min: Annotated[float, typer.Option(help="Minutes before delivery analysed.")] = 60.0,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
     csv: Annotated[Path | None, typer.Option(help="Per-record CSV.")] = None,
 ) -> None:
-    """FIGO class per CTU-UHB record and its association with acidaemia (pH < 7.05, < 7.15)."""
+    """The whole-labour FIGO class per CTU-UHB record at delivery and its association with acidaemia."""
     from stream.evaluation.ctu import ctu_markdown, evaluate_ctu
 
     folder = directory or _settings(None).ctu_uhb_dir
-    rows = evaluate_ctu(folder, window_min * 60, csv_path=csv)
-    command = f"ctgwatch evaluate ctu --window-min {window_min:g}" + (f" --csv {csv}" if csv else "")
-    body = ctu_markdown(rows, command, window_min * 60)
+    rows = evaluate_ctu(folder, csv_path=csv)
+    command = "ctgwatch evaluate ctu" + (f" --csv {csv}" if csv else "")
+    body = ctu_markdown(rows, command)
     _report(body, "FIGO classification against the CTU-UHB outcome", output)
 
 

@@ -164,9 +164,10 @@ DEFAULT_RULES: tuple[KindRule, ...] = (
                  "a notice (10 min alarmed 48% of normal-outcome labours on CTU-UHB, docs/EVALUATION.md)"),
     KindRule("maternal_hr_capture", Problem.SIGNAL, alarm_at=A, priority=Priority.MEDIUM, qualify_s=60.0,
              why="technical, FIGO 2015: the FHR trace may be the mother's heart rate; confirm the fetal heart"),
-    KindRule("false_signal", Problem.SIGNAL, alarm_at=A, priority=Priority.MEDIUM, qualify_s=60.0,
+    KindRule("false_signal", Problem.SIGNAL, alarm_at=A, priority=Priority.MEDIUM, qualify_s=60.0, holds_s=150.0,
              why="technical: the false-signal model judges the FHR trace not fetal (the mother's rate, doubled or "
-                 "halved); confirm the fetal heart. The rules judge instead while the model is unavailable"),
+                 "halved); confirm the fetal heart. The rules judge instead while the model is unavailable. Its "
+                 "verdict reaches the FIGO measurement of the next minute, up to 2 min after the seconds it judged"),
     KindRule("halving_doubling", Problem.SIGNAL, notice_at=A, clear_s=120.0,
              why="technical: a counting artefact, left out of the analysis and shown"),
     KindRule("insufficient_signal", Problem.SIGNAL, notice_at=A, clear_s=120.0,

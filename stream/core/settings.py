@@ -125,8 +125,12 @@ class Settings(BaseSettings):
     ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")
     history_s: float = Field(default=3600.0, ge=600, description=(
         "Seconds of CTG kept per patient (memory and Redis); the acidaemia-risk model reads the last hour."))
-    analysis_interval_s: float = Field(default=15.0, gt=0, description="FIGO window analysis every N s of recording.")
-    analysis_window_s: float = Field(default=1800.0, ge=600, description="History analysed each time.")
+    analysis_interval_s: float = Field(default=15.0, gt=0, description=(
+        "The whole-labour FIGO class is refreshed every N s of recording."))
+    analysis_window_s: float = Field(default=1200.0, ge=600, description=(
+        "Each minute of the labour is measured once, on the window this long ending at it (detectors/labour.py)."))
+    labour_history_s: float = Field(default=4 * 3600.0, ge=3600, description=(
+        "How far back the FIGO durations reach (reduced variability > 50 min, ...): the minute records kept."))
     model_interval_s: float = Field(default=60.0, gt=0, description="Anomaly-model scoring every N s of recording.")
     model_alert_consecutive: int = Field(default=3, ge=1, description="Scorings both models must agree on for a model alert.")
     models_enabled: bool = Field(default=True, description="Score windows with the Triton models (rules run regardless).")

@@ -1,9 +1,10 @@
 """The FIGO class against CTU-UHB outcomes (Chudáček et al. 2014), docs/EVALUATION.md.
 
-Per record the FIGO analysis of the last ``window_s`` before the end of the
-recording (delivery), its baseline, variability and deceleration counts, and
-the association of the FIGO class with umbilical-artery acidaemia (pH < 7.05
-and < 7.15).
+Per record the whole-labour FIGO analysis at the end of the recording
+(delivery), read the way the stream reads it (:func:`detectors.labour.analyse_labour`:
+each minute measured once, the durations carried over the labour), its
+baseline, variability and deceleration counts, and the association of the FIGO
+class with umbilical-artery acidaemia (pH < 7.05 and < 7.15).
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.ctg import analyse_ctg
+from detectors.labour import analyse_labour
 
 # -- CTU-UHB: FIGO class against the outcome ---------------------------------------
 
 CLASS_RANK = {"normal": 0, "suspicious": 1, "pathological": 2}
 
 
-def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = None,
-                 csv_path: Path | None = None) -> list[dict]:
+def evaluate_ctu(directory: Path, limit: int | None = None, csv_path: Path | None = None) -> list[dict]:
     from stream.sources.recordings import list_records, read_recording
 
     rows = []
     for name in list_records(directory)[:limit]:
         rec = read_recording(name, directory)
-        k = int(window_s * rec.fs)
-        a = analyse_ctg(rec.fhr[-k:], rec.uc[-k:], fs=rec.fs)
+        a = analyse_labour(rec.fhr, rec.uc, fs=rec.fs)
+        if a is None:  # under 10 min of recording
+            continue
         decel_kinds = [d.kind for d in a.decelerations]
         rows.append({
             "record": rec.record_id, "ph": rec.ph, "apgar5": rec.outcome.get("Apgar5"),
@@ -50,12 +51,13 @@ def evaluate_ctu(directory: Path, window_s: float = 3600.0, limit: int | None = 
     return rows
 
 
-def ctu_markdown(rows: list[dict], command: str, window_s: float) -> str:
+def ctu_markdown(rows: list[dict], command: str) -> str:
     from detectors.scoring import auc
 
     scored = [r for r in rows if r["ph"] is not None and r["classification"] in CLASS_RANK]
     lines = [
-        f"Command: `{command}`. FIGO 2015 analysis of the last {window_s / 60:.0f} min of each of {len(rows)} "
+        f"Command: `{command}`. The whole-labour FIGO 2015 analysis (as the stream reads it: each minute "
+        f"measured once, durations over the labour) at the end of each of {len(rows)} "
         f"CTU-UHB records (the recording ends at delivery); {len(rows) - len(scored)} record(s) had insufficient "
         "signal for a class. Per-record baseline, variability, deceleration counts and contraction rate: "
         "`docs/ctu-uhb-records.csv`.",

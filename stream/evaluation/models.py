@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.ctg import analyse_ctg
+from detectors.labour import analyse_labour
 from detectors.scoring import auc
 from models.acidaemia_training import CLASS_RANK, bootstrap_auc_interval
 from models.data import load_ctu_uhb
@@ -71,9 +71,9 @@ def score_wfdb(version_dir: Path, directory: Path, limit: int | None = None) -> 
             per.append(float(np.quantile(s, 0.9)) if s.size else np.nan)
         scores["ctg_autoencoder"] = np.array(per)
     figo = []
-    for r in records:
-        k = int(3600 * r.fs)
-        figo.append(float(CLASS_RANK.get(analyse_ctg(r.fhr[-k:], r.uc[-k:], fs=r.fs).classification, np.nan)))
+    for r in records:  # the whole-labour class at delivery, as the stream reads it
+        a = analyse_labour(r.fhr, r.uc, fs=r.fs)
+        figo.append(float(CLASS_RANK.get(a.classification, np.nan)) if a is not None else np.nan)
     scores["figo_class (normal<suspicious<pathological<insufficient)"] = np.array(figo)
     out: dict = {"records": len(records), "directory": str(directory), "version": version_dir.name, "models": {}}
     for name, s in scores.items():

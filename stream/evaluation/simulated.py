@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.ctg import CtgAnalysis, analyse_ctg
+from detectors.ctg import CtgAnalysis
+from detectors.labour import WINDOW_S, follow_labour
 from detectors.scoring import EMPTY_SCORE, EventScore, merge_intervals, score_events
 from stream.sources.ctg_simulator import SimulatedCtg, simulate_ctg, standard_scenarios
 
@@ -44,8 +45,7 @@ REQUIRED = ("acceleration", "deceleration", "bradycardia", "tachycardia", "signa
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    history_s: float = 30 * 60.0
-    step_s: float = 60.0
+    window_s: float = WINDOW_S
     first_s: float = 10 * 60.0
 
 
@@ -53,17 +53,11 @@ def replay_analyses(
     fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None = None,
     cfg: StreamingConfig = StreamingConfig(),
 ) -> Iterator[CtgAnalysis]:
-    """The analyses the stream would make of a recording: its history re-analysed every step."""
-    n = fhr.size
-    end_s = cfg.first_s
-    while True:
-        end = min(n, int(end_s * fs))
-        start = max(0, end - int(cfg.history_s * fs))
-        yield analyse_ctg(fhr[start:end], uc=None if uc is None else uc[start:end], fs=fs,
-                          mhr=None if mhr is None else mhr[start:end], t0=start / fs)
-        if end >= n:
-            break
-        end_s += cfg.step_s
+    """The analyses the stream would make of a recording: the whole-labour analysis after each minute."""
+    for _, state in follow_labour(fhr, uc, fs, mhr, window_s=cfg.window_s, first_after_s=cfg.first_s):
+        analysis = state.analysis()
+        if analysis is not None:
+            yield analysis
 
 
 def streamed_findings(sim: SimulatedCtg, cfg: StreamingConfig = StreamingConfig()) -> dict[str, list[tuple[float, float]]]:

@@ -2,8 +2,10 @@
 
 :func:`stream_observations` yields what the worker's sources would report: the
 per-packet rules every second (:mod:`detectors.fast`, with the baseline of the
-last analysis) and the FIGO analysis of the last 30 min every ``step_s`` from
-minute 10, as :class:`stream.worker.pipeline.Pipeline` does. :class:`AlarmLog`
+last analysis) and the whole-labour FIGO analysis (:mod:`detectors.labour`:
+each minute measured once, the class refreshed every ``step_s`` from minute 10
+with the per-packet rules' deceleration in progress), as
+:class:`stream.worker.pipeline.Pipeline` does. :class:`AlarmLog`
 runs the same :class:`~stream.core.alarm_tracker.PatientAlarms` the worker runs
 and counts what a ward would see: alarm episodes per problem (a new episode
 only after ``episode_gap_s`` without that alarm, the alert store's quiet time),
@@ -18,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.ctg import analyse_ctg, in_progress_deceleration
+from detectors.ctg import in_progress_deceleration
 from detectors.fast import FastRuleState
 from detectors.findings import Finding
+from detectors.labour import HISTORY_S, WINDOW_S, LabourFigo, measure_through
 from stream.core.alarm_policy import AlarmPolicy, Priority, Problem, Source
 from stream.core.alarm_tracker import AlarmState, PatientAlarms
 
@@ -32,11 +35,13 @@ QUIET_FAST_EVERY_S = 10
 
 def stream_observations(
     fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None = None, *,
-    step_s: float = 60.0, first_s: float = 600.0, history_s: float = 1800.0, packet_s: float = 1.0,
+    step_s: float = 15.0, first_s: float = 600.0, window_s: float = WINDOW_S, history_s: float = HISTORY_S,
+    packet_s: float = 1.0,
 ) -> Iterator[tuple[Source, float, list[Finding]]]:
     """(source, recording time, findings) in time order, as the worker's sources would report them."""
     per_packet = int(round(packet_s * fs))
     fast = FastRuleState(fs=fs)
+    figo = LabourFigo(history_s=history_s)
     baseline: float | None = None
     next_analysis = first_s
     quiet = False
@@ -48,12 +53,12 @@ def stream_observations(
         quiet = not found
         if t_end >= next_analysis:
             end = start + per_packet
-            lo = max(0, end - int(history_s * fs))
-            a = analyse_ctg(fhr[lo:end], None if uc is None else uc[lo:end], fs=fs,
-                            mhr=None if mhr is None else mhr[lo:end], t0=lo / fs)
-            if a.baseline is not None and a.baseline.value is not None:
-                baseline = float(a.baseline.value)
-            yield Source.FIGO, t_end, [f for f in a.findings if not in_progress_deceleration(f)]
+            measure_through(figo, fhr[:end], uc, fs, mhr, 0.0, t_end, window_s=window_s, first_after_s=first_s)
+            a = figo.analysis(ongoing_deceleration_s=fast.below_s)
+            if a is not None:
+                if a.baseline is not None and a.baseline.value is not None:
+                    baseline = float(a.baseline.value)
+                yield Source.FIGO, t_end, [f for f in a.findings if not in_progress_deceleration(f)]
             next_analysis += step_s
 
 

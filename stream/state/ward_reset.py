@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 CLINICAL_KEYS = (
     "ctgw:alert:*", "ctgw:episode:*", "ctgw:open:*", "ctgw:escalation", "ctgw:audit",
     "ctgw:win:*", "ctgw:vitals:*", "ctgw:patient:*", "ctgw:patients:*", "ctgw:relay:*",
-    "ctgw:chart:*", "ctgw:chart-marks:*", "ctgw:trend:*", "ctgw:alerts:patient:*", "ctgw:audio:*",
+    "ctgw:chart:*", "ctgw:chart-marks:*", "ctgw:trend:*", "ctgw:alerts:patient:*", "ctgw:audio:*", "ctgw:figo:*",
 )
 
 

@@ -279,6 +279,7 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
                                         interval_s=settings.model_interval_s)
     cadence = Cadence(
         analysis_interval_s=settings.analysis_interval_s, analysis_window_s=settings.analysis_window_s,
+        labour_history_s=settings.labour_history_s,
         model_interval_s=settings.model_interval_s, model_alert_consecutive=settings.model_alert_consecutive,
     )
     analysis_pool = None

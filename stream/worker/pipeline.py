@@ -8,8 +8,13 @@ Two paces, as a ward needs them:
   wait for the next analysis; every vitals observation runs the MEOWS chart and
   the trend rules at once;
 - on a cadence (:meth:`Pipeline.tick`, a timer): each patient whose recording
-  advanced by ``analysis_interval_s`` since its last analysis gets the full
-  FIGO analysis of the last ``analysis_window_s``; every ``model_interval_s``
+  advanced by ``analysis_interval_s`` (15 s) since its last refresh gets its
+  FIGO class refreshed over the whole labour (:mod:`detectors.labour`): every
+  minute of the labour clock that completed since is measured once, on the
+  window of the last ``analysis_window_s`` ending at it, its record stored
+  (:mod:`stream.state.labour_figo`, read back after a restart or a rebalance),
+  and the class decided from the durations carried, with the per-packet
+  rules' deceleration in progress; every ``model_interval_s``
   its 10-min window goes to Triton, and the windows of all patients due in the
   same tick travel in one batched request (a model round, which runs beside the
   ticks, one at a time, so the analyses never wait on Triton). Cadences run on each patient's
@@ -45,6 +50,7 @@ from redis.asyncio import Redis
 
 from detectors.ctg import CtgAnalysis, analyse_ctg, in_progress_deceleration
 from detectors.findings import Finding, Severity
+from detectors.labour import LabourFigo, minute_ends
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
 from models.features import Normalisation, window_tensor
@@ -55,6 +61,7 @@ from stream.core.logs import pseudonym
 from stream.core.metrics import ALERTS, ANALYSIS_INTERVAL, ANALYSIS_SECONDS, MODEL_INTERVAL, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
 from stream.state.alerts import AlertStore
+from stream.state.labour_figo import LabourFigoStore
 from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
 from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
 from stream.state.windows import NewSamples, PatientWindow, WindowStore, packet_index
@@ -68,9 +75,10 @@ log = logging.getLogger("ctgwatch.pipeline")
 
 @dataclass(frozen=True)
 class Cadence:
-    analysis_interval_s: float = 15.0
-    analysis_window_s: float = 1800.0
+    analysis_interval_s: float = 15.0  # the class is refreshed every this much recording
+    analysis_window_s: float = 1200.0  # each minute is measured on the window this long ending at it
     min_analysis_s: float = 600.0  # FIGO: the baseline needs 10 min
+    labour_history_s: float = 4 * 3600.0  # how much of the labour the FIGO durations reach back
     model_interval_s: float = 60.0
     model_alert_consecutive: int = 3
     vitals_merge_s: float = 3600.0  # a reading older than this is not 'current' for MEOWS
@@ -125,6 +133,8 @@ class Pipeline:
         self.windows = windows
         self.status = PatientStatusStore(redis, keep_marks_s=windows.capacity_s)
         self.record = LabourRecordStore(redis)
+        self.figo_store = LabourFigoStore(redis, keep_s=cadence.labour_history_s)
+        self.figo: dict[str, LabourFigo] = {}
         self.cadence = cadence
         self.scorer = scorer
         self.false_signal = false_signal
@@ -398,21 +408,20 @@ class Pipeline:
             return await self._analyse(window)
 
     async def _analyse(self, window: PatientWindow) -> float:
-        """Analyse the patient's last ``analysis_window_s`` and show the result; returns the analysis' own
-        time (in the event loop: what it held the loop for; with helpers: the hand-over and wait)."""
-        fhr, uc, mhr, t0 = window.last(self.cadence.analysis_window_s)
-        verdict = (None if self.false_signal is None
-                   else self.false_signal.verdict_for(window.patient_id, t0, fhr.size, window.fs))
-        started = time.perf_counter()
-        analysis = (analyse_ctg(fhr, uc, mhr=mhr, t0=t0, model_verdict=verdict) if self.analysis_pool is None
-                    else await self.analysis_pool.analyse(fhr, uc, mhr, t0, verdict))
-        took = time.perf_counter() - started
-        ANALYSIS_SECONDS.observe(took)
+        """Measure the minutes completed since the last refresh, refresh the whole-labour class and show it;
+        returns the measurements' own time (in the event loop: what they held the loop for; with helpers:
+        the hand-over and wait)."""
+        figo = await self._labour(window)
+        took = await self._measure_minutes(window, figo)
         if window.last_analysis_t is not None and window.t_end is not None:
             ANALYSIS_INTERVAL.observe(window.t_end - window.last_analysis_t)
         window.last_analysis_t = window.t_end
+        analysis = figo.analysis(ongoing_deceleration_s=window.fast.below_s)
+        if analysis is None:
+            return took  # no minute measured yet (a reloaded labour waits for its next minute)
         if analysis.baseline is not None and analysis.baseline.value is not None:
             window.baseline_bpm = float(analysis.baseline.value)
+        fhr = window.fhr
         valid = fhr[fhr > 0]
         marks = await self.status.record_analysis(
             self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
@@ -421,6 +430,44 @@ class Pipeline:
         # A deceleration still in progress is typed (early/late/variable) only when it ends.
         findings = [f for f in analysis.findings if not in_progress_deceleration(f)]
         await self._observe(window.patient_id, window.bed_id, Source.FIGO, window.t_end or 0.0, findings)
+        return took
+
+    async def _labour(self, window: PatientWindow) -> LabourFigo:
+        """The patient's FIGO state, read back from Redis on first sight (a restart or a rebalance)."""
+        figo = self.figo.get(window.patient_id)
+        if figo is None:
+            figo = LabourFigo(history_s=self.cadence.labour_history_s)
+            figo.restore(await self.figo_store.load(window.patient_id))
+            self.figo[window.patient_id] = figo
+        return figo
+
+    async def _measure_minutes(self, window: PatientWindow, figo: LabourFigo) -> float:
+        """Each minute of the labour clock completed since the last one measured, on the window ending at it
+        (oldest first); their records are stored. Minutes the stored window no longer holds are left out (the
+        durations bridge or end there, as for any minute that cannot be judged)."""
+        if window.t_end is None or window.t_start is None:
+            return 0.0
+        since = figo.measured_until
+        first_after = self.cadence.min_analysis_s if since is None else 0.0
+        took = 0.0
+        added = []
+        for end in minute_ends(window.t_start if since is None else since, window.t_end, first_after):
+            if since is not None and end <= since:
+                continue
+            if end - 60.0 < window.t_start:
+                continue
+            start = max(window.t_start, end - self.cadence.analysis_window_s)
+            fhr, uc, mhr = window.span(start, end)
+            verdict = (None if self.false_signal is None
+                       else self.false_signal.verdict_for(window.patient_id, start, fhr.size, window.fs))
+            started = time.perf_counter()
+            measured = (analyse_ctg(fhr, uc, mhr=mhr, t0=start, model_verdict=verdict) if self.analysis_pool is None
+                        else await self.analysis_pool.analyse(fhr, uc, mhr, start, verdict))
+            spent = time.perf_counter() - started
+            ANALYSIS_SECONDS.observe(spent)
+            took += spent
+            added.extend(figo.add(measured, end))
+        await self.figo_store.add(window.patient_id, added)
         return took
 
     async def _keep_record(self, window: PatientWindow, analysis: CtgAnalysis, marks: list[TraceMark]) -> None:
@@ -530,7 +577,8 @@ class Pipeline:
     def _forget(self, patient_id: str) -> None:
         if self.false_signal is not None:
             self.false_signal.forget(patient_id)
-        for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks):
+        for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks,
+                      self.figo):
             table.pop(patient_id, None)
 
     def forget_window(self, patient_id: str) -> None:
@@ -548,6 +596,7 @@ class Pipeline:
         self.cache.clear()
         self.trackers.clear()
         self.shown.clear()
+        self.figo.clear()
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

@@ -61,8 +61,9 @@ async def test_the_worker_archives_minutes_behind_the_analysis_and_a_trend_every
     store = LabourRecordStore(redis)
     chart, marks = await store.chart(patient, t0, t0 + 3000)
     assert chart is not None and chart.t0 == t0
-    # everything older than the 30-min analysis window is archived, nothing inside it
-    assert 3000 - 1800 - 60 <= chart.fhr.size <= 3000 - 1800
+    # everything older than the window the newest minute was measured on is archived, nothing inside it
+    window_s = pipeline.cadence.analysis_window_s
+    assert 3000 - window_s - 60 <= chart.fhr.size <= 3000 - window_s
     expected = sim.fhr[: 4 * chart.fhr.size].reshape(-1, 4).mean(axis=1)
     shown = np.isfinite(chart.fhr)
     assert shown.mean() > 0.9 and np.abs(chart.fhr[shown] - expected[shown]).max() <= 0.5
