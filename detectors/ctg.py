@@ -373,9 +373,9 @@ def measure_features(signal: PreparedSignal, uc: np.ndarray | None, th: CtgThres
     band_within, reduced_pieces, reduced_each = _variability_in_decelerations(signal, decel_exc, b, th)
     cons = _contractions(uc, signal, th)
     decels = classify_decelerations(decel_exc, cons, x1, b, band_within, th)
-    brady_s, brady_level, tachy_s, tachy_level = _rate_runs(x1, v1, th)
-    steps, assessable = sinusoidal_steps(x1 - b, v1, ~in_accel, th)
     levels, levels_ok = _minute_medians(x1, v1)
+    brady_s, brady_level, tachy_s, tachy_level = _rate_runs(levels, levels_ok, th)
+    steps, assessable = sinusoidal_steps(x1 - b, v1, ~in_accel, th)
     repetition = assess_repetition(decels, cons, x1.size, signal.duration_s, uc is not None, th)
     return CtgFeatures(
         baseline_1hz=b, baseline=window_baseline(x1, v1, b, in_event, th), variability=variability,
@@ -442,9 +442,8 @@ def _contractions(uc: np.ndarray | None, signal: PreparedSignal, th: CtgThreshol
     return contractions(to_1hz(u, np.isfinite(u), signal.fs)[0], th)
 
 
-def _rate_runs(x1: np.ndarray, v1: np.ndarray, th: CtgThresholds) -> tuple[float, float | None, float, float | None]:
+def _rate_runs(med: np.ndarray, med_ok: np.ndarray, th: CtgThresholds) -> tuple[float, float | None, float, float | None]:
     """Trailing bradycardia / tachycardia (FHR level below 110 / above 160) in seconds, with their level."""
-    med, med_ok = _minute_medians(x1, v1)
     brady_min = trailing_run(med < th.bradycardia_bpm, med_ok)
     tachy_min = trailing_run(med > th.tachycardia_bpm, med_ok)
 

@@ -12,8 +12,10 @@ How, in three named steps:
    multiples of 60 s) is complete, the window of the last ``window_s`` ending at it is analysed by
    :func:`detectors.ctg.analyse_ctg` (signal quality, the baseline with its 10-min and 20-min context,
    events with their contractions). Its newest minute becomes a :class:`MinuteRecord`: variability
-   bandwidth, the sinusoidal step, the FHR level, and the decelerations and contractions that
-   completed in it, each once. The first window gives all its minutes.
+   bandwidth, the sinusoidal step, the FHR level, the contractions (each once) and the
+   decelerations that ended in it. The first window gives all its minutes. Decelerations are read
+   again by each window that holds them (past its first minute, ``REREAD_CONTEXT_S``), as a clinician
+   rereads the trace: a fall that lasts > 10 min becomes a change of baseline, not a deceleration.
 2. **carry**: the records of the last ``history_s`` (a setting, 4 h by default) are kept; they are
    small (a few numbers and events a minute) and serialisable, so the stream stores them and a
    restarted or rebalanced worker reads them back instead of re-measuring.
@@ -34,6 +36,7 @@ stored records decides the same class (tests/unit/test_detectors_labour.py check
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Callable, Iterator
@@ -56,18 +59,23 @@ from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import VariabilityEstimate
 
 MINUTE_S = 60.0
-#: The window each minute is measured on: the 10-min baseline period and the 20-min anchor span
-#: of :mod:`detectors.baseline` (FIGO 2015 estimates the baseline over 10-min periods).
-WINDOW_S = 20 * 60.0
+#: The window each minute is measured on: the 20-min anchor span of :mod:`detectors.baseline` with
+#: 10 min of context before it (FIGO 2015 estimates the baseline over 10-min periods). A 20-min window
+#: was tried and not kept: it found fewer prolonged decelerations (CTU-UHB alarm reasons, 0.193 ->
+#: 0.165/h on acidaemic labours; docs/EVALUATION.md).
+WINDOW_S = 30 * 60.0
 #: How much of the labour is carried (a setting of the stream, ``CTGWATCH_LABOUR_HISTORY_S``).
 HISTORY_S = 4 * 3600.0
 #: A contraction is recorded once its deceleration, if any, can have ended: when its acme is this
 #: old. Each acme falls in exactly one minute shifted back this much, so each is recorded once.
 CONTRACTION_SETTLE_S = 120.0
-#: A deceleration is known complete once the FHR is seen back at the baseline, which a window may
-#: confirm a little after the minute it ended in: each minute takes the completed decelerations that
-#: ended up to this long before it, and one already recorded (overlapping in time) is not taken again.
-DECELERATION_CONFIRM_S = 300.0
+#: Decelerations are read again by every window that holds them whole, as a clinician rereads the
+#: trace (and as the 30-min analysis did every time): a fall first read as a prolonged deceleration
+#: is a change of baseline once the window sees it last > 10 min (FIGO 2015), and the return from a
+#: tachycardia is no deceleration. Each measurement's window, past its first minute (a deceleration
+#: at its very edge cannot be seen whole), replaces the decelerations recorded there with its own
+#: reading; older ones are final.
+REREAD_CONTEXT_S = 60.0
 #: A deceleration's contraction is the recorded contraction whose acme is this close to the one the
 #: deceleration was typed against (the two come from windows a minute or more apart).
 ACME_MATCH_S = 30.0
@@ -155,8 +163,8 @@ def minute_records(
     Returns
     -------
     list of MinuteRecord
-        Oldest first; without the repetition judgement, which needs the labour's record
-        (:meth:`LabourFigo.add` adds it).
+        Oldest first; without decelerations and the repetition judgement, which need the labour's
+        record (:meth:`LabourFigo.add` adds them).
     """
     first = math.ceil(window.t0 / MINUTE_S - 1e-9) * MINUTE_S
     if since is not None:
@@ -175,7 +183,6 @@ def minute_records(
             band=_nth_from_end(f.variability.bands, back, finite=True),
             sinusoidal=_sinusoidal_at(f, back),
             level=_level_at(f, back),
-            decelerations=tuple(_decelerations_ending(f, window.t0, t - DECELERATION_CONFIRM_S, t + MINUTE_S)),
             acmes=tuple(window.t0 + c.acme for c in f.contractions
                         if t - CONTRACTION_SETTLE_S <= window.t0 + c.acme < t + MINUTE_S - CONTRACTION_SETTLE_S),
         ))
@@ -209,13 +216,17 @@ def _level_at(f: CtgFeatures, back: int) -> float | None:
     return float(f.minute_levels[-back])
 
 
-def _decelerations_ending(f: CtgFeatures, t0: float, a: float, e: float) -> Iterator[DecelerationRecord]:
+def completed_decelerations(window: CtgAnalysis, since: float) -> Iterator[DecelerationRecord]:
+    """The window's completed decelerations that start at or after ``since`` (labour clock)."""
+    f = window.features
+    if f is None:
+        return
+    t0 = window.t0
     reduced = f.reduced_within_s or [0.0] * len(f.decelerations)
     for d, within in zip(f.decelerations, reduced, strict=True):
-        end = t0 + d.excursion.end
-        if d.excursion.complete and a <= end < e:
+        if d.excursion.complete and t0 + d.excursion.start >= since:
             yield DecelerationRecord(
-                start=t0 + d.excursion.start, end=end, kind=d.kind, nadir_bpm=float(d.excursion.extreme_bpm),
+                start=t0 + d.excursion.start, end=t0 + d.excursion.end, kind=d.kind, nadir_bpm=float(d.excursion.extreme_bpm),
                 contraction_acme=None if d.contraction is None else t0 + d.contraction.acme,
                 reduced_within_s=within)
 
@@ -233,6 +244,9 @@ class LabourFigo:
     minutes: list[MinuteRecord] = field(default_factory=list)
     latest: CtgAnalysis | None = None
     latest_end: float | None = None
+    #: The whole-labour features as of ``latest_end`` (made once per measured minute; a refresh only adds
+    #: the deceleration in progress).
+    _features: CtgFeatures | None = field(default=None, repr=False)
 
     @property
     def measured_until(self) -> float | None:
@@ -240,7 +254,8 @@ class LabourFigo:
         return self.minutes[-1].end if self.minutes else None
 
     def add(self, window: CtgAnalysis, minute_end: float) -> list[MinuteRecord]:
-        """Record the minutes of ``window`` (ending at ``minute_end``) not recorded yet; returns them.
+        """Record the minutes of ``window`` (ending at ``minute_end``) not recorded yet, and reread the
+        decelerations of the minutes it holds past its context; returns every record made or changed.
 
         Parameters
         ----------
@@ -252,24 +267,43 @@ class LabourFigo:
         since = self.measured_until
         if since is not None and minute_end <= since:
             raise ValueError(f"minute ending at {minute_end} is already recorded (up to {since})")
-        known = [d for m in self.minutes for d in m.decelerations]
-        added = []
-        for rec in minute_records(window, minute_end, since, self.th):
-            fresh = tuple(d for d in rec.decelerations if not any(_overlap(d, k) for k in known))
-            known.extend(fresh)
-            rec = replace(rec, decelerations=fresh)
-            self.minutes.append(rec)
-            rec = replace(rec, **self._repetition_at(rec.end))
-            self.minutes[-1] = rec
-            added.append(rec)
+        added = minute_records(window, minute_end, since, self.th)
+        first_new = len(self.minutes)
+        self.minutes.extend(added)
+        changed = self._reread_decelerations(window, since)
+        for i in range(first_new, len(self.minutes)):  # the repetition as known at each new minute's end
+            self.minutes[i] = replace(self.minutes[i], **self._repetition_at(self.minutes[i].end))
         self._trim(minute_end)
         self.latest, self.latest_end = window, minute_end
-        return added
+        self._features = self._whole_labour_features()
+        new_from = added[0].t if added else minute_end
+        return [m for m in self.minutes if m.t in changed or m.t >= new_from]
+
+    def _reread_decelerations(self, window: CtgAnalysis, since: float | None) -> set[float]:
+        """Replace the decelerations recorded past the window's context with the window's reading (see
+        ``REREAD_CONTEXT_S``); returns the starts of the minutes whose record changed. A window that could
+        not be interpreted rereads nothing."""
+        if window.features is None:
+            return set()
+        reread_from = window.t0 if since is None else window.t0 + REREAD_CONTEXT_S
+        fresh = list(completed_decelerations(window, reread_from))
+        touched = self._since(reread_from)
+        kept = [d for m in touched for d in m.decelerations if d.start < reread_from]
+        fresh = [d for d in fresh if not any(_overlap(d, k) for k in kept)]
+        offset = len(self.minutes) - len(touched)
+        changed = set()
+        for i, m in enumerate(touched):
+            mine = tuple(d for d in m.decelerations if d.start < reread_from) + tuple(
+                d for d in fresh if m.t <= d.end < m.end)
+            if mine != m.decelerations:
+                self.minutes[offset + i] = replace(m, decelerations=mine)
+                changed.add(m.t)
+        return changed
 
     def restore(self, records: list[MinuteRecord]) -> None:
         """Take the stored records back (a restarted or rebalanced worker); ``latest`` waits for the next minute."""
         self.minutes = sorted(records, key=lambda r: r.t)
-        self.latest = self.latest_end = None
+        self.latest = self.latest_end = self._features = None
         if self.minutes:
             self._trim(self.minutes[-1].end)
 
@@ -279,24 +313,26 @@ class LabourFigo:
             self.minutes = [m for m in self.minutes if m.t >= keep_from]
 
     # -- the whole-labour features ------------------------------------------------------------------
+    def _since(self, t: float) -> list[MinuteRecord]:
+        """The records of the minutes that end after ``t`` (the list is in time order)."""
+        return self.minutes[bisect.bisect_right(self.minutes, t - MINUTE_S, key=lambda m: m.t):]
+
+    def _decelerations_since(self, t: float) -> list[DecelerationRecord]:
+        return [d for m in self._since(t) for d in m.decelerations]
+
+    def _contractions_since(self, t: float) -> tuple[list[float], list[DecelerationRecord]]:
+        """The acmes recorded from ``t`` on, and the decelerations that could have followed them."""
+        recent = self._since(t)
+        return [a for m in recent for a in m.acmes if a >= t], [d for m in recent for d in m.decelerations]
+
     def _repetition_at(self, end: float) -> dict[str, Any]:
         """FIGO 2015 repetitive late/prolonged decelerations over the 30 min ending at ``end``."""
-        span = self.th.tachysystole_average_s
-        acmes = [a for m in self.minutes for a in m.acmes if end - span - CONTRACTION_SETTLE_S <= a]
+        acmes, decels = self._contractions_since(end - self.th.tachysystole_average_s - CONTRACTION_SETTLE_S)
         if len(acmes) < 2:
             return {"repetitive_late": None, "late_since": None}
-        late = [a for a in acmes if self._followed(a, LATE_LIKE)]
+        late = [a for a in acmes if _followed(a, decels, LATE_LIKE)]
         repetitive = len(late) / len(acmes) > self.th.repetitive_fraction
         return {"repetitive_late": repetitive, "late_since": min(late) if repetitive else None}
-
-    def _followed(self, acme: float, kinds: tuple[str, ...] | None = None) -> str | None:
-        """The kind of the deceleration that followed the contraction with this acme (None if none did)."""
-        for m in self.minutes:
-            for d in m.decelerations:
-                if (d.contraction_acme is not None and abs(d.contraction_acme - acme) <= ACME_MATCH_S
-                        and (kinds is None or d.kind in kinds)):
-                    return d.kind
-        return None
 
     def episode(self, flag: Callable[[MinuteRecord], bool | None]) -> list[MinuteRecord]:
         """The minutes of the pattern going on now, newest first (see the module's docstring)."""
@@ -315,7 +351,15 @@ class LabourFigo:
         return out
 
     def features(self, ongoing_deceleration_s: float = 0.0) -> CtgFeatures | None:
-        """The whole labour's features, on the newest window's (None before a window could be interpreted)."""
+        """The whole labour's features, on the newest window's (None before a window could be interpreted),
+        with a deceleration in progress this long (see :meth:`analysis`)."""
+        if self._features is None:
+            return None
+        if ongoing_deceleration_s <= self._features.longest_prolonged_s:
+            return self._features
+        return replace(self._features, longest_prolonged_s=ongoing_deceleration_s)
+
+    def _whole_labour_features(self) -> CtgFeatures | None:
         if self.latest is None or self.latest.features is None or self.latest_end is None:
             return None
         th, now, w = self.th, self.latest_end, self.latest.features
@@ -325,9 +369,10 @@ class LabourFigo:
         brady = self.episode(lambda m: None if m.level is None else m.level < th.bradycardia_bpm)
         tachy = self.episode(lambda m: None if m.level is None else m.level > th.tachycardia_bpm)
         late = self.episode(lambda m: m.repetitive_late)
-        recent = [d for m in self.minutes for d in m.decelerations if d.end > now - th.tachysystole_average_s]
-        ongoing = max([ongoing_deceleration_s] + [d.excursion.duration for d in w.decelerations
-                                                   if d.kind == "prolonged" and not d.excursion.complete])
+        recent = [d for d in self._decelerations_since(now - th.tachysystole_average_s)
+                  if d.end > now - th.tachysystole_average_s]
+        ongoing = max([0.0] + [d.excursion.duration for d in w.decelerations
+                               if d.kind == "prolonged" and not d.excursion.complete])
         within = [d.reduced_within_s for d in recent if d.reduced_within_s > 0]
         return replace(
             w,
@@ -350,8 +395,8 @@ class LabourFigo:
         th = self.th
         covered = now - self.minutes[0].t if self.minutes else 0.0
         span = min(covered, th.tachysystole_average_s)
-        acmes = [a for m in self.minutes for a in m.acmes if a >= now - span - CONTRACTION_SETTLE_S]
-        kinds = [k for k in (self._followed(a) for a in acmes) if k is not None]
+        acmes, decels = self._contractions_since(now - span - CONTRACTION_SETTLE_S)
+        kinds = [k for k in (_followed(a, decels) for a in acmes) if k is not None]
         late_like = [k for k in kinds if k in LATE_LIKE]
         enough = len(acmes) >= 2
         return Repetition(
@@ -379,6 +424,15 @@ class LabourFigo:
         w = self.latest
         signal = PreparedSignal(w.t0, 0.0, w.duration_s, w.quality, np.empty(0), np.empty(0), np.empty(0, bool))
         return assemble_analysis(signal, features, self.th)
+
+
+def _followed(acme: float, decelerations: list[DecelerationRecord], kinds: tuple[str, ...] | None = None) -> str | None:
+    """The kind of the deceleration that followed the contraction with this acme (None if none did)."""
+    for d in decelerations:
+        if (d.contraction_acme is not None and abs(d.contraction_acme - acme) <= ACME_MATCH_S
+                and (kinds is None or d.kind in kinds)):
+            return d.kind
+    return None
 
 
 def _median_level(episode: list[MinuteRecord]) -> float | None:

@@ -118,12 +118,11 @@ def variability_within(
     own length. FIGO 2015: reduced variability for > 3 min during
     decelerations is pathological.
     """
-    out: list[list[tuple[float, float]]] = []
     piece = int(th.variability_segment_s * fs)
-    for a, b in spans:
+    owners: list[int] = []  # which deceleration each piece belongs to
+    parts: list[np.ndarray] = []
+    for i, (a, b) in enumerate(spans):
         seg, ok = np.asarray(x[a:b], dtype=float), usable[a:b]
-        pieces: list[tuple[float, float]] = []
-        out.append(pieces)
         if ok.sum() < piece * MIN_SEGMENT_COVERAGE:
             continue
         filled = interpolate_gaps(seg, ok)
@@ -131,7 +130,16 @@ def variability_within(
         for start in range(0, seg.size, piece):
             part, part_ok = detrended[start:start + piece], ok[start:start + piece]
             if part.size >= piece // 2 and part_ok.mean() >= MIN_SEGMENT_COVERAGE:
-                pieces.append((bandwidth(part), part.size / fs))
+                owners.append(i)
+                parts.append(part)
+    out: list[list[tuple[float, float]]] = [[] for _ in spans]
+    if parts:
+        # every piece's bandwidth in one pass (rows padded with NaN: the same numbers as bandwidth() per piece)
+        rows = np.full((len(parts), piece), np.nan)
+        for j, part in enumerate(parts):
+            rows[j, :part.size] = part
+        for owner, part, band in zip(owners, parts, row_bandwidths(rows)):
+            out[owner].append((float(band), part.size / fs))
     return out
 
 

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         "Seconds of CTG kept per patient (memory and Redis); the acidaemia-risk model reads the last hour."))
     analysis_interval_s: float = Field(default=15.0, gt=0, description=(
         "The whole-labour FIGO class is refreshed every N s of recording."))
-    analysis_window_s: float = Field(default=1200.0, ge=600, description=(
+    analysis_window_s: float = Field(default=1800.0, ge=600, description=(
         "Each minute of the labour is measured once, on the window this long ending at it (detectors/labour.py)."))
     labour_history_s: float = Field(default=4 * 3600.0, ge=3600, description=(
         "How far back the FIGO durations reach (reduced variability > 50 min, ...): the minute records kept."))

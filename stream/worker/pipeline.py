@@ -76,7 +76,7 @@ log = logging.getLogger("ctgwatch.pipeline")
 @dataclass(frozen=True)
 class Cadence:
     analysis_interval_s: float = 15.0  # the class is refreshed every this much recording
-    analysis_window_s: float = 1200.0  # each minute is measured on the window this long ending at it
+    analysis_window_s: float = 1800.0  # each minute is measured on the window this long ending at it
     min_analysis_s: float = 600.0  # FIGO: the baseline needs 10 min
     labour_history_s: float = 4 * 3600.0  # how much of the labour the FIGO durations reach back
     model_interval_s: float = 60.0

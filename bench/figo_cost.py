@@ -1,0 +1,133 @@
+"""Benchmark: the FIGO analysis CPU one bed costs per minute of recording, before and after the
+whole-labour state (detectors/labour.py), in steady state.
+
+Before (main up to 900f085): the last 30 min analysed every 15 s, four analyses a minute.
+Now: one minute measured once (the 30-min window ending at it), and the class refreshed every 15 s
+from the carried state (four refreshes a minute), with 4 h of minute records already carried.
+
+Run: python bench/figo_cost.py   (writes its docs/BENCHMARKS.md section)
+Both rows run in the same process on the same trace, so they compare on any machine; the absolute
+figures move with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from detectors.ctg import analyse_ctg  # noqa: E402
+from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
+
+FS = 4.0
+HISTORY_MIN = 4 * 60 + 10  # the state carries 4 h before the measured minutes
+MEASURED_MIN = 60
+
+
+def trace() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A busy labour: late decelerations after every contraction for the whole record."""
+    total = (HISTORY_MIN + MEASURED_MIN) * 60.0
+    sim = simulate_ctg(Scenario("bench", duration_s=total, decel_kind="late", decel_span=(0, total)), seed=0)
+    return sim.fhr, sim.uc, sim.mhr
+
+
+def per_minute_before(fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray) -> list[float]:
+    """Seconds of CPU per recording minute: four 30-min analyses (every 15 s), as main did."""
+    out = []
+    k = int(30 * 60 * FS)
+    for minute in range(HISTORY_MIN, HISTORY_MIN + MEASURED_MIN):
+        started = time.process_time()
+        for quarter in range(1, 5):
+            end = int((minute * 60 + 15 * quarter) * FS)
+            analyse_ctg(fhr[end - k:end], uc[end - k:end], mhr=mhr[end - k:end], t0=(end - k) / FS)
+        out.append(time.process_time() - started)
+    return out
+
+
+def per_minute_now(fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray) -> tuple[list[float], list[float]]:
+    """Seconds of CPU per recording minute now (one measurement and four refreshes), and the refreshes alone."""
+    from detectors.labour import LabourFigo, measure_through
+
+    state = LabourFigo()
+    measure_through(state, fhr, uc, FS, mhr, 0.0, HISTORY_MIN * 60.0)  # history first: 4 h of records
+    out, refreshes = [], []
+    for minute in range(HISTORY_MIN, HISTORY_MIN + MEASURED_MIN):
+        started = time.process_time()
+        measure_through(state, fhr, uc, FS, mhr, 0.0, (minute + 1) * 60.0)
+        refresh_started = time.process_time()
+        for _ in range(4):
+            state.analysis()
+        done = time.process_time()
+        out.append(done - started)
+        refreshes.append((done - refresh_started) / 4)
+    assert len(state.minutes) == 240  # the 4-h cap holds
+    return out, refreshes
+
+
+def before_in(tree: Path) -> float:
+    """The 'before' row measured with another checkout's detectors (``--base``: main at 900f085), in a
+    child process with that tree first on the path; mean ms per recording minute."""
+    code = (f"import sys, statistics; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(ROOT / 'bench')!r}); "
+            "import figo_cost as b; f = b.trace(); b.per_minute_before(*f); "
+            "print(statistics.mean(b.per_minute_before(*f)) * 1e3)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tree)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, default=None,
+                        help="a checkout of the code before (git worktree add /tmp/base 900f085) for its own row")
+    args = parser.parse_args()
+    fhr, uc, mhr = trace()
+    per_minute_before(fhr, uc, mhr)  # warm-up
+    before = per_minute_before(fhr, uc, mhr)
+    now, refreshes = per_minute_now(fhr, uc, mhr)
+    b, n = statistics.mean(before) * 1e3, statistics.mean(now) * 1e3
+    base = before_in(args.base) if args.base else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    lines = [
+        f"Command: `python bench/figo_cost.py{' --base ' + str(args.base) if args.base else ''}` at {commit}, "
+        f"{time.strftime('%Y-%m-%d')}. Machine: "
+        f"{platform.processor() or platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}. One bed's FIGO CPU (process time) per minute of recording, over "
+        f"{MEASURED_MIN} minutes of a labour with a late deceleration after every contraction, after "
+        f"{HISTORY_MIN} min of history (the state carries its 4-h cap). The rows in one run on the same trace.",
+        "",
+        "| FIGO analysis | per recording minute (ms CPU) | per 15-s refresh of the class (ms) |",
+        "|---|---|---|",
+    ]
+    if base is not None:
+        lines.append(f"| before, main at 900f085 (`--base`): the last 30 min analysed every 15 s | {base:.2f} | {base / 4:.2f} |")
+    lines += [
+        f"| the same cadence with this commit's window analysis | {b:.2f} | {b / 4:.2f} |",
+        f"| now: each minute measured once (30-min window), class refreshed every 15 s from the state | {n:.2f} | "
+        f"{statistics.mean(refreshes) * 1e3:.2f} (refresh alone) |",
+        "",
+        f"**{(base or b) / n:.1f}x less FIGO CPU per bed** than {'900f085' if base else 'the 15-s cadence'}. "
+        f"At 1,500 beds: {1500 * n / 60 / 1e3:.2f} of a core against {1500 * (base or b) / 60 / 1e3:.2f}.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    from bench._report import write_section
+
+    write_section("FIGO analysis per bed: whole-labour state against the 30-min window (CPU)", text)
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()
