@@ -54,6 +54,7 @@ from detectors.ctg import (
     analyse_ctg,
     assemble_analysis,
 )
+from detectors.findings import Finding
 from detectors.quality import DEFAULT_QUALITY, ModelVerdict
 from detectors.thresholds import CtgThresholds, SignalQualityThresholds
 from detectors.variability import VariabilityEstimate
@@ -270,7 +271,7 @@ class LabourFigo:
         added = minute_records(window, minute_end, since, self.th)
         first_new = len(self.minutes)
         self.minutes.extend(added)
-        changed = self._reread_decelerations(window, since)
+        changed = self._reread_decelerations(window, since) | self._judge_unjudged(window, minute_end, since)
         for i in range(first_new, len(self.minutes)):  # the repetition as known at each new minute's end
             self.minutes[i] = replace(self.minutes[i], **self._repetition_at(self.minutes[i].end))
         self._trim(minute_end)
@@ -278,6 +279,25 @@ class LabourFigo:
         self._features = self._whole_labour_features()
         new_from = added[0].t if added else minute_end
         return [m for m in self.minutes if m.t in changed or m.t >= new_from]
+
+    def _judge_unjudged(self, window: CtgAnalysis, minute_end: float, since: float | None) -> set[float]:
+        """Minutes recorded when their window could not be interpreted (too little signal in the 10 min
+        before them) take this window's measures, if it can be interpreted; returns the minutes changed.
+        A minute judged once is never judged again."""
+        if window.features is None or since is None:
+            return set()
+        changed = set()
+        offset = len(self.minutes)
+        touched = self._since(window.t0 + REREAD_CONTEXT_S)
+        offset -= len(touched)
+        for i, m in enumerate(touched):
+            if m.interpretable or m.end > since:
+                continue
+            judged = minute_records(window, minute_end, m.t, self.th)[0]
+            self.minutes[offset + i] = replace(m, interpretable=True, band=judged.band, sinusoidal=judged.sinusoidal,
+                                               level=judged.level)
+            changed.add(m.t)
+        return changed
 
     def _reread_decelerations(self, window: CtgAnalysis, since: float | None) -> set[float]:
         """Replace the decelerations recorded past the window's context with the window's reading (see
@@ -406,7 +426,7 @@ class LabourFigo:
             per_10min=len(acmes) / (span / 600.0) if span >= 600 and has_uc else None,
         )
 
-    def analysis(self, ongoing_deceleration_s: float = 0.0) -> CtgAnalysis | None:
+    def analysis(self, ongoing_deceleration_s: float = 0.0, now: float | None = None) -> CtgAnalysis | None:
         """The whole labour's analysis: class, reasons and findings (None before the first minute).
 
         Parameters
@@ -415,15 +435,29 @@ class LabourFigo:
             How long the FHR has been below the baseline now, by the per-packet rules
             (:class:`detectors.fast.FastRuleState`): lets a prolonged deceleration passing 5 min make
             the class pathological within seconds, between two minute measurements.
+        now : float or None
+            The refresh's time (the recording's newest sample; default: the newest measured minute's
+            end). What was going on at the newest measured minute's end (the class, the patterns, a
+            signal problem) is reported as going on until ``now``: the next minute's measurement
+            says otherwise if it ended, and a refresh is never older than a minute.
         """
-        if self.latest is None:
+        if self.latest is None or self.latest_end is None:
             return None
+        now = self.latest_end if now is None else max(now, self.latest_end)
         features = self.features(ongoing_deceleration_s)
-        if features is None:
-            return self.latest  # the newest window could not be interpreted: it says why
         w = self.latest
-        signal = PreparedSignal(w.t0, 0.0, w.duration_s, w.quality, np.empty(0), np.empty(0), np.empty(0, bool))
-        return assemble_analysis(signal, features, self.th)
+        if features is None:  # the newest window could not be interpreted: it says why
+            return replace(w, duration_s=now - w.t0, findings=_held_until(w.findings, self.latest_end, now))
+        signal = PreparedSignal(w.t0, 0.0, now - w.t0, w.quality, np.empty(0), np.empty(0), np.empty(0, bool))
+        analysis = assemble_analysis(signal, features, self.th)
+        return replace(analysis, findings=_held_until(analysis.findings, self.latest_end, now))
+
+
+def _held_until(findings: list[Finding], measured_end: float, now: float) -> list[Finding]:
+    """Findings still going on at the newest measured minute's end, held until ``now``."""
+    if now <= measured_end:
+        return findings
+    return [replace(f, end_s=now) if measured_end - 1.0 <= f.end_s <= measured_end + 1e-6 else f for f in findings]
 
 
 def _followed(acme: float, decelerations: list[DecelerationRecord], kinds: tuple[str, ...] | None = None) -> str | None:

@@ -54,7 +54,7 @@ def stream_observations(
         if t_end >= next_analysis:
             end = start + per_packet
             measure_through(figo, fhr[:end], uc, fs, mhr, 0.0, t_end, window_s=window_s, first_after_s=first_s)
-            a = figo.analysis(ongoing_deceleration_s=fast.below_s)
+            a = figo.analysis(ongoing_deceleration_s=fast.below_s, now=t_end)
             if a is not None:
                 if a.baseline is not None and a.baseline.value is not None:
                     baseline = float(a.baseline.value)

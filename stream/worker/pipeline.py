@@ -416,7 +416,7 @@ class Pipeline:
         if window.last_analysis_t is not None and window.t_end is not None:
             ANALYSIS_INTERVAL.observe(window.t_end - window.last_analysis_t)
         window.last_analysis_t = window.t_end
-        analysis = figo.analysis(ongoing_deceleration_s=window.fast.below_s)
+        analysis = figo.analysis(ongoing_deceleration_s=window.fast.below_s, now=window.t_end)
         if analysis is None:
             return took  # no minute measured yet (a reloaded labour waits for its next minute)
         if analysis.baseline is not None and analysis.baseline.value is not None:
