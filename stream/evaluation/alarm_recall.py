@@ -25,7 +25,7 @@ from stream.sources.vitals_simulator import simulate_vitals, standard_vitals_sce
 #: Injected events a clinician must act on, and the problem whose alarm must come (the issue's list).
 SIGNIFICANT = {
     "prolonged_deceleration": Problem.CTG, "bradycardia": Problem.CTG, "tachycardia": Problem.CTG,
-    "sinusoidal": Problem.CTG, "repetitive_late_decelerations": Problem.CTG,
+    "sinusoidal": Problem.CTG, "repetitive_late_decelerations": Problem.CTG, "reduced_variability": Problem.CTG,
     "maternal_preeclampsia": Problem.MATERNAL, "maternal_sepsis": Problem.MATERNAL,
     "maternal_haemorrhage": Problem.MATERNAL, "maternal_hypoxaemia": Problem.MATERNAL,
 }
@@ -57,8 +57,13 @@ def _score(results: dict[str, Recall], kind: str, on: list[tuple[float, Problem]
         results[kind].delays_s.append(min(hits) - start)
 
 
+#: Patterns that need an alarm only past FIGO 2015's duration (shorter, they make the CTG suspicious: a notice).
+PATHOLOGICAL_AFTER_S = {"reduced_variability": 50 * 60.0}
+
+
 def _ctg_events(sim) -> list[tuple[str, float, float]]:
-    events = [(e.kind, e.start_s, e.end_s) for e in sim.events if e.kind in SIGNIFICANT]
+    events = [(e.kind, e.start_s, e.end_s) for e in sim.events
+              if e.kind in SIGNIFICANT and e.end_s - e.start_s > PATHOLOGICAL_AFTER_S.get(e.kind, 0.0)]
     late = [e for e in sim.events if e.kind == "late_deceleration"]
     if len(late) >= 3:  # the pattern, not each deceleration: FIGO makes > 30 min of them pathological
         events.append(("repetitive_late_decelerations", late[0].start_s, late[-1].end_s))

@@ -220,7 +220,8 @@ def standard_scenarios() -> list[Scenario]:
         Scenario("bradycardia", duration_s=hour, bradycardia=(1500.0, 2700.0)),
         Scenario("tachycardia", duration_s=hour, tachycardia=(1200.0, 2400.0)),
         Scenario("sinusoidal", duration_s=hour, sinusoidal=(900.0, 3300.0), accelerations_per_10min=0.5),
-        Scenario("reduced_variability", duration_s=hour, reduced_variability=(600.0, 3600.0)),
+        # 80 min of it: FIGO 2015 makes reduced variability pathological only past 50 min
+        Scenario("reduced_variability", duration_s=1.5 * hour, reduced_variability=(600.0, 5400.0)),
         Scenario("artefacts", duration_s=hour,
                  signal_loss=((600.0, 660.0), (1800.0, 1830.0), (3000.0, 3120.0)),
                  maternal_capture=((1200.0, 1380.0), (2400.0, 2520.0)),
