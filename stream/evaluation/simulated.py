@@ -119,7 +119,8 @@ def markdown_report(total: dict[str, EventScore], confusion: dict[str, int], rec
         "## Detectors on the simulator's standard scenarios",
         "",
         f"Command: `{command}`. {records} simulated records "
-        f"({len(standard_scenarios())} scenarios x {records // max(1, len(standard_scenarios()))} seeds, 60 min each, 90 for reduced variability), "
+        f"({len(standard_scenarios())} scenarios x {records // max(1, len(standard_scenarios()))} seeds, "
+        "60 min each, 90 for reduced variability), "
         "analysed as the stream does: from minute 10 each minute measured once on the 30-min window ending at it "
         "and the whole-labour analysis read after it, "
         "findings of all analyses merged per kind, then matched one-to-one with the injected "

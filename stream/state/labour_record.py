@@ -8,12 +8,13 @@ nurse station:
   scored by the minute's start: FHR, maternal HR and UC at 1 Hz as bytes
   (0 = no value), as a paper trace keeps them, and beside it
   (``ctgw:chart-marks:<patient>``) the events and not-fetal stretches of
-  that minute. A minute is written once it has left the 30-min FIGO analysis
-  window, because only then are its marks final (the analysis never looks at
-  it again), so the archive draws exactly what the live view drew. About
+  that minute. A minute is written once it has left the 30-min window the
+  newest minute is measured on, because only then are its marks final (no
+  measurement looks at it again), so the archive draws exactly what the live
+  view drew. About
   200 bytes per minute: a 24-h labour is under 300 kB.
-* **Trend** (``ctgw:trend:<patient>``): one point per 5 min of what the
-  analysis of the last 30 min found (baseline, variability, decelerations
+* **Trend** (``ctgw:trend:<patient>``): one point per 5 min: the whole-labour
+  class and what the 30-min window of the newest minute found (baseline, variability, decelerations
   and their approximate area, contractions per 10 min, class, signal
   quality), the raw material of the trend views and of the hand-over's
   classification history.
@@ -43,7 +44,7 @@ _MINUTE = struct.Struct("<qB")  # minute start (epoch s), has maternal HR
 
 
 class TrendPoint(BaseModel):
-    """What the FIGO analysis of the 30 min before ``t`` found: one point of the 4-h / 12-h trends."""
+    """The whole-labour class at ``t`` and what the 30-min window before it found: one point of the 4-h / 12-h trends."""
 
     t: float
     classification: str

@@ -53,7 +53,7 @@ class StripCell(BaseModel):
     """One 5-min cell of a bed's 4-h class strip."""
 
     t: float
-    c: str = Field(description="FIGO 2015 class of the 30 min before t.")
+    c: str = Field(description="FIGO 2015 class at t, over the whole labour so far.")
 
 
 class Tile(PatientStatus):
