@@ -202,6 +202,17 @@ class PatientStatusStore:
             await pipe.execute()
         return merged_events + merged_not_fetal
 
+    async def record_refresh(self, ward_id: str, patient_id: str, *, t_end: float, fhr_now: float | None,
+                             baseline_bpm: float | None, analysed_at: float) -> None:
+        """A refresh of the analysis that changed nothing but the clock: the class, reasons and marks written
+        with the last minute measured stand (:meth:`record_analysis` rewrites them all, and its merge of the
+        marks was the larger part of a refresh's cost)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(status_key(patient_id), mapping=_encode({
+                "t_end": t_end, "fhr_now": fhr_now, "baseline_bpm": baseline_bpm, "analysed_at": analysed_at}))
+            pipe.zadd(ward_key(ward_id), {patient_id: t_end})
+            await pipe.execute()
+
     async def record_vitals(self, patient_id: str, bed_id: str, *, meows_red: int, meows_yellow: int,
                             observed_ts: float) -> None:
         await self.redis.hset(status_key(patient_id), mapping=_encode({

@@ -73,6 +73,9 @@ class PatientWindow:
     last_analysis_t: float | None = None
     last_model_t: float | None = None
     last_trend_t: float | None = None  # recording time of the last trend point written
+    #: What the status last written in full showed (the newest measured minute, the class and its reasons): a
+    #: refresh that changes neither writes only the clock (stream/worker/pipeline.py)
+    shown_analysis: tuple | None = None
     archived_until: float | None = None  # end of the chart archived so far (None: not yet read from Redis)
     last_packet_monotonic: float = 0.0  # wall clock of the last packet, to forget discharged patients
     # FHR, UC and maternal HR as rows of one buffer with room to append: the window is _buf[:, _lo:_hi].

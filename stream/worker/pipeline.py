@@ -100,6 +100,9 @@ class Cadence:
     #: With the analyses in helper processes (stream/worker/analysis_pool.py) the event loop is not held
     #: while they run, so a tick may wait on them for most of its interval.
     pooled_analysis_budget_s: float = 0.8
+    #: Refreshes run this many patients at a time in the event loop (their Redis round trips overlap; a
+    #: minute's measurement still holds the loop while it runs).
+    refresh_concurrency: int = 8
 
 
 @dataclass
@@ -385,7 +388,9 @@ class Pipeline:
             return float("inf") if w.last_analysis_t is None else (w.t_end or 0.0) - w.last_analysis_t
 
         budget = self.cadence.analysis_budget_s if self.analysis_pool is None else self.cadence.pooled_analysis_budget_s
-        in_flight = 1 if self.analysis_pool is None else self.analysis_pool.processes
+        # Most refreshes measure nothing new and only wait on Redis: several at a time overlap those waits
+        # (one at a time, 1,500 beds' 100 refreshes a second no longer fitted in the ticks: docs/SCALING.md)
+        in_flight = self.cadence.refresh_concurrency if self.analysis_pool is None else self.analysis_pool.processes
         ordered = sorted(due, key=overdue, reverse=True)
         started = time.perf_counter()
         # In the event loop the budget counts the analyses' own time, not the packets handled between them:
@@ -400,7 +405,7 @@ class Pipeline:
             if len(batch) == 1:
                 in_analyses += await self._analyse_locked(batch[0])
             else:
-                await asyncio.gather(*(self._analyse_locked(w) for w in batch))
+                in_analyses += sum(await asyncio.gather(*(self._analyse_locked(w) for w in batch)))
             await asyncio.sleep(0)  # the packets that arrived meanwhile go first
 
     async def _analyse_locked(self, window: PatientWindow) -> float:
@@ -423,9 +428,18 @@ class Pipeline:
             window.baseline_bpm = float(analysis.baseline.value)
         fhr = window.fhr
         valid = fhr[fhr > 0]
-        marks = await self.status.record_analysis(
-            self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
-            fhr_now=float(valid[-1]) if valid.size else None, baseline_bpm=window.baseline_bpm, analysed_at=time.time())
+        fhr_now = float(valid[-1]) if valid.size else None
+        shown = (figo.measured_until, analysis.classification, tuple(analysis.reasons))
+        if shown != window.shown_analysis:  # a new minute, or the class moved between minutes: everything
+            marks = await self.status.record_analysis(
+                self.alerts.policy.ward_id, window.patient_id, window.bed_id, analysis, t_end=window.t_end or 0.0,
+                fhr_now=fhr_now, baseline_bpm=window.baseline_bpm, analysed_at=time.time())
+            window.shown_analysis = shown
+        else:  # the same minute's analysis: only the clock moves
+            marks = None
+            await self.status.record_refresh(
+                self.alerts.policy.ward_id, window.patient_id, t_end=window.t_end or 0.0, fhr_now=fhr_now,
+                baseline_bpm=window.baseline_bpm, analysed_at=time.time())
         await self._keep_record(window, analysis, marks)
         # A deceleration still in progress is typed (early/late/variable) only when it ends.
         findings = [f for f in analysis.findings if not in_progress_deceleration(f)]
@@ -470,13 +484,16 @@ class Pipeline:
         await self.figo_store.add(window.patient_id, added)
         return took
 
-    async def _keep_record(self, window: PatientWindow, analysis: CtgAnalysis, marks: list[TraceMark]) -> None:
+    async def _keep_record(self, window: PatientWindow, analysis: CtgAnalysis, marks: list[TraceMark] | None) -> None:
         """The labour record: a trend point every 5 min, and the minutes the analysis has left behind
-        (before its window, so their marks are final) archived at 1 Hz for the bed page's scrollback."""
+        (before its window, so their marks are final) archived at 1 Hz for the bed page's scrollback
+        (``marks`` None: the same minute's analysis as the last archive saw, nothing new to archive)."""
         t_end = window.t_end or 0.0
         if window.last_trend_t is None or t_end - window.last_trend_t >= TREND_STEP_S:
             await self.record.add_trend(window.patient_id, trend_point(analysis, t_end))
             window.last_trend_t = t_end
+        if marks is None:
+            return
         if window.archived_until is None:
             window.archived_until = await self.record.archived_until(window.patient_id) or float("-inf")
         start = max(window.archived_until, math.ceil((window.t_start or 0.0) / 60) * 60)

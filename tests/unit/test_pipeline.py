@@ -303,10 +303,12 @@ async def test_a_model_round_that_straddles_a_rebalance_writes_nothing_for_the_p
     assert patient in judge.verdicts and evidence is not None and evidence["ctg_autoencoder"]["score"] == 9.0
 
 
-async def _due_for_analysis(redis, beds: int, analysis_budget_s: float) -> tuple[Pipeline, list[str], float]:  # noqa: ANN001
+async def _due_for_analysis(redis, beds: int, analysis_budget_s: float,  # noqa: ANN001
+                            refresh_concurrency: int = 1) -> tuple[Pipeline, list[str], float]:
     """A pipeline whose ``beds`` patients have 11 min of trace each: all due for their first analysis."""
     p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
-                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9, analysis_budget_s=analysis_budget_s))
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9, analysis_budget_s=analysis_budget_s,
+                                                              refresh_concurrency=refresh_concurrency))
     t0 = time.time() - 700
     patients = [f"pb-{i}-{uuid.uuid4().hex[:4]}" for i in range(beds)]
     for pid in patients:
@@ -332,6 +334,18 @@ async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(r
     # the cadence metric the capacity bench reads: one interval (the patient analysed before), 60 s of recording
     assert REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_count") == intervals + 1
     assert REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_sum") == pytest.approx(waited + 60.0, abs=0.5)
+
+
+async def test_refreshes_run_several_patients_at_a_time_within_the_budget(redis) -> None:
+    """With refresh_concurrency N a tick takes the N most overdue together (their Redis waits overlap), and the
+    budget is checked between such batches: with no budget, one batch per tick."""
+    p, patients, _ = await _due_for_analysis(redis, 5, analysis_budget_s=0.0, refresh_concurrency=2)
+    before = {pid: p.cache[pid].last_analysis_t for pid in patients}
+    await p.tick()
+    assert sum(p.cache[pid].last_analysis_t != before[pid] for pid in patients) == 2
+    for _ in range(2):
+        await p.tick()
+    assert all(p.cache[pid].last_analysis_t is not None for pid in patients)
 
 
 async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis) -> None:
