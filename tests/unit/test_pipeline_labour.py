@@ -12,7 +12,7 @@ import pytest
 from detectors.labour import analyse_labour
 from stream.core.policy import AlertPolicy
 from stream.core.schemas import CtgPacket
-from stream.sources.ctg_simulator import Scenario, simulate_ctg
+from stream.sources.ctg_simulator import Scenario, _ramp_shape, simulate_ctg
 from stream.state.alerts import AlertStore
 from stream.state.labour_figo import LabourFigoStore
 from stream.state.windows import WindowStore
@@ -59,6 +59,48 @@ async def test_duration_rules_through_the_pipeline(redis, episode: str, minutes:
     pathological = [r for r in reasons if r["kind"] == "ctg_pathological"]
     assert bool(pathological) == (label == "pathological")
     assert reason is None or reason.split(" for")[0] in pathological[0]["sentence"]
+
+
+def _trace(rule: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The detectors tests' trace of one rule (tests/unit/test_detectors_labour.py), and when the pattern began."""
+    from tests.unit.test_detectors_labour import background, saltatory
+
+    if rule == "increased":
+        fhr = np.concatenate([saltatory(START / 60, band=12.0), saltatory(45)])
+        return fhr, np.full(fhr.size, 10.0), START
+    if rule.startswith("late"):
+        spans = {"reduced_variability": (START, START + 3600)} if rule == "late_reduced" else {}
+        sim = simulate_ctg(Scenario("late", duration_s=START + 3600, decel_kind="late",
+                                    decel_span=(START, START + 3600), **spans), seed=3)  # type: ignore[arg-type]
+        return sim.fhr, sim.uc, min(e.start_s for e in sim.events if e.kind == "late_deceleration")
+    t = np.arange(int(40 * 60 * 4)) / 4
+    fhr = background(40) - 55 * _ramp_shape(t, 1500.0, 20.0, {"prolonged_4.9": 255.0, "prolonged_5.1": 267.0}[rule], 30.0)
+    return fhr, np.full(fhr.size, 10.0), 1500.0
+
+
+@pytest.mark.parametrize(("rule", "minutes", "label", "reason"), [
+    ("increased", 29, "suspicious", None),
+    ("increased", 31, "pathological", "increased variability for"),
+    ("late", 29, "suspicious", None),
+    ("late", 31, "pathological", "repetitive late/prolonged decelerations over"),
+    ("late_reduced", 19, "suspicious", None),
+    ("late_reduced", 21, "pathological", "repetitive late/prolonged decelerations over"),
+    ("prolonged_4.9", None, "normal", None),
+    ("prolonged_5.1", None, "pathological", "prolonged deceleration of 5.1 min"),
+])
+async def test_the_other_duration_rules_through_the_pipeline(redis, rule: str, minutes: int | None, label: str,
+                                                             reason: str | None) -> None:
+    """Increased variability 29/31 min, repetitive late decelerations 29/31 (19/21 with reduced variability,
+    counted from the first late one), a prolonged deceleration below 80 bpm of 4.9/5.1 min (the class 10 min
+    after it): the class FIGO says, through the worker."""
+    fhr, uc, began = _trace(rule)
+    end = fhr.size // 4 if minutes is None else int(60 * np.floor((began + 60 * minutes) / 60))
+    patient = f"po-{uuid.uuid4().hex[:6]}"
+    p = pipeline_on(redis)
+    await feed(p, patient, fhr, uc, 0, end)
+    status = await p.status.read(patient)
+    assert status.classification == label, status.reasons
+    assert reason is None or any(r.startswith(reason) for r in status.reasons), status.reasons
 
 
 async def test_a_restarted_worker_reads_the_labour_back_and_agrees_with_the_batch(redis) -> None:
