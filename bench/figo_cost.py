@@ -13,6 +13,7 @@ figures move with the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -98,7 +99,7 @@ def main() -> None:
     lines = [
         f"Command: `python bench/figo_cost.py{' --base ' + str(args.base) if args.base else ''}` at {commit}, "
         f"{time.strftime('%Y-%m-%d')}. Machine: "
-        f"{platform.processor() or platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}. One bed's FIGO CPU (process time) per minute of recording, over "
         f"{MEASURED_MIN} minutes of a labour with a late deceleration after every contraction, after "
         f"{HISTORY_MIN} min of history (the state carries its 4-h cap). The rows in one run on the same trace.",
@@ -121,12 +122,6 @@ def main() -> None:
     from bench._report import write_section
 
     write_section("FIGO analysis per bed: whole-labour state against the 30-min window (CPU)", text)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -146,9 +146,7 @@ class MinuteRecord:
         )
 
 
-def minute_records(
-    window: CtgAnalysis, minute_end: float, since: float | None, th: CtgThresholds = DEFAULT_CTG
-) -> list[MinuteRecord]:
+def minute_records(window: CtgAnalysis, minute_end: float, since: float | None) -> list[MinuteRecord]:
     """The records of the whole minutes of ``window`` (which ends at ``minute_end``) after ``since``.
 
     Parameters
@@ -159,7 +157,6 @@ def minute_records(
         End of the newest minute (a multiple of 60 s on the labour clock).
     since : float or None
         End of the last minute already recorded (None: none yet, every whole minute of the window).
-    th : CtgThresholds
 
     Returns
     -------
@@ -170,24 +167,24 @@ def minute_records(
     first = math.ceil(window.t0 / MINUTE_S - 1e-9) * MINUTE_S
     if since is not None:
         first = max(first, since)
-    starts = np.arange(first, minute_end - MINUTE_S + 1e-6, MINUTE_S)
+    return [minute_record(window, minute_end, float(t)) for t in np.arange(first, minute_end - MINUTE_S + 1e-6, MINUTE_S)]
+
+
+def minute_record(window: CtgAnalysis, minute_end: float, t: float) -> MinuteRecord:
+    """The record of the minute starting at ``t`` as ``window`` (ending at ``minute_end``) measured it."""
+    back = int(round((minute_end - t) / MINUTE_S))  # 1 = the newest minute
+    valid = _valid_share(window, t)
     f = window.features
-    out = []
-    for t in starts:
-        back = int(round((minute_end - t) / MINUTE_S))  # 1 = the newest minute
-        valid = _valid_share(window, t)
-        if f is None:
-            out.append(MinuteRecord(float(t), False, valid, None, None, None))
-            continue
-        out.append(MinuteRecord(
-            t=float(t), interpretable=True, valid=valid,
-            band=_nth_from_end(f.variability.bands, back, finite=True),
-            sinusoidal=_sinusoidal_at(f, back),
-            level=_level_at(f, back),
-            acmes=tuple(window.t0 + c.acme for c in f.contractions
-                        if t - CONTRACTION_SETTLE_S <= window.t0 + c.acme < t + MINUTE_S - CONTRACTION_SETTLE_S),
-        ))
-    return out
+    if f is None:
+        return MinuteRecord(t, False, valid, None, None, None)
+    return MinuteRecord(
+        t=t, interpretable=True, valid=valid,
+        band=_nth_from_end(f.variability.bands, back, finite=True),
+        sinusoidal=_sinusoidal_at(f, back),
+        level=_level_at(f, back),
+        acmes=tuple(window.t0 + c.acme for c in f.contractions
+                    if t - CONTRACTION_SETTLE_S <= window.t0 + c.acme < t + MINUTE_S - CONTRACTION_SETTLE_S),
+    )
 
 
 def _valid_share(window: CtgAnalysis, t: float) -> float:
@@ -268,7 +265,7 @@ class LabourFigo:
         since = self.measured_until
         if since is not None and minute_end <= since:
             raise ValueError(f"minute ending at {minute_end} is already recorded (up to {since})")
-        added = minute_records(window, minute_end, since, self.th)
+        added = minute_records(window, minute_end, since)
         first_new = len(self.minutes)
         self.minutes.extend(added)
         changed = self._reread_decelerations(window, since) | self._judge_unjudged(window, minute_end, since)
@@ -287,15 +284,13 @@ class LabourFigo:
         if window.features is None or since is None:
             return set()
         changed = set()
-        offset = len(self.minutes)
-        touched = self._since(window.t0 + REREAD_CONTEXT_S)
-        offset -= len(touched)
-        for i, m in enumerate(touched):
+        for i in range(self._first_since(window.t0 + REREAD_CONTEXT_S), len(self.minutes)):
+            m = self.minutes[i]
             if m.interpretable or m.end > since:
                 continue
-            judged = minute_records(window, minute_end, m.t, self.th)[0]
-            self.minutes[offset + i] = replace(m, interpretable=True, band=judged.band, sinusoidal=judged.sinusoidal,
-                                               level=judged.level)
+            judged = minute_record(window, minute_end, m.t)
+            self.minutes[i] = replace(m, interpretable=True, band=judged.band, sinusoidal=judged.sinusoidal,
+                                      level=judged.level)
             changed.add(m.t)
         return changed
 
@@ -306,17 +301,16 @@ class LabourFigo:
         if window.features is None:
             return set()
         reread_from = window.t0 if since is None else window.t0 + REREAD_CONTEXT_S
-        fresh = list(completed_decelerations(window, reread_from))
-        touched = self._since(reread_from)
-        kept = [d for m in touched for d in m.decelerations if d.start < reread_from]
-        fresh = [d for d in fresh if not any(_overlap(d, k) for k in kept)]
-        offset = len(self.minutes) - len(touched)
+        first = self._first_since(reread_from)
+        kept = [d for m in self.minutes[first:] for d in m.decelerations if d.start < reread_from]
+        fresh = [d for d in completed_decelerations(window, reread_from) if not any(_overlap(d, k) for k in kept)]
         changed = set()
-        for i, m in enumerate(touched):
+        for i in range(first, len(self.minutes)):
+            m = self.minutes[i]
             mine = tuple(d for d in m.decelerations if d.start < reread_from) + tuple(
                 d for d in fresh if m.t <= d.end < m.end)
             if mine != m.decelerations:
-                self.minutes[offset + i] = replace(m, decelerations=mine)
+                self.minutes[i] = replace(m, decelerations=mine)
                 changed.add(m.t)
         return changed
 
@@ -333,9 +327,13 @@ class LabourFigo:
             self.minutes = [m for m in self.minutes if m.t >= keep_from]
 
     # -- the whole-labour features ------------------------------------------------------------------
+    def _first_since(self, t: float) -> int:
+        """The index of the first record whose minute ends after ``t`` (the list is in time order)."""
+        return bisect.bisect_right(self.minutes, t - MINUTE_S, key=lambda m: m.t)
+
     def _since(self, t: float) -> list[MinuteRecord]:
-        """The records of the minutes that end after ``t`` (the list is in time order)."""
-        return self.minutes[bisect.bisect_right(self.minutes, t - MINUTE_S, key=lambda m: m.t):]
+        """The records of the minutes that end after ``t``."""
+        return self.minutes[self._first_since(t):]
 
     def _decelerations_since(self, t: float) -> list[DecelerationRecord]:
         return [d for m in self._since(t) for d in m.decelerations]
@@ -485,6 +483,15 @@ def minute_ends(t_first: float, t_end: float, first_after_s: float) -> Iterator[
     return iter(np.arange(start, t_end + 1e-6, MINUTE_S).tolist())
 
 
+def pending_minute_ends(state: LabourFigo, t_first: float, t_end: float, first_after_s: float) -> list[float]:
+    """The minute boundaries up to ``t_end`` not measured yet: after the newest recorded minute, or, for a
+    labour not measured yet, from the first with ``first_after_s`` of history after ``t_first``."""
+    since = state.measured_until
+    if since is None:
+        return list(minute_ends(t_first, t_end, first_after_s))
+    return [end for end in minute_ends(since, t_end, 0.0) if end > since]
+
+
 def measure_through(
     state: LabourFigo, fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None, t0: float,
     until: float, *, window_s: float = WINDOW_S, first_after_s: float = 600.0,
@@ -493,12 +500,8 @@ def measure_through(
 ) -> list[MinuteRecord]:
     """Measure every minute of a recording (samples from ``t0``) that ended by ``until`` and is not recorded
     yet, each on the window of ``window_s`` ending at it, as the stream does; returns the new records."""
-    since = state.measured_until
     added: list[MinuteRecord] = []
-    for end in minute_ends(t0 if since is None else since, min(until, t0 + fhr.size / fs),
-                           first_after_s if since is None else 0.0):
-        if since is not None and end <= since:
-            continue
+    for end in pending_minute_ends(state, t0, min(until, t0 + fhr.size / fs), first_after_s):
         b = int(round((end - t0) * fs))
         a = max(0, int(round((end - window_s - t0) * fs)))
         verdict = None if model_verdict is None else replace(model_verdict, false=model_verdict.false[a:b])

@@ -50,7 +50,7 @@ from redis.asyncio import Redis
 
 from detectors.ctg import CtgAnalysis, analyse_ctg, in_progress_deceleration
 from detectors.findings import Finding, Severity
-from detectors.labour import LabourFigo, minute_ends
+from detectors.labour import LabourFigo, pending_minute_ends
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
 from models.features import Normalisation, window_tensor
@@ -461,13 +461,9 @@ class Pipeline:
         durations bridge or end there, as for any minute that cannot be judged)."""
         if window.t_end is None or window.t_start is None:
             return 0.0
-        since = figo.measured_until
-        first_after = self.cadence.min_analysis_s if since is None else 0.0
         took = 0.0
         added = []
-        for end in minute_ends(window.t_start if since is None else since, window.t_end, first_after):
-            if since is not None and end <= since:
-                continue
+        for end in pending_minute_ends(figo, window.t_start, window.t_end, self.cadence.min_analysis_s):
             if end - 60.0 < window.t_start:
                 continue
             start = max(window.t_start, end - self.cadence.analysis_window_s)
