@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.ctg import CtgAnalysis
 from detectors.labour import follow_labour
 
 # -- CTU-UHB: FIGO class against the outcome ---------------------------------------
@@ -22,7 +23,7 @@ CLASS_RANK = {"normal": 0, "suspicious": 1, "pathological": 2}
 LAST_HOUR_S = 3600.0
 
 
-def _labour_at_delivery(fhr: np.ndarray, uc: np.ndarray, fs: float) -> tuple:
+def _labour_at_delivery(fhr: np.ndarray, uc: np.ndarray, fs: float) -> tuple[CtgAnalysis | None, str | None]:
     """The whole-labour analysis at the end of the recording, and the worst class the stream showed in its
     last hour (normal < suspicious < pathological; insufficient signal only if nothing else was shown)."""
     end = fhr.size / fs
@@ -68,7 +69,6 @@ def evaluate_ctu(directory: Path, limit: int | None = None, csv_path: Path | Non
 
 
 def ctu_markdown(rows: list[dict], command: str) -> str:
-
     scored = [r for r in rows if r["ph"] is not None and r["classification"] in CLASS_RANK]
     lines: list[str] = [
         f"Command: `{command}`. The whole-labour FIGO 2015 analysis (as the stream reads it: each minute "
@@ -87,8 +87,10 @@ def ctu_markdown(rows: list[dict], command: str) -> str:
 
 
 def _class_tables(rows: list[dict], column: str, title: str) -> list[str]:
-    """The records per class of ``column`` and its association with acidaemia (AUC with a bootstrap interval)."""
+    """The records per class of ``column`` and its association with acidaemia (AUC with the stratified
+    bootstrap interval the acidaemia model's evaluation uses)."""
     from detectors.scoring import auc
+    from models.acidaemia_training import bootstrap_auc_interval
 
     scored = [r for r in rows if r["ph"] is not None and r[column] in CLASS_RANK]
     lines = ["", f"By {title}:", "", "| classification | records | pH < 7.05 | pH < 7.15 |", "|---|---|---|---|"]
@@ -98,19 +100,13 @@ def _class_tables(rows: list[dict], column: str, title: str) -> list[str]:
     lines += ["", "| outcome | positives | 'pathological' sensitivity | specificity | "
               "'suspicious or worse' sensitivity | specificity | AUC (normal < suspicious < pathological), 95% CI |",
               "|---|---|---|---|---|---|---|"]
-    rng = np.random.default_rng(0)
     for cut in (7.05, 7.15):
         rank = np.array([CLASS_RANK[r[column]] for r in scored], float)
         bad = np.array([r["ph"] < cut for r in scored])
         pos, neg = rank[bad], rank[~bad]
         se2, sp2 = float((pos >= 2).mean()) if pos.size else 0.0, float((neg < 2).mean()) if neg.size else 0.0
         se1, sp1 = float((pos >= 1).mean()) if pos.size else 0.0, float((neg < 1).mean()) if neg.size else 0.0
-        boot = []
-        for _ in range(1000):  # records resampled with replacement
-            pick = rng.integers(0, rank.size, rank.size)
-            if bad[pick].any() and (~bad[pick]).any():
-                boot.append(auc(rank[pick][bad[pick]], rank[pick][~bad[pick]]))
-        lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+        lo, hi = bootstrap_auc_interval(rank, bad.astype(int)) if pos.size and neg.size else (np.nan, np.nan)
         lines.append(f"| pH < {cut} | {pos.size} | {se2:.2f} | {sp2:.2f} | {se1:.2f} | {sp1:.2f} | "
                      f"{auc(pos, neg):.3f} ({lo:.2f}-{hi:.2f}) |")
     return lines
