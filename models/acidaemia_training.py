@@ -101,11 +101,17 @@ def labels(inputs: list[RecordInputs], cut: float) -> np.ndarray:
 
 def fit_lstm(train: list[RecordInputs], cfg: AcidaemiaConfig, seed: int) -> AcidaemiaLstm:
     """Both outcomes at once (pH < 7.05, < 7.15), every shifted window of a record a training example."""
+    x = torch.from_numpy(np.concatenate([t.windows for t in train]))
+    y = np.repeat(np.stack([labels(train, 7.05), labels(train, 7.15)], axis=1), len(cfg.shifts_s), axis=0)
+    return fit_lstm_on(x, y, cfg, seed)
+
+
+def fit_lstm_on(x: torch.Tensor, y: np.ndarray, cfg: AcidaemiaConfig, seed: int, *, summaries: bool = False) -> AcidaemiaLstm:
+    """The LSTM fitted on windows ``x`` (or their per-minute summaries) with labels ``y [N, 2]``."""
     torch.manual_seed(seed)
     model = AcidaemiaLstm(hidden=cfg.hidden, dropout=cfg.dropout)
-    x = torch.from_numpy(np.concatenate([t.windows for t in train]))
-    y = torch.from_numpy(np.repeat(np.stack([labels(train, 7.05), labels(train, 7.15)], axis=1),
-                                   len(cfg.shifts_s), axis=0).astype(np.float32))
+    forward = model.summary_logits if summaries else model.logits
+    target = torch.from_numpy(np.asarray(y, dtype=np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs):
@@ -113,8 +119,8 @@ def fit_lstm(train: list[RecordInputs], cfg: AcidaemiaConfig, seed: int) -> Acid
         order = torch.randperm(len(x), generator=gen)
         for b in range(0, len(x), cfg.batch_size):
             idx = order[b:b + cfg.batch_size]
-            last, _ = model.logits(x[idx])
-            loss = F.binary_cross_entropy_with_logits(last, y[idx])
+            last, _ = forward(x[idx])
+            loss = F.binary_cross_entropy_with_logits(last, target[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

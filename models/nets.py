@@ -355,7 +355,11 @@ class AcidaemiaLstm(nn.Module):
         self.head = nn.Linear(hidden, 2)
 
     def logits(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, _ = self.lstm(minute_summary(window))
+        return self.summary_logits(minute_summary(window))
+
+    def summary_logits(self, summaries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same from per-minute summaries ``[B, M, 8]`` (cross-fitting summarises each hour once)."""
+        h, _ = self.lstm(summaries)
         per_minute = self.head(self.drop(h))  # [B, M, 2]
         return per_minute[:, -1], per_minute[:, :, 0]
 

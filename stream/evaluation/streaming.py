@@ -15,12 +15,12 @@ their priorities, and notice episodes per kind.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.ctg import in_progress_deceleration
+from detectors.ctg import CtgAnalysis, in_progress_deceleration
 from detectors.fast import FastRuleState
 from detectors.findings import Finding
 from detectors.labour import HISTORY_S, WINDOW_S, LabourFigo, measure_through
@@ -36,9 +36,13 @@ QUIET_FAST_EVERY_S = 10
 def stream_observations(
     fhr: np.ndarray, uc: np.ndarray | None, fs: float, mhr: np.ndarray | None = None, *,
     step_s: float = 15.0, first_s: float = 600.0, window_s: float = WINDOW_S, history_s: float = HISTORY_S,
-    packet_s: float = 1.0,
+    packet_s: float = 1.0, on_analysis: Callable[[float, CtgAnalysis], None] | None = None,
 ) -> Iterator[tuple[Source, float, list[Finding]]]:
-    """(source, recording time, findings) in time order, as the worker's sources would report them."""
+    """(source, recording time, findings) in time order, as the worker's sources would report them.
+
+    ``on_analysis(t, analysis)`` sees each refresh's whole-labour analysis, as the station shows it
+    (the compromise risk reads it every minute: :mod:`models.compromise_data`).
+    """
     per_packet = int(round(packet_s * fs))
     fast = FastRuleState(fs=fs)
     figo = LabourFigo(history_s=history_s)
@@ -56,6 +60,8 @@ def stream_observations(
             measure_through(figo, fhr[:end], uc, fs, mhr, 0.0, t_end, window_s=window_s, first_after_s=first_s)
             a = figo.analysis(ongoing_deceleration_s=fast.below_s, now=t_end)
             if a is not None:
+                if on_analysis is not None:
+                    on_analysis(t_end, a)
                 if a.baseline is not None and a.baseline.value is not None:
                     baseline = float(a.baseline.value)
                 yield Source.FIGO, t_end, [f for f in a.findings if not in_progress_deceleration(f)]

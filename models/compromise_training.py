@@ -1,0 +1,293 @@
+"""Fit the compromise risk by cross-fitting, so every reported figure is out of fold.
+
+The stacker (:mod:`models.compromise`) reads the LSTM's and the autoencoder's outputs. Fitted on
+outputs those models gave for their own training records it would trust them far too much, so
+both are refitted inside every fold, by cross-fitting:
+
+1. repeated stratified k-fold by record (5 x 5, stratified on pH < 7.05, the seeds of
+   ``models.acidaemia_training``);
+2. in each outer fold, the training records are split in two halves (stratified); the LSTM and the
+   autoencoder are fitted on each half (the same recipes and settings as the served ones, fixed
+   before any fold was looked at) and score the other half: every training minute's model inputs
+   come from models that never saw that record;
+3. the stacker (logistic regression per outcome, ``C`` fixed beforehand) is fitted on the training
+   records' minutes, every ``snapshot_every_min`` minutes, each record weighing the same;
+4. the held-out fold's minutes are scored with the two halves' models averaged, then the stacker.
+
+On the same folds, the baselines: the LSTM fitted on all the fold's training records, as served
+(risk at delivery), the FIGO class alone and a logistic regression on the whole-labour FIGO inputs.
+
+The served stacker is fitted the same way on all records (one 5-fold cross-fitting for its model
+inputs) and runs with the served LSTM and autoencoder.
+
+Arrays in, arrays out: the records come replayed (:mod:`stream.evaluation.risk_data`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from models.acidaemia_training import AcidaemiaConfig, fit_lstm_on
+from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, Stacker, model_inputs
+from models.features import Normalisation
+
+LSTM_COL, AE_COL = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("autoencoder")
+FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in ("lstm", "autoencoder")]
+CUTS = {"ph_below_7_05": 7.05, "ph_below_7_15": 7.15}
+
+
+class Series(Protocol):
+    """What cross-fitting reads of one replayed record (:class:`stream.evaluation.risk_data.RecordSeries`)."""
+
+    record_id: str
+    ph: float
+    normal_outcome: bool
+    times: np.ndarray
+    figo: np.ndarray
+    lstm_summaries: np.ndarray
+    ae_windows: np.ndarray
+    lstm_train: np.ndarray
+    ae_train: np.ndarray
+
+
+@dataclass
+class CompromiseConfig:
+    folds: int = 5
+    repeats: int = 5
+    seed: int = 0
+    snapshot_every_min: int = 5  # the stacker's training minutes
+    c: float = 0.1  # logistic regression: inverse L2 strength, fixed before any fold was scored
+    ae_epochs: int = 10  # the served autoencoder's recipe (models.training.TrainConfig)
+    ae_max_windows: int = 12000
+    lstm: AcidaemiaConfig = field(default_factory=AcidaemiaConfig)
+
+
+# -- level one: the LSTM and the autoencoder, fitted on some records, scoring others -------------
+
+def _labels(series: Sequence[Series]) -> np.ndarray:
+    return np.array([[s.ph < 7.05, s.ph < 7.15] for s in series], dtype=np.float32)
+
+
+def fit_lstm(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -> torch.nn.Module:
+    x = torch.from_numpy(np.concatenate([s.lstm_train for s in train]))
+    y = np.repeat(_labels(train), [len(s.lstm_train) for s in train], axis=0)
+    return fit_lstm_on(x, y, cfg.lstm, seed, summaries=True)
+
+
+@torch.no_grad()
+def lstm_risk(model: Any, series: Sequence[Series]) -> list[np.ndarray]:
+    """P(pH < 7.05) at every minute of each record (the hour ending there)."""
+    out = []
+    for s in series:
+        if not len(s.times):
+            out.append(np.zeros(0))
+            continue
+        last, _ = model.summary_logits(torch.from_numpy(s.lstm_summaries))
+        out.append(torch.sigmoid(last[:, 0]).numpy().astype(float))
+    return out
+
+
+def fit_autoencoder(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -> tuple[torch.nn.Module, float]:
+    """The autoencoder's recipe on these records' normal windows, and its reference score.
+
+    The reference (the median score of its own training windows) puts every fitted autoencoder on one
+    scale: scores are read as "times the error of a typical normal window", whichever fit gave them.
+    """
+    from models.training import TrainConfig, fit, scores
+
+    windows = np.concatenate([s.ae_train for s in train if len(s.ae_train)])
+    rng = np.random.default_rng(seed)
+    if len(windows) > cfg.ae_max_windows:
+        windows = windows[rng.choice(len(windows), cfg.ae_max_windows, replace=False)]
+    tc = TrainConfig(seed=seed, epochs=cfg.ae_epochs)
+    model = fit("autoencoder", tc.autoencoder, Normalisation(window_s=600), windows, tc, log=lambda _: None)
+    return model, float(np.median(scores(model, windows)))
+
+
+def autoencoder_feature(fitted: tuple[Any, float], series: Sequence[Series]) -> list[np.ndarray]:
+    """At every minute, the 90th percentile of the autoencoder's per-minute scores over the last hour,
+    over its reference score."""
+    from models.training import scores
+
+    model, reference = fitted
+    out = []
+    for s in series:
+        per_minute = scores(model, s.ae_windows) / reference if len(s.times) else np.zeros(0)
+        out.append(rolling_p90(per_minute, AUTOENCODER_HISTORY_MIN))
+    return out
+
+
+def rolling_p90(values: np.ndarray, n: int) -> np.ndarray:
+    """The 90th percentile of the last ``n`` values at every position (as the worker keeps them)."""
+    return np.array([np.quantile(values[max(0, i + 1 - n):i + 1], 0.9) for i in range(values.size)])
+
+
+# -- level two: the stacker -----------------------------------------------------------------------
+
+def training_minutes(series: Sequence[Series], every: int) -> tuple[list[int], list[np.ndarray]]:
+    """Which minutes of each record train the stacker: every ``every``-th, counted back from the last."""
+    return list(range(len(series))), [np.arange(len(s.times))[::-1][::every][::-1] for s in series]
+
+
+def fit_stacker(inputs: list[np.ndarray], series: Sequence[Series], cfg: CompromiseConfig,
+                columns: Sequence[int] | None = None) -> Stacker:
+    """Logistic regressions (one per outcome) on the chosen minutes, each record weighing the same."""
+    from sklearn.linear_model import LogisticRegression
+
+    _, chosen = training_minutes(series, cfg.snapshot_every_min)
+    rows = [x[c] for x, c in zip(inputs, chosen)]
+    x = model_inputs(np.concatenate(rows))
+    weights = np.concatenate([np.full(len(c), 1.0 / max(1, len(c))) for c in chosen])
+    keep = np.ones(len(INPUT_NAMES), bool) if columns is None else np.isin(np.arange(len(INPUT_NAMES)), columns)
+    center = np.where(keep, np.nan_to_num(np.nanmean(np.where(np.isfinite(x), x, np.nan), axis=0)), 0.0)
+    scale = np.nanstd(np.where(np.isfinite(x), x, np.nan), axis=0)
+    scale = np.where(keep & np.isfinite(scale) & (scale > 1e-9), scale, 1.0)
+    z = np.where(np.isfinite(x), (x - center) / scale, 0.0) * keep
+    normal = np.concatenate([np.full(len(c), s.normal_outcome) for c, s in zip(chosen, series)])
+    reference = np.nanmedian(np.where(np.isfinite(np.concatenate(rows)[normal]), np.concatenate(rows)[normal], np.nan),
+                             axis=0)
+    stacker = Stacker(center=center, scale=scale, weights={}, intercepts={}, reference=reference)
+    for outcome, cut in CUTS.items():
+        y = np.concatenate([np.full(len(c), s.ph < cut) for c, s in zip(chosen, series)]).astype(int)
+        lr = LogisticRegression(C=cfg.c, max_iter=5000)
+        lr.fit(z, y, sample_weight=weights * len(series))
+        stacker.weights[outcome] = lr.coef_[0] * keep
+        stacker.intercepts[outcome] = float(lr.intercept_[0])
+    return stacker
+
+
+def with_models(series: Sequence[Series], lstm: list[np.ndarray], ae: list[np.ndarray]) -> list[np.ndarray]:
+    """Each record's per-minute inputs with the models' columns filled in."""
+    out = []
+    for s, p, a in zip(series, lstm, ae):
+        x = s.figo.copy()
+        x[:, LSTM_COL] = p
+        x[:, AE_COL] = a
+        out.append(x)
+    return out
+
+
+def _halves(idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import StratifiedKFold
+
+    a, b = next(StratifiedKFold(2, shuffle=True, random_state=seed).split(np.zeros(len(idx)), y[idx]))
+    return idx[a], idx[b]
+
+
+def cross_fitted_inputs(series: Sequence[Series], train: np.ndarray, score: np.ndarray, cfg: CompromiseConfig,
+                        seed: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Model inputs for the ``train`` records (each from the half that did not see it) and for ``score``
+    (both halves averaged)."""
+    y = (np.array([s.ph for s in series]) < 7.05).astype(int)
+    halves = _halves(train, y, seed)
+    train_inputs: dict[int, np.ndarray] = {}
+    score_parts: dict[int, list[np.ndarray]] = {int(i): [] for i in score}
+    for h, (fit_on, other) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
+        fit_series = [series[i] for i in fit_on]
+        lstm = fit_lstm(fit_series, cfg, seed + h)
+        ae = fit_autoencoder(fit_series, cfg, seed + h)
+        targets = np.concatenate([other, score])
+        target_series = [series[i] for i in targets]
+        filled = with_models(target_series, lstm_risk(lstm, target_series), autoencoder_feature(ae, target_series))
+        for i, x in zip(targets, filled):
+            if i in score_parts:
+                score_parts[int(i)].append(x)
+            else:
+                train_inputs[int(i)] = x
+    return train_inputs, {i: np.mean(parts, axis=0) for i, parts in score_parts.items()}
+
+
+@dataclass
+class CrossFit:
+    """Out-of-fold per-minute risks ``[repeats][record] -> [minutes]`` per outcome, and the baselines at delivery."""
+
+    record_ids: list[str]
+    risk: dict[str, list[list[np.ndarray]]]
+    inputs: list[list[np.ndarray]]  # [repeats][record] -> [minutes, inputs]: what the risk read
+    at_delivery: dict[str, np.ndarray]  # predictor@outcome -> [repeats, records]
+    seconds: float = 0.0
+
+
+def cross_fit(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[str], None] = print) -> CrossFit:
+    """5 x 5 cross-fitting: every record's per-minute risk from a stacker and models that never saw it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    t_start = time.monotonic()
+    y = (np.array([s.ph for s in series]) < 7.05).astype(int)
+    n = len(series)
+    risk = {o: [[np.zeros(0)] * n for _ in range(cfg.repeats)] for o in OUTCOMES}
+    inputs: list[list[np.ndarray]] = [[np.zeros(0)] * n for _ in range(cfg.repeats)]
+    names = ["risk", "lstm", "figo_class", "logistic_figo"]
+    at_delivery = {f"{p}@{o}": np.full((cfg.repeats, n), np.nan) for p in names for o in OUTCOMES}
+    for rep in range(cfg.repeats):
+        folds = StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed + rep)
+        for k, (tr, te) in enumerate(folds.split(np.zeros(n), y)):
+            t0 = time.monotonic()
+            seed = cfg.seed + 100 * rep + k
+            train_x, test_x = cross_fitted_inputs(series, tr, te, cfg, seed)
+            train_series = [series[i] for i in tr]
+            stacker = fit_stacker([train_x[int(i)] for i in tr], train_series, cfg)
+            figo_only = fit_stacker([train_x[int(i)] for i in tr], train_series, cfg, columns=FIGO_COLS)
+            full_lstm = fit_lstm(train_series, cfg, seed)
+            labels_tr = _labels(train_series)
+            for i in te:
+                x = test_x[int(i)]
+                p = stacker.predict(x)
+                for o in OUTCOMES:
+                    risk[o][rep][i] = p[o]
+                inputs[rep][i] = x
+                if len(x):
+                    last = x[-1:]
+                    for o in OUTCOMES:
+                        at_delivery[f"risk@{o}"][rep, i] = p[o][-1]
+                        at_delivery[f"logistic_figo@{o}"][rep, i] = figo_only.predict(last)[o][0]
+            with torch.no_grad():
+                last_hour = torch.from_numpy(np.stack([series[i].lstm_train[0] for i in te]))
+                p_lstm = torch.sigmoid(full_lstm.summary_logits(last_hour)[0]).numpy()
+            for j, o in enumerate(OUTCOMES):
+                at_delivery[f"lstm@{o}"][rep, te] = p_lstm[:, j]
+                rate = _class_rates([train_x[int(i)] for i in tr], labels_tr[:, j])
+                at_delivery[f"figo_class@{o}"][rep, te] = [rate.get(_class_at_delivery(test_x[int(i)]), rate["none"])
+                                                          for i in te]
+            log(f"compromise: repeat {rep + 1}/{cfg.repeats} fold {k + 1}/{cfg.folds} ({time.monotonic() - t0:.0f} s)")
+    del LogisticRegression
+    return CrossFit([s.record_id for s in series], risk, inputs, at_delivery, time.monotonic() - t_start)
+
+
+def _class_at_delivery(x: np.ndarray) -> str:
+    if not len(x) or not np.isfinite(x[-1, INPUT_NAMES.index("figo_class")]):
+        return "none"
+    return str(int(x[-1, INPUT_NAMES.index("figo_class")]))
+
+
+def _class_rates(train_x: list[np.ndarray], y: np.ndarray) -> dict[str, float]:
+    """The outcome's rate per FIGO class at delivery in the training records (a half-count prior)."""
+    classes = [_class_at_delivery(x) for x in train_x]
+    rates = {}
+    for c in ("0", "1", "2", "none"):
+        sel = np.array([k == c for k in classes])
+        rates[c] = float((y[sel].sum() + 0.5) / (sel.sum() + 1.0))
+    return rates
+
+
+def served_stacker(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[str], None] = print) -> tuple[Stacker, list[np.ndarray]]:
+    """The stacker to serve: fitted on all records, whose model inputs come from one 5-fold cross-fitting."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = (np.array([s.ph for s in series]) < 7.05).astype(int)
+    filled: list[np.ndarray] = [np.zeros(0)] * len(series)
+    for k, (tr, te) in enumerate(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y)), y)):
+        part = [series[i] for i in tr]
+        lstm, ae = fit_lstm(part, cfg, cfg.seed + k), fit_autoencoder(part, cfg, cfg.seed + k)
+        target = [series[i] for i in te]
+        for i, x in zip(te, with_models(target, lstm_risk(lstm, target), autoencoder_feature(ae, target))):
+            filled[i] = x
+        log(f"compromise: served stacker's inputs, fold {k + 1}/{cfg.folds}")
+    return fit_stacker(filled, series, cfg), filled
