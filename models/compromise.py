@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from detectors.ctg import CtgAnalysis
+from detectors.findings import Finding, Severity
 
 #: How often the risk is updated per patient (seconds): FIGO's whole-labour state changes once a minute.
 RISK_CADENCE_S = 60.0
@@ -164,6 +165,8 @@ class Stacker:
     risk_grid: list[float] = field(default_factory=list)
     normal_share_above: list[float] = field(default_factory=list)
     version: str = ""
+    #: The served autoencoder's median score on normal windows: its scores are read over this.
+    autoencoder_reference: float = 1.0
 
     def _z(self, x: np.ndarray) -> np.ndarray:
         m = model_inputs(x)
@@ -204,7 +207,8 @@ class Stacker:
                 "weights": {o: w.tolist() for o, w in self.weights.items()}, "intercepts": self.intercepts,
                 "reference": [None if not np.isfinite(v) else float(v) for v in self.reference],
                 "thresholds": self.thresholds, "risk_grid": self.risk_grid,
-                "normal_share_above": self.normal_share_above, "version": self.version}
+                "normal_share_above": self.normal_share_above, "version": self.version,
+                "autoencoder_reference": self.autoencoder_reference}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Stacker:
@@ -215,7 +219,8 @@ class Stacker:
                    intercepts={o: float(v) for o, v in d["intercepts"].items()},
                    reference=np.array([np.nan if v is None else v for v in d["reference"]], float),
                    thresholds=dict(d.get("thresholds", {})), risk_grid=list(d.get("risk_grid", [])),
-                   normal_share_above=list(d.get("normal_share_above", [])), version=str(d.get("version", "")))
+                   normal_share_above=list(d.get("normal_share_above", [])), version=str(d.get("version", "")),
+                   autoencoder_reference=float(d.get("autoencoder_reference", 1.0)))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=1))
@@ -223,3 +228,36 @@ class Stacker:
     @classmethod
     def load(cls, path: Path) -> Stacker:
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def risk_finding(stacker: Stacker, raw: np.ndarray, t: float,
+                 risks: dict[str, float] | None = None) -> tuple[dict[str, float], Finding | None]:
+    """The risks at ``t`` and, at or above the alarm threshold, the ``compromise_risk`` finding with its reasons.
+
+    Severity: advisory from ``thresholds["t1"]`` (the policy makes it a medium-priority alarm once it
+    has held for the row's qualification time), emergency from ``thresholds["t2"]`` (high priority).
+    ``risks``: already computed (the evaluation's out-of-fold risks); default: the stacker's.
+    """
+    risks = {o: float(v) for o, v in (risks or stacker.predict(raw)).items()}
+    p = risks["ph_below_7_05"]
+    t1, t2 = stacker.thresholds.get("t1"), stacker.thresholds.get("t2")
+    if t1 is None or p < t1:
+        return risks, None
+    high = t2 is not None and p >= t2
+    share = stacker.share_of_normal_reaching(p)
+    reasons = stacker.explain(raw)
+    sentence = (f"Risk of fetal acidaemia (cord pH < 7.05) {p:.0%}, pH < 7.15 {risks['ph_below_7_15']:.0%}"
+                + (f"; {share:.0%} of normal-outcome labours ever reach this" if share is not None else "")
+                + (". Raised most by: " + "; ".join(reasons) if reasons else "")
+                + ". Review the whole trace with the obstetrician.")
+    values: dict[str, Any] = {
+        "risk_ph_below_7_05": round(p, 4), "risk_ph_below_7_15": round(risks["ph_below_7_15"], 4),
+        "threshold": t2 if high else t1, "normal_share_reaching": None if share is None else round(share, 4),
+        "reasons": reasons,
+        "inputs": {n: (None if not math.isfinite(float(v)) else round(float(v), 4)) for n, v in zip(INPUT_NAMES, raw)},
+        "model": f"compromise {stacker.version}".strip(),
+    }
+    rule = (f"compromise risk (FIGO whole-labour features, ctg_lstm, ctg_autoencoder, signal quality; "
+            f"logistic stacker {stacker.version}) >= {t2 if high else t1:.0%}")
+    return risks, Finding("compromise_risk", Severity.EMERGENCY if high else Severity.ADVISORY, t - RISK_CADENCE_S, t,
+                          rule=rule, sentence=sentence, values=values)

@@ -36,6 +36,7 @@ import torch
 from models.acidaemia_training import AcidaemiaConfig, fit_lstm_on
 from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, Stacker, model_inputs
 from models.features import Normalisation
+from models.nets import AcidaemiaLstm
 
 LSTM_COL, AE_COL = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("autoencoder")
 FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in ("lstm", "autoencoder")]
@@ -74,7 +75,7 @@ def _labels(series: Sequence[Series]) -> np.ndarray:
     return np.array([[s.ph < 7.05, s.ph < 7.15] for s in series], dtype=np.float32)
 
 
-def fit_lstm(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -> torch.nn.Module:
+def fit_lstm(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -> AcidaemiaLstm:
     x = torch.from_numpy(np.concatenate([s.lstm_train for s in train]))
     y = np.repeat(_labels(train), [len(s.lstm_train) for s in train], axis=0)
     return fit_lstm_on(x, y, cfg.lstm, seed, summaries=True)

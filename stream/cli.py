@@ -718,6 +718,9 @@ def evaluate_burden_cmd(
     processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     half: Annotated[RecordHalf, typer.Option(help="tuning: even positions (the policy was chosen there); held-out: odd.")] = (
         RecordHalf.all),
+    risk: Annotated[bool, typer.Option(help=(
+        "Replay the compromise-risk alarm too: out-of-fold risks for the records `evaluate risk` cross-fitted, "
+        "the served models for any other."))] = True,
 ) -> None:
     """Alarms and notices per monitored hour the stream's alarm policy gives on CTU-UHB records, by outcome."""
     from stream.evaluation.burden import alert_burden, burden_json, burden_markdown, candidate_policies
@@ -727,15 +730,61 @@ def evaluate_burden_cmd(
     if not folder.is_dir():
         raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
     policy = settings.alarm_rules()
+    risk_source = None
+    if risk and settings.compromise_model is not None and settings.compromise_model.is_file():
+        from models.compromise import Stacker
+        from stream.evaluation.burden import RiskSource
+        from stream.evaluation.risk_replay import load_oof
+
+        risk_source = RiskSource(Stacker.load(settings.compromise_model), load_oof(settings.models_dir),
+                                 settings.triton_model_repository)
     result = alert_burden(folder, limit, policies=candidate_policies(policy, sweep=sweep), step_s=step,
-                          processes=processes, half=None if half is RecordHalf.all else half.value)
+                          processes=processes, half=None if half is RecordHalf.all else half.value, risk=risk_source)
     if as_json:
         typer.echo(burden_json(result, policy))
         return
     command = "ctgwatch evaluate burden" + (f" --limit {limit}" if limit else "") + (
         f" --half {half.value.replace('_', '-')}" if half is not RecordHalf.all else "") + (
-        f" --step {step:g}" if step != 60 else "") + (" --sweep" if sweep else "")
+        f" --step {step:g}" if step != 60 else "") + (" --sweep" if sweep else "") + ("" if risk else " --no-risk")
     _report(burden_markdown(result, command, step), "Alarm burden on CTU-UHB recordings", output)
+
+
+@evaluate_app.command("risk")
+def evaluate_risk_cmd(
+    directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
+    install: Annotated[bool, typer.Option(help="Write the served stacker to CTGWATCH_COMPROMISE_MODEL.")] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of 5-fold cross-fitting.")] = 5,
+) -> None:
+    """Cross-fit the compromise risk, choose its alarm's operating point on the tuning half, and report it."""
+    import json
+
+    from stream.evaluation.risk import evaluate_risk, oof_entries, report_markdown
+    from stream.evaluation.risk_replay import OOF_FILE
+    from stream.sources.recordings import list_records
+
+    settings = _settings(None)
+    folder = directory or settings.ctu_uhb_dir
+    if not folder.is_dir():
+        raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
+    cache = settings.models_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    series, fit, stacker, chosen = evaluate_risk(folder, cache, settings.triton_model_repository, repeats=repeats,
+                                                 log=lambda m: typer.echo(m, err=True))
+    (settings.models_dir / OOF_FILE).write_text(json.dumps(oof_entries(series, fit)))
+    typer.echo(f"operating point (tuning half): {chosen}", err=True)
+    if install:
+        if settings.compromise_model is None:
+            raise SetupError("CTGWATCH_COMPROMISE_MODEL is unset", "set it to where the stacker should be written")
+        stacker.save(settings.compromise_model)
+        typer.echo(f"served stacker written to {settings.compromise_model}", err=True)
+    img = (output.parent if output else Path("docs")) / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    command = "ctgwatch evaluate risk" + (f" --repeats {repeats}" if repeats != 5 else "") + (" --install" if install else "")
+    body = report_markdown(series, fit, list_records(folder), chosen, img, command,
+                           "The operating point read the tuning half only; the selection rule was committed (26efacf) "
+                           "before the held-out half was scored, and the held-out half was scored once.")
+    _report(body, "Compromise risk (out of fold)", output)
 
 
 @evaluate_app.command("alarms")

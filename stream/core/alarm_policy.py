@@ -119,6 +119,8 @@ class KindRule:
 
 
 A, U, E = Severity.ADVISORY, Severity.URGENT, Severity.EMERGENCY
+#: How long the compromise risk must stay above its first threshold (stream/evaluation/risk_alarm.py chose it).
+COMPROMISE_QUALIFY_S = 600.0
 _I = Severity.INFO
 #: The policy table. ``why`` is shown in the README and in each alarm's evidence.
 DEFAULT_RULES: tuple[KindRule, ...] = (
@@ -156,7 +158,13 @@ DEFAULT_RULES: tuple[KindRule, ...] = (
     KindRule("early_deceleration", Problem.CTG, why="FIGO 2015: early decelerations are benign; drawn on the trace"),
     KindRule("acceleration", Problem.CTG, why="FIGO 2015: accelerations are reassuring; drawn on the trace"),
     KindRule("model_anomaly", Problem.CTG, sources=(Source.MODELS,), notice_at=A, clear_s=120.0,
-             why="anomaly models are evidence beside the rules, never an alarm on their own (docs/EVALUATION.md)"),
+             why="the autoencoder alone is evidence beside the rules, never an alarm (docs/EVALUATION.md)"),
+    KindRule("compromise_risk", Problem.CTG, sources=(Source.MODELS,), alarm_at=A, priority=Priority.MEDIUM, high_at=E,
+             qualify_s=COMPROMISE_QUALIFY_S, clear_s=300.0, holds_s=90.0,
+             why="the compromise risk (FIGO 2015 whole-labour features, the acidaemia LSTM, the autoencoder and signal "
+                 "quality, stacked and calibrated on CTU-UHB): P(pH < 7.05) above its first threshold for the "
+                 "qualification time is a medium alarm, above its second a high one; thresholds chosen on the "
+                 "tuning half only (docs/EVALUATION.md)"),
     # -- the fetal signal: technical conditions --------------------------------------------
     KindRule("signal_loss", Problem.SIGNAL, sources=(Source.FAST, Source.FIGO), alarm_at=A, priority=Priority.LOW,
              qualify_s=1200.0, clear_s=60.0,

@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default=Path(".ctgwatch/models"), description="Where 'ctgwatch train' writes versioned model directories."
     )
+    compromise_model: Path | None = Field(
+        default=PROJECT_ROOT / "infra" / "triton" / "compromise.json",
+        description="The served compromise-risk stacker (models/compromise.py); unset or absent: no risk alarm.",
+    )
 
     # -- IoMT gateway (HTTP ingest + HL7 v2 MLLP) -----------------------------
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway binds (0.0.0.0 in a container).")
@@ -249,11 +253,12 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(default=60.0, gt=0)
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
 
-    @field_validator("state_dir", "topics_file", "triton_model_repository", "ctu_uhb_dir", "fhrma_dir", "models_dir")
+    @field_validator("state_dir", "topics_file", "triton_model_repository", "ctu_uhb_dir", "fhrma_dir", "models_dir",
+                     "compromise_model")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
         """Resolve paths once so that pid files survive a change of directory."""
-        return value.expanduser().resolve()
+        return None if value is None else value.expanduser().resolve()
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Settings:

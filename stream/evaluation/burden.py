@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stream.core.alarm_policy import AlarmPolicy, Priority
 from stream.evaluation.streaming import AlarmLog, stream_observations
 
@@ -129,51 +131,119 @@ def _groups_of(ph: float | None, apgar5: Any) -> list[str]:
     return groups
 
 
-def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float]) -> tuple[list[str], float, float, dict[str, AlarmLog]]:
-    directory, name, policies, step_s = args
+@dataclass
+class RiskSource:
+    """Where the replay takes the compromise risk from (:mod:`stream.evaluation.risk_replay`): the
+    cross-fitting's out-of-fold risks for the records it covers, the served models for any other."""
+
+    stacker: Any  # models.compromise.Stacker
+    oof: dict[str, dict[str, Any]] | None
+    repository: Path
+
+
+def _record_risk(risk: RiskSource | None, rec: Any) -> Any:
+    from stream.evaluation.risk_replay import oof_record, served_record
+
+    if risk is None:
+        return None
+    if risk.oof is not None and rec.record_id in risk.oof:
+        return oof_record(risk.stacker, risk.oof[rec.record_id])
+    return served_record(risk.stacker, risk.repository, rec.fhr, rec.uc, rec.fs)
+
+
+def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float, RiskSource | None]
+                ) -> tuple[list[str], float, float, dict[str, AlarmLog], tuple[float | None, str]]:
+    """One record replayed through every policy: its groups, hours, end, logs, and (risk at delivery, its source)."""
+    directory, name, policies, step_s, risk = args
+    from stream.core.alarm_policy import Source
     from stream.sources.recordings import read_recording
 
     rec = read_recording(name, directory)
     groups = _groups_of(rec.ph, rec.outcome.get("Apgar5"))
     if not groups:
-        return [], 0.0, 0.0, {}
+        return [], 0.0, 0.0, {}, (None, "")
     logs = {key: AlarmLog(policy, EPISODE_GAP_S) for key, policy in policies.items()}
-    for source, t, findings in stream_observations(rec.fhr, rec.uc, rec.fs, step_s=step_s):
+    record_risk = _record_risk(risk, rec)
+    pending: list[tuple[float, list]] = []
+    last_risk: list[float] = []
+
+    def seen(t: float, analysis: Any) -> None:
+        if t % 60.0 < 1e-6 and (not pending or t > pending[-1][0]):
+            found = record_risk.findings_at(t, analysis)
+            pending.append((t, found))
+
+    for source, t, findings in stream_observations(rec.fhr, rec.uc, rec.fs, step_s=step_s,
+                                                   on_analysis=None if record_risk is None else seen):
         for log in logs.values():
             log.observe(source, t, findings)
+        while pending:
+            t_risk, found = pending.pop(0)
+            for log in logs.values():
+                log.observe(Source.MODELS, t_risk, found)
     end_s = rec.fhr.size / rec.fs
-    return groups, end_s / 3600.0, end_s, logs
+    if record_risk is not None:
+        last_risk.append(record_risk.risk_at_delivery())
+    kind = "" if record_risk is None else ("out_of_fold" if record_risk.given is not None else "served")
+    return groups, end_s / 3600.0, end_s, logs, (last_risk[0] if last_risk else None, kind)
 
 
 def alert_burden(
     directory: Path, limit: int | None = None, *, policies: dict[str, AlarmPolicy] | None = None,
-    step_s: float = 60.0, processes: int = 2, half: str | None = None,
+    step_s: float = 60.0, processes: int = 2, half: str | None = None, risk: RiskSource | None = None,
 ) -> dict[str, dict[str, GroupBurden]]:
     """Per policy, per outcome group: the burden of what the stream would show on the CTU-UHB records.
 
     ``half``: ``"tuning"`` (records at even positions of the listing, where the policy was chosen),
-    ``"held_out"`` (odd positions, never tuned on) or None (all).
+    ``"held_out"`` (odd positions, never tuned on) or None (all). ``risk``: replay the compromise-risk
+    alarm too (its figures at delivery come back under the key ``"risk"``).
     """
     from stream.sources.recordings import list_records
 
     policies = policies or candidate_policies(sweep=False)
-    result = {key: {g: GroupBurden() for g in GROUP_KEYS} for key in policies}
+    result: dict[str, Any] = {key: {g: GroupBurden() for g in GROUP_KEYS} for key in policies}
+    at_delivery: list[tuple[float, bool, str]] = []
     names = list_records(directory)[:limit]
     if half is not None:
         names = names[{"tuning": 0, "held_out": 1}[half]::2]
-    jobs = [(directory, name, policies, step_s) for name in names]
+    jobs = [(directory, name, policies, step_s, risk) for name in names]
     with ProcessPoolExecutor(max_workers=max(1, processes)) as pool:
-        for groups, hours, end_s, logs in pool.map(_one_record, jobs, chunksize=4):
+        for groups, hours, end_s, logs, (last, kind) in pool.map(_one_record, jobs, chunksize=4):
             for key, log in logs.items():
                 for g in groups:
                     result[key][g].add(log, hours, end_s)
+            if last is not None and groups:
+                at_delivery.append((last, ACIDAEMIA in groups, kind))
+    if risk is not None:
+        result["risk"] = {"at_delivery": at_delivery}
     return result
+
+
+def risk_summary(result: dict[str, Any]) -> dict[str, Any] | None:
+    """AUC (95% bootstrap interval) and Brier score of the compromise risk at delivery for pH < 7.05."""
+    from detectors.scoring import auc
+    from models.acidaemia_training import bootstrap_auc_interval
+
+    entries = result.get("risk", {}).get("at_delivery")
+    if not entries:
+        return None
+    p = np.array([e[0] for e in entries], float)
+    y = np.array([e[1] for e in entries], int)
+    kinds = sorted({e[2] for e in entries})
+    if not (y == 1).any() or not (y == 0).any():
+        return {"auc": None, "records": len(p), "source": kinds}
+    lo, hi = bootstrap_auc_interval(p, y)
+    return {"auc": round(auc(p[y == 1], p[y == 0]), 3), "auc_95ci": [round(lo, 3), round(hi, 3)],
+            "brier": round(float(np.mean((p - y) ** 2)), 4), "brier_prevalence": round(float(y.mean() * (1 - y.mean())), 4),
+            "records": len(p), "source": kinds}
 
 
 def burden_json(result: dict[str, dict[str, GroupBurden]], policy: AlarmPolicy) -> str:
     """The headline figures of the policy in force, for scripts (``ctgwatch evaluate burden --json``)."""
     groups = result["policy"]
     out: dict[str, Any] = {GROUP_KEYS[g]: b.summary() for g, b in groups.items()}
+    risk = risk_summary(result)
+    if risk is not None:
+        out["risk"] = risk
     out["policy"] = {k: {"tier_alarm_at": None if r.alarm_at is None else str(r.alarm_at),
                          "tier_notice_at": None if r.notice_at is None else str(r.notice_at),
                          "priority": str(r.priority), "qualify_s": r.qualify_s, "clear_s": r.clear_s}
@@ -216,12 +286,18 @@ def burden_markdown(result: dict[str, dict[str, GroupBurden]], command: str, ste
         lines.append(f"| alarm reason | {kind} | " + " | ".join(rate(g.by_reason.get(kind, 0), g.hours) for g in groups.values()) + " |")
     for kind in sorted({k for g in groups.values() for k in g.notices}, key=lambda k: -normal.notices.get(k, 0)):
         lines.append(f"| notice | {kind} | " + " | ".join(rate(g.notices.get(kind, 0), g.hours) for g in groups.values()) + " |")
-    if len(result) > 1:
+    risk = risk_summary(result)
+    if risk is not None:
+        lines += ["", f"Compromise risk at delivery ({', '.join(risk['source'])}), pH < 7.05: AUC {risk['auc']} "
+                  f"(95% CI {risk.get('auc_95ci')}), Brier {risk.get('brier')} against {risk.get('brier_prevalence')} "
+                  f"for the prevalence, {risk['records']} records."]
+    policies = {k: v for k, v in result.items() if k != "risk"}
+    if len(policies) > 1:
         lines += ["", "Trade-off: the same records and observations, one qualification time changed at a time.", "",
                   "| policy | normal: alarms/h | normal: high/h | normal: share with alarm (physiological) | "
                   "acidaemia: share with alarm (physiological) | acidaemia: alarm in last 60 min | pH < 7.15: share with alarm |",
                   "|---|---|---|---|---|---|---|"]
-        for key, gs in result.items():
+        for key, gs in policies.items():
             n, a, p = (gs[g].summary() for g in (NORMAL_OUTCOME, ACIDAEMIA, PH_715))
             lines.append(f"| {key} | {n['alarms_per_hour']} | {n['high_priority_per_hour']} | {n['share_with_alarm']} "
                          f"({n['share_with_physiological_alarm']}) | {a['share_with_alarm']} ({a['share_with_physiological_alarm']}) | "

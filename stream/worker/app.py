@@ -287,9 +287,14 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
         from stream.worker.analysis_pool import AnalysisPool
 
         analysis_pool = AnalysisPool(settings.analysis_processes)
+    compromise = None
+    if settings.models_enabled and settings.compromise_model is not None and settings.compromise_model.is_file():
+        from models.compromise import Stacker
+
+        compromise = Stacker.load(settings.compromise_model)
     pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
                         policy=settings.alarm_rules(), log_key=log_key, false_signal=false_signal,
-                        risk_scorer=risk_scorer, analysis_pool=analysis_pool)
+                        risk_scorer=risk_scorer, analysis_pool=analysis_pool, compromise=compromise)
 
     @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
     async def analysis_cadence() -> None:

@@ -41,7 +41,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,9 @@ from detectors.findings import Finding, Severity
 from detectors.labour import LabourFigo, pending_minute_ends
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
+from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, Stacker, risk_finding, risk_inputs
 from models.features import Normalisation, window_tensor
-from models.triton_client import FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
+from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
 from stream.core.alarm_policy import AlarmPolicy, Problem, Source
 from stream.core.alarm_tracker import PatientAlarms
 from stream.core.logs import pseudonym
@@ -128,6 +129,7 @@ class Pipeline:
         risk_scorer: BatchingScorer | None = None,
         risk_norm: Normalisation = Normalisation(window_s=3600),
         analysis_pool: AnalysisPool | None = None,
+        compromise: Stacker | None = None,
     ) -> None:
         policy = policy or AlarmPolicy()
         self.log_key = log_key  # patients are named in logs by a keyed pseudonym only
@@ -153,6 +155,11 @@ class Pipeline:
         self.shown: dict[str, _Shown] = {}
         self.model_streak: defaultdict[str, int] = defaultdict(int)
         self.model_evidence: dict[str, dict[str, Any]] = {}
+        self.compromise = compromise  # the compromise-risk stacker (models/compromise.py); None: not served
+        #: Per patient, the autoencoder's scores of the last hour (over its reference), which the risk reads.
+        #: Kept in memory: after a restart the risk reads the scores since (the hour refills in an hour).
+        self.autoencoder_scores: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=AUTOENCODER_HISTORY_MIN))
         self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
         # counts rebalances (forget_all): a model round that began under an older count must not write for
         # patients whose partitions may now be another worker's
@@ -569,12 +576,12 @@ class Pipeline:
         if error is not None:  # the newest scoring interval's above-threshold seconds, kept for the scrollback
             await self.record.add_marks(window.patient_id, anomaly_marks(
                 error, since=(window.t_end or 0.0) - self.cadence.model_interval_s))
+        model_findings = await self._compromise(window, result, evidence)
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
             evidence=evidence, error=error, risk=None if risk is None else (window.t_end or 0.0, float(risk)))
         self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above else 0
         t_end = window.t_end or 0.0
-        model_findings = []
         if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
             model_findings.append(Finding(
                 "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
@@ -587,11 +594,36 @@ class Pipeline:
             ))
         await self._observe(window.patient_id, window.bed_id, Source.MODELS, t_end, model_findings)
 
+    async def _compromise(self, window: PatientWindow, result: dict[str, Any], evidence: dict[str, Any]) -> list[Finding]:
+        """The compromise risk from the whole-labour FIGO state and the models' outputs (models/compromise.py).
+
+        Its evidence goes with the models' (the bed page's trend); at or above its threshold it is a
+        ``compromise_risk`` finding, which the policy makes an alarm once it has held. A model that is
+        unavailable adds nothing to the risk (its input takes the typical value), and the evidence says so.
+        """
+        if self.compromise is None:
+            return []
+        ae = result.get(ANOMALY_MODEL)
+        if ae is not None and not isinstance(ae, ModelUnavailable):
+            self.autoencoder_scores[window.patient_id].append(float(ae.score) / self.compromise.autoencoder_reference)
+        lstm = result.get(RISK_MODEL)
+        lstm_risk = None if lstm is None or isinstance(lstm, ModelUnavailable) else float(lstm.score)
+        figo = self.figo.get(window.patient_id)
+        analysis = None if figo is None else figo.analysis(ongoing_deceleration_s=window.fast.below_s,
+                                                           now=window.t_end)
+        raw = risk_inputs(analysis, lstm_risk, self.autoencoder_scores[window.patient_id])
+        risks, finding = risk_finding(self.compromise, raw, window.t_end or 0.0)
+        evidence["compromise_risk"] = {
+            "status": "ok", **{f"risk_{k}": round(v, 4) for k, v in risks.items()},
+            "threshold": self.compromise.thresholds, "reasons": self.compromise.explain(raw),
+            "inputs_missing": [n for n, v in zip(INPUT_NAMES, raw) if not np.isfinite(v)]}
+        return [] if finding is None else [finding]
+
     def _forget(self, patient_id: str) -> None:
         if self.false_signal is not None:
             self.false_signal.forget(patient_id)
         for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks,
-                      self.figo):
+                      self.figo, self.autoencoder_scores):
             table.pop(patient_id, None)
 
     def forget_window(self, patient_id: str) -> None:
