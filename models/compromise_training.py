@@ -6,13 +6,14 @@ both are refitted inside every fold, by cross-fitting:
 
 1. repeated stratified k-fold by record (5 x 5, stratified on pH < 7.05, the seeds of
    ``models.acidaemia_training``);
-2. in each outer fold, the training records are split in two halves (stratified); the LSTM and the
-   autoencoder are fitted on each half (the same recipes and settings as the served ones, fixed
-   before any fold was looked at) and score the other half: every training minute's model inputs
-   come from models that never saw that record;
+2. in each outer fold, the training records are split again in ``inner_folds`` (5, stratified); the
+   LSTM and the autoencoder are fitted on all but one (the same recipes and settings as the served
+   ones, fixed before any fold was looked at) and score the one left out: every training minute's
+   model inputs come from models that never saw that record, fitted on as many records as the served
+   stacker's were;
 3. the stacker (logistic regression per outcome, ``C`` fixed beforehand) is fitted on the training
    records' minutes, every ``snapshot_every_min`` minutes, each record weighing the same;
-4. the held-out fold's minutes are scored with the two halves' models averaged, then the stacker.
+4. the held-out fold's minutes are scored with the inner folds' models averaged, then the stacker.
 
 On the same folds, the baselines: the LSTM fitted on all the fold's training records, as served
 (risk at delivery), the FIGO class alone and a logistic regression on the whole-labour FIGO inputs.
@@ -63,6 +64,9 @@ class CompromiseConfig:
     repeats: int = 5
     seed: int = 0
     snapshot_every_min: int = 5  # the stacker's training minutes
+    #: Inner folds of the cross-fitting: the LSTM and autoencoder behind a training record's inputs saw
+    #: (k-1)/k of the fold's other records, as the served stacker's did (served_stacker: 5-fold).
+    inner_folds: int = 5
     c: float = 0.1  # logistic regression: inverse L2 strength, fixed before any fold was scored
     ae_epochs: int = 10  # the served autoencoder's recipe (models.training.TrainConfig)
     ae_max_windows: int = 12000
@@ -174,22 +178,20 @@ def with_models(series: Sequence[Series], lstm: list[np.ndarray], ae: list[np.nd
     return out
 
 
-def _halves(idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _inner_folds(idx: np.ndarray, y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedKFold
 
-    a, b = next(StratifiedKFold(2, shuffle=True, random_state=seed).split(np.zeros(len(idx)), y[idx]))
-    return idx[a], idx[b]
+    return [(idx[a], idx[b]) for a, b in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(idx)), y[idx])]
 
 
 def cross_fitted_inputs(series: Sequence[Series], train: np.ndarray, score: np.ndarray, cfg: CompromiseConfig,
                         seed: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Model inputs for the ``train`` records (each from the half that did not see it) and for ``score``
-    (both halves averaged)."""
+    """Model inputs for the ``train`` records (each from the inner fold's models that did not see it) and for
+    ``score`` (every inner fold's models averaged)."""
     y = (np.array([s.ph for s in series]) < 7.05).astype(int)
-    halves = _halves(train, y, seed)
     train_inputs: dict[int, np.ndarray] = {}
     score_parts: dict[int, list[np.ndarray]] = {int(i): [] for i in score}
-    for h, (fit_on, other) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
+    for h, (fit_on, other) in enumerate(_inner_folds(train, y, cfg.inner_folds, seed)):
         fit_series = [series[i] for i in fit_on]
         lstm = fit_lstm(fit_series, cfg, seed + h)
         ae = fit_autoencoder(fit_series, cfg, seed + h)

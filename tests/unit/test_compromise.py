@@ -74,8 +74,8 @@ def test_the_finding_names_the_risk_the_reference_and_what_raised_it() -> None:
 
 
 def test_cross_fitting_never_scores_a_record_with_a_model_that_saw_it(monkeypatch) -> None:
-    """Each training record's model inputs come from the half that did not train on it; the scored records'
-    from both halves, neither of which saw them."""
+    """Each training record's model inputs come from the inner fold's models that did not train on it; the
+    scored records' from every inner fold's, none of which saw them."""
     import models.compromise_training as ct
 
     series = [SimpleNamespace(record_id=str(i), ph=7.0 if i % 5 == 0 else 7.3, normal_outcome=i % 5 != 0,
