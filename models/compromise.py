@@ -9,10 +9,14 @@ One score stacks what the project knows about a labour at one minute:
 - the autoencoder (``ctg_autoencoder``): the 90th percentile of its per-minute scores over the last hour;
 - signal quality: the share of the last 30 min with a valid fetal signal.
 
-The stacker is a logistic regression on the standardised inputs, one per outcome. Why not gradient
-boosting: with 28 acidaemic labours among 415 a boosted model fits noise, and a linear score explains
-itself exactly: each input's contribution to the log-odds is ``weight * (value - reference) / scale``,
-so every alarm can say which inputs moved this patient's risk, in words, with nothing approximate.
+The stacker is a logistic regression on the standardised inputs, one per outcome, with the sign of
+each weight fixed beforehand where FIGO 2015 says which way an input points (more decelerations, a
+longer reduced variability, a worse class can only raise the risk; accelerations can only lower it).
+With 28 acidaemic labours, unconstrained weights took collinear inputs the wrong way round (a
+longer reduced variability lowered the risk). Why not gradient boosting: with 28 acidaemic labours
+among 415 a boosted model fits noise, and a linear score explains itself exactly: each input's
+contribution to the log-odds is ``weight * (value - reference) / scale``, so every alarm can say
+which inputs moved this patient's risk, in words, with nothing approximate.
 
 Why it is served in the worker and not inside the Triton ensemble: its inputs are the worker's own
 FIGO state (minute records in Redis) and the two models' outputs Triton already returns; sending
@@ -43,32 +47,36 @@ AUTOENCODER_HISTORY_MIN = 60
 #: The risk reads the decelerations of the newest 30-min window (FIGO 2015 judges repetition over 30 min).
 RECENT_S = 1800.0
 CLASS_RANK = {"normal": 0.0, "suspicious": 1.0, "pathological": 2.0}
+#: FIGO 2015: a normal baseline lies within 110-160 bpm; beyond either limit, further is worse.
+NORMAL_BASELINE_BPM = (110.0, 160.0)
 
 
 @dataclass(frozen=True)
 class RiskInput:
-    """One input of the stacker: its name, how a midwife reads it, and how to print its value."""
+    """One input of the stacker: its name, how a midwife reads it, how to print it, and the sign its weight
+    must have (+1: more is worse, -1: more is reassuring, 0: free), fixed from FIGO 2015 before fitting."""
 
     name: str
-    reads: str  # e.g. "late decelerations in the last 30 min"
+    reads: str
     unit: str = ""
     percent: bool = False
+    sign: int = 1
 
 
 RISK_INPUTS: tuple[RiskInput, ...] = (
     RiskInput("lstm", "the LSTM's acidaemia risk from the last hour", percent=True),
     RiskInput("autoencoder", "how unlike normal traces the last hour is (autoencoder, 90th percentile)"),
     RiskInput("figo_class", "the FIGO class (0 normal, 1 suspicious, 2 pathological)"),
-    RiskInput("baseline_bpm", "the FHR baseline", " bpm"),
-    RiskInput("variability_bpm", "the variability over the last 10 min", " bpm"),
+    RiskInput("baseline_outside_bpm", "how far the FHR baseline lies outside 110-160", " bpm"),
+    RiskInput("variability_bpm", "the variability over the last 10 min", " bpm", sign=0),
     RiskInput("reduced_variability_min", "how long variability has been reduced", " min"),
     RiskInput("late_30min", "late decelerations in the last 30 min"),
     RiskInput("prolonged_30min", "prolonged decelerations in the last 30 min"),
     RiskInput("deceleration_min_30min", "minutes below the baseline in decelerations, last 30 min", " min"),
     RiskInput("deepest_bpm_30min", "the deepest deceleration of the last 30 min", " bpm"),
     RiskInput("repetitive_late_min", "how long late decelerations have been repetitive", " min"),
-    RiskInput("accelerations_30min", "accelerations in the last 30 min"),
-    RiskInput("valid_fraction", "the share of the last 30 min with a fetal signal", percent=True),
+    RiskInput("accelerations_30min", "accelerations in the last 30 min", sign=-1),
+    RiskInput("valid_fraction", "the share of the last 30 min with a fetal signal", percent=True, sign=0),
 )
 INPUT_NAMES = tuple(i.name for i in RISK_INPUTS)
 OUTCOMES = ("ph_below_7_05", "ph_below_7_15")
@@ -98,7 +106,8 @@ def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None, autoencod
         if analysis.classification in CLASS_RANK:
             x["figo_class"] = CLASS_RANK[analysis.classification]
             if analysis.baseline is not None and analysis.baseline.value is not None:
-                x["baseline_bpm"] = float(analysis.baseline.value)
+                b = float(analysis.baseline.value)
+                x["baseline_outside_bpm"] = max(0.0, NORMAL_BASELINE_BPM[0] - b, b - NORMAL_BASELINE_BPM[1])
             v = analysis.variability
             if v is not None:
                 if v.median_bpm is not None:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from models.acidaemia_training import AcidaemiaConfig, fit_lstm_on
-from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, Stacker, model_inputs
+from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, RISK_INPUTS, Stacker, model_inputs
 from models.features import Normalisation
 from models.nets import AcidaemiaLstm
 
@@ -142,9 +142,8 @@ def training_minutes(series: Sequence[Series], every: int) -> tuple[list[int], l
 
 def fit_stacker(inputs: list[np.ndarray], series: Sequence[Series], cfg: CompromiseConfig,
                 columns: Sequence[int] | None = None) -> Stacker:
-    """Logistic regressions (one per outcome) on the chosen minutes, each record weighing the same."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Logistic regressions (one per outcome) on the chosen minutes, each record weighing one in all, the
+    weights' signs as :data:`models.compromise.RISK_INPUTS` fixes them."""
     _, chosen = training_minutes(series, cfg.snapshot_every_min)
     rows = [x[c] for x, c in zip(inputs, chosen)]
     x = model_inputs(np.concatenate(rows))
@@ -158,13 +157,35 @@ def fit_stacker(inputs: list[np.ndarray], series: Sequence[Series], cfg: Comprom
     reference = np.nanmedian(np.where(np.isfinite(np.concatenate(rows)[normal]), np.concatenate(rows)[normal], np.nan),
                              axis=0)
     stacker = Stacker(center=center, scale=scale, weights={}, intercepts={}, reference=reference)
+    signs = np.array([spec.sign for spec in RISK_INPUTS]) * keep
     for outcome, cut in CUTS.items():
-        y = np.concatenate([np.full(len(c), s.ph < cut) for c, s in zip(chosen, series)]).astype(int)
-        lr = LogisticRegression(C=cfg.c, max_iter=5000)
-        lr.fit(z, y, sample_weight=weights * len(series))
-        stacker.weights[outcome] = lr.coef_[0] * keep
-        stacker.intercepts[outcome] = float(lr.intercept_[0])
+        y = np.concatenate([np.full(len(c), s.ph < cut) for c, s in zip(chosen, series)]).astype(float)
+        w, b = sign_constrained_logistic(z, y, weights, signs, keep, cfg.c)
+        stacker.weights[outcome] = w
+        stacker.intercepts[outcome] = b
     return stacker
+
+
+def sign_constrained_logistic(z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, signs: np.ndarray,
+                              keep: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """Weighted L2 logistic regression (sklearn's objective: ``0.5 |w|^2 + C * sum(s_i * loss_i)``) with each
+    weight's sign bounded: >= 0 where ``signs`` is +1, <= 0 where -1, free where 0, and 0 where not ``keep``."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
+    n = z.shape[1]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:n], theta[n]
+        m = z @ w + b
+        loss = -(y * log_expit(m) + (1 - y) * log_expit(-m))
+        r = sample_weight * (expit(m) - y)
+        return 0.5 * float(w @ w) + c * float(sample_weight @ loss), np.append(w + c * (z.T @ r), c * r.sum())
+
+    bounds = [((0.0, 0.0) if not k else (0.0, None) if sg > 0 else (None, 0.0) if sg < 0 else (None, None))
+              for sg, k in zip(signs, keep)] + [(None, None)]
+    result = minimize(objective, np.zeros(n + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    return result.x[:n], float(result.x[n])
 
 
 def with_models(series: Sequence[Series], lstm: list[np.ndarray], ae: list[np.ndarray]) -> list[np.ndarray]:
@@ -219,7 +240,6 @@ class CrossFit:
 
 def cross_fit(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[str], None] = print) -> CrossFit:
     """5 x 5 cross-fitting: every record's per-minute risk from a stacker and models that never saw it."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     t_start = time.monotonic()
@@ -260,7 +280,6 @@ def cross_fit(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[st
                 at_delivery[f"figo_class@{o}"][rep, te] = [rate.get(_class_at_delivery(test_x[int(i)]), rate["none"])
                                                           for i in te]
             log(f"compromise: repeat {rep + 1}/{cfg.repeats} fold {k + 1}/{cfg.folds} ({time.monotonic() - t0:.0f} s)")
-    del LogisticRegression
     return CrossFit([s.record_id for s in series], risk, inputs, at_delivery, time.monotonic() - t_start)
 
 

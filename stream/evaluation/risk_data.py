@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.acidaemia_training import AcidaemiaConfig
-from models.compromise import risk_inputs
+from models.compromise import INPUT_NAMES, risk_inputs
 from models.features import Normalisation, window_tensor
 from stream.core.alarm_policy import AlarmPolicy, Priority
 from stream.evaluation.burden import EPISODE_GAP_S
@@ -134,13 +134,14 @@ def build_series(directory: Path, limit: int | None = None, processes: int = 2,
     names = list_records(directory)[:limit]
     if cache is not None and cache.is_file():
         cached = pickle.loads(cache.read_bytes())
-        if cached["names"] == names and cached["directory"] == str(directory):
+        if cached["names"] == names and cached["directory"] == str(directory) and cached.get("inputs") == list(INPUT_NAMES):
             return list(cached["series"])
     with ProcessPoolExecutor(max_workers=max(1, processes)) as pool:
         series = [s for s in pool.map(_one, [(directory, n) for n in names], chunksize=2) if s is not None]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps({"names": names, "directory": str(directory), "series": series}))
+        cache.write_bytes(pickle.dumps({"names": names, "directory": str(directory), "inputs": list(INPUT_NAMES),
+                                        "series": series}))
     return series
 
 
