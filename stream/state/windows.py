@@ -287,4 +287,28 @@ def meows_bands(obs: VitalsObservation) -> dict[str, str]:
     them (none: no trigger). Worked out here, on read, so that the station shows it without running a detector."""
     readings = {name: r.value for name, r in obs.readings().items()}
     result = score_observation(MeowsObs(t=obs.observed_ts, avpu=obs.avpu, **readings))
-    return {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}
+    bands = {**dict.fromkeys(result.yellow, "yellow"), **dict.fromkeys(result.red, "red")}
+    worst = worst_band(bands, BLOOD_PRESSURE)
+    if worst is not None:
+        bands["blood_pressure"] = worst[0]
+    return bands
+
+
+#: A blood pressure reading is one cell: banded by the worse of its two components (MEOWS bands each).
+BLOOD_PRESSURE = {"systolic_bp": "systolic", "diastolic_bp": "diastolic"}
+BAND_ORDER = {"yellow": 1, "red": 2}
+
+
+def worst_band(bands: dict[str, str], components: dict[str, str]) -> tuple[str, str] | None:
+    """The worst band among ``components`` and which component gave it (the first listed on a tie)."""
+    found = [(BAND_ORDER[bands[k]], -i, bands[k], word) for i, (k, word) in enumerate(components.items()) if k in bands]
+    if not found:
+        return None
+    _, _, band, word = max(found)
+    return band, word
+
+
+def banded_by(obs: VitalsObservation) -> dict[str, str]:
+    """For the readings shown as one cell (blood pressure), which component set its band."""
+    worst = worst_band(meows_bands(obs), BLOOD_PRESSURE)
+    return {} if worst is None else {"blood_pressure": worst[1]}

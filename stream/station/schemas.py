@@ -91,7 +91,8 @@ class VitalsPoint(BaseModel):
 
     t: float
     values: dict[str, float | str]
-    bands: dict[str, str]
+    bands: dict[str, str]  # per reading, and "blood_pressure": the worse of systolic and diastolic
+    banded_by: dict[str, str] = {}  # "blood_pressure": "systolic" or "diastolic", whichever set its band
 
 
 class AudioPauseBody(BaseModel):

@@ -19,7 +19,7 @@ from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.labour_record import LabourRecordStore, one_hz
 from stream.state.patient_status import PatientStatus, PatientStatusStore
-from stream.state.windows import WindowStore, meows_bands
+from stream.state.windows import WindowStore, banded_by, meows_bands
 from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
 
 #: The wall's class strip covers the last 4 h (PeriWatch Vigilance's short trend).
@@ -147,7 +147,7 @@ def vitals_point(obs: VitalsObservation) -> VitalsPoint:
     values: dict[str, float | str] = {name: r.value for name, r in obs.readings().items()}
     if obs.avpu:
         values["avpu"] = obs.avpu
-    return VitalsPoint(t=obs.observed_ts, values=values, bands=meows_bands(obs))
+    return VitalsPoint(t=obs.observed_ts, values=values, bands=meows_bands(obs), banded_by=banded_by(obs))
 
 
 async def vitals(windows: WindowStore, patient_id: str, since: float) -> list[VitalsPoint]:

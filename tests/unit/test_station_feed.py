@@ -6,6 +6,7 @@ import json
 import time
 
 import numpy as np
+import pytest
 
 from stream.core.schemas import CtgPacket, Reading, VitalsObservation
 from stream.state.audio_pause import AudioPauseStore
@@ -105,5 +106,23 @@ def test_vitals_carry_their_meows_band() -> None:
     obs = VitalsObservation(patient_id="p", bed_id="b", device_id="d", heart_rate=Reading(value=125.0, ts=t),
                             systolic_bp=Reading(value=155.0, ts=t), spo2=Reading(value=98.0, ts=t))
     point = vitals_point(obs)  # MEOWS (Singh 2012): HR > 120 red, SBP 150-160 yellow, SpO2 >= 95 no trigger
-    assert point.bands == {"heart_rate": "red", "systolic_bp": "yellow"}
+    assert point.bands == {"heart_rate": "red", "systolic_bp": "yellow", "blood_pressure": "yellow"}
+    assert point.banded_by == {"blood_pressure": "systolic"}
     assert point.values == {"heart_rate": 125.0, "systolic_bp": 155.0, "spo2": 98.0}
+
+
+@pytest.mark.parametrize(("systolic", "diastolic", "band", "by"), [
+    (139.0, 94.0, "yellow", "diastolic"),  # MEOWS: diastolic 90-99 yellow, systolic < 150 no trigger
+    (155.0, 102.0, "red", "diastolic"),  # diastolic >= 100 red beats systolic 150-159 yellow
+    (165.0, 85.0, "red", "systolic"),
+    (120.0, 75.0, None, None),
+])
+def test_a_blood_pressure_is_banded_by_its_worse_component(systolic: float, diastolic: float, band: str | None,
+                                                           by: str | None) -> None:
+    """One BP cell, one band: every page (bed page, hand-over, wall) reads ``blood_pressure`` and ``banded_by``."""
+    t = time.time()
+    obs = VitalsObservation(patient_id="p", bed_id="b", device_id="d", systolic_bp=Reading(value=systolic, ts=t),
+                            diastolic_bp=Reading(value=diastolic, ts=t))
+    point = vitals_point(obs)
+    assert point.bands.get("blood_pressure") == band
+    assert point.banded_by.get("blood_pressure") == by

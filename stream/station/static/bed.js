@@ -61,7 +61,17 @@ function followLive() {
 function riskText(trend) {
   if (!trend || !trend.length) return "acidaemia-risk LSTM: no score yet (needs an hour of trace)";
   const last = trend[trend.length - 1];
-  return `acidaemia risk (pH < 7.05), acidaemia-risk LSTM on the last hour: ${Math.round(last.p * 100)}% at ${hhmm(last.t)} — evidence beside the FIGO rules, never an alarm`;
+  return `acidaemia-risk LSTM on the last hour (pH < 7.05): ${Math.round(last.p * 100)}% at ${hhmm(last.t)}`;
+}
+
+function compromiseText(c) {
+  // the stacked risk the compromise_risk alarm reads (models/compromise.py): its value, its thresholds, its reasons
+  if (!c || c.status !== "ok") return "compromise risk: not served";
+  const pct = (v) => `${Math.round(v * 100)}%`;
+  const th = c.threshold || {};
+  const limits = th.t1 != null ? ` — alarm at ${pct(th.t1)} held, high priority at ${pct(th.t2)}` : "";
+  const why = (c.reasons || []).length ? `; raised most by: ${c.reasons.join("; ")}` : "";
+  return `compromise risk, pH < 7.05: ${pct(c.risk_ph_below_7_05)} (pH < 7.15: ${pct(c.risk_ph_below_7_15)})${limits}${why}`;
 }
 
 function renderVitals(vit) {
@@ -178,7 +188,7 @@ async function refresh() {
   const fs = ev.ctg_false_signal ? `false-signal model: ${esc(ev.ctg_false_signal.status)}` : "false-signal model: not served";
   const ae = ev.ctg_autoencoder && ev.ctg_autoencoder.status === "ok"
     ? `autoencoder score ${ev.ctg_autoencoder.score} (threshold ${ev.ctg_autoencoder.threshold})` : "autoencoder: no score";
-  $("#models").innerHTML = `${esc(riskText(live.risk_trend))}<br>${fs} · ${esc(ae)} · status ${esc(tile.models || "—")}`;
+  $("#models").innerHTML = `<strong>${esc(compromiseText(ev.compromise_risk))}</strong><br>${esc(riskText(live.risk_trend))}<br>${fs} · ${esc(ae)} · status ${esc(tile.models || "—")}`;
   draw();
   followLive();
 }

@@ -107,13 +107,17 @@ function drawCtg(g, box, data, t0, t1, opts = {}) {
 const NOT_FETAL_LABEL = { maternal_hr_capture: "maternal HR?", halving_doubling: "halved/doubled?", false_signal: "not fetal (model)" };
 
 // ---- one maternal observation as a table row, each reading in its MEOWS band (colour and word) ----
+// Blood pressure is one cell banded by the worse of systolic and diastolic (the server's "blood_pressure"
+// band), and says which one set it.
 function vitalsRow(p, when) {
   const cell = (k, text) => {
     const band = p.bands[k];
-    return `<td class="${band ? `band-${band}` : ""}">${text ?? "—"}${band ? ` <span class="band-word">${band.toUpperCase()}</span>` : ""}</td>`;
+    const by = (p.banded_by || {})[k];
+    return `<td class="${band ? `band-${band}` : ""}">${text ?? "—"}${band ? ` <span class="band-word">${band.toUpperCase()}${by ? ` (${by})` : ""}</span>` : ""}</td>`;
   };
   const v = p.values;
-  return `<tr><td>${when}</td>${cell("heart_rate", v.heart_rate)}${cell("systolic_bp", v.systolic_bp != null ? `${v.systolic_bp}/${v.diastolic_bp ?? "—"}` : null)}
+  const bp = v.systolic_bp != null || v.diastolic_bp != null ? `${v.systolic_bp ?? "—"}/${v.diastolic_bp ?? "—"}` : null;
+  return `<tr><td>${when}</td>${cell("heart_rate", v.heart_rate)}${cell("blood_pressure", bp)}
     ${cell("respiratory_rate", v.respiratory_rate)}${cell("spo2", v.spo2)}${cell("temperature_c", v.temperature_c)}${cell("avpu", v.avpu)}</tr>`;
 }
 

@@ -60,7 +60,8 @@ function fillPanel(el, tile) {
   if (!$(".fhr-now b", el)) $(".fhr-now", el).innerHTML = "FHR <b>—</b> <span class='baseline'></span>";
   $(".fhr-now .baseline", el).textContent = `· baseline ${tile.baseline_bpm ? Math.round(tile.baseline_bpm) : "—"}`;
   $(".class-now", el).textContent = tile.classification ? words(tile.classification) : "not yet classified";
-  const meows = tile.meows_red ? `MEOWS ${tile.meows_red} red / ${tile.meows_yellow} yellow` : tile.meows_yellow ? `MEOWS ${tile.meows_yellow} yellow` : "MEOWS no trigger";
+  const meows = tile.vitals_ts == null ? "no vitals"  // a replayed or CTG-only bed: nothing to score, not "no trigger"
+    : tile.meows_red ? `MEOWS ${tile.meows_red} red / ${tile.meows_yellow} yellow` : tile.meows_yellow ? `MEOWS ${tile.meows_yellow} yellow` : "MEOWS no trigger";
   $(".facts", el).textContent = `signal ${tile.quality || "—"} · ${meows}${(tile.models || "").startsWith("degraded") ? " · models degraded" : ""}`;
   $(".alarms", el).innerHTML = tile.alerts.map((a) => `<li class="sev ${esc(a.priority)}"><span aria-hidden="true">${CONCERN[a.priority].shape}</span>
     ${esc(words(a.kind))}: ${esc(a.priority)} (${esc(a.status)})</li>`).join("");
