@@ -288,7 +288,7 @@ def worker(
 def simulate(
     beds: Annotated[int, typer.Option(min=1, max=500, help="Number of beds (one patient each).")] = 8,
     speed: Annotated[float, typer.Option(min=0.1, max=10_000, help="1 = real time; 60 = one hour per minute.")] = 1.0,
-    duration: Annotated[float, typer.Option(min=60, help="Seconds of recording per bed.")] = 3600.0,
+    duration: Annotated[float, typer.Option(min=60, help="Seconds of recording per bed (at least 60).")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Same seed, same ward.")] = 0,
     mix: Annotated[WardMix, typer.Option(help="standard: every scenario; normal: normal beds only.")] = WardMix.standard,
     first_bed: Annotated[int, typer.Option(min=1, help="Number of the first bed (bed-01 by default).")] = 1,

@@ -173,7 +173,9 @@ def simulate_ctg(scenario: Scenario, seed: int = 0) -> SimulatedCtg:
     blocked += [(a - 60, b + 60) for a, b in scenario.signal_loss + scenario.maternal_capture + scenario.halving]
     expected = int(scenario.accelerations_per_10min * scenario.duration_s / 600)
     placed = 0
-    for cand in rng.uniform(60, scenario.duration_s - 120, size=expected * 4):
+    # a short record (the CLI accepts 60 s) may have no room for one: none is placed then
+    room = scenario.duration_s - 120 > 60
+    for cand in rng.uniform(60, scenario.duration_s - 120, size=expected * 4) if room else ():
         if placed >= expected:
             break
         dur = float(rng.uniform(25, 60))

@@ -108,3 +108,12 @@ def test_a_paired_change_is_resampled_on_the_same_recordings_for_both_judges() -
     with pytest.raises(ValueError):
         recording_change_intervals(before, after[:-1])
     assert recording_change_intervals([], []) == {}
+
+
+@pytest.mark.parametrize("duration", [60.0, 120.0, 179.0, 180.0, 181.0, 400.0])
+def test_every_duration_the_command_accepts_simulates(duration: float) -> None:
+    """``ctgwatch simulate --duration`` accepts 60 s and more; short records used to fail placing accelerations."""
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+
+    sim = simulate_ctg(Scenario("normal", duration_s=duration, accelerations_per_10min=10.0), seed=1)
+    assert sim.fhr.size == int(duration * sim.fs)
