@@ -8,6 +8,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -908,8 +909,44 @@ def _models_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: Commands that run as services: their logs keep every aiokafka line.
+LONG_RUNNING = {"worker", "gateway", "dashboard", "up"}
+
+
+def unreachable_service(exc: BaseException) -> SetupError | None:
+    """A service outage (Redis, the broker) as one line naming the service and the fix; None for anything else.
+
+    Any command that needs the stack meets the same outage the same way, so it is caught once, here,
+    instead of in each command (they used to print a 95-line traceback and exit 1).
+    """
+    from stream.worker.outage import OUTAGE_ERRORS, is_outage, service_of
+
+    if not is_outage(exc):
+        return None
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OUTAGE_ERRORS):
+        cause = cause.__cause__ or cause.__context__
+    service = service_of(cause or exc)
+    try:
+        settings = Settings()
+        from urllib.parse import urlsplit
+
+        url = urlsplit(settings.redis_dsn)  # host and port only: a URL may carry a password
+        where = {"Redis": f" at {url.hostname}:{url.port or 6379} (CTGWATCH_REDIS_URL)",
+                 "the Kafka broker": f" at {settings.bootstrap_servers} (CTGWATCH_KAFKA_BOOTSTRAP)"}.get(service, "")
+    except Exception:  # noqa: BLE001 (a bad environment is reported by the command that reads it)
+        where = ""
+    reason = str(cause or exc).splitlines()[0][:160] if str(cause or exc) else type(cause or exc).__name__
+    return SetupError(f"{service}{where} is unreachable ({reason})",
+                      "start the stack with `ctgwatch up` (or `make demo`), or point the command at the running one")
+
+
 def main() -> None:
-    """Console entry point: one clear line for operator errors."""
+    """Console entry point: one clear line for operator errors and for a stack that is down."""
+    if len(sys.argv) > 1 and sys.argv[1] not in LONG_RUNNING:
+        # a one-shot command reports an unreachable broker in its own line; aiokafka's connection log
+        # lines would come first and read like a second error (the services keep them in their logs)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         app()
     except SetupError as exc:
@@ -917,6 +954,12 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        down = unreachable_service(exc)
+        if down is None:
+            raise
+        typer.echo(f"ctgwatch: error: {down}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ async def read_dead_letters(settings: Settings) -> list[tuple[str, DeadLetter]]:
     topic = settings.topic_names().deadletter
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest", **client_security(settings))
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a consumer that could not start still holds its client: close it
+        raise
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not tps:
