@@ -262,3 +262,85 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
     assert not page_errors, page_errors
     assert (shots / "ward-overview.png").stat().st_size > 10_000 and (shots / "bed-view.png").stat().st_size > 10_000
     assert (shots / "bed-view-maternal-capture.png").stat().st_size > 10_000
+
+
+def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) -> None:
+    """``hours`` of simulated labour through the worker's pipeline (history sent fast), archived as the worker
+    archives it, ending now; and one open alarm on the bed, so its buttons can be checked."""
+    from stream.core.policy import AlertPolicy
+    from stream.sources.ctg_simulator import Scenario, simulate_ctg
+    from stream.state.windows import WindowStore
+    from stream.worker.pipeline import Cadence, Pipeline
+
+    duration = hours * 3600.0
+    sim = simulate_ctg(Scenario("long", duration_s=duration, decel_kind="late", decel_span=(duration - 2400, duration)),
+                       seed=5)
+    start_ts = 60 * (time.time() // 60) - duration
+
+    async def store() -> None:
+        redis = Redis.from_url(stack.redis_dsn)
+        pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=3600),
+                            Cadence(forget_idle_s=1e9))
+        step = 240  # one minute a packet
+        for n, i in enumerate(range(0, sim.fhr.size, step)):
+            await pipeline.on_record(CtgPacket(patient_id=patient, bed_id=bed, device_id="mon-long",
+                                               start_ts=start_ts + i / sim.fs,
+                                               fhr=[round(float(v), 1) for v in sim.fhr[i:i + step]],
+                                               uc=[round(float(v), 1) for v in sim.uc[i:i + step]]))
+            if n % 10 == 9:
+                await pipeline.tick()  # the worker analyses (and archives) as the labour goes on
+        await pipeline.tick()
+        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_policy())
+        await store.apply(patient, bed, Finding("prolonged_deceleration", Severity.URGENT, duration - 300, duration,
+                                                "FIGO 2015: test rule", "Prolonged deceleration for 4.0 min", {}))
+        await redis.aclose()
+
+    asyncio.run(store())
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 768}, {"width": 1920, "height": 1080}],
+                         ids=["1366x768", "1920x1080"])
+def test_the_bed_page_fits_the_screen_and_follows_a_six_hour_labour(stack, dashboard, tmp_path, viewport) -> None:
+    """After 6 h of labour the page is as wide as the screen, the trace scrolls inside its own area with
+    "now" at its right edge, and the vitals and an alarm's buttons are on the screen; scrolling back stops
+    following, ticking "follow live" again jumps back to now."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ward = dashboard["ward"]
+    patient, bed = f"long-{uuid.uuid4().hex[:6]}", f"bed-{uuid.uuid4().hex[:4]}"
+    store_long_labour(stack, patient, bed, ward, hours=6.0)
+    shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    page_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport=viewport)
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(dashboard["url"] + "/")
+        page.fill("input[name=username]", "ann")
+        page.fill("input[name=password]", "nurse-password-1")
+        page.click("button[type=submit]")
+        expect(page.locator("#who")).to_have_text("ann (nurse)")
+        for speed in ("1", "3"):
+            page.goto(dashboard["url"] + f"/beds/{bed}")
+            expect(page.locator("#bed-title")).to_contain_text(patient, timeout=15_000)
+            page.select_option("#speed", speed)
+            page.check("#follow")
+            page.wait_for_function("document.querySelector('#trace').dataset.newest !== undefined", timeout=15_000)
+            page.wait_for_timeout(500)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width == viewport["width"], (speed, width)
+            newest = float(page.locator("#trace").get_attribute("data-newest"))
+            assert 0.95 <= newest <= 1.0, (speed, newest)  # now is in the right 5% of the trace area
+            for selector in ("#vitals", "#alerts button[data-action=acknowledge]", "#alerts button[data-action=resolve]"):
+                box = page.locator(selector).first.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (selector, box)
+            page.screenshot(path=str(shots / f"bed-6h-{viewport['width']}x{viewport['height']}-{speed}cm.png"))
+        page.locator("#trace-scroll").evaluate("s => { s.scrollLeft = 0; }")  # the user scrolls back to the start
+        expect(page.locator("#follow")).not_to_be_checked(timeout=5_000)
+        page.check("#follow")  # and ticks it again: back to now
+        page.wait_for_timeout(300)
+        assert float(page.locator("#trace").get_attribute("data-newest")) >= 0.95
+        browser.close()
+    assert not page_errors, page_errors

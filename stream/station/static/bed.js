@@ -52,10 +52,23 @@ function draw() {
   drawCtg(g, { left, top: 8, width: canvas.width - left - 10, fhrH: 290, gap: 14, ucH: 110 }, series, t0, t1,
     { marks, baseline: live && live.t0 != null && t1 > live.t0 ? live.baseline_bpm : null });
   $("#span-note").textContent = `showing ${hhmm(t0)}–${hhmm(Math.min(t1, series.t0 + total))} of ${hhmm(series.t0)}–${hhmm(series.t0 + total)}`;
+  canvas.dataset.newest = String((series.t0 + total - t0) / (t1 - t0));  // where "now" is drawn: 0 left edge, 1 right
 }
 
+// "Follow live" keeps the newest minute at the right edge until the user scrolls back (wheel, keys or the
+// scroll bar); ticking it again jumps back to now. Our own scrolling is told apart from the user's.
+let scrollingToLive = false;
 function followLive() {
-  if ($("#follow").checked) $("#trace-scroll").scrollLeft = $("#trace-spacer").scrollWidth;
+  if (!$("#follow").checked) return;
+  const scroll = $("#trace-scroll");
+  scrollingToLive = true;
+  scroll.scrollLeft = scroll.scrollWidth - scroll.clientWidth;
+  requestAnimationFrame(() => { scrollingToLive = false; });
+}
+function userScrolled() {
+  const scroll = $("#trace-scroll");
+  if (scrollingToLive) return;
+  if (scroll.scrollLeft < scroll.scrollWidth - scroll.clientWidth - 40) $("#follow").checked = false;
 }
 
 function riskText(trend) {
@@ -199,7 +212,7 @@ async function main() {
   document.title = `ctgwatch — ${bedId}`;
   $("#handover-link").href = `/beds/${encodeURIComponent(bedId)}/handover`;
   $("#speed").onchange = () => { draw(); followLive(); };
-  $("#trace-scroll").addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
+  $("#trace-scroll").addEventListener("scroll", () => { userScrolled(); requestAnimationFrame(draw); }, { passive: true });
   $("#trace-scroll").addEventListener("wheel", () => { $("#follow").checked = false; }, { passive: true });
   $("#trace-scroll").addEventListener("keydown", (e) => {
     const step = { ArrowLeft: -200, ArrowRight: 200, PageUp: -800, PageDown: 800 }[e.key];
@@ -207,7 +220,7 @@ async function main() {
   });
   $("#follow").onchange = followLive;
   for (const r of document.querySelectorAll("input[name=span]")) r.onchange = () => { trendSpanH = +r.value; drawTrends(); };
-  window.addEventListener("resize", draw);
+  window.addEventListener("resize", () => { draw(); followLive(); });
   await refresh();
   await drawTrends();
   setInterval(() => refresh().catch(() => {}), 5000);
