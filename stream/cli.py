@@ -106,14 +106,18 @@ def _print_status(settings: Settings) -> bool:
     else:
         typer.echo(f"lag       worker group {settings.worker_app_id!r}: unknown (broker down)")
     if any(r.name == "redis" and r.healthy for r in rows):
-        _print_heartbeat(settings)
+        from infra.launcher.ward import worker_started_at
+
+        _print_heartbeat(settings, worker_started_at(settings))
     else:
         typer.echo("heartbeat unknown (redis down): the station cannot show alarms")
     return healthy
 
 
-def _print_heartbeat(settings: Settings) -> None:
+def _print_heartbeat(settings: Settings, worker_started: float | None = None) -> None:
+    """The worker's last report; one older than the running worker process came from an earlier run."""
     import asyncio
+    import time
 
     from redis.asyncio import Redis
 
@@ -126,13 +130,19 @@ def _print_heartbeat(settings: Settings) -> None:
         finally:
             await redis.aclose()
 
-    age = asyncio.run(read())
+    typer.echo(heartbeat_line(asyncio.run(read()), worker_started, time.time(), settings.dashboard_worker_stale_s))
+
+
+def heartbeat_line(age: float | None, worker_started: float | None, now: float, stale_s: float) -> str:
+    """What `status` says of the worker's heartbeat: never a report older than the running worker as its own."""
     if age is None:
-        typer.echo("heartbeat no worker has reported")
-    elif age > settings.dashboard_worker_stale_s:
-        typer.echo(f"heartbeat STALE: the worker last reported {age:.0f} s ago; no alarm is being raised")
-    else:
-        typer.echo(f"heartbeat worker reported {age:.0f} s ago")
+        return "heartbeat no worker has reported"
+    if worker_started is not None and now - age < worker_started:
+        return (f"heartbeat the worker started {now - worker_started:.0f} s ago has not reported yet "
+                f"(the last report, {age:.0f} s ago, came from an earlier run)")
+    if age > stale_s:
+        return f"heartbeat STALE: the worker last reported {age:.0f} s ago; no alarm is being raised"
+    return f"heartbeat worker reported {age:.0f} s ago"
 
 
 def _print_lag(settings: Settings) -> bool:
@@ -160,18 +170,32 @@ def up(
     fresh: Annotated[bool, typer.Option(help="With --ward: clear the previous run's alerts and traces first (users kept).")] = False,
 ) -> None:
     """Start the embedded broker, Redis and Triton (or check the external ones)."""
+    from infra.launcher.stack import down as stack_down
+    from infra.launcher.stack import status as stack_status
     from infra.launcher.stack import up as stack_up
 
     settings = _settings(state_dir)
+    running_before = {r.name for r in stack_status(settings) if r.pid}
+    if ward:  # a taken dashboard port is found before anything starts
+        from infra.launcher.ward import check_ward_ports
+
+        check_ward_ports(settings)
     stack_up(settings, echo=typer.echo)
     if ward:
         from infra.launcher.ward import start_ward, ward_status
 
-        if fresh and not any(pid for _, pid in ward_status(settings)):
-            typer.echo(f"ward      fresh     cleared {_clear_ward(settings)} key(s) of the previous run (users kept)")
-        elif fresh:
-            typer.echo("ward      resumed   the ward is already running; 'make down' first for a fresh one")
-        start_ward(settings, echo=typer.echo)
+        try:
+            if fresh and not any(pid for _, pid in ward_status(settings)):
+                typer.echo(f"ward      fresh     cleared {_clear_ward(settings)} key(s) of the previous run (users kept)")
+            elif fresh:
+                typer.echo("ward      resumed   the ward is already running; 'make down' first for a fresh one")
+            start_ward(settings, echo=typer.echo)
+        except BaseException:
+            # a ward that cannot start leaves nothing this call started behind (start_ward stops its own)
+            started = [r.name for r in stack_status(settings) if r.pid and r.name not in running_before]
+            if started:
+                stack_down(settings, echo=typer.echo, only=started)
+            raise
     typer.echo("")
     if not _print_status(settings):
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from infra.launcher.process import ManagedProcess
 from stream.core.errors import SetupError
+from stream.core.ports import require_free_ports
 from stream.core.settings import Settings
 
 Echo = Callable[[str], None]
@@ -48,24 +49,50 @@ def _managed(settings: Settings, name: str) -> ManagedProcess:
     return ManagedProcess(name, settings.run_dir, settings.log_dir)
 
 
-def start_ward(settings: Settings, echo: Echo = print) -> None:
+def start_ward(settings: Settings, echo: Echo = print) -> list[str]:
+    """Start the ward's processes that are not running; returns those started.
+
+    The dashboard's port is checked before anything starts. On a failure, the processes this call
+    started are stopped again, so that a half-started ward is not left behind.
+    """
     env = {**os.environ, **settings.client_env()}
-    for wp in ward_processes(settings):
-        proc = _managed(settings, wp.name)
-        if proc.record() is not None:
-            echo(f"{wp.name:<9} running (already up)")
-            continue
-        offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
-        rec = proc.start([sys.executable, "-m", "stream.cli", *wp.args], env=env)
-        deadline = time.monotonic() + settings.startup_timeout_s
-        while wp.ready.encode() not in proc.log_file.read_bytes()[offset:]:
-            if proc.record() is None:
-                raise SetupError(f"{wp.name} exited during start-up: {proc.log_tail(3)}", f"read {proc.log_file}")
-            if time.monotonic() > deadline:
-                raise SetupError(f"{wp.name} not running after {settings.startup_timeout_s:.0f} s",
-                                 f"read {proc.log_file}")
-            time.sleep(0.3)
-        echo(f"{wp.name:<9} started   pid {rec.pid}  log {proc.log_file}")
+    check_ward_ports(settings)
+    started: list[ManagedProcess] = []
+    try:
+        for wp in ward_processes(settings):
+            proc = _managed(settings, wp.name)
+            if proc.record() is not None:
+                echo(f"{wp.name:<9} running (already up)")
+                continue
+            offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
+            rec = proc.start([sys.executable, "-m", "stream.cli", *wp.args], env=env)
+            started.append(proc)
+            deadline = time.monotonic() + settings.startup_timeout_s
+            while wp.ready.encode() not in proc.log_file.read_bytes()[offset:]:
+                if proc.record() is None:
+                    raise SetupError(f"{wp.name} exited during start-up: {proc.log_tail(3)}", f"read {proc.log_file}")
+                if time.monotonic() > deadline:
+                    raise SetupError(f"{wp.name} not running after {settings.startup_timeout_s:.0f} s",
+                                     f"read {proc.log_file}")
+                time.sleep(0.3)
+            echo(f"{wp.name:<9} started   pid {rec.pid}  log {proc.log_file}")
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop(settings.shutdown_timeout_s)
+        raise
+    return [p.name for p in started]
+
+
+def check_ward_ports(settings: Settings) -> None:
+    """The dashboard's port must be free unless our dashboard already holds it (one line naming the setting)."""
+    if _managed(settings, "dashboard").record() is None:
+        require_free_ports("dashboard", settings.host, {"dashboard_port": settings.dashboard_port})
+
+
+def worker_started_at(settings: Settings) -> float | None:
+    """When the ward's worker process (started by ``up --ward``) started; None if it is not running."""
+    rec = _managed(settings, "worker").record()
+    return None if rec is None else rec.started_at
 
 
 def stop_ward(settings: Settings, echo: Echo = print) -> None:

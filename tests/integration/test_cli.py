@@ -150,3 +150,16 @@ def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
 def test_invalid_setting_is_one_clear_line(tmp_path: Path) -> None:
     result = _run(["status"], _env(tmp_path, CTGWATCH_REDIS_PORT="not-a-port"))
     _assert_one_line_error(result, "CTGWATCH_REDIS_PORT", "not-a-port")
+
+
+def test_a_taken_dashboard_port_stops_the_demo_before_anything_starts(tmp_path: Path) -> None:
+    """`make demo` with the dashboard's port taken: one line naming the setting, exit 2, and no broker, Redis,
+    Triton or worker left running (they used to stay up, with a stale heartbeat in `status`)."""
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = _run(["up", "--ward", "--fresh"], _env(tmp_path, CTGWATCH_DASHBOARD_PORT=str(port),
+                                                          CTGWATCH_DEMO_REPLAY_RECORDS="0"))
+    _assert_one_line_error(result, f"port {port}", "CTGWATCH_DASHBOARD_PORT")
+    assert not list((tmp_path / "run").glob("*.pid"))

@@ -42,3 +42,13 @@ def test_a_command_with_the_stack_down_says_so_in_one_line(runs: dict[str, subpr
     assert r.returncode == 2 and len(lines) == 1, (r.returncode, r.stderr)
     assert lines[0].startswith("ctgwatch: error: ") and ("unreachable" in lines[0] or "cannot reach" in lines[0]), lines
     assert "fix:" in lines[0] and ("Redis" in lines[0] or "broker" in lines[0])
+
+
+def test_status_never_shows_an_earlier_runs_heartbeat_as_the_running_workers() -> None:
+    from stream.cli import heartbeat_line
+
+    now = 10_000.0
+    assert "earlier run" in heartbeat_line(age=600.0, worker_started=now - 30, now=now, stale_s=30)
+    assert heartbeat_line(age=2.0, worker_started=now - 30, now=now, stale_s=30) == "heartbeat worker reported 2 s ago"
+    assert "STALE" in heartbeat_line(age=600.0, worker_started=None, now=now, stale_s=30)  # an external worker
+    assert heartbeat_line(None, None, now, 30) == "heartbeat no worker has reported"
