@@ -90,7 +90,10 @@ def _variability(rng: np.random.Generator, n: int, band: float) -> np.ndarray:
     return (osc - osc.mean()) * band / max(float(np.median(hi - lo)), 1e-9)
 
 
-def simulate_ctg(scenario: Scenario, seed: int = 0) -> SimulatedCtg:
+def simulate_ctg(scenario: Scenario, seed: int = 0, maternal_hr: np.ndarray | None = None) -> SimulatedCtg:
+    """One recording of ``scenario``. ``maternal_hr``: the mother's heart-rate level at 4 Hz (the vitals
+    simulator's, so the CTG's maternal channel and the vitals tell one story); default a level of
+    ``scenario.maternal_hr_bpm`` with a slow drift."""
     rng = np.random.default_rng(seed)
     n = int(scenario.duration_s * FS)
     t = np.arange(n) / FS
@@ -191,7 +194,10 @@ def simulate_ctg(scenario: Scenario, seed: int = 0) -> SimulatedCtg:
     # Maternal HR: its own variability (a few bpm) and slow drift.
     mhr_drift = gaussian_filter1d(rng.normal(0, 1, n), sigma=240 * FS)
     mhr_drift *= 4.0 / max(np.abs(mhr_drift).max(), 1e-9)
-    mhr = scenario.maternal_hr_bpm + _variability(rng, n, 6.0) + mhr_drift
+    if maternal_hr is None:
+        mhr = scenario.maternal_hr_bpm + _variability(rng, n, 6.0) + mhr_drift
+    else:  # the given level takes the place of the drift (the rng draws the same numbers either way)
+        mhr = np.resize(np.asarray(maternal_hr, float), n) + _variability(rng, n, 6.0)
     for a, b in scenario.maternal_capture:
         m = (t >= a) & (t < b)
         fhr[m] = mhr[m] + rng.normal(0, 0.7, m.sum())
@@ -229,6 +235,27 @@ def standard_scenarios() -> list[Scenario]:
                  maternal_capture=((1200.0, 1380.0), (2400.0, 2520.0)),
                  halving=((2100.0, 2160.0),)),
     ]
+
+
+def continuation(scenario: Scenario, duration_s: float | None = None) -> Scenario:
+    """What a labour looks like after ``scenario`` ends, for ``duration_s`` more (default: as long again).
+
+    A pattern still going on near the end (within its last 10%) goes on for the whole continuation; one
+    that had ended stays over; one-off events (prolonged decelerations, artefacts) do not recur. A live
+    demo continues its history this way instead of starting the scenario again.
+    """
+    duration = scenario.duration_s if duration_s is None else duration_s
+    ongoing_after = 0.9 * scenario.duration_s
+
+    def going_on(s: tuple[float, float] | None) -> tuple[float, float] | None:
+        return (0.0, duration) if s is not None and s[1] >= ongoing_after else None
+
+    return dataclasses.replace(
+        scenario, duration_s=duration, decel_span=going_on(scenario.decel_span), prolonged=(),
+        bradycardia=going_on(scenario.bradycardia), tachycardia=going_on(scenario.tachycardia),
+        sinusoidal=going_on(scenario.sinusoidal), reduced_variability=going_on(scenario.reduced_variability),
+        signal_loss=(), maternal_capture=(), halving=(),
+    )
 
 
 def scale_scenario(scenario: Scenario, duration_s: float) -> Scenario:

@@ -70,18 +70,45 @@ class SimulatedVitals:
     events: list[GroundTruthEvent]
 
 
+def _targets(scenario: VitalsScenario) -> dict[str, float]:
+    if scenario.name != "normal" and scenario.name not in TARGETS:
+        raise ValueError(f"unknown vitals scenario {scenario.name!r}; known: normal, {', '.join(TARGETS)}")
+    return {**TARGETS.get(scenario.name, {}), **scenario.overrides}
+
+
+def _progress(scenario: VitalsScenario, times: np.ndarray) -> np.ndarray:
+    """How far the deterioration has gone at each time (0 normal, 1 at its target)."""
+    if not (scenario.episode and _targets(scenario)):
+        return np.zeros_like(times, dtype=float)
+    a, b = scenario.episode
+    ramp = max(scenario.ramp_fraction * (b - a), 1.0)
+    return np.clip((times - a) / ramp, 0.0, 1.0) * (times < b)
+
+
+def vital_level(scenario: VitalsScenario, name: str, times: np.ndarray) -> np.ndarray:
+    """A vital sign's level (no observation noise) at ``times``: what a continuous monitor of it would follow,
+    e.g. the maternal heart rate the CTG monitor records beside the fetal one."""
+    mean = NORMAL[name][0]
+    return mean + _progress(scenario, np.asarray(times, float)) * (_targets(scenario).get(name, mean) - mean)
+
+
+def continuation(scenario: VitalsScenario, duration_s: float | None = None) -> VitalsScenario:
+    """The same mother after ``scenario`` ends: a deterioration still going on at its end stays at its worst."""
+    duration = scenario.duration_s if duration_s is None else duration_s
+    going_on = scenario.episode is not None and scenario.episode[1] >= 0.9 * scenario.duration_s
+    return VitalsScenario(scenario.name if going_on else "normal", duration, scenario.interval_s,
+                          episode=(0.0, duration) if going_on else None, ramp_fraction=0.0,
+                          overrides=dict(scenario.overrides) if going_on else {})
+
+
 def simulate_vitals(scenario: VitalsScenario, seed: int = 0) -> SimulatedVitals:
     rng = np.random.default_rng(seed)
     times = np.arange(scenario.interval_s / 2, scenario.duration_s, scenario.interval_s)
-    targets = {**TARGETS.get(scenario.name, {}), **scenario.overrides}
-    if scenario.name != "normal" and scenario.name not in TARGETS:
-        raise ValueError(f"unknown vitals scenario {scenario.name!r}; known: normal, {', '.join(TARGETS)}")
-    progress = np.zeros_like(times)
+    targets = _targets(scenario)
+    progress = _progress(scenario, times)
     events: list[GroundTruthEvent] = []
     if scenario.episode and targets:
         a, b = scenario.episode
-        ramp = max(scenario.ramp_fraction * (b - a), 1.0)
-        progress = np.clip((times - a) / ramp, 0.0, 1.0) * (times < b)
         events.append(GroundTruthEvent(f"maternal_{scenario.name}", a, b, {k: float(v) for k, v in targets.items()}))
     samples = []
     for i, t in enumerate(times):

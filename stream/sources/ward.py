@@ -15,12 +15,16 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from stream.core.outbox import Outbox
 from stream.core.schemas import GroundTruth, Reading, VitalsObservation
 from stream.core.topics import TopicNames
 from stream.sources.ctg_simulator import Scenario, scale_scenario, simulate_ctg, standard_scenarios
+from stream.sources.ctg_simulator import continuation as ctg_continuation
 from stream.sources.publishing import PublishReport, Scheduled, ctg_packets, merge, publish_paced, time_base
-from stream.sources.vitals_simulator import VitalsScenario, simulate_vitals, standard_vitals_scenarios
+from stream.sources.vitals_simulator import VitalsScenario, simulate_vitals, standard_vitals_scenarios, vital_level
+from stream.sources.vitals_simulator import continuation as vitals_continuation
 
 log = logging.getLogger("ctgwatch.ward")
 
@@ -63,10 +67,18 @@ def assign_beds(
 
 
 def bed_schedule(bed: Bed, topics: TopicNames, *, t0: float, packet_s: float, round_no: int = 0) -> Iterator[Scheduled]:
-    """Everything one bed publishes during one recording, in time order."""
+    """Everything one bed publishes during one recording, in time order.
+
+    Round 0 is the bed's scenario; later rounds (a demo gone live) continue it: patterns still going on at
+    its end go on, a deteriorating mother stays deteriorated (``continuation``). The CTG's maternal heart
+    rate follows the vitals' heart rate: one mother, one story.
+    """
     seed = bed.seed + 7919 * round_no
-    ctg = simulate_ctg(bed.ctg, seed=seed)
-    vitals = simulate_vitals(bed.vitals, seed=seed)
+    ctg_scenario = bed.ctg if round_no == 0 else ctg_continuation(bed.ctg)
+    vitals_scenario = bed.vitals if round_no == 0 else vitals_continuation(bed.vitals, bed.ctg.duration_s)
+    t4 = np.arange(int(ctg_scenario.duration_s * 4)) / 4.0
+    ctg = simulate_ctg(ctg_scenario, seed=seed, maternal_hr=vital_level(vitals_scenario, "heart_rate", t4))
+    vitals = simulate_vitals(vitals_scenario, seed=seed)
     seq = itertools.count(bed.index * 10_000_000)
     truths = []
     for event in ctg.events + vitals.events:
@@ -88,7 +100,11 @@ def bed_schedule(bed: Bed, topics: TopicNames, *, t0: float, packet_s: float, ro
     def observations() -> Iterator[Scheduled]:
         for sample in vitals.samples:
             ts = t0 + sample.t
-            readings = {k: Reading(value=v, ts=ts) for k, v in sample.values.items()}
+            values = dict(sample.values)
+            # the pulse the vitals monitor counts is the one the CTG monitor records: over the 20 s around it
+            i = int(sample.t * 4)
+            values["heart_rate"] = round(float(np.mean(ctg.mhr[max(0, i - 40):i + 40])), 1)
+            readings = {k: Reading(value=v, ts=ts) for k, v in values.items()}
             obs = VitalsObservation(
                 patient_id=bed.patient_id, bed_id=bed.bed_id, device_id=f"sim-vitals-{bed.index:03d}",
                 avpu="A", avpu_ts=ts, **readings,

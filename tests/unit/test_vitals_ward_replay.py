@@ -159,3 +159,40 @@ def test_replayer_on_real_ctu_uhb_record() -> None:
     validator = Validator(IngestLimits(max_age_s=1e9))
     for item in items:
         validator.validate(encode(item.record), now=1_800_000_000.0 + rec.duration_s)
+
+
+T0 = 1.7e9  # a Unix time: packets are stamped with it
+
+
+def _round(bed, round_no: int, t0: float) -> tuple[list[CtgPacket], list[VitalsObservation]]:  # noqa: ANN001
+    items = list(bed_schedule(bed, TOPICS, t0=t0, packet_s=60.0, round_no=round_no))
+    return ([i.record for i in items if isinstance(i.record, CtgPacket)],
+            [i.record for i in items if isinstance(i.record, VitalsObservation)])
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_a_demo_gone_live_continues_its_story(index: int) -> None:
+    """The history (round 0) and the live part (round 1, as `run_ward(follow=True)` plays it) are one labour:
+    no vital sign jumps by more than its observation noise allows at the hand-over, a deterioration still
+    going on stays, and the CTG's maternal heart rate agrees with the vitals' within 10 bpm throughout."""
+    bed = assign_beds(10, duration_s=1800.0)[index]
+    history, live = _round(bed, 0, T0), _round(bed, 1, T0 + bed.ctg.duration_s)
+    last, first = history[1][-1], live[1][0]
+    for name, (_, sd) in NORMAL.items():
+        jump = abs(getattr(first, name).value - getattr(last, name).value)
+        assert jump <= 5 * sd * np.sqrt(2), (bed.vitals.name, name, getattr(last, name).value, getattr(first, name).value)
+    for packets, observations in (history, live):
+        mhr = {round(p.start_ts): float(np.mean(p.mhr)) for p in packets}
+        for obs in observations:  # the CTG's maternal channel over the minute of each observation
+            minute = min(mhr, key=lambda t: abs(t + 30 - obs.observed_ts))  # noqa: B023
+            assert abs(mhr[minute] - obs.heart_rate.value) <= 10.0, (bed.vitals.name, obs.observed_ts)
+    live_events = {e.event for e in live_truths(bed)}
+    if bed.vitals.episode is not None:  # every standard deterioration runs to the end of the history
+        assert f"maternal_{bed.vitals.name}" in live_events
+    if bed.ctg.decel_span is not None and bed.ctg.decel_span[1] >= 0.9 * bed.ctg.duration_s:
+        assert any(e.endswith("deceleration") for e in live_events), live_events
+
+
+def live_truths(bed) -> list[GroundTruth]:  # noqa: ANN001
+    items = bed_schedule(bed, TOPICS, t0=T0 + bed.ctg.duration_s, packet_s=60.0, round_no=1)
+    return [i.record for i in items if isinstance(i.record, GroundTruth)]
