@@ -328,6 +328,7 @@ def simulate(
 
     settings = _settings(state_dir)
     ward = assign_beds(beds, seed=seed, mix=mix.value, duration_s=duration, first_bed=first_bed)
+    _refuse_held_beds(settings, {b.bed_id: b.patient_id for b in ward})
     for bed in ward:
         typer.echo(f"{bed.bed_id}  {bed.patient_id}  ctg={bed.ctg.name}  vitals={bed.vitals.name}")
 
@@ -343,6 +344,37 @@ def simulate(
         typer.echo(f"published {report.sent} records in {report.wall_s:.1f} s: {report.by_topic}")
 
     asyncio.run(go())
+
+
+def _refuse_held_beds(settings: Settings, wanted: dict[str, str]) -> None:
+    """A source may not publish for a bed a live patient of another source holds: two patients on one bed
+    would show as one bed with two traces, and alarms under the wrong name. One line says which bed is
+    held and which beds are free."""
+    import asyncio
+    import re
+
+    from redis.asyncio import Redis
+
+    from stream.state.patient_status import PatientStatusStore
+
+    async def held() -> dict[str, str]:
+        redis = Redis.from_url(settings.redis_dsn)
+        try:
+            return await PatientStatusStore(redis).occupied_beds(settings.ward_id, within_s=BED_HELD_S)
+        finally:
+            await redis.aclose()
+
+    occupied = asyncio.run(held())
+    clashes = {bed: pid for bed, pid in occupied.items() if bed in wanted and wanted[bed] != pid}
+    if clashes:
+        numbers = [int(m.group(1)) for b in occupied if (m := re.fullmatch(r"bed-(\d+)", b))]
+        bed, pid = sorted(clashes.items())[0]
+        raise SetupError(f"{bed} is held by live patient {pid} from another source ({len(clashes)} bed(s) clash)",
+                         f"publish to free beds, e.g. --first-bed {max(numbers, default=0) + 1}")
+
+
+#: A bed counts as held while its patient's last packet is this recent (seconds).
+BED_HELD_S = 120.0
 
 
 @app.command("replay")
@@ -372,6 +404,7 @@ def replay_cmd(
     else:
         names = list_records(folder)
     recordings = [read_recording(n, folder, physionet=physionet) for n in names[:limit]]
+    _refuse_held_beds(settings, {bed_label(first_bed + i): f"ctu-{r.record_id}" for i, r in enumerate(recordings)})
     for i, r in enumerate(recordings):
         typer.echo(f"{bed_label(first_bed + i)}  ctu-{r.record_id}  {r.duration_s / 60:.0f} min  pH={r.outcome.get('pH', '?')}")
 

@@ -204,6 +204,23 @@ class AlertStore:
     def _audit(self, pipe, aid: str, event: str, actor: str, at: float, detail: dict) -> None:
         pipe.xadd(AUDIT, {"alert_id": aid, "event": event, "actor": actor, "at": at, "detail": json.dumps(detail)})
 
+    async def move_patient(self, patient_id: str, bed_id: str) -> list[str]:
+        """The patient is on ``bed_id`` now: their open alerts carry that bed (and are listed under it);
+        returns the alerts moved. Audited, so the hand-over shows where an alarm was raised."""
+        moved = []
+        now = self.clock()
+        for alert in await self.patient_alerts(patient_id):
+            if alert["status"] == "resolved" or alert["bed_id"] == bed_id:
+                continue
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(_alert_key(alert["id"]), mapping={"bed_id": bed_id, "updated_at": now})
+                pipe.srem(f"ctgw:open:bed:{alert['bed_id']}", alert["id"])
+                pipe.sadd(f"ctgw:open:bed:{bed_id}", alert["id"])
+                self._audit(pipe, alert["id"], "moved", "ctgwatch", now, {"from": alert["bed_id"], "to": bed_id})
+                await pipe.execute()
+            moved.append(alert["id"])
+        return moved
+
     async def mark_cleared(self, patient_id: str, kind: str) -> None:
         """The condition is no longer present (the alert stays until a clinician resolves it)."""
         ep = await self.redis.hget(_episode_key(patient_id, kind), "alert_id")

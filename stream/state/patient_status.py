@@ -240,6 +240,16 @@ class PatientStatusStore:
         raw = await self.redis.hgetall(status_key(patient_id))
         return PatientStatus.model_validate({**_decode(raw), "patient_id": patient_id})
 
+    async def occupied_beds(self, ward_id: str, within_s: float, now: float | None = None) -> dict[str, str]:
+        """The ward's beds held by a live patient (a packet stored in the last ``within_s``): bed -> patient."""
+        now = time.time() if now is None else now
+        ids = [m.decode() if isinstance(m, bytes) else m for m in await self.redis.zrange(ward_key(ward_id), 0, -1)]
+        held: dict[str, str] = {}
+        for status in await self.read_many(ids):
+            if status.bed_id and status.last_packet_at is not None and now - status.last_packet_at <= within_s:
+                held[status.bed_id] = status.patient_id
+        return held
+
     async def read_many(self, patient_ids: list[str]) -> list[PatientStatus]:
         """Several patients' status in one round trip (the ward snapshot, every second)."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -179,6 +179,10 @@ class Pipeline:
             window = await self.windows.load(patient_id, bed_id, baseline)
             window.last_packet_monotonic = time.monotonic()
             self.cache[patient_id] = window
+            await self.alerts.move_patient(patient_id, bed_id)  # moved while this worker did not hold her
+        elif window.bed_id != bed_id:  # the patient was moved: her alarms go with her
+            window.bed_id = bed_id
+            await self.alerts.move_patient(patient_id, bed_id)
         return window
 
     async def on_ctg(self, packet: CtgPacket) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import numpy as np
@@ -35,7 +36,7 @@ def by_patient(bootstrap: str, topic: str, prefix: str, count: int) -> dict[str,
 def test_simulate_publishes_packets_vitals_and_ground_truth(stack) -> None:
     seed = 900 + uuid.uuid4().int % 1000
     result = ctgwatch(["simulate", "--beds", "3", "--speed", "100", "--duration", "300", "--seed", str(seed)],
-                      env_for(stack))
+                      env_for(stack, CTGWATCH_WARD_ID=f"w-{seed}"))  # a ward of its own: its beds are free
     assert result.returncode == 0, result.stderr
     assert "bed-03" in result.stdout and "ctg=late_decelerations" in result.stdout
     wall = float(re.search(r"in ([0-9.]+) s", result.stdout).group(1))
@@ -71,3 +72,22 @@ def test_replay_reports_a_missing_directory(stack, tmp_path) -> None:
     result = ctgwatch(["replay", str(tmp_path / "nope")], env_for(stack))
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "fix:" in result.stderr
+
+
+def test_a_source_is_refused_a_bed_a_live_patient_of_another_source_holds(stack) -> None:
+    """`simulate` beside a running ward used to put a second patient on bed-01 and bed-02 without a word."""
+    from redis import Redis
+
+    from stream.state.patient_status import status_key, ward_key
+
+    ward = f"w-{uuid.uuid4().hex[:6]}"
+    redis = Redis.from_url(stack.redis_dsn)
+    redis.zadd(ward_key(ward), {"live-patient": 1.0})  # what the worker writes for a live bed-02
+    redis.hset(status_key("live-patient"), mapping={"bed_id": '"bed-02"', "last_packet_at": str(time.time())})
+    result = ctgwatch(["simulate", "--beds", "2", "--duration", "60"], env_for(stack, CTGWATCH_WARD_ID=ward))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "bed-02 is held by live patient live-patient" in lines[0] and "--first-bed 3" in lines[0], lines[0]
+    free = ctgwatch(["simulate", "--beds", "1", "--duration", "60", "--speed", "60", "--first-bed", "3"],
+                    env_for(stack, CTGWATCH_WARD_ID=ward))
+    assert free.returncode == 0, free.stderr

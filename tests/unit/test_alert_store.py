@@ -121,3 +121,19 @@ async def test_a_condition_still_on_after_a_resolution_alarms_again_after_the_qu
     now[0] += 600  # 700 s after the resolution (quiet time 600 s)
     outcome, second = await s.apply(patient, "bed-1", finding("ctg_alarm", 0, 1400))
     assert outcome == "raised" and second != first
+
+
+async def test_a_moved_patients_open_alarms_go_with_her_to_the_new_bed(store) -> None:
+    """Alarms always carry the patient's current bed (one stayed labelled bed-41 after its patient moved)."""
+    s, _now, patient = store
+    _, open_id = await s.apply(patient, "bed-41", finding("ctg_alarm", 100, 300))
+    _, done_id = await s.apply(patient, "bed-41", finding("signal_alarm", 100, 300))
+    await s.resolve(done_id, "ann", "transducer repositioned")
+    assert await s.move_patient(patient, "bed-03") == [open_id]
+    assert (await s.get(open_id))["bed_id"] == "bed-03"
+    assert [a["id"] for a in await s.open_alerts(bed_id="bed-03")] == [open_id]
+    assert await s.open_alerts(bed_id="bed-41") == []
+    assert (await s.get(done_id))["bed_id"] == "bed-41"  # a resolved alarm keeps where it was
+    moved = [e for e in await s.audit_trail(open_id) if e["event"] == "moved"]
+    assert moved and moved[0]["detail"] == {"from": "bed-41", "to": "bed-03"}
+    assert await s.move_patient(patient, "bed-03") == []  # already there: nothing to do

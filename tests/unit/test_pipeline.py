@@ -516,3 +516,23 @@ async def test_the_model_cadence_is_measured_per_scoring(redis) -> None:
     assert REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_count", {"scoring": "false_signal"}) == count + 1
     assert REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_sum",
                                      {"scoring": "false_signal"}) == pytest.approx(total + 75.0, abs=0.5)
+
+
+async def test_a_patient_moved_to_another_bed_takes_her_alarm_and_the_bed_is_held(redis) -> None:
+    """Packets of a patient now from another bed: her open alarm is listed under the new bed, and the ward
+    knows which beds a live patient holds (a second source is refused there)."""
+    from detectors.findings import Finding, Severity
+
+    ward = f"w-{uuid.uuid4().hex[:6]}"
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400),
+                 Cadence(forget_idle_s=1e9))
+    patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 120
+    trace = packets(patient, t0, np.full(4 * 120, 140.0))
+    for pkt in trace[:60]:
+        await p.on_record(pkt)
+    _, aid = await p.alerts.apply(patient, "bed-p", Finding("ctg_alarm", Severity.URGENT, 0, 60, "rule", "sentence", {}))
+    for pkt in trace[60:]:
+        await p.on_record(pkt.model_copy(update={"bed_id": "bed-q"}))
+    assert (await p.alerts.get(aid))["bed_id"] == "bed-q"
+    assert await p.status.occupied_beds(ward, within_s=60) == {"bed-q": patient}
+    assert await p.status.occupied_beds(ward, within_s=60, now=time.time() + 120) == {}
