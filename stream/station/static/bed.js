@@ -134,10 +134,15 @@ function classStrip(t0, t1, points) {
   const L = 40, R = c.width - 8, x = (t) => L + ((t - t0) / (t1 - t0)) * (R - L);
   const level = { normal: 1, suspicious: 2, pathological: 3 }, colour = { normal: "#2e7d32", suspicious: "#e0a800", pathological: "#c4001a" };
   g.font = "10px system-ui";
+  let lastLetter = { x: -Infinity, c: null };  // a letter where the class changes, else at most every 30 px
   for (const p of points) {  // height and letter too, so colour is not the only cue
     const h = 22 * (level[p.classification] || 0.5);
     g.fillStyle = colour[p.classification] || "#9ca3af"; g.fillRect(x(p.t - 300), 90 - h, Math.max(x(p.t) - x(p.t - 300) - 1, 2), h);
-    g.fillStyle = "#1d2330"; g.fillText((p.classification || "?")[0].toUpperCase(), x(p.t - 300) + 1, 102);
+    const at = x(p.t - 300) + 1;
+    if ((p.classification !== lastLetter.c && at >= lastLetter.x + 9) || at >= lastLetter.x + 30) {
+      g.fillStyle = "#1d2330"; g.fillText((p.classification || "?")[0].toUpperCase(), at, 102);
+      lastLetter = { x: at, c: p.classification };
+    }
   }
   g.fillStyle = "#6b7280"; g.fillText("P", 4, 24); g.fillText("S", 4, 46); g.fillText("N", 4, 68);
   box.dataset.points = String(points.length);

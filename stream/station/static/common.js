@@ -70,7 +70,8 @@ function drawCtg(g, box, data, t0, t1, opts = {}) {
     g.strokeStyle = s % 600 === 0 ? "#c3c9d4" : "#eef0f4"; g.beginPath(); g.moveTo(x(s), top); g.lineTo(x(s), ucTop + ucH); g.stroke();
     if (!opts.small && s % 600 === 0) { g.fillStyle = "#6b7280"; g.fillText(hhmm(s), x(s) + 2, ucTop + ucH + 12); }
   }
-  for (const m of opts.marks || []) {  // shaded stretches: not fetal, autoencoder; events as bars
+  let labelEnd = -Infinity;  // where the last deceleration label ended: labels never overlap (one is left out)
+  for (const m of [...(opts.marks || [])].sort((a, b) => a.start - b.start)) {  // shaded stretches; events as bars
     if (m.end < t0 || m.start > t1) continue;
     const x0 = Math.max(x(m.start), left), w = Math.max(Math.min(x(m.end), left + width) - x0, 2);
     if (m.kind === "autoencoder") { g.fillStyle = "rgba(142, 36, 170, .16)"; g.fillRect(x0, top, w, fhrH); continue; }
@@ -81,7 +82,10 @@ function drawCtg(g, box, data, t0, t1, opts = {}) {
     }
     g.fillStyle = m.kind === "acceleration" ? "#2e7d32" : m.kind === "contraction" ? "#1565c0" : "#e0561b";
     g.fillRect(x0, m.kind === "contraction" ? ucTop - 6 : top, w, opts.small ? 3 : 5);
-    if (!opts.small && m.kind.endsWith("deceleration")) { g.fillText(words(m.kind).replace(" deceleration", " decel"), x0, top + 14); }
+    if (!opts.small && m.kind.endsWith("deceleration")) {
+      const label = words(m.kind).replace(" deceleration", " decel");
+      if (x0 >= labelEnd + 4) { g.fillText(label, x0, top + 14); labelEnd = x0 + g.measureText(label).width; }
+    }
   }
   const nf = (opts.marks || []).filter((m) => NOT_FETAL_LABEL[m.kind]);
   const notFetal = (t) => nf.some((m) => t >= m.start && t < m.end);

@@ -14,6 +14,7 @@ const watcher = new IntersectionObserver((entries) => {
     else visible.delete(pid);
   }
 });
+const DENSE_FROM_BEDS = 9;
 const stats = { messages: 0, bytes: 0, renders: [] };  // frame times of the wall update (bench/station_wall.py)
 window.wallStats = () => {
   const r = stats.renders.slice().sort((a, b) => a - b);
@@ -108,6 +109,10 @@ function renderWard(ward, changed = null) {
     ? `Monitoring interrupted: the stream worker has ${ward.worker_silent_s == null ? "not reported" : `not reported for ${ward.worker_silent_s} s`}. `
       + "No alarm is being raised: watch the monitors at the bedside and call IT." : "";
   const wall = $("#wall");
+  // a ward of more than 9 beds gets the dense layout: 16 beds fit one 1920x1080 screen with open alarms
+  const dense = ward.patients.length > DENSE_FROM_BEDS;
+  wall.classList.toggle("dense", dense);
+  document.body.classList.toggle("dense-wall", dense);
   const wanted = new Set(ward.patients.map((t) => `bed-${t.patient_id}`));
   for (const el of [...wall.children]) if (!wanted.has(el.id)) el.remove();
   ward.patients.forEach((tile, i) => {
