@@ -436,7 +436,8 @@ def dashboard(
     bind = host or settings.host
     require_free_ports("dashboard", bind, {"dashboard_port": settings.dashboard_port})
     typer.echo(f"dashboard ready: http://{bind}:{settings.dashboard_port}/")
-    uvicorn.run(create_dashboard(settings), host=bind, port=settings.dashboard_port, log_level="warning")
+    uvicorn.run(create_dashboard(settings), host=bind, port=settings.dashboard_port, log_level="warning",
+                **settings.proxy_options)
 
 
 users_app = typer.Typer(help="Dashboard users (nurse, obstetrician, admin).", no_args_is_help=True)

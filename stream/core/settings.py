@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     gateway_device_rate_per_s: float = Field(
         default=20.0, gt=0, description="Requests per second one device may make (HTTP 429 / HL7 AR beyond).")
     gateway_device_burst: int = Field(default=200, ge=1, description="Requests one device may make at once.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Reverse proxies (addresses or CIDR) whose X-Forwarded-For/-Proto the "
+        "station and the gateway believe; empty = none, every address is the connection's own "
+        "(JSON list, e.g. '[\"10.20.0.5\"]').")
     gateway_mllp_allow: list[str] = Field(
         default_factory=list, description="MLLP sender addresses or networks allowed (CIDR); empty = any "
         "(JSON list in the environment, e.g. '[\"10.20.0.0/16\"]').")
@@ -242,9 +246,10 @@ class Settings(BaseSettings):
         "stays). Not while the worker is silent: an outage does not empty the wall."))
     dashboard_wall_s: float = Field(default=1200.0, ge=300, le=3600, description="Seconds of trace on each panel of the wall.")
     dashboard_session_idle_s: float = Field(default=3600.0, gt=0, description="A session unused this long ends.")
-    dashboard_login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins (per name, per address) before a lockout.")
+    dashboard_login_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins of a name from one address (4x for an address) before a wait.")
     dashboard_login_window_s: float = Field(default=900.0, gt=0, description="Window over which failed sign-ins are counted.")
-    dashboard_lockout_s: float = Field(default=900.0, gt=0, description="How long a name or address stays locked.")
+    dashboard_lockout_s: float = Field(default=900.0, gt=0, description="Longest wait after failed sign-ins (from 1 min, doubling).")
 
     # -- logs ---------------------------------------------------------------------
     log_format: Literal["text", "json"] = Field(default="text", description="text for terminals, json for log shippers.")
@@ -272,6 +277,13 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.host}:{self.broker_port}"
+
+    @property
+    def proxy_options(self) -> dict[str, Any]:
+        """uvicorn's proxy-header options: trusted only from ``trusted_proxies`` (uvicorn alone trusts loopback)."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False, "forwarded_allow_ips": []}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.trusted_proxies)}
 
     @property
     def redis_dsn(self) -> str:

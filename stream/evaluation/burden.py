@@ -1,8 +1,9 @@
 """Alarm burden on real CTU-UHB labours, and what each choice of qualification time costs.
 
 Each record is replayed as the stream sees it (:mod:`stream.evaluation.streaming`:
-per-packet rules every second, the FIGO analysis of the last 30 min every
-``step_s`` from minute 10) through the same alarm policy the worker applies.
+per-packet rules every second, the whole-labour FIGO analysis every
+``step_s`` from minute 10, and the compromise risk every minute when a
+stacker is installed) through the same alarm policy the worker applies.
 Counted per monitored patient-hour, by outcome group: alarm episodes (those
 needing acknowledgement), high-priority ones, notices; the share of records
 with any alarm and with an alarm in the last 60 min before delivery (the end
@@ -256,10 +257,12 @@ def burden_markdown(result: dict[str, dict[str, GroupBurden]], command: str, ste
     normal = groups[NORMAL_OUTCOME]
     lines = [
         f"Command: `{command}`. Every CTU-UHB record replayed as the stream sees it (per-packet rules every "
-        f"second, the FIGO analysis of the last 30 min every {step_s:.0f} s from minute 10; the stream analyses "
+        f"second, the whole-labour FIGO analysis every {step_s:.0f} s from minute 10; the stream analyses "
         "every 15 s) through the alarm policy of `stream/core/alarm_policy.py`. An alarm episode is one alarm "
         f"per problem until {EPISODE_GAP_S / 60:.0f} min pass without it. Delivery is the end of the recording. "
-        "Shares carry their 95% Wilson interval. The anomaly models and maternal vitals are not in these records.",
+        "Shares carry their 95% Wilson interval. Maternal vitals are not in these records. The compromise-risk "
+        "alarm is replayed when a stacker is installed: out-of-fold risks for the records `ctgwatch evaluate risk` "
+        "cross-fitted, the served models for any other; the autoencoder-alone notice is not replayed.",
         "",
         "| group | records | hours | alarms/h | high priority/h | share with an alarm (95% CI) | "
         "physiological (CTG, mother) only | alarm in the last 60 min | first alarm to delivery, median | notices/h |",

@@ -56,7 +56,9 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
 
 
 def create_http_app(intake: Intake, registry: DeviceRegistry) -> FastAPI:
-    app = FastAPI(title="ctgwatch IoMT gateway", version="1", docs_url="/docs")
+    # No interactive API documents on a device-facing port: they answered anyone without a token. The
+    # ingest API is documented in docs/SCHEMAS.md and docs/HL7_MAPPING.md.
+    app = FastAPI(title="ctgwatch IoMT gateway", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     limit = intake.limits.max_message_bytes
 
     async def refuse(raw: bytes, code: RejectCode, reason: str, source: str, status: int, **headers: str) -> JSONResponse:

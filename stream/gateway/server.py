@@ -39,7 +39,7 @@ async def serve_gateway(settings: Settings) -> None:
     )
     config = uvicorn.Config(
         create_http_app(intake, registry), host=settings.gateway_host, port=settings.gateway_http_port,
-        log_level="warning", lifespan="off",
+        log_level="warning", lifespan="off", **settings.proxy_options,
     )
     server = uvicorn.Server(config)
     log.info("gateway: HTTP %s:%d, MLLP %s:%d, %d device(s) registered", settings.gateway_host,

@@ -5,10 +5,10 @@ The signed cookie carries only a random session id; the session itself
 timeout, so signing out, disabling or removing a user ends their sessions at
 once, and a cookie saved before sign-out is worthless.
 
-Failed sign-ins are counted per user name and per address over a window; past
-the limit the name or the address is locked for a while (even the right
-password is refused), every failure is logged and written to the
-user-administration audit stream with the address.
+Failed sign-ins are counted per (name, address) and per address over a window;
+past the limit that pair or address waits, with a backoff (even the right
+password is refused meanwhile; see :class:`SignInGuard`), every failure is
+logged and written to the user-administration audit stream with the address.
 """
 
 from __future__ import annotations
@@ -82,7 +82,18 @@ class SessionStore:
 
 
 class SignInGuard:
-    """Counts failed sign-ins per name and per address; locks either past ``max_failures`` in ``window_s``."""
+    """Slows guessing down without letting anyone lock a nurse out (OWASP Authentication Cheat Sheet).
+
+    Failures are counted per (name, address) pair and per address over ``window_s``. Past
+    ``max_failures`` for a pair (an address: four times that, it may be a shared ward computer) that
+    pair or address must wait: 1 min at first, twice as long at each further lock, at most
+    ``lockout_s``. Attempts made while waiting are refused and audited but neither counted nor extend
+    the wait. A name is never locked as such: guessing from one computer cannot keep its nurse out at
+    another.
+    """
+
+    #: The first wait; each further lock of the same pair or address doubles it (up to ``lockout_s``).
+    FIRST_WAIT_S = 60.0
 
     def __init__(self, redis: Redis, *, max_failures: int, window_s: float, lockout_s: float) -> None:
         self.redis = redis
@@ -90,28 +101,41 @@ class SignInGuard:
         self.window_s = window_s
         self.lockout_s = lockout_s
 
+    def _subjects(self, name: str, address: str) -> tuple[tuple[str, str, int], ...]:
+        # an address may be a shared ward computer: it gets four times a name's allowance
+        return (("pair", f"{name}|{address}", self.max_failures), ("addr", address, self.max_failures * ADDRESS_ALLOWANCE))
+
+    async def wait_s(self, name: str, address: str) -> float:
+        """How long this name must wait at this address (0: it may try now)."""
+        ttls = [await self.redis.pttl(_lock_key(kind, value)) for kind, value, _ in self._subjects(name, address)]
+        return max([0.0] + [t / 1000 for t in ttls if t > 0])
+
     async def locked(self, name: str, address: str) -> bool:
-        return bool(await self.redis.exists(_lock_key("user", name), _lock_key("addr", address)))
+        return await self.wait_s(name, address) > 0
 
     async def failed(self, name: str, address: str, reason: str) -> None:
         locked_now = []
-        for kind, value in (("user", name), ("addr", address)):
-            key = f"ctgw:signin:fail:{kind}:{value}"
-            count = await self.redis.incr(key)
-            if count == 1:
-                await self.redis.expire(key, int(self.window_s))
-            # an address may be a shared ward computer: it gets four times a name's allowance
-            if count >= self.max_failures * (ADDRESS_ALLOWANCE if kind == "addr" else 1):
-                await self.redis.set(_lock_key(kind, value), 1, ex=int(self.lockout_s))
-                locked_now.append(kind)
+        if reason != "locked":  # attempts while waiting are not counted: they cannot prolong the wait
+            for kind, value, allowance in self._subjects(name, address):
+                key = f"ctgw:signin:fail:{kind}:{value}"
+                count = await self.redis.incr(key)
+                if count == 1:
+                    await self.redis.expire(key, int(self.window_s))
+                if count >= allowance:
+                    locks = await self.redis.incr(f"ctgw:signin:locks:{kind}:{value}")
+                    await self.redis.expire(f"ctgw:signin:locks:{kind}:{value}", int(max(self.window_s, self.lockout_s) * 4))
+                    wait = min(self.lockout_s, self.FIRST_WAIT_S * 2 ** (locks - 1))
+                    await self.redis.set(_lock_key(kind, value), 1, px=int(wait * 1000))
+                    await self.redis.delete(key)  # counting starts again after the wait
+                    locked_now.append(kind)
         log.warning("sign-in failed for %r from %s: %s", name, address, reason,
                     extra={"event": "sign_in_failed", "user": name, "address": address})
         await self.redis.xadd(ADMIN_AUDIT, {"event": "sign_in_failed", "actor": name, "at": time.time(),
                                             "detail": json.dumps({"address": address, "reason": reason,
                                                                   "locked": locked_now})})
 
-    async def succeeded(self, name: str) -> None:
-        await self.redis.delete(f"ctgw:signin:fail:user:{name}")
+    async def succeeded(self, name: str, address: str) -> None:
+        await self.redis.delete(f"ctgw:signin:fail:pair:{name}|{address}", f"ctgw:signin:locks:pair:{name}|{address}")
 
 
 def _session_key(sid: str) -> str:

@@ -317,3 +317,12 @@ async def _hardening(stack, settings: Settings, token: str) -> None:
     assert msa(ack)[0] == "AR"
     letter = await dead_letter_for(stack.bootstrap_servers, big[: settings.ingest_max_message_bytes])
     assert letter.code == RejectCode.TOO_LARGE and letter.raw_truncated and letter.raw_size == len(big)
+
+
+async def test_the_gateway_serves_no_api_documents(gateway) -> None:
+    """/docs, /openapi.json and /redoc answered 200 to anyone, without a device token."""
+    settings, _, _ = gateway
+    async with httpx.AsyncClient(base_url=f"http://{settings.gateway_host}:{settings.gateway_http_port}") as client:
+        for path in ("/docs", "/openapi.json", "/redoc"):
+            assert (await client.get(path)).status_code == 404, path
+        assert (await client.get("/health")).status_code == 200

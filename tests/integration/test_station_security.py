@@ -170,3 +170,60 @@ async def test_session_cookie_is_secure_whenever_the_station_is_served_over_tls(
     r = await tls.post("/login", data={"username": name, "password": "right-password-1"})
     assert r.headers["set-cookie"].lower().rstrip().endswith("; secure")
     await redis.aclose()
+
+
+async def test_guessing_cannot_lock_a_nurse_out(stack, tmp_path) -> None:
+    """Tries while a name waits neither count nor prolong the wait (every try used to reset 15 min); the same
+    name signs in from another computer meanwhile; waits double from 1 min; the page says how long."""
+    attacker = f"10.7.{uuid.uuid4().int % 250}.9"
+    client, redis = await station(stack, tmp_path, address=attacker, dashboard_login_max_failures=3)
+    guard = client._transport.app.state.guard  # type: ignore[attr-defined]
+    name = await new_user(redis)
+    for _ in range(3):
+        await sign_in(client, name, "wrong-password-x")
+    first = await redis.pttl(f"ctgw:signin:lock:pair:{name}|{attacker}")
+    assert 55_000 < first <= 60_000  # the first wait: 1 min
+    time.sleep(1.0)
+    for _ in range(5):
+        assert await sign_in(client, name, "wrong-password-x") == "/login?locked=1"
+    assert await redis.pttl(f"ctgw:signin:lock:pair:{name}|{attacker}") < first - 900  # not prolonged
+    nurse, _ = await station(stack, tmp_path, address=f"10.6.{uuid.uuid4().int % 250}.2")
+    assert await sign_in(nurse, name, "right-password-1") == "/"  # her own computer lets her in
+    await redis.delete(f"ctgw:signin:lock:pair:{name}|{attacker}")  # the wait is over
+    for _ in range(3):
+        await sign_in(client, name, "wrong-password-x")
+    assert 110_000 < await redis.pttl(f"ctgw:signin:lock:pair:{name}|{attacker}") <= 120_000  # then 2 min
+    assert guard.FIRST_WAIT_S == 60.0
+    page = (await client.get("/login?locked=2")).text
+    assert "Too many failed sign-ins" in page and 'query.get("locked")' in page
+    await redis.aclose()
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["no-proxy", "behind-a-proxy"])
+def test_forwarded_addresses_count_only_from_a_configured_proxy(stack, tmp_path, trusted: bool) -> None:
+    """A rotating X-Forwarded-For from loopback used to forge the audited address and dodge the per-address
+    throttle (uvicorn trusts loopback by default). Only CTGWATCH_TRUSTED_PROXIES is believed now."""
+    import asyncio as aio
+
+    from stream.core.ports import free_port
+    from tests.helpers import ctgwatch_process, env_for
+
+    port, ward = free_port(), f"xff-{uuid.uuid4().hex[:6]}"
+    env = env_for(stack, CTGWATCH_DASHBOARD_PORT=str(port), CTGWATCH_WARD_ID=ward,
+                  CTGWATCH_DASHBOARD_SECRET="s-" + uuid.uuid4().hex,
+                  **({"CTGWATCH_TRUSTED_PROXIES": '["127.0.0.1"]'} if trusted else {}))
+    name = f"x{uuid.uuid4().hex[:8]}"
+    with (ctgwatch_process(["dashboard"], env, tmp_path / "dashboard.log", ready="dashboard ready"),
+          httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False) as client):
+        for i in range(3):
+            client.post("/login", data={"username": name, "password": "wrong-password-x"},
+                        headers={"X-Forwarded-For": f"203.0.113.{i + 1}"})
+
+    async def audited() -> list[str]:
+        redis = Redis.from_url(stack.redis_dsn)
+        entries = await redis.xrange("ctgw:audit:admin", count=100000)
+        await redis.aclose()
+        return [json.loads(e[b"detail"])["address"] for _, e in entries if e[b"actor"].decode() == name]
+
+    addresses = aio.run(audited())
+    assert addresses == (["203.0.113.1", "203.0.113.2", "203.0.113.3"] if trusted else ["127.0.0.1"] * 3), addresses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -31,15 +32,16 @@ async def login(request: Request, users: UsersDep, sessions: SessionsDep, guard:
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     address = request.client.host if request.client else "?"
-    if await guard.locked(name, address):
+    wait = await guard.wait_s(name, address)
+    if wait > 0:
         await users.verify(name, password)  # the same answer time as any other refusal
         await guard.failed(name, address, "locked")
-        return RedirectResponse("/login?locked=1", status_code=303)
+        return RedirectResponse(f"/login?locked={math.ceil(wait / 60)}", status_code=303)
     role = await users.verify(name, password)
     if role is None:
         await guard.failed(name, address, "wrong name or password, or disabled")
         return RedirectResponse("/login?failed=1", status_code=303)
-    await guard.succeeded(name)
+    await guard.succeeded(name, address)
     session = await sessions.create(name)
     request.session.clear()
     request.session["sid"] = session.sid
