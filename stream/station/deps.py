@@ -73,6 +73,16 @@ async def current_user(request: Request, users: UsersDep, sessions: SessionsDep)
 
 UserDep = Annotated[SignedInUser, Depends(current_user)]
 
+#: A live stream re-reads its session this often: a sign-out, disable, removal or password change
+#: (which ends the user's sessions) closes it within this time.
+SESSION_RECHECK_S = 5.0
+
+
+async def still_signed_in(request: Request, users: UserStore, sessions: SessionStore, user: SignedInUser) -> bool:
+    """Whether a long-lived request's session still stands for the same user (checked as on every request)."""
+    session = await sessions.get(request.session.get("sid"))
+    return session is not None and session.user == user.name and await users.role(session.user) is not None
+
 
 async def acting_user(request: Request, user: UserDep) -> SignedInUser:
     """The signed-in user of a state-changing request, which must carry the session's CSRF token."""

@@ -227,3 +227,70 @@ def test_forwarded_addresses_count_only_from_a_configured_proxy(stack, tmp_path,
 
     addresses = aio.run(audited())
     assert addresses == (["203.0.113.1", "203.0.113.2", "203.0.113.3"] if trusted else ["127.0.0.1"] * 3), addresses
+
+
+@pytest.mark.parametrize("revoke", ["sign-out", "disable", "remove", "password"])
+def test_an_open_live_stream_closes_when_the_session_ends(stack, tmp_path, revoke: str) -> None:
+    """An open /api/wall/events or /api/events kept sending patient data after `users disable` (80 events in
+    40 s), `users remove` and sign-out. Now it says signed_out and closes within the recheck time."""
+    import asyncio as aio
+    import threading
+
+    from stream.core.ports import free_port
+    from stream.station.deps import SESSION_RECHECK_S
+    from stream.station.sessions import SessionStore
+    from tests.helpers import ctgwatch_process, env_for
+
+    port, ward = free_port(), f"rev-{uuid.uuid4().hex[:6]}"
+    env = env_for(stack, CTGWATCH_DASHBOARD_PORT=str(port), CTGWATCH_WARD_ID=ward,
+                  CTGWATCH_DASHBOARD_SECRET="s-" + uuid.uuid4().hex)
+    name = f"r{uuid.uuid4().hex[:8]}"
+
+    async def admin(action: str) -> None:
+        redis = Redis.from_url(stack.redis_dsn)
+        users = UserStore(redis)
+        if action == "add":
+            await users.add(name, "right-password-1", "nurse")
+        elif action == "disable":
+            await users.set_disabled(name, True)
+        elif action == "remove":
+            await users.remove(name)
+        elif action == "password":
+            await users.set_password(name, "another-password-2")
+        if action in ("disable", "remove", "password"):  # what `ctgwatch users ...` does after the change
+            await SessionStore(redis, idle_s=60, max_age_s=3600).end_all(name)
+        await redis.aclose()
+
+    aio.run(admin("add"))
+    base = f"http://127.0.0.1:{port}"
+    with ctgwatch_process(["dashboard"], env, tmp_path / "dashboard.log", ready="dashboard ready"):
+        client = httpx.Client(base_url=base, follow_redirects=False)
+        assert client.post("/login", data={"username": name, "password": "right-password-1"}).headers["location"] == "/"
+        csrf = client.get("/api/me").json()["csrf"]
+        for path in ("/api/wall/events", "/api/events"):
+            ended: dict[str, float] = {}
+            lines: list[str] = []
+
+            def read(path: str = path, lines: list[str] = lines, ended: dict[str, float] = ended) -> None:
+                with client.stream("GET", path, timeout=60) as r:
+                    for line in r.iter_lines():
+                        lines.append(line)
+                ended["at"] = time.monotonic()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            time.sleep(1.5)
+            revoked_at = time.monotonic()
+            if revoke == "sign-out":
+                client.post("/logout", headers={"X-CSRF-Token": csrf})
+            else:
+                aio.run(admin(revoke))
+            reader.join(SESSION_RECHECK_S + 10)
+            assert "at" in ended, f"{path} still open after {revoke}"
+            assert ended["at"] - revoked_at <= SESSION_RECHECK_S + 3
+            assert "event: signed_out" in lines, lines[-3:]
+            if revoke != "sign-out":
+                break  # the user is gone: the second stream cannot even open
+            assert client.post("/login", data={"username": name, "password": "right-password-1"}).headers["location"] == "/"
+            csrf = client.get("/api/me").json()["csrf"]
+        client.close()

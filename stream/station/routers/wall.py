@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from stream.station.deps import FeedDep, UserDep
+from stream.station.deps import SESSION_RECHECK_S, FeedDep, SessionsDep, UserDep, UsersDep, still_signed_in
 
 router = APIRouter(prefix="/api/wall", tags=["ward"])
 
@@ -17,16 +18,27 @@ KEEP_ALIVE_S = 15.0
 
 
 @router.get("/events")
-async def wall_events(request: Request, user: UserDep, feed: FeedDep) -> StreamingResponse:
+async def wall_events(request: Request, user: UserDep, feed: FeedDep, users: UsersDep,
+                      sessions: SessionsDep) -> StreamingResponse:
     """``history`` (every bed's last minutes at 1 Hz), then ``samples`` each second (only the new
-    seconds of each bed) and ``ward`` whenever the snapshot changed (stream/station/feed.py)."""
+    seconds of each bed) and ``ward`` whenever the snapshot changed (stream/station/feed.py).
+
+    The session is re-read every ``SESSION_RECHECK_S``: once it has ended (sign-out, a disabled,
+    removed or re-passworded user) the stream sends ``signed_out`` and closes; no more patient data.
+    """
     queue = feed.subscribe()
 
     async def stream() -> AsyncIterator[str]:
+        checked = time.monotonic()
         try:
             while not await request.is_disconnected():
+                if time.monotonic() - checked >= SESSION_RECHECK_S:
+                    if not await still_signed_in(request, users, sessions, user):
+                        yield "event: signed_out\ndata: {}\n\n"
+                        return
+                    checked = time.monotonic()
                 try:
-                    event, data = await asyncio.wait_for(queue.get(), KEEP_ALIVE_S)
+                    event, data = await asyncio.wait_for(queue.get(), min(KEEP_ALIVE_S, SESSION_RECHECK_S))
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue

@@ -160,6 +160,7 @@ async function main() {
   });
   events.addEventListener("samples", (e) => { count(e); timed(() => onSamples(JSON.parse(e.data))); });
   events.addEventListener("ward", (e) => { count(e); timed(() => applyWard(JSON.parse(e.data))); });
+  events.addEventListener("signed_out", () => { events.close(); location.href = "/login"; });  // session ended
   events.onerror = () => { $("#live").textContent = "reconnecting…"; };
   $("#sound").onclick = () => (Sound.enabled ? Sound.disable() : Sound.enable());
   Sound.show();
