@@ -15,15 +15,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stream.core.errors import SetupError
 
 #: The identifier rule of stream.core.schemas.Identifier.
+log = logging.getLogger("ctgwatch.gateway")
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
 
 
@@ -32,15 +35,46 @@ def _digest(token: str) -> str:
 
 
 class DeviceRegistry:
-    """device id -> token digest, in a JSON file only the service user can read."""
+    """device id -> token digest, in a JSON file only the service user can read.
 
-    def __init__(self, path: Path) -> None:
+    A running gateway follows the file: ``gateway add-device`` / ``remove-device`` (run beside it) take
+    effect within ``RECHECK_S``, since every lookup first checks whether the file changed (one ``stat`` a
+    second at most). A file that turns unreadable keeps the last good list and is logged.
+    """
+
+    RECHECK_S = 1.0
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock
         self._by_digest: dict[str, str] = {}
         self._devices: dict[str, dict] = {}
+        self._seen: tuple[int, int] | None = None  # the file's (mtime_ns, size) when last read
+        self._checked = float("-inf")
         self.reload()
 
+    def _signature(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _follow(self) -> None:
+        """Reread the file if it changed since it was last read (checked at most every ``RECHECK_S``)."""
+        now = self.clock()
+        if now - self._checked < self.RECHECK_S:
+            return
+        self._checked = now
+        if self._signature() != self._seen:
+            try:
+                self.reload()
+                log.info("device list reread: %d device(s)", len(self._devices))
+            except SetupError as exc:
+                log.error("device list not reread, the last good one stays: %s", exc)
+
     def reload(self) -> None:
+        self._seen = self._signature()
         if not self.path.exists():
             self._devices, self._by_digest = {}, {}
             return
@@ -83,6 +117,7 @@ class DeviceRegistry:
         """The device a token belongs to, or None."""
         if not token:
             return None
+        self._follow()
         digest = _digest(token)
         device = self._by_digest.get(digest)
         if device is None or not hmac.compare_digest(self._devices[device]["sha256"], digest):
@@ -90,7 +125,9 @@ class DeviceRegistry:
         return device
 
     def is_registered(self, device_id: str) -> bool:
+        self._follow()
         return device_id in self._devices
 
     def devices(self) -> list[str]:
+        self._follow()
         return sorted(self._devices)

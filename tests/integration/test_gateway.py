@@ -326,3 +326,30 @@ async def test_the_gateway_serves_no_api_documents(gateway) -> None:
         for path in ("/docs", "/openapi.json", "/redoc"):
             assert (await client.get(path)).status_code == 404, path
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_devices_added_and_removed_beside_a_running_gateway_count_at_once(stack, gateway) -> None:
+    """A device registered while the gateway runs is accepted, and a removed one refused, within 5 s."""
+    import asyncio
+
+    settings, _, _ = gateway
+    beside = DeviceRegistry(settings.tokens_file)  # what `ctgwatch gateway add-device` does, in another process
+    token = beside.add("late-dev")
+
+    async def post(client: httpx.AsyncClient) -> int:  # a new patient each time: no packet overlaps another
+        patient = f"h-{uuid.uuid4().hex[:8]}"
+        r = await client.post("/v1/ingest", json={"records": [packet(patient, time.time() - 1, device="late-dev")]},
+                              headers={"Authorization": f"Bearer {token}"})
+        return r.status_code
+
+    async with httpx.AsyncClient(base_url=f"http://{settings.gateway_host}:{settings.gateway_http_port}") as client:
+        for _ in range(50):
+            if await post(client) == 202:
+                break
+            await asyncio.sleep(0.1)
+        assert await post(client) == 202
+        beside.remove("late-dev")
+        started = time.monotonic()
+        while await post(client) != 401:
+            assert time.monotonic() - started < 5.0, "a removed device still accepted after 5 s"
+            await asyncio.sleep(0.1)

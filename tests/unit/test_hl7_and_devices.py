@@ -130,3 +130,24 @@ def test_device_registry_stores_only_digests(tmp_path) -> None:
     path.write_text("{broken")
     with pytest.raises(SetupError):
         DeviceRegistry(path)
+
+
+def test_a_running_gateway_follows_devices_added_and_removed_beside_it(tmp_path) -> None:
+    """`gateway remove-device` on a running gateway: its posts kept getting 202, and a device added later got 401
+    until a restart (the file was never reread). The gateway's registry follows the file within a second."""
+    now = [0.0]
+    path = tmp_path / "device-tokens.json"
+    gateway = DeviceRegistry(path, clock=lambda: now[0])
+    cli = DeviceRegistry(path)  # `ctgwatch gateway add-device / remove-device` in another process
+    old = cli.add("mon-1")
+    now[0] += 2
+    assert gateway.device_for(old) == "mon-1" and gateway.is_registered("mon-1")
+    cli.remove("mon-1")
+    new = cli.add("mon-2")
+    assert gateway.device_for(old) == "mon-1"  # within the recheck time the last list still stands
+    now[0] += DeviceRegistry.RECHECK_S
+    assert gateway.device_for(old) is None and not gateway.is_registered("mon-1")
+    assert gateway.device_for(new) == "mon-2" and gateway.devices() == ["mon-2"]
+    path.write_text("{not json")  # a broken file keeps the last good list
+    now[0] += DeviceRegistry.RECHECK_S
+    assert gateway.device_for(new) == "mon-2"
