@@ -13,8 +13,12 @@ message is answered on the same connection with:
 
 Who may connect: with ``gateway_mllp_allow`` set, only those addresses; with
 ``gateway_mllp_secret`` set, only messages carrying it in MSH-8 (Security);
-always only registered sending devices (MSH-3). A refused sender is counted
-and sampled (size, SHA-256, first bytes), never stored whole. A connection is
+always only registered sending devices (MSH-3). Off loopback the gateway does
+not start without an allow-list or a secret (MSH-3 alone is no credential).
+Whatever arrives before a message authenticates (garbage, broken frames, an
+unknown device, a missing secret) is counted and sampled (size, SHA-256, first
+bytes), never stored whole; an authenticated device's bad message is
+dead-lettered whole. A connection is
 closed after ``gateway_mllp_idle_timeout_s`` without a message; bytes that do
 not make a frame within ``gateway_mllp_frame_timeout_s`` get a NAK, and the
 connection is closed.
@@ -36,6 +40,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 import hl7
 from hl7.mllp import InvalidBlockError
 
+from stream.core.errors import SetupError
 from stream.core.metrics import GATEWAY_BACKPRESSURE, GATEWAY_RATE_LIMITED
 from stream.core.schemas import DeadLetter, RejectCode
 from stream.core.validation import IngestError
@@ -97,7 +102,10 @@ class MllpHandler:
     async def handle_block(self, raw: bytes, source: str) -> str:
         """One framed message in, the ACK text out (never raises for bad input)."""
         message: hl7.Message | None = None
+        authenticated = False  # until a registered device (and the shared secret) is seen, input is a stranger's
         try:
+            sender = self._authenticate(raw)  # from the MSH segment alone: a too-large message is judged too
+            authenticated = True
             if len(raw) > self.intake.limits.max_message_bytes:
                 raise IngestError(RejectCode.TOO_LARGE, f"{len(raw)} bytes exceeds {self.intake.limits.max_message_bytes}")
             try:
@@ -105,13 +113,6 @@ class MllpHandler:
             except UnicodeDecodeError as exc:
                 raise IngestError(RejectCode.MALFORMED, f"not {self.encoding} text: {exc}") from None
             message = parse_message(text.replace("\n", "\r").strip("\r"))
-            msh = message.segment("MSH")
-            sender = str(msh[3]).split("^")[0]
-            if not self.registry.is_registered(sender):
-                raise IngestError(RejectCode.UNAUTHENTICATED, f"sending device {sender!r} (MSH-3) is not registered")
-            if self.policy.secret is not None and not hmac.compare_digest(
-                    str(msh[8]).encode(), self.policy.secret.encode()):
-                raise IngestError(RejectCode.UNAUTHENTICATED, "MSH-8 (Security) does not hold the shared secret")
             if not self.intake.rate.allow(f"mllp:{sender}"):
                 GATEWAY_RATE_LIMITED.labels(ENTRANCE).inc()
                 return ack(message, "AR", f"device {sender} sends faster than {self.intake.rate.rate:g} "
@@ -120,8 +121,8 @@ class MllpHandler:
             for record in oru.records:
                 self.intake.check(record, None)
         except IngestError as err:
-            if err.code == RejectCode.UNAUTHENTICATED:  # counted and sampled, not stored whole
-                await self._refuse_sender(raw, err.reason, source)
+            if not authenticated:  # a stranger's input (garbage, unknown MSH-3, no secret): counted and sampled
+                await self._refuse_sender(raw, f"{err.code.value}: {err.reason}", source)
                 return ack(message, "AR", f"{err.code.value}: {err.reason}")
             hard = err.code in (RejectCode.MALFORMED, RejectCode.UNSUPPORTED, RejectCode.UNAUTHENTICATED,
                                 RejectCode.TOO_LARGE)
@@ -142,6 +143,21 @@ class MllpHandler:
             GATEWAY_BACKPRESSURE.labels(ENTRANCE).inc()
             return ack(message, "AR", "broker busy, retry later")
         return ack(message, "AA", f"{len(oru.unmapped)} observation(s) not mapped" if oru.unmapped else "")
+
+    def _authenticate(self, raw: bytes) -> str:
+        """The registered sending device (MSH-3) of a message whose MSH-8 holds the secret (if one is set);
+        IngestError(UNAUTHENTICATED or MALFORMED) otherwise. Reads only the first segment."""
+        head = raw[:4096].replace(b"\n", b"\r").lstrip(b"\r").split(b"\r", 1)[0].decode(self.encoding, errors="replace")
+        if not head.startswith("MSH") or len(head) < 8:
+            raise IngestError(RejectCode.MALFORMED, "not an HL7 v2 message (no MSH segment first)")
+        fields = head.split(head[3])  # MSH-1 is the field separator itself: fields[k] is MSH-(k+1)
+        sender = fields[2].split("^")[0] if len(fields) > 2 else ""
+        if not self.registry.is_registered(sender):
+            raise IngestError(RejectCode.UNAUTHENTICATED, f"sending device {sender!r} (MSH-3) is not registered")
+        security = fields[7] if len(fields) > 7 else ""
+        if self.policy.secret is not None and not hmac.compare_digest(security.encode(), self.policy.secret.encode()):
+            raise IngestError(RejectCode.UNAUTHENTICATED, "MSH-8 (Security) does not hold the shared secret")
+        return sender
 
     async def _next_block(self, reader, writer, source: str) -> bytes | None:  # noqa: ANN001
         """The next framed message; None when the connection should close (idle, or no frame in time)."""
@@ -177,19 +193,24 @@ class MllpHandler:
                     if raw is None:
                         return
                 except asyncio.IncompleteReadError as exc:
-                    if exc.partial.strip():
-                        await self._store(exc.partial, RejectCode.MALFORMED,
-                                          "connection closed inside an MLLP frame (no 0x1C 0x0D end)", source)
+                    if exc.partial.strip():  # bytes before any authenticated message: a stranger's, sampled
+                        await self._refuse_sender(exc.partial, "connection closed inside an MLLP frame "
+                                                  "(no 0x1C 0x0D end)", source)
                     return
                 except InvalidBlockError as exc:
-                    await self._store(b"", RejectCode.MALFORMED, f"bytes outside an MLLP frame: {exc}"[:300], source)
+                    await self._refuse_sender(b"", f"bytes outside an MLLP frame: {exc}"[:300], source)
                     writer.writeblock(ack(None, "AR", "MLLP framing error: frames start with 0x0B").encode())
                     await writer.drain()
                     continue
                 except ValueError as exc:  # frame longer than the read limit: keep its head, then hang up
                     head = bytes(getattr(reader, "_buffer", b""))  # (the frame cannot be skipped reliably)
-                    await self._store(head, RejectCode.TOO_LARGE,
-                                      f"MLLP frame larger than the read limit: {exc}"[:300], source)
+                    reason = f"MLLP frame larger than the read limit: {exc}"[:300]
+                    try:
+                        self._authenticate(head.lstrip(b"\x0b"))
+                    except IngestError:
+                        await self._refuse_sender(head, reason, source)
+                    else:  # a known device's oversized message: its head is kept for the sender to trace
+                        await self._store(head, RejectCode.TOO_LARGE, reason, source)
                     writer.writeblock(ack(None, "AR", "message too large").encode())
                     await writer.drain()
                     return
@@ -202,3 +223,15 @@ class MllpHandler:
             log.exception("MLLP connection from %s failed", source)
         finally:
             writer.close()
+
+
+def require_mllp_authentication(host: str, policy: MllpPolicy) -> None:
+    """Refuse to listen beyond loopback when MLLP senders would be trusted on their MSH-3 alone."""
+    try:
+        loopback = ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not policy.allow and policy.secret is None:
+        raise SetupError(f"MLLP would listen on {host} and accept any peer that names a registered device (MSH-3)",
+                         "set CTGWATCH_GATEWAY_MLLP_ALLOW (device networks, CIDR) or CTGWATCH_GATEWAY_MLLP_SECRET "
+                         "(carried in MSH-8), or bind CTGWATCH_GATEWAY_HOST to 127.0.0.1")

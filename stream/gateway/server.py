@@ -14,13 +14,16 @@ from stream.gateway.devices import DeviceRegistry
 from stream.gateway.guard import DeviceRateLimit, RefusalSampler
 from stream.gateway.http import create_http_app
 from stream.gateway.intake import Intake
-from stream.gateway.mllp import MllpHandler, MllpPolicy
+from stream.gateway.mllp import MllpHandler, MllpPolicy, require_mllp_authentication
 from stream.gateway.publisher import IngestPublisher
 
 log = logging.getLogger("ctgwatch.gateway")
 
 
 async def serve_gateway(settings: Settings) -> None:
+    policy = MllpPolicy.of(settings.gateway_mllp_allow, settings.gateway_mllp_secret,
+                           settings.gateway_mllp_idle_timeout_s, settings.gateway_mllp_frame_timeout_s)
+    require_mllp_authentication(settings.gateway_host, policy)  # before anything starts
     registry = DeviceRegistry(settings.tokens_file)
     outbox = producer_outbox(settings, "gateway", max_records=settings.gateway_outbox_records,
                              max_bytes=settings.gateway_outbox_bytes)
@@ -30,8 +33,6 @@ async def serve_gateway(settings: Settings) -> None:
                     sampler=RefusalSampler(settings.gateway_refused_samples_per_min),
                     rate=DeviceRateLimit(settings.gateway_device_rate_per_s, settings.gateway_device_burst),
                     sample_bytes=settings.gateway_refused_keep_bytes)
-    policy = MllpPolicy.of(settings.gateway_mllp_allow, settings.gateway_mllp_secret,
-                           settings.gateway_mllp_idle_timeout_s, settings.gateway_mllp_frame_timeout_s)
     handler = MllpHandler(intake, registry, policy=policy)
     mllp = await start_hl7_server(
         handler.on_connection, settings.gateway_host, settings.gateway_mllp_port,

@@ -184,7 +184,7 @@ async def test_mllp_invalid_messages_get_nak_and_dead_letter(stack, gateway) -> 
         "range": (oru("E1", patient, now - 5, fhr="140^400^0^142"), "AE", RejectCode.RANGE),
         "no_tz": (oru("E2", patient, now - 4, stamp="20261122101010"), "AE", RejectCode.SCHEMA),
         "sender": (oru("E3", patient, now - 3, sender="UNKNOWN-MON"), "AR", RejectCode.UNAUTHENTICATED),
-        "garbage": (b"this is not hl7 at all", "AR", RejectCode.MALFORMED),
+        "garbage": (b"this is not hl7 at all", "AR", RejectCode.MALFORMED),  # a stranger's: sampled
         "adt": (b"MSH|^~\\&|MON-7|L|C|H|20261122101010+0000||ADT^A01|E5|P|2.6\rPID|||X1", "AR", RejectCode.UNSUPPORTED),
         "future": (oru("E6", patient, now + 7200), "AE", RejectCode.CLOCK_SKEW),
     }
@@ -193,10 +193,11 @@ async def test_mllp_invalid_messages_get_nak_and_dead_letter(stack, gateway) -> 
         code, _, text = msa(ack)
         assert code == expected_ack, (name, str(ack))
         assert text.startswith(expected_code.value), (name, text)
-        # an unknown sender is sampled (first bytes, size, hash), not stored whole
-        letter = await dead_letter_for(stack.bootstrap_servers, frame if name != "sender" else frame[:256])
-        assert letter.code == expected_code and letter.source.startswith("mllp:127.0.0.1")
-        assert letter.raw_size == len(frame)
+        # a stranger (unknown sender, not even HL7) is sampled (first bytes, size, hash), not stored whole
+        stranger = name in ("sender", "garbage")
+        letter = await dead_letter_for(stack.bootstrap_servers, frame[:256] if stranger else frame)
+        assert letter.code == (RejectCode.UNAUTHENTICATED if stranger else expected_code), name
+        assert letter.source.startswith("mllp:127.0.0.1") and letter.raw_size == len(frame)
     # a broken frame does not take the listener down
     (ack,) = await _exchange(settings, [oru("E7", patient, now - 1)])
     assert msa(ack)[0] == "AA"
@@ -311,12 +312,21 @@ async def _hardening(stack, settings: Settings, token: str) -> None:
     assert [msa(a)[0] for a in acks] == ["AR", "AA"]
     assert "shared secret" in msa(acks[0])[2]
 
-    # 1.5 MB in one frame: AR, and the dead letter keeps the first 256 KB
-    big = oru("S3", patient, now - 1, extra=["NTE|1||" + "y" * 1_500_000])
+    # 1.5 MB in one frame from the device: AR, and the dead letter keeps the first 256 KB
+    big = oru("S3", patient, now - 1, extra=["NTE|1||" + "y" * 1_500_000]).replace(b"||ORU^R01", b"|s3cret|ORU^R01", 1)
     (ack,) = await _exchange(settings, [big])
     assert msa(ack)[0] == "AR"
     letter = await dead_letter_for(stack.bootstrap_servers, big[: settings.ingest_max_message_bytes])
     assert letter.code == RejectCode.TOO_LARGE and letter.raw_truncated and letter.raw_size == len(big)
+
+    # a stranger's garbage frames are counted and sampled, not stored whole (100 frames of 300 kB made
+    # 100 dead letters, 25 MiB in the memory-only broker)
+    junk = [b"\x00garbage " + uuid.uuid4().hex.encode() + b" " + b"z" * 300_000 for _ in range(20)]
+    acks = await _exchange(settings, junk)
+    assert all(msa(a)[0] == "AR" for a in acks)
+    kept = await read_topic(stack.bootstrap_servers, "ingest.deadletter", until=lambda found: len(found) > 3,
+                            timeout_s=6, keep=lambda _k, v: decode_deadletter(v).raw.startswith(b"\x00garbage "))
+    assert len(kept) <= 3 and all(len(decode_deadletter(v).raw) <= 256 for _k, v in kept)
 
 
 async def test_the_gateway_serves_no_api_documents(gateway) -> None:

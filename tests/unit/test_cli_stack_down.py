@@ -52,3 +52,11 @@ def test_status_never_shows_an_earlier_runs_heartbeat_as_the_running_workers() -
     assert heartbeat_line(age=2.0, worker_started=now - 30, now=now, stale_s=30) == "heartbeat worker reported 2 s ago"
     assert "STALE" in heartbeat_line(age=600.0, worker_started=None, now=now, stale_s=30)  # an external worker
     assert heartbeat_line(None, None, now, 30) == "heartbeat no worker has reported"
+
+
+def test_the_gateway_refuses_to_listen_off_loopback_without_mllp_credentials(tmp_path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CTGWATCH_STATE_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "gateway", "--host", "0.0.0.0"], cwd=PROJECT_ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "CTGWATCH_GATEWAY_MLLP_ALLOW" in lines[0], r.stderr

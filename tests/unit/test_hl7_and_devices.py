@@ -151,3 +151,15 @@ def test_a_running_gateway_follows_devices_added_and_removed_beside_it(tmp_path)
     path.write_text("{not json")  # a broken file keeps the last good list
     now[0] += DeviceRegistry.RECHECK_S
     assert gateway.device_for(new) == "mon-2"
+
+
+def test_mllp_off_loopback_needs_an_allow_list_or_a_secret() -> None:
+    """MLLP trusted MSH-3 by default: any peer naming a registered device got AA for any patient."""
+    from stream.core.errors import SetupError
+    from stream.gateway.mllp import MllpPolicy, require_mllp_authentication
+
+    with pytest.raises(SetupError, match="CTGWATCH_GATEWAY_MLLP_ALLOW"):
+        require_mllp_authentication("0.0.0.0", MllpPolicy())
+    require_mllp_authentication("127.0.0.1", MllpPolicy())
+    require_mllp_authentication("0.0.0.0", MllpPolicy.of(["10.20.0.0/16"], None, 300, 10))
+    require_mllp_authentication("0.0.0.0", MllpPolicy.of([], "s3cret", 300, 10))
