@@ -39,6 +39,8 @@ from detectors.findings import Finding, Severity
 from stream.core.policy import AlertPolicy
 
 AUDIT = "ctgw:audit"
+#: The ward's audit stream keeps about this many newest events (each alert keeps its own trail whole).
+AUDIT_KEEP = 100_000
 ESCALATION = "ctgw:escalation"
 STATUSES = ("raised", "acknowledged", "escalated", "resolved")
 
@@ -57,6 +59,10 @@ def _alert_key(aid: str) -> str:
 
 def _episode_key(patient_id: str, kind: str) -> str:
     return f"ctgw:episode:{patient_id}:{kind}"
+
+
+def _trail_key(aid: str) -> str:
+    return f"ctgw:audit:alert:{aid}"
 
 
 def _patient_key(patient_id: str) -> str:
@@ -202,7 +208,11 @@ class AlertStore:
             pipe.zadd(ESCALATION, {aid: now + delay})
 
     def _audit(self, pipe, aid: str, event: str, actor: str, at: float, detail: dict) -> None:
-        pipe.xadd(AUDIT, {"alert_id": aid, "event": event, "actor": actor, "at": at, "detail": json.dumps(detail)})
+        """One audit event: on the ward's stream (the newest ``AUDIT_KEEP`` kept) and in the alert's own
+        trail (all of it, so an alert's history never depends on how busy the ward was)."""
+        entry = {"alert_id": aid, "event": event, "actor": actor, "at": at, "detail": json.dumps(detail)}
+        pipe.xadd(AUDIT, entry, maxlen=AUDIT_KEEP, approximate=True)
+        pipe.rpush(_trail_key(aid), json.dumps(entry))
 
     async def move_patient(self, patient_id: str, bed_id: str) -> list[str]:
         """The patient is on ``bed_id`` now: their open alerts carry that bed (and are listed under it);
@@ -297,13 +307,16 @@ class AlertStore:
         return escalated
 
     async def audit_trail(self, aid: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
-        entries = await self.redis.xrange(AUDIT, count=count)
+        """An alert's whole trail (``aid``), or the ward's newest ``count`` events; oldest first either way."""
+        if aid is not None:
+            out = []
+            for i, raw in enumerate(await self.redis.lrange(_trail_key(aid), 0, -1)):
+                d = json.loads(raw)
+                out.append({**d, "audit_id": f"{aid}:{i}", "detail": json.loads(d["detail"]), "at": float(d["at"])})
+            return out
+        newest = await self.redis.xrevrange(AUDIT, count=count)
         out = []
-        for entry_id, fields in entries:
+        for entry_id, fields in reversed(newest):
             d = {k.decode(): v.decode() for k, v in fields.items()}
-            d["audit_id"] = entry_id.decode()
-            d["detail"] = json.loads(d["detail"])
-            d["at"] = float(d["at"])
-            if aid is None or d["alert_id"] == aid:
-                out.append(d)
+            out.append({**d, "audit_id": entry_id.decode(), "detail": json.loads(d["detail"]), "at": float(d["at"])})
         return out

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 #: Key patterns of the clinical state (alerts, episodes, indexes, audit, windows, status, relay cursor,
 #: the labour record, the ward's audio pause).
 CLINICAL_KEYS = (
-    "ctgw:alert:*", "ctgw:episode:*", "ctgw:open:*", "ctgw:escalation", "ctgw:audit",
+    "ctgw:alert:*", "ctgw:episode:*", "ctgw:open:*", "ctgw:escalation", "ctgw:audit", "ctgw:audit:alert:*",
     "ctgw:win:*", "ctgw:vitals:*", "ctgw:patient:*", "ctgw:patients:*", "ctgw:relay:*",
     "ctgw:chart:*", "ctgw:chart-marks:*", "ctgw:trend:*", "ctgw:alerts:patient:*", "ctgw:audio:*", "ctgw:figo:*",
 )

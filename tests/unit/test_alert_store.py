@@ -137,3 +137,21 @@ async def test_a_moved_patients_open_alarms_go_with_her_to_the_new_bed(store) ->
     moved = [e for e in await s.audit_trail(open_id) if e["event"] == "moved"]
     assert moved and moved[0]["detail"] == {"from": "bed-41", "to": "bed-03"}
     assert await s.move_patient(patient, "bed-03") == []  # already there: nothing to do
+
+
+async def test_the_newest_alerts_trail_is_whole_in_a_busy_audit_stream(store, redis) -> None:
+    """The trail read the oldest 1000 events of the ward's stream and filtered them: with more, the newest
+    alert's history was missing. Each alert keeps its own trail; the ward's stream reads newest first."""
+    from stream.state.alerts import AUDIT
+
+    s, now, patient = store
+    for i in range(5000):
+        await redis.xadd(AUDIT, {"alert_id": f"old-{i}", "event": "raised", "actor": "ctgwatch", "at": 1.0,
+                                 "detail": "{}"})
+    _, aid = await s.apply(patient, "bed-1", finding("ctg_alarm", 100, 300))
+    await s.acknowledge(aid, "ann")
+    await s.escalate(aid, "ann", "no change")
+    await s.resolve(aid, "olga", "delivered")
+    assert [e["event"] for e in await s.audit_trail(aid)] == ["raised", "acknowledged", "escalated", "resolved"]
+    newest = await s.audit_trail(count=4)
+    assert [e["alert_id"] for e in newest] == [aid] * 4 and newest[-1]["event"] == "resolved"
