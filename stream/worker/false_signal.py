@@ -162,3 +162,7 @@ class FalseSignalJudge:
     def forget(self, patient_id: str) -> None:
         for table in (self.verdicts, self.unavailable, self.last_t):
             table.pop(patient_id, None)
+
+    def patients(self) -> set[str]:
+        """The patients this judge holds anything of."""
+        return set(self.verdicts) | set(self.unavailable) | set(self.last_t)

@@ -623,12 +623,26 @@ class Pipeline:
             "inputs_missing": [n for n, v in zip(INPUT_NAMES, raw) if not np.isfinite(v)]}
         return [] if finding is None else [finding]
 
+    def _per_patient(self) -> tuple[dict[str, Any], ...]:
+        """Every table this worker keeps per patient: forgetting a patient empties all of them."""
+        return (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.figo,
+                self.autoencoder_scores)
+
+    def patients_held(self) -> set[str]:
+        """The patients any per-patient table (or lock) still holds (a rebalance must leave none behind)."""
+        held = {pid for table in self._per_patient() for pid in table} | set(self.locks)
+        if self.false_signal is not None:
+            held |= self.false_signal.patients()
+        return held
+
     def _forget(self, patient_id: str) -> None:
         if self.false_signal is not None:
             self.false_signal.forget(patient_id)
-        for table in (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.locks,
-                      self.figo, self.autoencoder_scores):
+        for table in self._per_patient():
             table.pop(patient_id, None)
+        lock = self.locks.get(patient_id)
+        if lock is not None and not lock.locked():  # a held lock stays with its holder; it ends with it
+            self.locks.pop(patient_id, None)
 
     def forget_window(self, patient_id: str) -> None:
         """Drop a patient's cached window (not its alarm state): it is reloaded from Redis.
@@ -642,10 +656,8 @@ class Pipeline:
         """Drop cached windows (after a rebalance another worker may have extended them); a model round in
         flight will not use its results."""
         self._ownership += 1
-        self.cache.clear()
-        self.trackers.clear()
-        self.shown.clear()
-        self.figo.clear()
+        for patient_id in list(self.patients_held()):  # everything per patient: windows, alarms, models, locks
+            self._forget(patient_id)
 
 
 def merge_vitals(history: list[VitalsObservation], max_age_s: float) -> list[MeowsObs]:

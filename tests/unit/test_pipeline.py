@@ -536,3 +536,27 @@ async def test_a_patient_moved_to_another_bed_takes_her_alarm_and_the_bed_is_hel
     assert (await p.alerts.get(aid))["bed_id"] == "bed-q"
     assert await p.status.occupied_beds(ward, within_s=60) == {"bed-q": patient}
     assert await p.status.occupied_beds(ward, within_s=60, now=time.time() + 120) == {}
+
+
+async def test_rebalances_leave_nothing_of_the_patients_given_up(redis) -> None:
+    """forget_all used to drop four of the per-patient tables and keep the rest (model streaks and evidence,
+    locks, the false-signal verdicts): memory for revoked patients grew with every rebalance."""
+    from stream.worker.false_signal import FalseSignalJudge
+
+    judge = FalseSignalJudge(_FakeFalseSignalScorer(), interval_s=60.0)  # type: ignore[arg-type]
+    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+                 WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), _HeldAnomalyScorer(),  # type: ignore[arg-type]
+                 false_signal=judge)
+    t0 = time.time() - 700
+    for round_no in range(100):
+        patients = [f"rb-{round_no}-{k}" for k in range(3)]
+        for patient in patients:
+            for pkt in packets(patient, t0, np.full(4 * 5, 140.0)):
+                await p.on_record(pkt)
+            p.model_streak[patient] += 1  # what a model round leaves
+            p.model_evidence[patient] = {"ctg_autoencoder": {}}
+            p.autoencoder_scores[patient].append(1.0)
+            judge.last_t[patient] = t0
+        assert set(patients) <= p.patients_held()
+        p.forget_all()
+        assert p.patients_held() == set(), p.patients_held()
