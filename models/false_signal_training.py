@@ -248,14 +248,22 @@ def weights_from_onnx(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_false_signal(version_dir: Path) -> torch.nn.Module:
+    """A version's trained false-signal network (its ``config.json`` and ``false_signal.pt``), in eval mode."""
+    import json
+
+    saved = json.loads((version_dir / "config.json").read_text())
+    model = build_net(FalseSignalConfig(**saved.get("false_signal", {})))
+    model.load_state_dict(torch.load(version_dir / "false_signal.pt"))
+    return model.eval()
+
+
 def _teacher(cfg: FalseSignalConfig, device: torch.device) -> FalseSignalModel | None:
     """The trained teacher of a distillation (``cfg.teacher``), on ``device``, or None."""
     if not cfg.teacher:
         return None
     if "version_dir" in cfg.teacher:
-        from models.training import load_trained
-
-        trained = load_trained(Path(cfg.teacher["version_dir"]), "false_signal")
+        trained = load_false_signal(Path(cfg.teacher["version_dir"]))
         if not isinstance(trained, (FalseSignalNet, FalseSignalEnsemble)):
             raise TypeError(f"{cfg.teacher['version_dir']} holds no false-signal network")
         return trained.to(device).eval()

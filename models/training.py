@@ -167,9 +167,9 @@ def load_trained(version_dir: Path, kind: str) -> torch.nn.Module:
         ac = AcidaemiaConfig(**saved.get("acidaemia", {}))
         model = build(kind, {"hidden": ac.hidden, "dropout": ac.dropout})
     elif kind == "false_signal":
-        from models.false_signal_training import FalseSignalConfig, build_net
+        from models.false_signal_training import load_false_signal
 
-        model = build_net(FalseSignalConfig(**saved.get("false_signal", {})))
+        return load_false_signal(version_dir)
     else:
         raise ValueError(f"unknown model kind {kind!r}")
     model.load_state_dict(torch.load(version_dir / f"{kind}.pt"))
