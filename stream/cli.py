@@ -810,8 +810,10 @@ def evaluate_burden_cmd(
 
 #: How often the held-out half has been looked at, said with every report (update it with each new look).
 RISK_LOOKS = ("The operating point read the tuning half only, by a rule committed (26efacf) before any held-out "
-              "record was scored. The held-out half has been scored twice: with the first design (inner halves, "
-              "unconstrained weights; docs/EVALUATION.md, 'how it was built') and with this one.")
+              "record was scored, and measured the alarm with the policy's own tracker. The held-out half has been "
+              "scored twice: with the first design (inner halves, unconstrained weights; 'how it is built' below) "
+              "and with this one; the alarm figures were read a third time after the selection's alarm model was "
+              "made the tracker's (the model and its risks unchanged).")
 
 
 @evaluate_app.command("risk")

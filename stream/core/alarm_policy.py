@@ -120,7 +120,7 @@ class KindRule:
 
 A, U, E = Severity.ADVISORY, Severity.URGENT, Severity.EMERGENCY
 #: How long the compromise risk must stay above its first threshold (stream/evaluation/risk_alarm.py chose it).
-COMPROMISE_QUALIFY_S = 300.0
+COMPROMISE_QUALIFY_S = 600.0
 _I = Severity.INFO
 #: The policy table. ``why`` is shown in the README and in each alarm's evidence.
 DEFAULT_RULES: tuple[KindRule, ...] = (

@@ -36,11 +36,20 @@ MAX_HIGH_NORMAL_SHARE = 0.01
 
 
 def first_alarm(times: np.ndarray, risk: np.ndarray, threshold: float, qualify_min: int) -> float | None:
-    """When the risk alarm first sounds: the risk at or above ``threshold`` for ``qualify_min`` minutes in a row."""
-    run = 0
+    """When the risk alarm first sounds, by the alarm policy's own tracker (:class:`PatientAlarms` with the
+    ``compromise_risk`` row qualifying in ``qualify_min``): a finding each minute the risk is at or above
+    ``threshold``, exactly as the worker reports it, so a risk that dips for less than the row's clear time
+    still qualifies, as in the stream."""
+    from detectors.findings import Finding, Severity
+    from stream.core.alarm_policy import AlarmPolicy, Problem, Source
+    from stream.core.alarm_tracker import PatientAlarms
+
+    if not (risk >= threshold).any():
+        return None
+    tracker = PatientAlarms(AlarmPolicy(overrides={"compromise_risk": {"qualify_s": 60.0 * qualify_min}}))
     for t, above in zip(times, risk >= threshold):
-        run = run + 1 if above else 0
-        if run > qualify_min:  # the minute the condition began counts as 0
+        found = [Finding("compromise_risk", Severity.ADVISORY, float(t) - 60.0, float(t), "", "")] if above else []
+        if Problem.CTG in tracker.observe(Source.MODELS, float(t), found).alarms:
             return float(t)
     return None
 
