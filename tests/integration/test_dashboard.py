@@ -333,9 +333,11 @@ def test_the_bed_page_fits_the_screen_and_follows_a_six_hour_labour(stack, dashb
             assert width == viewport["width"], (speed, width)
             newest = float(page.locator("#trace").get_attribute("data-newest"))
             assert 0.95 <= newest <= 1.0, (speed, newest)  # now is in the right 5% of the trace area
-            for selector in ("#vitals", "#alerts button[data-action=acknowledge]", "#alerts button[data-action=resolve]"):
-                box = page.locator(selector).first.bounding_box()
+            for selector in ("#vitals thead", "#alerts button[data-action=acknowledge]",
+                             "#alerts button[data-action=resolve]"):
+                box = page.locator(selector).first.bounding_box()  # on the screen as it opens, no scrolling
                 assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (selector, box)
+                assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (selector, box)
             page.screenshot(path=str(shots / f"bed-6h-{viewport['width']}x{viewport['height']}-{speed}cm.png"))
         page.locator("#trace-scroll").evaluate("s => { s.scrollLeft = 0; }")  # the user scrolls back to the start
         expect(page.locator("#follow")).not_to_be_checked(timeout=5_000)

@@ -45,11 +45,14 @@ function draw() {
   const left = 34, pps = pxPerS();
   const total = series.fhr.length;
   spacer.style.width = `${Math.max(scroll.clientWidth, left + total * pps + 20)}px`;
+  // a short screen (768 px) gets a lower trace, so the alarms' buttons and the vitals fit under it
+  const short = window.innerHeight < 900, H = short ? 340 : 450;
+  if (canvas.height !== H) { canvas.height = H; spacer.style.height = `${H + 20}px`; }
   canvas.width = scroll.clientWidth;
   const t0 = series.t0 + scroll.scrollLeft / pps, t1 = t0 + (canvas.width - left - 10) / pps;
   const g = canvas.getContext("2d");
   g.clearRect(0, 0, canvas.width, canvas.height);
-  drawCtg(g, { left, top: 8, width: canvas.width - left - 10, fhrH: 290, gap: 14, ucH: 110 }, series, t0, t1,
+  drawCtg(g, { left, top: 8, width: canvas.width - left - 10, fhrH: short ? 215 : 290, gap: 14, ucH: short ? 80 : 110 }, series, t0, t1,
     { marks, baseline: live && live.t0 != null && t1 > live.t0 ? live.baseline_bpm : null });
   $("#span-note").textContent = `showing ${hhmm(t0)}–${hhmm(Math.min(t1, series.t0 + total))} of ${hhmm(series.t0)}–${hhmm(series.t0 + total)}`;
   canvas.dataset.newest = String((series.t0 + total - t0) / (t1 - t0));  // where "now" is drawn: 0 left edge, 1 right
