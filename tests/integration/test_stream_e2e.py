@@ -132,7 +132,7 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
     loss = next(a for a in alerts if a["patient_id"].endswith("-loss"))
     assert json.loads(loss["evidence"])["reasons"][0]["kind"] == "signal_loss" and loss["severity_name"] == "advisory"
     models = json.loads(prolonged["evidence"])["models"]
-    assert set(models) == {"ctg_lstm", "ctg_autoencoder", "ctg_false_signal"}
+    assert set(models) == {"ctg_lstm", "ctg_autoencoder", "ctg_false_signal", "compromise_risk"}
     assert all(m["status"] == "ok" for m in models.values()), models
     assert 0 <= models["ctg_lstm"]["risk_ph_below_7_05"] <= 1 and models["ctg_false_signal"]["judge"].startswith("ctg_")
     bed_index = {m.decode() for m in redis.smembers("ctgw:open:bed:bed-02")}
