@@ -255,7 +255,7 @@ def alerts(
     async def fetch() -> tuple[list[dict], list]:
         redis = Redis.from_url(settings.redis_dsn)
         try:
-            alarms = await AlertStore(redis, settings.alert_policy()).open_alerts(bed_id=bed)
+            alarms = await AlertStore(redis, settings.alert_handling()).open_alerts(bed_id=bed)
             store = PatientStatusStore(redis)
             statuses = [await store.read(p) for p in await store.ward_patients(settings.ward_id)]
             return alarms, [s for s in statuses if bed is None or s.bed_id == bed]

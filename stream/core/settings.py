@@ -23,7 +23,7 @@ from stream.core.validation import IngestLimits
 
 if TYPE_CHECKING:
     from stream.core.alarm_policy import AlarmPolicy
-    from stream.core.policy import AlertPolicy
+    from stream.core.alert_handling import AlertHandling
     from stream.core.topics import TopicNames
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -323,11 +323,11 @@ class Settings(BaseSettings):
             max_age_s=self.ingest_max_age_s,
         )
 
-    def alert_policy(self) -> AlertPolicy:
+    def alert_handling(self) -> AlertHandling:
         from detectors.findings import Severity
-        from stream.core.policy import AlertPolicy
+        from stream.core.alert_handling import AlertHandling
 
-        return AlertPolicy(
+        return AlertHandling(
             ward_id=self.ward_id,
             escalate_after_s=((int(Severity.URGENT), self.escalate_urgent_s),
                               (int(Severity.EMERGENCY), self.escalate_emergency_s)),

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from detectors.findings import Finding, Severity
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 
 AUDIT = "ctgw:audit"
 #: The ward's audit stream keeps about this many newest events (each alert keeps its own trail whole).
@@ -83,7 +83,7 @@ def _decode(h: dict) -> dict[str, Any]:
 
 
 class AlertStore:
-    def __init__(self, redis: Redis, policy: AlertPolicy = AlertPolicy(), clock=time.time) -> None:
+    def __init__(self, redis: Redis, policy: AlertHandling = AlertHandling(), clock=time.time) -> None:
         self.redis = redis
         self.policy = policy
         self.clock = clock

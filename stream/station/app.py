@@ -94,7 +94,7 @@ def create_dashboard(settings: Settings, redis: Redis | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.settings = settings
     app.state.redis = redis
-    app.state.alerts = AlertStore(redis, settings.alert_policy())
+    app.state.alerts = AlertStore(redis, settings.alert_handling())
     app.state.users = UserStore(redis)
     app.state.status = PatientStatusStore(redis, keep_marks_s=settings.history_s)
     app.state.windows = WindowStore(redis, capacity_s=settings.history_s)

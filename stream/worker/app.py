@@ -263,7 +263,7 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
     from stream.worker.relay import AlertRelay
 
     redis = Redis.from_url(settings.redis_dsn)
-    store = AlertStore(redis, settings.alert_policy())
+    store = AlertStore(redis, settings.alert_handling())
     scorer = None
     false_signal = None
     risk_scorer = None

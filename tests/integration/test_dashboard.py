@@ -57,7 +57,7 @@ def signed_in(url: str, user: str, password: str) -> tuple[httpx.Client, str]:
 def raise_alert(stack, ward: str, kind: str = "prolonged_deceleration") -> str:
     async def go() -> str:
         redis = Redis.from_url(stack.redis_dsn)
-        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_policy())
+        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_handling())
         pid = f"api-{uuid.uuid4().hex[:6]}"
         _, aid = await store.apply(pid, "bed-9", Finding(kind, Severity.URGENT, 0, 200, "FIGO 2015: test rule",
                                                          "Prolonged deceleration for 3.3 min, nadir 90 bpm", {}))
@@ -140,7 +140,7 @@ def store_trace_with_maternal_capture(stack, patient: str, ward: str) -> None:
     the worker's pipeline (packets stored, then its FIGO analysis), as the worker does."""
     import numpy as np
 
-    from stream.core.policy import AlertPolicy
+    from stream.core.alert_handling import AlertHandling
     from stream.state.alerts import AlertStore
     from stream.state.windows import WindowStore
     from stream.worker.pipeline import Pipeline
@@ -154,7 +154,7 @@ def store_trace_with_maternal_capture(stack, patient: str, ward: str) -> None:
 
     async def store() -> None:
         redis = Redis.from_url(stack.redis_dsn)
-        pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400))
+        pipeline = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=ward)), WindowStore(redis, capacity_s=2400))
         for i in range(0, n, 240):
             pkt = CtgPacket(patient_id=patient, bed_id="bed-7", device_id="mon-nf", start_ts=start_ts + i / fs,
                             fhr=[round(float(v), 2) for v in fhr[i:i + 240]], uc=[10.0] * 240,
@@ -267,7 +267,7 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
 def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) -> None:
     """``hours`` of simulated labour through the worker's pipeline (history sent fast), archived as the worker
     archives it, ending now; and one open alarm on the bed, so its buttons can be checked."""
-    from stream.core.policy import AlertPolicy
+    from stream.core.alert_handling import AlertHandling
     from stream.sources.ctg_simulator import Scenario, simulate_ctg
     from stream.state.windows import WindowStore
     from stream.worker.pipeline import Cadence, Pipeline
@@ -279,7 +279,7 @@ def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) ->
 
     async def store() -> None:
         redis = Redis.from_url(stack.redis_dsn)
-        pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=3600),
+        pipeline = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=ward)), WindowStore(redis, capacity_s=3600),
                             Cadence(forget_idle_s=1e9))
         step = 240  # one minute a packet
         for n, i in enumerate(range(0, sim.fhr.size, step)):
@@ -290,7 +290,7 @@ def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) ->
             if n % 10 == 9:
                 await pipeline.tick()  # the worker analyses (and archives) as the labour goes on
         await pipeline.tick()
-        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_policy())
+        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_handling())
         await store.apply(patient, bed, Finding("prolonged_deceleration", Severity.URGENT, duration - 300, duration,
                                                 "FIGO 2015: test rule", "Prolonged deceleration for 4.0 min", {}))
         await redis.aclose()

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.findings import Finding, Severity
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
@@ -29,7 +29,7 @@ def store_ward(stack, ward: str, tag: str) -> None:  # noqa: ANN001
     """16 beds with 15 min of trace ending now, through the worker's pipeline, and 4 open alarms."""
     async def go() -> None:
         redis = Redis.from_url(stack.redis_dsn)
-        pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400),
+        pipeline = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=ward)), WindowStore(redis, capacity_s=2400),
                             Cadence(forget_idle_s=1e9))
         start = time.time() - 900
         rng = np.random.default_rng(0)
@@ -40,7 +40,7 @@ def store_ward(stack, ward: str, tag: str) -> None:  # noqa: ANN001
                     patient_id=f"{tag}-{b:02d}", bed_id=f"bed-{b + 1:02d}", device_id=f"mon-{b}",
                     start_ts=start + i / 4, fhr=[round(float(v), 1) for v in fhr[i:i + 240]], uc=[12.0] * 240))
         await pipeline.tick()
-        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_policy())
+        store = AlertStore(redis, stack.model_copy(update={"ward_id": ward}).alert_handling())
         for b, severity in zip(range(ALARMS), (Severity.EMERGENCY, Severity.URGENT, Severity.URGENT, Severity.ADVISORY)):
             await store.apply(f"{tag}-{b:02d}", f"bed-{b + 1:02d}", Finding(
                 "ctg_alarm", severity, 600, 900, "FIGO 2015: test rule", "Pathological CTG for 12 min", {}))

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from detectors.findings import Finding, Severity
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.state.alerts import AlertError, AlertStore
 
 
@@ -20,7 +20,7 @@ def finding(kind: str, start: float, end: float, severity: Severity = Severity.U
 async def store(redis):
     now = [1_000.0]
     ward = f"ward-{uuid.uuid4().hex[:6]}"
-    s = AlertStore(redis, AlertPolicy(ward_id=ward, suppress_after_resolve_s=600), clock=lambda: now[0])
+    s = AlertStore(redis, AlertHandling(ward_id=ward, suppress_after_resolve_s=600), clock=lambda: now[0])
     yield s, now, f"p-{uuid.uuid4().hex[:8]}"
 
 
@@ -103,7 +103,7 @@ async def test_escalation_of_unacknowledged_alerts(store) -> None:
 async def test_a_fresh_ward_clears_clinical_state_and_keeps_users(redis) -> None:
     from stream.state.ward_reset import clear_clinical_state
 
-    s = AlertStore(redis, AlertPolicy(ward_id="w"))
+    s = AlertStore(redis, AlertHandling(ward_id="w"))
     await s.apply("p-1", "bed-1", finding("bradycardia", 0, 700))
     await redis.hset("ctgw:user:ann", mapping={"role": "nurse"})
     await redis.xadd("ctgw:audit:admin", {"event": "user_added"})

@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from detectors.ctg import analyse_ctg
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.sources.ctg_simulator import Scenario, simulate_ctg
 from stream.state.alerts import AlertStore
@@ -50,7 +50,7 @@ def test_anomaly_marks_only_cover_the_newest_interval() -> None:
 async def test_the_worker_archives_minutes_behind_the_analysis_and_a_trend_every_five_minutes(redis) -> None:
     patient, t0 = f"lr-{uuid.uuid4().hex[:6]}", 1_700_000_040.0  # on a minute
     sim = simulate_ctg(Scenario("late", duration_s=3000.0, decel_kind="late", decel_span=(600.0, 3000.0)), seed=4)
-    pipeline = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-lr")), WindowStore(redis, capacity_s=3600),
+    pipeline = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-lr")), WindowStore(redis, capacity_s=3600),
                         Cadence(forget_idle_s=1e9))
     for i in range(0, sim.fhr.size, 4):
         await pipeline.on_record(CtgPacket(patient_id=patient, bed_id="bed-lr", device_id="m", start_ts=t0 + i / 4,
@@ -103,7 +103,7 @@ async def test_a_backlog_caught_up_faster_than_the_ticks_leaves_no_hole_in_the_a
     sim = simulate_ctg(Scenario("normal", duration_s=4 * 3600.0), seed=5)
 
     def worker() -> Pipeline:
-        return Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-lr")), WindowStore(redis, capacity_s=3600),
+        return Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-lr")), WindowStore(redis, capacity_s=3600),
                         Cadence(forget_idle_s=1e9))
     pipeline = worker()
 

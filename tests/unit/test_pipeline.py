@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
@@ -25,7 +25,7 @@ def packets(patient: str, t0: float, fhr: np.ndarray) -> list[CtgPacket]:
 @pytest.fixture
 async def pipeline(redis):
     ward = f"w-{uuid.uuid4().hex[:6]}"
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=ward)), WindowStore(redis, capacity_s=2400),
                  Cadence(forget_idle_s=3600.0))
     yield p
 
@@ -68,7 +68,7 @@ async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_
 
     sim = simulate_ctg(Scenario("brady", duration_s=1800.0, bradycardia=(900.0, 1800.0)), seed=3)
     policy = AlarmPolicy(overrides={"ctg_pathological": {"qualify_s": 0}})
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-path")), WindowStore(redis, capacity_s=2400),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-path")), WindowStore(redis, capacity_s=2400),
                  Cadence(), policy=policy)
     # on a minute of the labour clock: the simulated bradycardia sits at 100 bpm, FIGO's pathological limit,
     # and where the minutes fall decides whether its median reads 99.9 or 100.1
@@ -158,7 +158,7 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
     fake = _FakeFalseSignalScorer()
     judge = FalseSignalJudge(fake, interval_s=60.0)  # type: ignore[arg-type]
     policy = AlarmPolicy(overrides={"false_signal": {"qualify_s": 0}})
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-fs")), WindowStore(redis, capacity_s=2400),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-fs")), WindowStore(redis, capacity_s=2400),
                  Cadence(), policy=policy, false_signal=judge)
     patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 1200
     rng = np.random.default_rng(1)
@@ -217,7 +217,7 @@ async def test_the_ticks_go_on_while_triton_answers_one_model_round_at_a_time(re
 
     held = _HeldScorer()
     judge = FalseSignalJudge(held, interval_s=60.0)  # type: ignore[arg-type]
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), false_signal=judge)
     patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 700
     for pkt in packets(patient, t0, np.full(4 * 660, 140.0)):
@@ -259,7 +259,7 @@ async def test_a_model_round_that_straddles_a_rebalance_writes_nothing_for_the_p
 
     held_fs, held_ae = _HeldScorer(), _HeldAnomalyScorer()
     judge = FalseSignalJudge(held_fs, interval_s=60.0)  # type: ignore[arg-type]
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), held_ae,  # type: ignore[arg-type]
                  false_signal=judge)
     patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 900
@@ -306,7 +306,7 @@ async def test_a_model_round_that_straddles_a_rebalance_writes_nothing_for_the_p
 async def _due_for_analysis(redis, beds: int, analysis_budget_s: float,  # noqa: ANN001
                             refresh_concurrency: int = 1) -> tuple[Pipeline, list[str], float]:
     """A pipeline whose ``beds`` patients have 11 min of trace each: all due for their first analysis."""
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9, analysis_budget_s=analysis_budget_s,
                                                               refresh_concurrency=refresh_concurrency))
     t0 = time.time() - 700
@@ -360,7 +360,7 @@ async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis)
     for pooled in (False, True):
         pool = AnalysisPool(1) if pooled else None
         try:
-            p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-pool-{pooled}")),
+            p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-pool-{pooled}")),
                          WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9),
                          policy=AlarmPolicy(overrides={"ctg_pathological": {"qualify_s": 0}}), analysis_pool=pool)
             patient = f"pp-pool-{pooled}-{uuid.uuid4().hex[:4]}"
@@ -402,7 +402,7 @@ async def test_a_batch_of_packets_finds_what_the_packets_one_at_a_time_find() ->
 
     async def run(batched: bool) -> tuple:
         redis = fakeredis.FakeAsyncRedis()
-        p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-batch")), WindowStore(redis, capacity_s=2400),
+        p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-batch")), WindowStore(redis, capacity_s=2400),
                      Cadence(forget_idle_s=1e9))
         calls = 0
         save = p.windows.save_packets
@@ -499,7 +499,7 @@ async def test_the_model_cadence_is_measured_per_scoring(redis) -> None:
     from stream.worker.false_signal import FalseSignalJudge
 
     judge = FalseSignalJudge(_FakeFalseSignalScorer(), interval_s=60.0)  # type: ignore[arg-type]
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), false_signal=judge)
     patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 800
     count = REGISTRY.get_sample_value("ctgwatch_model_interval_seconds_count", {"scoring": "false_signal"}) or 0.0
@@ -524,7 +524,7 @@ async def test_a_patient_moved_to_another_bed_takes_her_alarm_and_the_bed_is_hel
     from detectors.findings import Finding, Severity
 
     ward = f"w-{uuid.uuid4().hex[:6]}"
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=ward)), WindowStore(redis, capacity_s=2400),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=ward)), WindowStore(redis, capacity_s=2400),
                  Cadence(forget_idle_s=1e9))
     patient, t0 = f"pp-{uuid.uuid4().hex[:6]}", time.time() - 120
     trace = packets(patient, t0, np.full(4 * 120, 140.0))
@@ -544,7 +544,7 @@ async def test_rebalances_leave_nothing_of_the_patients_given_up(redis) -> None:
     from stream.worker.false_signal import FalseSignalJudge
 
     judge = FalseSignalJudge(_FakeFalseSignalScorer(), interval_s=60.0)  # type: ignore[arg-type]
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=2400), Cadence(forget_idle_s=1e9), _HeldAnomalyScorer(),  # type: ignore[arg-type]
                  false_signal=judge)
     t0 = time.time() - 700

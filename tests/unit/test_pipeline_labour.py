@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detectors.labour import analyse_labour
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.sources.ctg_simulator import Scenario, _ramp_shape, simulate_ctg
 from stream.state.alerts import AlertStore
@@ -23,7 +23,7 @@ START = 900.0
 
 
 def pipeline_on(redis) -> Pipeline:
-    return Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id="w-labour")), WindowStore(redis, capacity_s=3600),
+    return Pipeline(redis, AlertStore(redis, AlertHandling(ward_id="w-labour")), WindowStore(redis, capacity_s=3600),
                     Cadence(forget_idle_s=1e9))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from models.compromise import INPUT_NAMES, OUTCOMES, Stacker
 from models.triton_client import Scored
 from stream.core.alarm_policy import COMPROMISE_QUALIFY_S
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
 from stream.worker.pipeline import Cadence, Pipeline
@@ -46,7 +46,7 @@ def _stacker() -> Stacker:
 
 
 async def _run(redis, lstm_risk: float) -> tuple[Pipeline, str]:  # noqa: ANN001
-    p = Pipeline(redis, AlertStore(redis, AlertPolicy(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
+    p = Pipeline(redis, AlertStore(redis, AlertHandling(ward_id=f"w-{uuid.uuid4().hex[:6]}")),
                  WindowStore(redis, capacity_s=3600), Cadence(forget_idle_s=1e9),
                  _Scorer("ctg_autoencoder", 0.5), risk_scorer=_Scorer("ctg_lstm", lstm_risk),  # type: ignore[arg-type]
                  compromise=_stacker())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stream.core.policy import AlertPolicy
+from stream.core.alert_handling import AlertHandling
 from stream.state.alerts import AlertStore
 from stream.state.heartbeat import HEARTBEAT, beat
 from stream.state.patient_status import PatientStatusStore
@@ -12,7 +12,7 @@ from stream.station.views import ward_snapshot
 
 
 async def test_monitoring_is_interrupted_when_the_worker_falls_silent(redis) -> None:
-    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertPolicy(ward_id="w"))
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
     never = await ward_snapshot(status, alerts, "w", stale_after_s=30)
     assert never.monitoring_interrupted and never.worker_silent_s is None  # no worker has ever reported
     await beat(redis, keep_s=3600)
@@ -28,7 +28,7 @@ async def test_a_bed_without_packets_shows_monitoring_interrupted(redis) -> None
     from detectors.ctg import analyse_ctg
     from stream.state.patient_status import status_key
 
-    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertPolicy(ward_id="w"))
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
     import numpy as np
 
     analysis = analyse_ctg(np.full(4 * 700, 140.0), np.full(4 * 700, 10.0), t0=0.0)
@@ -70,7 +70,7 @@ async def test_the_wall_shows_each_beds_current_patient_and_lets_the_discharged_
     leaves the wall and the ward index, unless she has an open alarm or the whole worker is silent."""
     from detectors.findings import Finding, Severity
 
-    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertPolicy(ward_id="w"))
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
     await _patient(status, redis, "p-before", "bed-01", silent_s=3600)  # delivered; bed-01 has a new patient
     await _patient(status, redis, "p-now", "bed-01", silent_s=1)
     await _patient(status, redis, "p-quiet", "bed-02", silent_s=3600)  # monitor off an hour, bed not reused
