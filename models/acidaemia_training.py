@@ -18,7 +18,7 @@ There are only 28 acidaemic records among 415, hence the repeats and intervals.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,13 +136,15 @@ def predict_lstm(model: AcidaemiaLstm, inputs: list[RecordInputs]) -> np.ndarray
     return model(x)[0].numpy()
 
 
+def class_rates(classes: Sequence[str], y: np.ndarray, names: Iterable[str]) -> dict[str, float]:
+    """The outcome's rate in each class of training records, with a half-count prior: no class is 0 or 1."""
+    chosen = np.asarray(classes)
+    return {c: float((y[chosen == c].sum() + 0.5) / ((chosen == c).sum() + 1.0)) for c in names}
+
+
 def figo_class_scores(train: list[RecordInputs], test: list[RecordInputs], cut: float) -> np.ndarray:
     """The acidaemia rate of each FIGO class (insufficient signal its own class) in the training records."""
-    y = labels(train, cut)
-    rate = {}
-    for cls in CLASS_RANK:
-        sel = np.array([t.classification == cls for t in train])
-        rate[cls] = (y[sel].sum() + 0.5) / (sel.sum() + 1.0)  # a half-count prior: no class is 0 or 1
+    rate = class_rates([t.classification for t in train], labels(train, cut), CLASS_RANK)
     return np.array([rate[t.classification] for t in test])
 
 

@@ -82,11 +82,6 @@ INPUT_NAMES = tuple(i.name for i in RISK_INPUTS)
 OUTCOMES = ("ph_below_7_05", "ph_below_7_15")
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
-
-
 def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None, autoencoder_scores: Sequence[float]) -> np.ndarray:
     """The stacker's inputs at one minute, in :data:`INPUT_NAMES` order; NaN where one is not available.
 
@@ -127,31 +122,28 @@ def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None, autoencod
 
 def model_inputs(raw: np.ndarray) -> np.ndarray:
     """Inputs as the stacker reads them: the LSTM's probability as a log-odds (it is already a risk)."""
+    from scipy.special import logit
+
     out = np.array(raw, dtype=float, copy=True)
     i = INPUT_NAMES.index("lstm")
-    col = out[..., i]
-    out[..., i] = np.where(np.isfinite(col), np.log(np.clip(col, 1e-4, 1 - 1e-4) / (1 - np.clip(col, 1e-4, 1 - 1e-4))), np.nan)
+    out[..., i] = logit(np.clip(out[..., i], 1e-4, 1 - 1e-4))  # NaN (not available) stays NaN
     return out
 
 
 @dataclass
 class Contribution:
-    name: str
-    reads: str
+    spec: RiskInput
     value: float | None
-    reference: float
+    reference: float  # the input's median over normal-outcome labours, as it reads
     log_odds: float  # what this input adds to the log-odds against a typical normal-outcome labour
 
-    def sentence(self, spec: RiskInput) -> str:
+    def sentence(self) -> str:
         def show(v: float) -> str:
-            if spec.name == "lstm":
+            if self.spec.percent:
                 return f"{v:.0%}"
-            if spec.percent:
-                return f"{v:.0%}"
-            return f"{v:.0f}{spec.unit}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}{spec.unit}"
-        ref = 1 / (1 + math.exp(-self.reference)) if spec.name == "lstm" else self.reference
+            return f"{v:.0f}{self.spec.unit}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}{self.spec.unit}"
         value = "not available" if self.value is None else show(self.value)
-        return f"{spec.reads}: {value} (typical {show(ref)})"
+        return f"{self.spec.reads}: {value} (typical {show(self.reference)})"
 
 
 @dataclass
@@ -195,7 +187,7 @@ class Stacker:
         out = []
         for i, spec in enumerate(RISK_INPUTS):
             value = None if not math.isfinite(float(raw[i])) else float(raw[i])
-            out.append(Contribution(spec.name, spec.reads, value, float(ref[i]) if np.isfinite(ref[i]) else 0.0,
+            out.append(Contribution(spec, value, float(self.reference[i]) if np.isfinite(ref[i]) else 0.0,
                                     float(self.weights[outcome][i] * (z[i] - zr[i]) if math.isfinite(float(m[i])) else 0.0)))
         return sorted(out, key=lambda c: -c.log_odds)
 
@@ -208,8 +200,7 @@ class Stacker:
 
     def explain(self, raw: np.ndarray, top: int = 3) -> list[str]:
         """The inputs that raised this patient's risk most, as sentences (only those that raised it)."""
-        specs = {s.name: s for s in RISK_INPUTS}
-        return [c.sentence(specs[c.name]) for c in self.contributions(raw)[:top] if c.log_odds > 0.05]
+        return [c.sentence() for c in self.contributions(raw)[:top] if c.log_odds > 0.05]
 
     def to_dict(self) -> dict[str, Any]:
         return {"inputs": list(INPUT_NAMES), "center": self.center.tolist(), "scale": self.scale.tolist(),

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.acidaemia_training import AcidaemiaConfig, fit_lstm_on
+from models.acidaemia_training import AcidaemiaConfig, class_rates, fit_lstm_on
 from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, RISK_INPUTS, Stacker, model_inputs
 from models.features import Normalisation
 from models.nets import AcidaemiaLstm
@@ -135,16 +135,16 @@ def rolling_p90(values: np.ndarray, n: int) -> np.ndarray:
 
 # -- level two: the stacker -----------------------------------------------------------------------
 
-def training_minutes(series: Sequence[Series], every: int) -> tuple[list[int], list[np.ndarray]]:
+def training_minutes(series: Sequence[Series], every: int) -> list[np.ndarray]:
     """Which minutes of each record train the stacker: every ``every``-th, counted back from the last."""
-    return list(range(len(series))), [np.arange(len(s.times))[::-1][::every][::-1] for s in series]
+    return [np.arange(len(s.times))[::-1][::every][::-1] for s in series]
 
 
 def fit_stacker(inputs: list[np.ndarray], series: Sequence[Series], cfg: CompromiseConfig,
                 columns: Sequence[int] | None = None) -> Stacker:
     """Logistic regressions (one per outcome) on the chosen minutes, each record weighing one in all, the
     weights' signs as :data:`models.compromise.RISK_INPUTS` fixes them."""
-    _, chosen = training_minutes(series, cfg.snapshot_every_min)
+    chosen = training_minutes(series, cfg.snapshot_every_min)
     rows = [x[c] for x, c in zip(inputs, chosen)]
     x = model_inputs(np.concatenate(rows))
     weights = np.concatenate([np.full(len(c), 1.0 / max(1, len(c))) for c in chosen])
@@ -291,25 +291,12 @@ def _class_at_delivery(x: np.ndarray) -> str:
 
 def _class_rates(train_x: list[np.ndarray], y: np.ndarray) -> dict[str, float]:
     """The outcome's rate per FIGO class at delivery in the training records (a half-count prior)."""
-    classes = [_class_at_delivery(x) for x in train_x]
-    rates = {}
-    for c in ("0", "1", "2", "none"):
-        sel = np.array([k == c for k in classes])
-        rates[c] = float((y[sel].sum() + 0.5) / (sel.sum() + 1.0))
-    return rates
+    return class_rates([_class_at_delivery(x) for x in train_x], y, ("0", "1", "2", "none"))
 
 
-def served_stacker(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[str], None] = print) -> tuple[Stacker, list[np.ndarray]]:
-    """The stacker to serve: fitted on all records, whose model inputs come from one 5-fold cross-fitting."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = (np.array([s.ph for s in series]) < 7.05).astype(int)
-    filled: list[np.ndarray] = [np.zeros(0)] * len(series)
-    for k, (tr, te) in enumerate(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y)), y)):
-        part = [series[i] for i in tr]
-        lstm, ae = fit_lstm(part, cfg, cfg.seed + k), fit_autoencoder(part, cfg, cfg.seed + k)
-        target = [series[i] for i in te]
-        for i, x in zip(te, with_models(target, lstm_risk(lstm, target), autoencoder_feature(ae, target))):
-            filled[i] = x
-        log(f"compromise: served stacker's inputs, fold {k + 1}/{cfg.folds}")
+def served_stacker(series: Sequence[Series], cfg: CompromiseConfig) -> tuple[Stacker, list[np.ndarray]]:
+    """The stacker to serve: fitted on all records, whose model inputs come from one cross-fitting over them
+    (the same inner folds every outer fold of :func:`cross_fit` uses)."""
+    inputs, _ = cross_fitted_inputs(series, np.arange(len(series)), np.zeros(0, int), cfg, cfg.seed)
+    filled = [inputs[i] for i in range(len(series))]
     return fit_stacker(filled, series, cfg), filled

@@ -72,6 +72,18 @@ def window_tensor(
     return out
 
 
+def windows_ending(fhr: np.ndarray, uc: np.ndarray, fs: float, ends_s: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """``[len(ends_s), window_s, 4]``: the window of ``norm.window_s`` ending at each time (s of the recording),
+    zero-padded in front where the recording is shorter: what the stream scores at those moments."""
+    k = int(fs)
+    out = []
+    for t in ends_s:
+        b = int(t * k)
+        a = max(0, b - norm.window_s * k)
+        out.append(window_tensor(fhr[a:b], uc[a:b], None, fs, norm))
+    return np.stack(out) if out else np.zeros((0, norm.window_s, len(CHANNELS)), np.float32)
+
+
 def sliding_windows(
     fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None, fs: float, norm: Normalisation, stride_s: int
 ) -> tuple[np.ndarray, np.ndarray]:

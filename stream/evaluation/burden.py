@@ -165,13 +165,11 @@ def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float, RiskSource
         return [], 0.0, 0.0, {}, (None, "")
     logs = {key: AlarmLog(policy, EPISODE_GAP_S) for key, policy in policies.items()}
     record_risk = _record_risk(risk, rec)
-    pending: list[tuple[float, list]] = []
-    last_risk: list[float] = []
+    pending: list[tuple[float, list]] = []  # the risk of a minute's analysis, observed right after it
 
     def seen(t: float, analysis: Any) -> None:
-        if t % 60.0 < 1e-6 and (not pending or t > pending[-1][0]):
-            found = record_risk.findings_at(t, analysis)
-            pending.append((t, found))
+        if t % 60.0 < 1e-6:
+            pending.append((t, record_risk.findings_at(t, analysis)))
 
     for source, t, findings in stream_observations(rec.fhr, rec.uc, rec.fs, step_s=step_s,
                                                    on_analysis=None if record_risk is None else seen):
@@ -182,10 +180,10 @@ def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float, RiskSource
             for log in logs.values():
                 log.observe(Source.MODELS, t_risk, found)
     end_s = rec.fhr.size / rec.fs
-    if record_risk is not None:
-        last_risk.append(record_risk.risk_at_delivery())
-    kind = "" if record_risk is None else ("out_of_fold" if record_risk.given is not None else "served")
-    return groups, end_s / 3600.0, end_s, logs, (last_risk[0] if last_risk else None, kind)
+    if record_risk is None:
+        return groups, end_s / 3600.0, end_s, logs, (None, "")
+    kind = "out_of_fold" if record_risk.given is not None else "served"
+    return groups, end_s / 3600.0, end_s, logs, (record_risk.risk_at_delivery(), kind)
 
 
 def alert_burden(

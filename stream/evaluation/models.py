@@ -30,12 +30,7 @@ from models.false_signal_features import FalseSignalThresholds
 from models.false_signal_training import FalseSignalConfig, Judge, evaluate_split, onnx_judge
 from models.features import Normalisation, sliding_windows, window_tensor
 from stream.evaluation.quality import rules_confusion
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+from stream.evaluation.served import onnx_session, run_batched
 
 
 def _auc_entry(scores: np.ndarray, y: np.ndarray) -> dict:
@@ -55,19 +50,17 @@ def score_wfdb(version_dir: Path, directory: Path, limit: int | None = None) -> 
     scores: dict[str, np.ndarray] = {}
     if (version_dir / "lstm.onnx").exists():
         risk_norm = Normalisation.load(version_dir / "lstm_normalisation.json")
-        lstm = _session(version_dir / "lstm.onnx")
+        lstm = onnx_session(version_dir / "lstm.onnx")
         k = int(risk_norm.window_s * 4)
         batch = np.stack([window_tensor(r.fhr[-k:], r.uc[-k:], None, r.fs, risk_norm) for r in records])
-        risk = np.concatenate([lstm.run(["risk"], {"window": batch[i:i + 64]})[0] for i in range(0, len(batch), 64)])
-        scores["ctg_lstm"] = risk[:, 0]
+        scores["ctg_lstm"] = run_batched(lstm, "risk", batch, 64)
     if (version_dir / "autoencoder.onnx").exists():
         norm = Normalisation.load(version_dir / "normalisation.json")
-        ae = _session(version_dir / "autoencoder.onnx")
+        ae = onnx_session(version_dir / "autoencoder.onnx")
         per = []
         for r in records:
             w, _ = sliding_windows(r.fhr, r.uc, None, r.fs, norm, 60)
-            s = np.concatenate([ae.run(["score"], {"window": w[i:i + 128]})[0][:, 0] for i in range(0, len(w), 128)]) \
-                if len(w) else np.zeros(0)
+            s = run_batched(ae, "score", w, 128)
             per.append(float(np.quantile(s, 0.9)) if s.size else np.nan)
         scores["ctg_autoencoder"] = np.array(per)
     figo = []

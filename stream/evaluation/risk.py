@@ -22,7 +22,7 @@ from models.acidaemia_training import bootstrap_auc_interval, reliability
 from models.compromise import OUTCOMES
 from models.compromise_training import CrossFit
 from stream.evaluation.burden import wilson
-from stream.evaluation.risk_alarm import QUALIFY_GRID_MIN, T1_GRID, Labour, Point, curve, first_alarm, trade_off
+from stream.evaluation.risk_alarm import T1_GRID, Labour, Point, curve, first_alarm, trade_off
 from stream.evaluation.risk_data import RecordSeries
 
 PREDICTOR_NAMES = {
@@ -38,11 +38,13 @@ MIN_CELL = 5
 
 def labours(series: Sequence[RecordSeries], fit: CrossFit) -> list[Labour]:
     """Each record with its out-of-fold per-minute risk (the mean over the repeats)."""
-    out = []
-    for i, s in enumerate(series):
-        risk = np.mean([fit.risk["ph_below_7_05"][r][i] for r in range(len(fit.risk["ph_below_7_05"]))], axis=0)
-        out.append(Labour(s.record_id, s.normal_outcome, s.ph < 7.05, s.times, risk, bool(s.policy_alarms)))
-    return out
+    return [Labour(s.record_id, s.normal_outcome, s.ph < 7.05, s.times, mean_risk(fit, "ph_below_7_05", i),
+                   bool(s.policy_alarms)) for i, s in enumerate(series)]
+
+
+def mean_risk(fit: CrossFit, outcome: str, record: int) -> np.ndarray:
+    """A record's out-of-fold per-minute risk, averaged over the repeats."""
+    return np.mean([per_repeat[record] for per_repeat in fit.risk[outcome]], axis=0)
 
 
 def split_halves(series: Sequence[RecordSeries], listing: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -303,18 +305,13 @@ def normal_share_curve(labs: Sequence[Labour], grid: Sequence[float]) -> list[fl
     return [round(float((peaks >= g).mean()), 4) for g in grid]
 
 
-__all__ = ["QUALIFY_GRID_MIN", "labours", "normal_share_curve", "report_markdown", "split_halves"]
-
-
 def autoencoder_reference(series: Sequence[RecordSeries], repository: Path) -> float:
     """The served autoencoder's median score on the normal-outcome records' normal windows."""
-    from stream.evaluation.risk_replay import _served, _session
+    from stream.evaluation.served import onnx_session, run_batched, served_onnx
 
     windows = np.concatenate([s.ae_train for s in series if len(s.ae_train)])
-    session = _session(_served(repository, "ctg_autoencoder"))
-    scores = np.concatenate([session.run(["score"], {"window": windows[i:i + 256]})[0][:, 0]
-                             for i in range(0, len(windows), 256)])
-    return float(np.median(scores))
+    session = onnx_session(served_onnx(repository, "ctg_autoencoder"))
+    return float(np.median(run_batched(session, "score", windows, 256)))
 
 
 def oof_entries(series: Sequence[RecordSeries], fit: CrossFit) -> dict[str, dict[str, Any]]:
@@ -325,7 +322,7 @@ def oof_entries(series: Sequence[RecordSeries], fit: CrossFit) -> dict[str, dict
         inputs = np.nanmean(np.stack([fit.inputs[r][i] for r in range(repeats)]), axis=0) if len(s.times) else np.zeros((0, 0))
         out[s.record_id] = {
             "times": s.times.tolist(),
-            "risk": {o: np.round(np.mean([fit.risk[o][r][i] for r in range(repeats)], axis=0), 5).tolist() for o in OUTCOMES},
+            "risk": {o: np.round(mean_risk(fit, o, i), 5).tolist() for o in OUTCOMES},
             "inputs": [[None if not np.isfinite(v) else round(float(v), 4) for v in row] for row in inputs],
         }
     return out
@@ -354,7 +351,7 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
         fit_path.write_bytes(pickle.dumps(fit))
     served = pickle.loads(served_path.read_bytes()) if served_path.is_file() else None
     if served is None or len(served[1]) != len(series):
-        served = served_stacker(series, cfg, log)
+        served = served_stacker(series, cfg)
         served_path.write_bytes(pickle.dumps(served))
     stacker = served[0]
     labs = labours(series, fit)

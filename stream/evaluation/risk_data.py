@@ -29,8 +29,8 @@ import numpy as np
 
 from models.acidaemia_training import AcidaemiaConfig
 from models.compromise import INPUT_NAMES, risk_inputs
-from models.features import Normalisation, window_tensor
-from stream.core.alarm_policy import AlarmPolicy, Priority
+from models.features import Normalisation, window_tensor, windows_ending
+from stream.core.alarm_policy import AlarmPolicy
 from stream.evaluation.burden import EPISODE_GAP_S
 from stream.evaluation.streaming import AlarmLog, stream_observations
 
@@ -94,11 +94,6 @@ def record_series(directory: Path, name: str, policy: AlarmPolicy | None = None)
         log.observe(source, t, findings)
     k = int(rec.fs)
     hour, ten = Normalisation(window_s=3600), Normalisation(window_s=600)
-    lstm_w, ae_w = [], []
-    for t in times:
-        b = int(t * k)
-        lstm_w.append(window_tensor(rec.fhr[max(0, b - 3600 * k):b], rec.uc[max(0, b - 3600 * k):b], None, rec.fs, hour))
-        ae_w.append(window_tensor(rec.fhr[max(0, b - 600 * k):b], rec.uc[max(0, b - 600 * k):b], None, rec.fs, ten))
     train_w = []
     for shift in AcidaemiaConfig().shifts_s:
         end = rec.fhr.size - shift * k
@@ -112,8 +107,8 @@ def record_series(directory: Path, name: str, policy: AlarmPolicy | None = None)
         record_id=rec.record_id, ph=float(rec.ph), normal_outcome=normal,
         header={f: rec.outcome.get(f) for f in HEADER_FIELDS}, end_s=rec.fhr.size / rec.fs,
         times=np.array(times), figo=np.array(figo).reshape(len(times), -1),
-        lstm_summaries=_summaries(lstm_w), ae_windows=np.stack(ae_w).astype(np.float32) if ae_w
-        else np.zeros((0, 600, 4), np.float32),
+        lstm_summaries=_summaries(list(windows_ending(rec.fhr, rec.uc, rec.fs, np.array(times), hour))),
+        ae_windows=windows_ending(rec.fhr, rec.uc, rec.fs, np.array(times), ten).astype(np.float32),
         lstm_train=_summaries(train_w), ae_train=ae_train.astype(np.float32),
         policy_alarms=[(str(p), float(start), int(worst)) for p, start, worst in log.alarm_episodes],
     )
@@ -143,7 +138,3 @@ def build_series(directory: Path, limit: int | None = None, processes: int = 2,
         cache.write_bytes(pickle.dumps({"names": names, "directory": str(directory), "inputs": list(INPUT_NAMES),
                                         "series": series}))
     return series
-
-
-def high_priority(alarms: list[tuple[str, float, int]]) -> int:
-    return sum(1 for _, _, worst in alarms if worst >= Priority.HIGH)

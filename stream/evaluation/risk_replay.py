@@ -20,8 +20,9 @@ import numpy as np
 
 from detectors.ctg import CtgAnalysis
 from detectors.findings import Finding
-from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, Stacker, risk_finding, risk_inputs
-from models.features import Normalisation, window_tensor
+from models.compromise import AUTOENCODER_HISTORY_MIN, Stacker, risk_finding, risk_inputs
+from models.features import Normalisation, windows_ending
+from stream.evaluation.served import onnx_session, run_batched, served_onnx
 
 OOF_FILE = "compromise-oof.json"
 
@@ -72,43 +73,12 @@ def oof_record(stacker: Stacker, entry: dict[str, Any]) -> RecordRisk:
                       given_inputs=np.array([[np.nan if v is None else v for v in row] for row in entry["inputs"]], float))
 
 
-_SESSIONS: dict[str, Any] = {}
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    key = str(path)
-    if key not in _SESSIONS:
-        _SESSIONS[key] = ort.InferenceSession(key, providers=["CPUExecutionProvider"])
-    return _SESSIONS[key]
-
-
 def served_record(stacker: Stacker, repository: Path, fhr: np.ndarray, uc: np.ndarray, fs: float,
                   first_s: float = 600.0) -> RecordRisk:
     """The served models on each minute of a recording (their ONNX files in the Triton repository)."""
-    k = int(fs)
     times = np.arange(first_s, fhr.size / fs + 1e-6, 60.0)
-    hour, ten = Normalisation(window_s=3600), Normalisation(window_s=600)
-    lstm_in = np.stack([window_tensor(fhr[max(0, int(t * k) - 3600 * k):int(t * k)], uc[max(0, int(t * k) - 3600 * k):int(t * k)],
-                                      None, fs, hour) for t in times]) if times.size else np.zeros((0, 3600, 4), np.float32)
-    ae_in = np.stack([window_tensor(fhr[max(0, int(t * k) - 600 * k):int(t * k)], uc[max(0, int(t * k) - 600 * k):int(t * k)],
-                                    None, fs, ten) for t in times]) if times.size else np.zeros((0, 600, 4), np.float32)
-    lstm = _session(_served(repository, "ctg_lstm"))
-    ae = _session(_served(repository, "ctg_autoencoder"))
-    risk = np.concatenate([lstm.run(["risk"], {"window": lstm_in[i:i + 64]})[0][:, 0] for i in range(0, len(lstm_in), 64)]) \
-        if len(lstm_in) else np.zeros(0)
-    score = np.concatenate([ae.run(["score"], {"window": ae_in[i:i + 128]})[0][:, 0] for i in range(0, len(ae_in), 128)]) \
-        if len(ae_in) else np.zeros(0)
+    lstm_in = windows_ending(fhr, uc, fs, times, Normalisation(window_s=3600))
+    ae_in = windows_ending(fhr, uc, fs, times, Normalisation(window_s=600))
+    risk = run_batched(onnx_session(served_onnx(repository, "ctg_lstm")), "risk", lstm_in, 64)
+    score = run_batched(onnx_session(served_onnx(repository, "ctg_autoencoder")), "score", ae_in, 128)
     return RecordRisk(stacker, times, lstm=risk, autoencoder=score / stacker.autoencoder_reference)
-
-
-def _served(repository: Path, model: str) -> Path:
-    """The newest version of a model in a Triton repository (what Triton serves by default)."""
-    versions = sorted((p for p in (repository / model).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    if not versions:
-        raise FileNotFoundError(f"no version of {model} in {repository}")
-    return versions[-1] / "model.onnx"
-
-
-__all__ = ["INPUT_NAMES", "OOF_FILE", "RecordRisk", "load_oof", "oof_record", "served_record"]
