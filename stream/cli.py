@@ -983,14 +983,12 @@ def unreachable_service(exc: BaseException) -> SetupError | None:
     Any command that needs the stack meets the same outage the same way, so it is caught once, here,
     instead of in each command (they used to print a 95-line traceback and exit 1).
     """
-    from stream.worker.outage import OUTAGE_ERRORS, is_outage, service_of
+    from stream.worker.outage import outage_cause, service_of
 
-    if not is_outage(exc):
+    cause = outage_cause(exc)
+    if cause is None:
         return None
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, OUTAGE_ERRORS):
-        cause = cause.__cause__ or cause.__context__
-    service = service_of(cause or exc)
+    service = service_of(cause)
     try:
         settings = Settings()
         from urllib.parse import urlsplit
@@ -1000,7 +998,7 @@ def unreachable_service(exc: BaseException) -> SetupError | None:
                  "the Kafka broker": f" at {settings.bootstrap_servers} (CTGWATCH_KAFKA_BOOTSTRAP)"}.get(service, "")
     except Exception:  # noqa: BLE001 (a bad environment is reported by the command that reads it)
         where = ""
-    reason = str(cause or exc).splitlines()[0][:160] if str(cause or exc) else type(cause or exc).__name__
+    reason = str(cause).splitlines()[0][:160] if str(cause) else type(cause).__name__
     return SetupError(f"{service}{where} is unreachable ({reason})",
                       "start the stack with `ctgwatch up` (or `make demo`), or point the command at the running one")
 

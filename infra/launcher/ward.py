@@ -49,14 +49,12 @@ def _managed(settings: Settings, name: str) -> ManagedProcess:
     return ManagedProcess(name, settings.run_dir, settings.log_dir)
 
 
-def start_ward(settings: Settings, echo: Echo = print) -> list[str]:
-    """Start the ward's processes that are not running; returns those started.
-
-    The dashboard's port is checked before anything starts. On a failure, the processes this call
-    started are stopped again, so that a half-started ward is not left behind.
+def start_ward(settings: Settings, echo: Echo = print) -> None:
+    """Start the ward's processes that are not running (``up`` has checked their ports with
+    :func:`check_ward_ports` before anything started). On a failure, the processes this call started
+    are stopped again, so that a half-started ward is not left behind.
     """
     env = {**os.environ, **settings.client_env()}
-    check_ward_ports(settings)
     started: list[ManagedProcess] = []
     try:
         for wp in ward_processes(settings):
@@ -80,7 +78,6 @@ def start_ward(settings: Settings, echo: Echo = print) -> list[str]:
         for proc in reversed(started):
             proc.stop(settings.shutdown_timeout_s)
         raise
-    return [p.name for p in started]
 
 
 def check_ward_ports(settings: Settings) -> None:

@@ -308,7 +308,8 @@ def worst_band(bands: dict[str, str], components: dict[str, str]) -> tuple[str, 
     return band, word
 
 
-def banded_by(obs: VitalsObservation) -> dict[str, str]:
-    """For the readings shown as one cell (blood pressure), which component set its band."""
-    worst = worst_band(meows_bands(obs), BLOOD_PRESSURE)
+def banded_by(bands: dict[str, str]) -> dict[str, str]:
+    """For the readings shown as one cell (blood pressure), which component set its band (``bands``:
+    :func:`meows_bands` of the observation)."""
+    worst = worst_band(bands, BLOOD_PRESSURE)
     return {} if worst is None else {"blood_pressure": worst[1]}

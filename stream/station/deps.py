@@ -7,8 +7,9 @@ reads as what it does and its tests can override any dependency.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -78,10 +79,34 @@ UserDep = Annotated[SignedInUser, Depends(current_user)]
 SESSION_RECHECK_S = 5.0
 
 
-async def still_signed_in(request: Request, users: UserStore, sessions: SessionStore, user: SignedInUser) -> bool:
-    """Whether a long-lived request's session still stands for the same user (checked as on every request)."""
-    session = await sessions.get(request.session.get("sid"))
-    return session is not None and session.user == user.name and await users.role(session.user) is not None
+#: What a live stream sends before it closes because its session has ended.
+SIGNED_OUT_EVENT = "event: signed_out\ndata: {}\n\n"
+
+
+@dataclass
+class SessionRecheck:
+    """A long-lived request's session, re-read at most every ``SESSION_RECHECK_S`` (as on every request)."""
+
+    request: Request
+    users: UserStore
+    sessions: SessionStore
+    user: SignedInUser
+    checked: float = field(default_factory=time.monotonic)
+
+    async def ended(self) -> bool:
+        """True once the session no longer stands for the same user (sign-out, disabled, removed, new password)."""
+        if time.monotonic() - self.checked < SESSION_RECHECK_S:
+            return False
+        self.checked = time.monotonic()
+        session = await self.sessions.get(self.request.session.get("sid"))
+        return session is None or session.user != self.user.name or await self.users.role(session.user) is None
+
+
+async def session_recheck(request: Request, users: UsersDep, sessions: SessionsDep, user: UserDep) -> SessionRecheck:
+    return SessionRecheck(request, users, sessions, user)
+
+
+SessionRecheckDep = Annotated[SessionRecheck, Depends(session_recheck)]
 
 
 async def acting_user(request: Request, user: UserDep) -> SignedInUser:

@@ -147,7 +147,8 @@ def vitals_point(obs: VitalsObservation) -> VitalsPoint:
     values: dict[str, float | str] = {name: r.value for name, r in obs.readings().items()}
     if obs.avpu:
         values["avpu"] = obs.avpu
-    return VitalsPoint(t=obs.observed_ts, values=values, bands=meows_bands(obs), banded_by=banded_by(obs))
+    bands = meows_bands(obs)  # MEOWS scored once per observation
+    return VitalsPoint(t=obs.observed_ts, values=values, bands=bands, banded_by=banded_by(bands))
 
 
 async def vitals(windows: WindowStore, patient_id: str, since: float) -> list[VitalsPoint]:

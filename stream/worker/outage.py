@@ -45,16 +45,21 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) says a service is unreachable."""
+def outage_cause(exc: BaseException) -> BaseException | None:
+    """The exception in ``exc``'s chain (itself, or what caused it) that says a service is unreachable."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, OUTAGE_ERRORS):
-            return True
+            return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return False
+    return None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says a service is unreachable."""
+    return outage_cause(exc) is not None
 
 
 def service_of(exc: BaseException) -> str:

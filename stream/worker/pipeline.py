@@ -617,9 +617,10 @@ class Pipeline:
                                                            now=window.t_end)
         raw = risk_inputs(analysis, lstm_risk, self.autoencoder_scores[window.patient_id])
         risks, finding = risk_finding(self.compromise, raw, window.t_end or 0.0)
+        reasons = finding.values["reasons"] if finding is not None else self.compromise.explain(raw)
         evidence["compromise_risk"] = {
             "status": "ok", **{f"risk_{k}": round(v, 4) for k, v in risks.items()},
-            "threshold": self.compromise.thresholds, "reasons": self.compromise.explain(raw),
+            "threshold": self.compromise.thresholds, "reasons": reasons,
             "inputs_missing": [n for n, v in zip(INPUT_NAMES, raw) if not np.isfinite(v)]}
         return [] if finding is None else [finding]
 

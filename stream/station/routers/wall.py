@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from stream.station.deps import SESSION_RECHECK_S, FeedDep, SessionsDep, UserDep, UsersDep, still_signed_in
+from stream.station.deps import SESSION_RECHECK_S, SIGNED_OUT_EVENT, FeedDep, SessionRecheckDep, UserDep
 
 router = APIRouter(prefix="/api/wall", tags=["ward"])
 
@@ -18,8 +17,7 @@ KEEP_ALIVE_S = 15.0
 
 
 @router.get("/events")
-async def wall_events(request: Request, user: UserDep, feed: FeedDep, users: UsersDep,
-                      sessions: SessionsDep) -> StreamingResponse:
+async def wall_events(request: Request, user: UserDep, feed: FeedDep, recheck: SessionRecheckDep) -> StreamingResponse:
     """``history`` (every bed's last minutes at 1 Hz), then ``samples`` each second (only the new
     seconds of each bed) and ``ward`` whenever the snapshot changed (stream/station/feed.py).
 
@@ -29,14 +27,11 @@ async def wall_events(request: Request, user: UserDep, feed: FeedDep, users: Use
     queue = feed.subscribe()
 
     async def stream() -> AsyncIterator[str]:
-        checked = time.monotonic()
         try:
             while not await request.is_disconnected():
-                if time.monotonic() - checked >= SESSION_RECHECK_S:
-                    if not await still_signed_in(request, users, sessions, user):
-                        yield "event: signed_out\ndata: {}\n\n"
-                        return
-                    checked = time.monotonic()
+                if await recheck.ended():
+                    yield SIGNED_OUT_EVENT
+                    return
                 try:
                     event, data = await asyncio.wait_for(queue.get(), min(KEEP_ALIVE_S, SESSION_RECHECK_S))
                 except TimeoutError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,15 +11,13 @@ from fastapi.responses import StreamingResponse
 
 from stream.state.audio_pause import AudioPause
 from stream.station.deps import (
-    SESSION_RECHECK_S,
+    SIGNED_OUT_EVENT,
     ActingUserDep,
     AudioDep,
-    SessionsDep,
+    SessionRecheckDep,
     SettingsDep,
     UserDep,
-    UsersDep,
     WardNowDep,
-    still_signed_in,
 )
 from stream.station.schemas import AudioPauseBody, Me, Tile, Ward
 from stream.station.users import may
@@ -69,20 +66,17 @@ async def audio_log(user: UserDep, audio: AudioDep) -> list[dict[str, Any]]:
 
 
 @router.get("/events")
-async def events(request: Request, user: UserDep, ward_now: WardNowDep, settings: SettingsDep, users: UsersDep,
-                 sessions: SessionsDep) -> StreamingResponse:
+async def events(request: Request, user: UserDep, ward_now: WardNowDep, settings: SettingsDep,
+                 recheck: SessionRecheckDep) -> StreamingResponse:
     """Server-Sent Events: the ward snapshot whenever it changes, checked every ``dashboard_push_s``
     (for hospital systems; the station's own wall uses ``/api/wall/events``). Closes with ``signed_out``
     once the session has ended (re-read every ``SESSION_RECHECK_S``)."""
     async def stream() -> AsyncIterator[str]:
         last = None
-        checked = time.monotonic()
         while not await request.is_disconnected():
-            if time.monotonic() - checked >= SESSION_RECHECK_S:
-                if not await still_signed_in(request, users, sessions, user):
-                    yield "event: signed_out\ndata: {}\n\n"
-                    return
-                checked = time.monotonic()
+            if await recheck.ended():
+                yield SIGNED_OUT_EVENT
+                return
             snapshot = (await ward_now()).model_dump_json()
             if snapshot != last:
                 yield f"event: ward\ndata: {snapshot}\n\n"
