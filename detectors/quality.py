@@ -53,7 +53,7 @@ class QualityReport:
     fs: float
     n: int
     valid: np.ndarray  # samples accepted as fetal signal
-    loss: np.ndarray  # no signal from the device (0 / NaN)
+    loss: np.ndarray  # no signal from the device (the monitor sent 0)
     artefact: np.ndarray  # implausible values and spikes
     ratio_error: np.ndarray  # halving or doubling
     maternal: np.ndarray  # maternal heart rate captured instead of fetal
@@ -63,6 +63,9 @@ class QualityReport:
     model_false: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     #: samples the false-signal model judged at all; the rules judged the rest
     model_judged: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: samples that never arrived (NaN: monitor off, network, gateway, broker or worker down). Missing, like
+    #: loss, but not a finding about the transducer: the outage is named by the path that failed.
+    no_data: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def valid_fraction(self) -> float:
@@ -239,7 +242,7 @@ def assess_quality(
     Parameters
     ----------
     fhr : numpy.ndarray
-        FHR in bpm, 0 or NaN for signal loss.
+        FHR in bpm: 0 where the monitor reported no signal (loss), NaN where no sample arrived (no data).
     fs : float
         Sampling rate in Hz.
     mhr : numpy.ndarray or None
@@ -261,8 +264,9 @@ def assess_quality(
     """
     x = np.asarray(fhr, dtype=float).ravel()
     n = x.size
-    loss, implausible, spikes = _device_problems(x, fs, th)
-    plausible = ~loss & ~implausible & ~spikes
+    no_data = ~np.isfinite(x)  # nothing arrived: missing, but no finding about the transducer
+    loss, implausible, spikes = _device_problems(x, no_data, fs, th)
+    plausible = ~no_data & ~loss & ~implausible & ~spikes
     ratio = _ratio_errors(x, plausible, fs, th)
     m = None if mhr is None else np.asarray(mhr, dtype=float).ravel()[:n]
     # A stretch that tracks the maternal channel is the mother's rate even when it was
@@ -280,20 +284,22 @@ def assess_quality(
         *_capture_findings(x, m, maternal, fs, t0, th),
         *_ratio_findings(x, ratio, fs, t0),
         *_model_findings(x, m, model_false, model_verdict, fs, t0),
-        *_insufficient_findings(grade, fraction, n, fs, t0, th),
+        *_insufficient_findings(grade, fraction, float(no_data.mean()) if n else 0.0, n, fs, t0, th),
     ]
-    return QualityReport(
-        fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
-        maternal=maternal, grade=grade, findings=findings, model_false=model_false, model_judged=judged,
-    )
+    return QualityReport(fs=fs, n=n, valid=valid, loss=loss, artefact=implausible | spikes, ratio_error=ratio,
+                         maternal=maternal, grade=grade, findings=findings, model_false=model_false,
+                         model_judged=judged, no_data=no_data)
 
 
-def _device_problems(x: np.ndarray, fs: float, th: SignalQualityThresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(signal loss, implausible values, spikes): samples no judge needs to look at twice."""
+def _device_problems(
+    x: np.ndarray, no_data: np.ndarray, fs: float, th: SignalQualityThresholds
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signal loss, implausible values, spikes) among the samples that arrived: samples no judge needs to
+    look at twice."""
     with np.errstate(invalid="ignore"):
-        loss = ~np.isfinite(x) | (x <= 0)
-        implausible = ~loss & ((x < th.min_plausible_bpm) | (x > th.max_plausible_bpm))
-    spikes = _spikes(x, ~loss & ~implausible, fs, th)
+        loss = ~no_data & (x <= 0)
+        implausible = ~no_data & ~loss & ((x < th.min_plausible_bpm) | (x > th.max_plausible_bpm))
+    spikes = _spikes(x, ~no_data & ~loss & ~implausible, fs, th)
     return loss, implausible, spikes
 
 
@@ -401,13 +407,17 @@ def _ratio_findings(x: np.ndarray, ratio: np.ndarray, fs: float, t0: float) -> l
 
 
 def _insufficient_findings(
-    grade: str, fraction: float, n: int, fs: float, t0: float, th: SignalQualityThresholds
+    grade: str, fraction: float, no_data_fraction: float, n: int, fs: float, t0: float, th: SignalQualityThresholds
 ) -> list[Finding]:
+    """The window cannot be interpreted; the sentence says how much of it never arrived (not the transducer)."""
     if grade != "insufficient" or not n:
         return []
+    missing = (f" ({no_data_fraction * n / fs / 60:.0f} min of it never arrived from the monitor)"
+               if no_data_fraction * n / fs >= 60.0 else "")
     return [Finding(
         "insufficient_signal", Severity.ADVISORY, t0, t0 + n / fs,
         rule=f"signal quality: < {th.min_valid_fraction:.0%} valid fetal signal in the window",
-        sentence=f"Only {fraction:.0%} of the last {n / fs / 60:.0f} min is usable fetal signal: no CTG interpretation",
-        values={"valid_fraction": fraction},
+        sentence=(f"Only {fraction:.0%} of the last {n / fs / 60:.0f} min is usable fetal signal{missing}: "
+                  "no CTG interpretation"),
+        values={"valid_fraction": fraction, **({"no_data_fraction": no_data_fraction} if missing else {})},
     )]

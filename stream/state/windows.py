@@ -4,8 +4,10 @@ rebalance loses nothing.
 Samples are placed by absolute index (``round(ts * 4)``), which makes adding
 a packet idempotent: a packet delivered twice (Kafka is at-least-once, a
 restarted worker re-reads what it had not committed) adds nothing the second
-time, an overlap is trimmed, and a gap is filled with 0 (signal loss) as a
-monitor would show it.
+time, an overlap is trimmed, and a gap is filled with NaN: no data arrived
+there (monitor off, network, gateway, broker or worker down), which is not
+the monitor's own report of signal loss (FHR 0). The detectors treat it as
+missing and never as a finding about the transducer.
 
 In Redis each accepted packet is one member of a sorted set scored by its
 first index (``ctgw:win:<patient>``), so two writers of the same packet write
@@ -56,7 +58,7 @@ class NewSamples:
     fhr: np.ndarray
     uc: np.ndarray
     mhr: np.ndarray | None
-    gap: int = 0  # leading samples no packet brought (filled with 0 in the window): no data, not signal loss
+    gap: int = 0  # leading samples no packet brought (NaN in the window): no data, not signal loss
 
 
 @dataclass
@@ -138,7 +140,8 @@ class PatientWindow:
         gap = 0 if self.end_index is None else start - self.end_index
         if gap > self.capacity:  # a long outage: start afresh
             self._buf, self._lo, self._hi, gap = np.zeros((3, 0)), 0, 0, 0
-        block = np.zeros((3, gap + len(fhr)))  # the gap is filled with 0 (no signal), as a monitor draws it
+        block = np.zeros((3, gap + len(fhr)))
+        block[:, :gap] = np.nan  # no packet brought these samples: no data, not FHR 0 (signal loss)
         block[0, gap:], block[1, gap:] = fhr, uc
         if mhr is not None:
             block[2, gap:] = mhr

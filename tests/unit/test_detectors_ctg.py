@@ -349,3 +349,20 @@ def test_no_detector_function_is_longer_than_60_lines() -> None:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 too_long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert too_long == []
+
+
+def test_samples_that_never_arrived_are_missing_not_signal_loss() -> None:
+    """NaN (no packet arrived) is neither fetal signal nor the monitor's signal loss (0): no finding asks
+    for the transducer, and a window mostly without data says so in its sentence."""
+    rng = np.random.default_rng(0)
+    fhr = 140.0 + rng.normal(0, 3, 4 * 600)
+    zeros, gaps = fhr.copy(), fhr.copy()
+    zeros[4 * 200:4 * 280], gaps[4 * 200:4 * 280] = 0.0, np.nan
+    by_zero, by_gap = assess_quality(zeros, fs=FS), assess_quality(gaps, fs=FS)
+    assert [f.kind for f in by_zero.findings] == ["signal_loss"]
+    assert by_gap.findings == [] and by_gap.no_data[4 * 200:4 * 280].all() and not by_gap.loss.any()
+    assert by_gap.valid.sum() == by_zero.valid.sum()  # missing all the same
+    mostly_gone = fhr.copy()
+    mostly_gone[: 4 * 500] = np.nan
+    (finding,) = assess_quality(mostly_gone, fs=FS).findings
+    assert finding.kind == "insufficient_signal" and "8 min of it never arrived from the monitor" in finding.sentence

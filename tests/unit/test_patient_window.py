@@ -30,19 +30,19 @@ class IndexedModel:
 
     def window(self) -> np.ndarray:
         lo = max(self.first, self.end - self.capacity)
-        return np.array([self.values.get(i, 0.0) for i in range(lo, self.end)])
+        return np.array([self.values.get(i, np.nan) for i in range(lo, self.end)])
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(-30, 60), st.integers(1, 30)), min_size=1, max_size=40))
 def test_the_window_holds_the_newest_samples_by_index(steps: list[tuple[int, int]]) -> None:
-    """Duplicates add nothing, overlaps keep the new tail, gaps are 0, a gap longer than the window
-    starts afresh, and only the newest ``capacity`` samples stay."""
+    """Duplicates add nothing, overlaps keep the new tail, gaps are NaN (no data, not FHR 0), a gap longer
+    than the window starts afresh, and only the newest ``capacity`` samples stay."""
     window, model = PatientWindow("p", "b", CAPACITY_S), IndexedModel(int(CAPACITY_S * 4))
     cursor = 0
     for offset, n in steps:
         start = cursor + offset
-        value = 1000.0 + len(model.values)  # never 0, which marks a gap
+        value = 1000.0 + len(model.values)  # never NaN, which marks a gap
         fhr = value + np.arange(start, start + n, dtype=float)
         new = window.add(start, fhr, fhr + 0.5, fhr + 0.25)
         assert (new is not None) == model.add(start, n, value)
@@ -50,8 +50,8 @@ def test_the_window_holds_the_newest_samples_by_index(steps: list[tuple[int, int
         expected = model.window()
         assert window.end_index == model.end
         np.testing.assert_array_equal(window.fhr, expected)
-        np.testing.assert_array_equal(window.uc, np.where(expected != 0, expected + 0.5, 0.0))
-        np.testing.assert_array_equal(window.mhr, np.where(expected != 0, expected + 0.25, 0.0))
+        np.testing.assert_array_equal(window.uc, expected + 0.5)  # NaN stays NaN: no channel arrived
+        np.testing.assert_array_equal(window.mhr, expected + 0.25)
 
 
 def test_arrays_handed_out_keep_their_values_while_the_window_moves_on() -> None:

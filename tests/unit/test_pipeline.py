@@ -560,3 +560,32 @@ async def test_rebalances_leave_nothing_of_the_patients_given_up(redis) -> None:
         assert set(patients) <= p.patients_held()
         p.forget_all()
         assert p.patients_held() == set(), p.patients_held()
+
+
+async def test_a_gap_in_the_data_is_no_data_not_a_signal_loss_finding(pipeline) -> None:
+    """Packets that never arrived (79 s: the worker and the broker were down) are missing samples, not FHR 0:
+    neither the per-packet rules nor the FIGO analysis asks the midwife to check the transducer. The same
+    79 s sent as FHR 0 by the monitor still is signal loss."""
+    sent_as_zero = f"pp-{uuid.uuid4().hex[:6]}"
+    never_sent = f"pp-{uuid.uuid4().hex[:6]}"
+    t0 = 60 * (time.time() // 60) - 1200
+    fhr = np.full(4 * 1200, 140.0) + np.tile(np.linspace(-6, 6, 40), 120)  # 20 min with variability
+    fhr[4 * 1000:4 * 1079] = 0.0
+    all_packets = packets(sent_as_zero, t0, fhr)
+    gap = {i for i in range(len(all_packets)) if 1000 <= i < 1079}
+    seen: dict[str, set[str]] = {sent_as_zero: set(), never_sent: set()}
+    for i, pkt in enumerate(all_packets):
+        await pipeline.on_record(pkt)
+        if i not in gap:
+            await pipeline.on_record(pkt.model_copy(update={"patient_id": never_sent}))
+        if i % 15 == 0:
+            await pipeline.tick()
+            for patient, sentences in seen.items():
+                sentences |= {n.sentence for n in (await pipeline.status.read(patient)).notices}
+    await pipeline.tick()
+    hole = pipeline.cache[never_sent].span(t0 + 1000, t0 + 1079)[0]
+    assert np.isnan(hole).all()
+    assert any("check the transducer" in s for s in seen[sent_as_zero])
+    assert not any("transducer" in s for s in seen[never_sent]), seen[never_sent]
+    zero, missing = await pipeline.status.read(sent_as_zero), await pipeline.status.read(never_sent)
+    assert missing.classification == zero.classification != "insufficient_signal"
