@@ -107,11 +107,32 @@ class Cadence:
 
 
 @dataclass
-class _Shown:
+class Shown:
     """What a patient's status and alerts show now, so only changes are written."""
 
     notices: tuple = ()
     alarms: dict[Problem, tuple[tuple, float]] = field(default_factory=dict)
+
+
+@dataclass
+class PatientState:
+    """Everything a worker keeps in memory for one patient, so forgetting her (discharged, idle, or her
+    partition moved to another worker) is one operation. Redis keeps what outlives it: the window, the FIGO
+    minute records, the status and the alerts, which the next owner reads back.
+
+    Her lock is not here: a lock must outlive a forgotten state while a holder still holds it
+    (:meth:`Pipeline._forget`), or a new state's lock would let a second holder in beside it.
+    """
+
+    alarms: PatientAlarms  # the alarm state machine (stream/core/alarm_tracker.py)
+    window: PatientWindow | None = None  # loaded on her first packet (vitals alone need none)
+    figo: LabourFigo | None = None  # the whole-labour FIGO state, read back on her first analysis
+    shown: Shown = field(default_factory=Shown)
+    model_streak: int = 0  # consecutive model scorings above threshold (a model notice needs several)
+    model_evidence: dict[str, Any] | None = None  # the last model round's evidence, attached to her alarms
+    #: the autoencoder's scores of the last hour (over its reference), which the compromise risk reads; after
+    #: a restart the risk reads the scores since (the hour refills in an hour)
+    autoencoder_scores: deque[float] = field(default_factory=lambda: deque(maxlen=AUTOENCODER_HISTORY_MIN))
 
 
 class Pipeline:
@@ -139,7 +160,6 @@ class Pipeline:
         self.status = PatientStatusStore(redis, keep_marks_s=windows.capacity_s)
         self.record = LabourRecordStore(redis)
         self.figo_store = LabourFigoStore(redis, keep_s=cadence.labour_history_s)
-        self.figo: dict[str, LabourFigo] = {}
         self.cadence = cadence
         self.scorer = scorer
         self.false_signal = false_signal
@@ -147,19 +167,11 @@ class Pipeline:
         self.risk_norm = risk_norm
         self.norm = norm
         self.analysis_pool = analysis_pool  # None: the FIGO analyses run in the event loop
-        self.cache: dict[str, PatientWindow] = {}
+        self.patients: dict[str, PatientState] = {}  # everything in memory per patient
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.policy = policy
         self.policy_why = {kind: rule.why for kind, rule in policy.rules.items()}
-        self.trackers: dict[str, PatientAlarms] = {}
-        self.shown: dict[str, _Shown] = {}
-        self.model_streak: defaultdict[str, int] = defaultdict(int)
-        self.model_evidence: dict[str, dict[str, Any]] = {}
         self.compromise = compromise  # the compromise-risk stacker (models/compromise.py); None: not served
-        #: Per patient, the autoencoder's scores of the last hour (over its reference), which the risk reads.
-        #: Kept in memory: after a restart the risk reads the scores since (the hour refills in an hour).
-        self.autoencoder_scores: defaultdict[str, deque[float]] = defaultdict(
-            lambda: deque(maxlen=AUTOENCODER_HISTORY_MIN))
         self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
         # counts rebalances (forget_all): a model round that began under an older count must not write for
         # patients whose partitions may now be another worker's
@@ -172,13 +184,26 @@ class Pipeline:
         else:
             await self.on_vitals(record)
 
+    def _patient(self, patient_id: str) -> PatientState:
+        """The patient's state in memory, created on first sight."""
+        state = self.patients.get(patient_id)
+        if state is None:
+            state = self.patients[patient_id] = PatientState(PatientAlarms(self.policy))
+        return state
+
+    def window_of(self, patient_id: str) -> PatientWindow | None:
+        """The patient's window in memory (None: not loaded, or forgotten)."""
+        state = self.patients.get(patient_id)
+        return None if state is None else state.window
+
     async def _window(self, patient_id: str, bed_id: str) -> PatientWindow:
-        window = self.cache.get(patient_id)
+        state = self._patient(patient_id)
+        window = state.window
         if window is None:
             baseline = (await self.status.read(patient_id)).baseline_bpm
             window = await self.windows.load(patient_id, bed_id, baseline)
             window.last_packet_monotonic = time.monotonic()
-            self.cache[patient_id] = window
+            state.window = window
             await self.alerts.move_patient(patient_id, bed_id)  # moved while this worker did not hold her
         elif window.bed_id != bed_id:  # the patient was moved: her alarms go with her
             window.bed_id = bed_id
@@ -306,11 +331,9 @@ class Pipeline:
     async def _observe(self, patient_id: str, bed_id: str, source: str, t: float, findings: list[Finding]) -> None:
         """Feed one source's findings to the patient's alarm state machine and show what changed:
         the notices on the patient's status, one alarm per problem in the alert store."""
-        tracker = self.trackers.get(patient_id)
-        if tracker is None:
-            tracker = self.trackers[patient_id] = PatientAlarms(self.policy)
-        state = tracker.observe(source, t, findings)
-        shown = self.shown.setdefault(patient_id, _Shown())
+        patient = self._patient(patient_id)
+        state = patient.alarms.observe(source, t, findings)
+        shown = patient.shown
         notices = tuple((n.kind, n.since, n.sentence) for n in state.notices)
         if notices != shown.notices:
             await self.status.record_notices(patient_id, bed_id, state.notices)
@@ -327,8 +350,9 @@ class Pipeline:
             del shown.alarms[problem]
 
     async def _alert(self, patient_id: str, bed_id: str, finding: Finding, origin: str = "rules") -> None:
+        patient = self.patients.get(patient_id)
         outcome = await self.alerts.apply(patient_id, bed_id, finding, origin=origin,
-                                          models=self.model_evidence.get(patient_id))
+                                          models=None if patient is None else patient.model_evidence)
         if outcome and outcome[0] == "raised":
             ALERTS.labels(finding.kind, str(finding.severity)).inc()
             who = pseudonym(patient_id, self.log_key)
@@ -344,7 +368,10 @@ class Pipeline:
         model_due: list[PatientWindow] = []
         false_due: list[PatientWindow] = []
         now = time.monotonic()
-        for patient_id, window in list(self.cache.items()):
+        for patient_id, patient in list(self.patients.items()):
+            window = patient.window
+            if window is None:
+                continue
             if now - window.last_packet_monotonic > self.cadence.forget_idle_s:
                 self._forget(patient_id)  # discharged or monitor off: free the memory
                 continue
@@ -459,12 +486,12 @@ class Pipeline:
 
     async def _labour(self, window: PatientWindow) -> LabourFigo:
         """The patient's FIGO state, read back from Redis on first sight (a restart or a rebalance)."""
-        figo = self.figo.get(window.patient_id)
-        if figo is None:
+        patient = self._patient(window.patient_id)
+        if patient.figo is None:
             figo = LabourFigo(history_s=self.cadence.labour_history_s)
             figo.restore(await self.figo_store.load(window.patient_id))
-            self.figo[window.patient_id] = figo
-        return figo
+            patient.figo = figo
+        return patient.figo
 
     async def _measure_minutes(self, window: PatientWindow, figo: LabourFigo) -> float:
         """Each minute of the labour clock completed since the last one measured, on the window ending at it
@@ -541,6 +568,9 @@ class Pipeline:
                 await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
     async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
+        patient = self.patients.get(window.patient_id)
+        if patient is None:
+            return  # forgotten (idle) while Triton answered: nothing of hers is kept any more
         evidence: dict[str, Any] = {}
         above = 0
         unavailable = []
@@ -569,7 +599,7 @@ class Pipeline:
             if evidence[FALSE_SIGNAL]["status"] == "unavailable":
                 unavailable.append(f"{FALSE_SIGNAL}: {evidence[FALSE_SIGNAL]['reason']} (signal quality judged by the rules)")
         MODEL_STATUS.set(0 if unavailable else 1)
-        self.model_evidence[window.patient_id] = evidence
+        patient.model_evidence = evidence
         ae = result.get("ctg_autoencoder")
         error = None
         if ae is not None and not isinstance(ae, ModelUnavailable):
@@ -580,17 +610,17 @@ class Pipeline:
         if error is not None:  # the newest scoring interval's above-threshold seconds, kept for the scrollback
             await self.record.add_marks(window.patient_id, anomaly_marks(
                 error, since=(window.t_end or 0.0) - self.cadence.model_interval_s))
-        model_findings = await self._compromise(window, result, evidence)
+        model_findings = await self._compromise(patient, result, evidence)
         await self.status.record_models(
             window.patient_id, models="degraded: " + "; ".join(unavailable) if unavailable else "ok",
             evidence=evidence, error=error, risk=None if risk is None else (window.t_end or 0.0, float(risk)))
-        self.model_streak[window.patient_id] = self.model_streak[window.patient_id] + 1 if above else 0
+        patient.model_streak = patient.model_streak + 1 if above else 0
         t_end = window.t_end or 0.0
-        if self.model_streak[window.patient_id] >= self.cadence.model_alert_consecutive:
+        if patient.model_streak >= self.cadence.model_alert_consecutive:
             model_findings.append(Finding(
                 "model_anomaly", Severity.ADVISORY, t_end - self.norm.window_s, t_end,
                 rule=(f"ctg_autoencoder above its calibrated threshold for "
-                      f"{self.model_streak[window.patient_id]} consecutive scorings"),
+                      f"{patient.model_streak} consecutive scorings"),
                 sentence=("The autoencoder finds the last 10 min unlike normal-outcome traces (level, variability "
                           "or contractions); review the trace"
                           + (f"; acidaemia risk (pH < 7.05) from the last hour {risk:.0%}" if risk is not None else "")),
@@ -598,24 +628,25 @@ class Pipeline:
             ))
         await self._observe(window.patient_id, window.bed_id, Source.MODELS, t_end, model_findings)
 
-    async def _compromise(self, window: PatientWindow, result: dict[str, Any], evidence: dict[str, Any]) -> list[Finding]:
+    async def _compromise(self, patient: PatientState, result: dict[str, Any], evidence: dict[str, Any]) -> list[Finding]:
         """The compromise risk from the whole-labour FIGO state and the models' outputs (models/compromise.py).
 
         Its evidence goes with the models' (the bed page's trend); at or above its threshold it is a
         ``compromise_risk`` finding, which the policy makes an alarm once it has held. A model that is
         unavailable adds nothing to the risk (its input takes the typical value), and the evidence says so.
         """
-        if self.compromise is None:
+        if self.compromise is None or patient.window is None:
             return []
+        window = patient.window
         ae = result.get(ANOMALY_MODEL)
         if ae is not None and not isinstance(ae, ModelUnavailable):
-            self.autoencoder_scores[window.patient_id].append(float(ae.score) / self.compromise.autoencoder_reference)
+            patient.autoencoder_scores.append(float(ae.score) / self.compromise.autoencoder_reference)
         lstm = result.get(RISK_MODEL)
         lstm_risk = None if lstm is None or isinstance(lstm, ModelUnavailable) else float(lstm.score)
-        figo = self.figo.get(window.patient_id)
+        figo = patient.figo
         analysis = None if figo is None else figo.analysis(ongoing_deceleration_s=window.fast.below_s,
                                                            now=window.t_end)
-        raw = risk_inputs(analysis, lstm_risk, self.autoencoder_scores[window.patient_id])
+        raw = risk_inputs(analysis, lstm_risk, patient.autoencoder_scores)
         risks, finding = risk_finding(self.compromise, raw, window.t_end or 0.0)
         reasons = finding.values["reasons"] if finding is not None else self.compromise.explain(raw)
         evidence["compromise_risk"] = {
@@ -624,14 +655,10 @@ class Pipeline:
             "inputs_missing": [n for n, v in zip(INPUT_NAMES, raw) if not np.isfinite(v)]}
         return [] if finding is None else [finding]
 
-    def _per_patient(self) -> tuple[dict[str, Any], ...]:
-        """Every table this worker keeps per patient: forgetting a patient empties all of them."""
-        return (self.cache, self.trackers, self.shown, self.model_streak, self.model_evidence, self.figo,
-                self.autoencoder_scores)
-
     def patients_held(self) -> set[str]:
-        """The patients any per-patient table (or lock) still holds (a rebalance must leave none behind)."""
-        held = {pid for table in self._per_patient() for pid in table} | set(self.locks)
+        """The patients whose state, lock or false-signal verdicts are still in memory (a rebalance must leave
+        none behind)."""
+        held = set(self.patients) | set(self.locks)
         if self.false_signal is not None:
             held |= self.false_signal.patients()
         return held
@@ -639,8 +666,7 @@ class Pipeline:
     def _forget(self, patient_id: str) -> None:
         if self.false_signal is not None:
             self.false_signal.forget(patient_id)
-        for table in self._per_patient():
-            table.pop(patient_id, None)
+        self.patients.pop(patient_id, None)
         lock = self.locks.get(patient_id)
         if lock is not None and not lock.locked():  # a held lock stays with its holder; it ends with it
             self.locks.pop(patient_id, None)
@@ -651,7 +677,9 @@ class Pipeline:
         After a failed write the cache may hold samples Redis does not; reloading makes the
         retry of the same packet write them instead of skipping it as a duplicate.
         """
-        self.cache.pop(patient_id, None)
+        patient = self.patients.get(patient_id)
+        if patient is not None:
+            patient.window = None
 
     def forget_all(self) -> None:
         """Drop cached windows (after a rebalance another worker may have extended them); a model round in

@@ -38,7 +38,7 @@ async def test_duplicates_add_nothing_and_a_new_pipeline_rebuilds_the_window(pip
         await pipeline.on_record(pkt)
     for pkt in packets(patient, t0, fhr)[-30:]:  # redelivered after a crash
         await pipeline.on_record(pkt)
-    window = pipeline.cache[patient]
+    window = pipeline.window_of(patient)
     assert window.fhr.size == fhr.size and np.array_equal(window.fhr, fhr)
     # 20 s of loss: a notice on the bed (no acknowledgement), not an alarm (the policy wants 10 min)
     assert await pipeline.alerts.open_alerts() == []
@@ -54,10 +54,10 @@ async def test_idle_patients_leave_memory(pipeline) -> None:
     patient = f"pp-{uuid.uuid4().hex[:6]}"
     for pkt in packets(patient, time.time() - 60, np.full(4 * 10, 140.0)):
         await pipeline.on_record(pkt)
-    assert patient in pipeline.cache
+    assert pipeline.window_of(patient) is not None
     pipeline.cadence = Cadence(forget_idle_s=0.0)
     await pipeline.tick()
-    assert patient not in pipeline.cache
+    assert patient not in pipeline.patients
 
 
 async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_reasons(redis) -> None:
@@ -121,7 +121,7 @@ async def test_missing_packets_are_an_interruption_not_signal_loss(pipeline) -> 
         if 60 <= i < 120:
             continue  # 60 s without packets
         await pipeline.on_record(pkt)
-        assert "signal_loss" not in pipeline.trackers[quiet].conditions, i
+        assert "signal_loss" not in pipeline.patients[quiet].alarms.conditions, i
     assert (await pipeline.status.read(quiet)).notices == []
     fhr[4 * 60:4 * 120] = 0.0
     for pkt in packets(lost, t0, fhr)[:110]:  # FHR 0 from the monitor: the transducer lost the signal
@@ -172,7 +172,7 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
         await p.on_record(pkt)
     await p.tick()  # first analysis (rules), then the model scores (a round beside the ticks)
     await p.wait_scoring()
-    assert patient in judge.verdicts and p.cache[patient].sensor == "ultrasound"
+    assert patient in judge.verdicts and p.window_of(patient).sensor == "ultrasound"
     # the verdict serves the next minute measured, whose window holds the judged seconds (and a minute more of
     # the mother's rate, which the model has not judged yet: the rules judge it)
     for i in range(1200, 1260):
@@ -223,11 +223,11 @@ async def test_the_ticks_go_on_while_triton_answers_one_model_round_at_a_time(re
     for pkt in packets(patient, t0, np.full(4 * 660, 140.0)):
         await p.on_record(pkt)
     await asyncio.wait_for(p.tick(), 5.0)  # returns although Triton has not answered
-    assert not p.scoring_idle() and held.rounds == 1 and p.cache[patient].last_analysis_t is not None
-    p.cache[patient].last_analysis_t = None
+    assert not p.scoring_idle() and held.rounds == 1 and p.window_of(patient).last_analysis_t is not None
+    p.window_of(patient).last_analysis_t = None
     judge.last_t.pop(patient)  # due again for the model as well
     await asyncio.wait_for(p.tick(), 5.0)
-    assert p.cache[patient].last_analysis_t is not None  # analysed while the round is still in flight
+    assert p.window_of(patient).last_analysis_t is not None  # analysed while the round is still in flight
     assert held.rounds == 1 and patient not in judge.verdicts  # no second round on top of the first
     held.release.set()
     await asyncio.wait_for(p.wait_scoring(), 5.0)
@@ -321,14 +321,14 @@ async def test_a_tick_spends_at_most_its_budget_on_analyses_most_overdue_first(r
     """With no budget one analysis runs per tick (the most overdue); the others wait for the next tick,
     so a burst of due patients never holds the packets back for long. Every patient is analysed in turn."""
     p, patients, t0 = await _due_for_analysis(redis, 3, analysis_budget_s=0.0)
-    p.cache[patients[1]].last_analysis_t = t0 + 600.0  # analysed before: the others, never analysed, go first
+    p.window_of(patients[1]).last_analysis_t = t0 + 600.0  # analysed before: the others, never analysed, go first
     analysed = []
     intervals = REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_count") or 0.0
     waited = REGISTRY.get_sample_value("ctgwatch_analysis_interval_seconds_sum") or 0.0
     for _ in range(3):
-        before = {pid: p.cache[pid].last_analysis_t for pid in patients}
+        before = {pid: p.window_of(pid).last_analysis_t for pid in patients}
         await p.tick()
-        analysed.append([pid for pid in patients if p.cache[pid].last_analysis_t != before[pid]])
+        analysed.append([pid for pid in patients if p.window_of(pid).last_analysis_t != before[pid]])
     assert [len(a) for a in analysed] == [1, 1, 1]
     assert analysed[2] == [patients[1]] and {analysed[0][0], analysed[1][0]} == {patients[0], patients[2]}
     # the cadence metric the capacity bench reads: one interval (the patient analysed before), 60 s of recording
@@ -340,12 +340,12 @@ async def test_refreshes_run_several_patients_at_a_time_within_the_budget(redis)
     """With refresh_concurrency N a tick takes the N most overdue together (their Redis waits overlap), and the
     budget is checked between such batches: with no budget, one batch per tick."""
     p, patients, _ = await _due_for_analysis(redis, 5, analysis_budget_s=0.0, refresh_concurrency=2)
-    before = {pid: p.cache[pid].last_analysis_t for pid in patients}
+    before = {pid: p.window_of(pid).last_analysis_t for pid in patients}
     await p.tick()
-    assert sum(p.cache[pid].last_analysis_t != before[pid] for pid in patients) == 2
+    assert sum(p.window_of(pid).last_analysis_t != before[pid] for pid in patients) == 2
     for _ in range(2):
         await p.tick()
-    assert all(p.cache[pid].last_analysis_t is not None for pid in patients)
+    assert all(p.window_of(pid).last_analysis_t is not None for pid in patients)
 
 
 async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis) -> None:
@@ -438,7 +438,7 @@ async def test_a_batch_of_packets_finds_what_the_packets_one_at_a_time_find() ->
         alerts = sorted((a["patient_id"], a["kind"], sorted(r["kind"] for r in a["evidence"]["reasons"]))
                         for a in await p.alerts.open_alerts())
         await redis.aclose()
-        return stored, notices, alerts, {pid: p.cache[pid].fhr.copy() for pid in traces}, observed
+        return stored, notices, alerts, {pid: p.window_of(pid).fhr.copy() for pid in traces}, observed
 
     results = [await run(batched=False), await run(batched=True)]
     (stored1, notices1, alerts1, fhr1, seen1), (stored2, notices2, alerts2, fhr2, seen2) = results
@@ -466,7 +466,7 @@ async def test_a_packet_that_fails_in_a_batch_is_reported_alone_and_the_others_g
     monkeypatch.setattr(pipeline, "_fast_rules", broken)
     failed = await pipeline.on_ctg_batch(batch)
     assert [(i, str(exc)) for i, exc in failed] == [(1, "a bug")]
-    assert pipeline.cache[good].fast.loss_samples == 8 and pipeline.cache[bad].fhr.size == 4
+    assert pipeline.window_of(good).fast.loss_samples == 8 and pipeline.window_of(bad).fhr.size == 4
     assert len(await pipeline.redis.zrange(f"ctgw:win:{bad}", 0, -1)) == 1
     with pytest.raises(ValueError, match="a bug"):  # one packet alone: the error is raised, as before batching
         await pipeline.on_ctg(packets(bad, t0, np.full(4 * 3, 140.0))[1])
@@ -485,12 +485,12 @@ async def test_the_analysis_budget_counts_the_analyses_own_time_not_the_packets_
 
     monkeypatch.setattr(p, "_analyse", analyse)
     await p.tick()
-    assert all(p.cache[pid].last_analysis_t is not None for pid in patients)  # 4 ms of analyses: all of them
+    assert all(p.window_of(pid).last_analysis_t is not None for pid in patients)  # 4 ms of analyses: all of them
     for pid in patients:
-        p.cache[pid].last_analysis_t = None
+        p.window_of(pid).last_analysis_t = None
     own_s = 0.03
     await p.tick()
-    assert sum(p.cache[pid].last_analysis_t is not None for pid in patients) == 2  # 30 ms, 60 ms: budget spent
+    assert sum(p.window_of(pid).last_analysis_t is not None for pid in patients) == 2  # 30 ms, 60 ms: budget spent
 
 
 async def test_the_model_cadence_is_measured_per_scoring(redis) -> None:
@@ -553,13 +553,14 @@ async def test_rebalances_leave_nothing_of_the_patients_given_up(redis) -> None:
         for patient in patients:
             for pkt in packets(patient, t0, np.full(4 * 5, 140.0)):
                 await p.on_record(pkt)
-            p.model_streak[patient] += 1  # what a model round leaves
-            p.model_evidence[patient] = {"ctg_autoencoder": {}}
-            p.autoencoder_scores[patient].append(1.0)
+            state = p.patients[patient]
+            state.model_streak += 1  # what a model round leaves
+            state.model_evidence = {"ctg_autoencoder": {}}
+            state.autoencoder_scores.append(1.0)
             judge.last_t[patient] = t0
         assert set(patients) <= p.patients_held()
         p.forget_all()
-        assert p.patients_held() == set(), p.patients_held()
+        assert p.patients_held() == set() and p.patients == {} and not p.locks, p.patients_held()
 
 
 async def test_a_gap_in_the_data_is_no_data_not_a_signal_loss_finding(pipeline) -> None:
@@ -583,7 +584,7 @@ async def test_a_gap_in_the_data_is_no_data_not_a_signal_loss_finding(pipeline) 
             for patient, sentences in seen.items():
                 sentences |= {n.sentence for n in (await pipeline.status.read(patient)).notices}
     await pipeline.tick()
-    hole = pipeline.cache[never_sent].span(t0 + 1000, t0 + 1079)[0]
+    hole = pipeline.window_of(never_sent).span(t0 + 1000, t0 + 1079)[0]
     assert np.isnan(hole).all()
     assert any("check the transducer" in s for s in seen[sent_as_zero])
     assert not any("transducer" in s for s in seen[never_sent]), seen[never_sent]

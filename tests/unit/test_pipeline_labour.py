@@ -119,5 +119,5 @@ async def test_a_restarted_worker_reads_the_labour_back_and_agrees_with_the_batc
     assert batch is not None
     assert (status.classification, status.reasons) == (batch.classification, batch.reasons)
     assert status.classification == "pathological"
-    assert second.figo[patient].measured_until == T0 + 3000
-    assert T0 + 3000 - 15 <= second.cache[patient].last_analysis_t <= T0 + 3000  # refreshed every 15 s
+    assert second.patients[patient].figo.measured_until == T0 + 3000
+    assert T0 + 3000 - 15 <= second.window_of(patient).last_analysis_t <= T0 + 3000  # refreshed every 15 s
