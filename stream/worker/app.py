@@ -1,64 +1,47 @@
 """The Faust app (``ctgwatch worker``): agents on the signal topics, keyed by patient.
 
-Every record that reaches a worker is judged again by :mod:`stream.core.validation`
-(any producer can write to the topics, not only our gateway): a refused record
-goes to the dead-letter topic with its raw bytes, reason and source
-(``kafka:<topic>[<partition>]@<offset>``), and the agent moves on. Nothing an
-input contains can stop an agent: an unexpected error while handling one
-record dead-letters that record with code ``internal`` and keeps going.
-An outage is not bad input: while Redis or the broker is unreachable the
-record is held and retried (:mod:`stream.worker.outage`), never dead-lettered.
+Read top down:
 
-Accepted records go to the clinical pipeline (:mod:`stream.worker.pipeline`):
-windows, fast rules, the FIGO analysis and model scoring on a cadence
-(a timer), alerts in Redis; an escalation timer and the alert relay (Redis
-audit stream -> ``alerts`` topic) run beside the agents. ``on_record`` can
-replace the pipeline (tests of the ingest path alone).
+- :class:`Worker` builds the app (:func:`faust_app`), the clinical pipeline (:func:`build_pipeline`) and the
+  ingest (:mod:`stream.worker.ingest`: validation, batching, dead letters), then registers the agents and
+  the timers: the analysis cadence, escalations, the heartbeat, the consumer-lag probe, the broker watch
+  and the alert relay (Redis audit stream -> ``alerts`` topic);
+- accepted records go to the pipeline (:mod:`stream.worker.pipeline`): windows, fast rules, the FIGO
+  analysis and model scoring on a cadence, alerts in Redis.
+
+``on_record`` can replace the pipeline (tests of the ingest path alone).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
+from mode.types.signals import BaseSignalT
+from redis.asyncio import Redis
 
 from stream.core.kafka import faust_credentials
-from stream.core.logs import pseudonym, pseudonym_key
-from stream.core.metrics import CONSUMER_LAG, DEAD_LETTERS, DUPLICATES, PACKET_LATENCY, RECORDS_IN, TRITON_BATCH, TRITON_SECONDS
-from stream.core.schemas import REPLAY_HEADER, CtgPacket, DeadLetter, RejectCode, encode, record_key
+from stream.core.logs import pseudonym_key
+from stream.core.metrics import CONSUMER_LAG, TRITON_BATCH, TRITON_SECONDS
 from stream.core.settings import Settings
-from stream.core.validation import IngestError, SignalRecord, Validator, parse_signal
+from stream.core.validation import Validator
+from stream.state.alerts import AlertStore
 from stream.worker.broker_watch import BrokerWatch, restart_worker
+from stream.worker.ingest import Ingest, RecordHandler
 from stream.worker.kafka_transport import use_fetch_wait
 from stream.worker.outage import OutageRetry, log_failure
+from stream.worker.pipeline import Pipeline
 
 log = logging.getLogger("ctgwatch.worker")
-
-RecordHandler = Callable[[SignalRecord], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A record that passed validation, with what a dead letter of it would need."""
-
-    record: SignalRecord
-    raw: bytes
-    source: str  # kafka:<topic>[<partition>]@<offset>
-    received: float
 
 
 def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{hostport.strip()}" for hostport in bootstrap.split(",") if hostport.strip()]
 
 
-def create_app(settings: Settings, on_record: RecordHandler | None = None) -> faust.App:
-    """The worker app; topics come from infra/topics.yaml by role."""
-    names = settings.topic_names()
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with its consumer settings (the topics come from infra/topics.yaml by role)."""
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
         settings.worker_app_id,
@@ -81,192 +64,17 @@ def create_app(settings: Settings, on_record: RecordHandler | None = None) -> fa
         broker_credentials=faust_credentials(settings),
     )
     use_fetch_wait(app, settings.worker_fetch_max_wait_ms)
-    validator = Validator(settings.ingest_limits())
-    deadletter_topic = app.topic(names.deadletter, key_type=bytes, value_type=bytes)
-
-    log_key = pseudonym_key(settings.state_dir)
-    retry = OutageRetry(first_s=settings.outage_retry_first_s, max_s=settings.outage_retry_max_s)
-    pipeline: Any = None  # the clinical pipeline (None when ``on_record`` replaces it)
-    if on_record is None:
-        on_record = _attach_pipeline(app, settings, log_key)
-        pipeline = app.pipeline
-    handle: RecordHandler = on_record
-
-    async def dead_letter(letter: DeadLetter) -> None:
-        async def send() -> None:
-            fut = await deadletter_topic.send(key=record_key(letter), value=encode(letter))
-            await fut  # acknowledged by the broker before the offset moves on
-
-        await retry.run(send, source=f"the dead letter of {letter.source}")
-        DEAD_LETTERS.labels("kafka", letter.code.value).inc()
-        # the reason may name the patient: it stays in the dead letter, the log has the pseudonym
-        log.warning("dead letter from %s: %s (patient %s)", letter.source, letter.code.value,
-                    pseudonym(letter.patient_id, log_key))
-
-    async def replayed(raw: bytes, now: float, source: str) -> None:
-        """Schema and time checks as always; not the order check: it is old on purpose."""
-        try:
-            record = parse_signal(raw, validator.limits, now=now)
-        except IngestError as err:
-            await dead_letter(err.dead_letter(raw, source=source, received_ts=now,
-                                              keep_bytes=settings.ingest_max_message_bytes))
-            return
-        RECORDS_IN.labels("replay", record.kind).inc()
-        await retry.run(functools.partial(pipeline.on_replayed, record), source=source,
-                        on_outage=drop_half_done(record.patient_id))
-
-    async def redelivered(raw: bytes, now: float, source: str) -> bool:
-        """Is this out-of-order record one the worker already stored (a producer's resend)?"""
-        if pipeline is None:
-            return False
-        try:
-            record = parse_signal(raw, validator.limits, now=now)
-        except IngestError:
-            return False
-        found = False
-
-        async def look() -> None:
-            nonlocal found
-            found = await pipeline.windows.already_stored(record)
-
-        await retry.run(look, source=source)
-        return found
-
-    def drop_half_done(patient_id: str) -> Callable[[BaseException], None]:
-        def drop(_exc: BaseException) -> None:
-            if pipeline is not None:  # the retry reloads the window from Redis: nothing half-applied stays
-                pipeline.forget_window(patient_id)
-        return drop
-
-    def internal_letter(raw: bytes, exc: BaseException, source: str, received: float, patient_id: str) -> DeadLetter:
-        return DeadLetter.of(raw, code=RejectCode.INTERNAL, reason=f"processing failed: {type(exc).__name__}: {exc}"[:500],
-                             source=source, received_ts=received, patient_id=patient_id)
-
-    async def handle_one(item: Accepted) -> None:
-        try:
-            await retry.run(functools.partial(handle, item.record), source=item.source,
-                            on_outage=drop_half_done(item.record.patient_id))
-            if item.record.kind == "ctg":
-                PACKET_LATENCY.observe(max(0.0, time.time() - item.record.end_ts))
-        except Exception as exc:  # a bug must not stop the ward: keep the record, say why
-            log.exception("handling %s failed", item.source)
-            await dead_letter(internal_letter(item.raw, exc, item.source, item.received, item.record.patient_id))
-
-    async def handle_packets(batch: list[Accepted]) -> None:
-        """Accepted CTG packets in one pass of the pipeline (one Redis round trip for all of them).
-
-        A packet the pipeline could not handle is dead-lettered alone; if the batch as a whole fails
-        for a reason other than an outage, its packets go one at a time, so the one at fault is found.
-        """
-        if not batch:
-            return
-        if pipeline is None or len(batch) == 1:
-            for item in batch:
-                await handle_one(item)
-            return
-        records = [cast(CtgPacket, item.record) for item in batch]  # judge_stream batches CTG packets only
-        pids = {record.patient_id for record in records}
-
-        def forget_batch() -> None:  # the retry, or the one-at-a-time handling, reloads them from Redis
-            for pid in pids:
-                pipeline.forget_window(pid)
-
-        source = f"{len(batch)} packets from {batch[0].source} on"
-        try:
-            failed: list[tuple[int, Exception]] = []
-
-            async def run() -> None:
-                nonlocal failed
-                failed = await pipeline.on_ctg_batch(records)
-
-            await retry.run(run, source=source, on_outage=lambda _exc: forget_batch())
-        except Exception:
-            log.exception("handling %s failed: one at a time instead", source)
-            forget_batch()
-            for item in batch:
-                await handle_one(item)
-            return
-        done = time.time()
-        bad = dict(failed)
-        for i, (item, record) in enumerate(zip(batch, records)):
-            if i in bad:
-                log.error("handling %s failed", item.source, exc_info=bad[i])
-                await dead_letter(internal_letter(item.raw, bad[i], item.source, item.received, record.patient_id))
-            else:
-                PACKET_LATENCY.observe(max(0.0, done - record.end_ts))
-
-    async def judge_stream(stream: faust.StreamT) -> None:
-        """Judge each record in order; accepted CTG packets are handled a batch at a time.
-
-        The pending packets are handled before anything that needs what they store (a redelivered
-        packet is looked up in Redis) or must keep its place (a replayed dead letter, vitals).
-        """
-        async for events in stream.take_events(settings.worker_batch_max, within=settings.worker_batch_within_s):
-            packets: list[Accepted] = []
-            for event in events:
-                msg = event.message
-                raw = event.value if isinstance(event.value, bytes) else b""
-                source = f"kafka:{msg.topic}[{msg.partition}]@{msg.offset}"
-                now = time.time()
-                if pipeline is not None and REPLAY_HEADER in dict(msg.headers or []):  # a dead letter sent again on purpose
-                    await handle_packets(packets)
-                    packets = []
-                    await replayed(raw, now, source)
-                    continue
-                verdict = validator.judge(raw, source=source, now=now)
-                if isinstance(verdict, DeadLetter):
-                    if verdict.code == RejectCode.OUT_OF_ORDER:
-                        await handle_packets(packets)
-                        packets = []
-                        if await redelivered(raw, now, source):
-                            DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
-                            continue
-                    await dead_letter(verdict)
-                    continue
-                RECORDS_IN.labels("kafka", verdict.kind).inc()
-                item = Accepted(verdict, raw, source, now)
-                if verdict.kind == "ctg":
-                    packets.append(item)
-                else:
-                    await handle_packets(packets)
-                    packets = []
-                    await handle_one(item)
-            await handle_packets(packets)
-
-    watch = BrokerWatch(settings)
-
-    @app.timer(interval=settings.broker_watch_s, name="broker-watch")
-    async def broker_watch() -> None:
-        try:
-            new_id = await watch.recreated()
-        except Exception:  # the broker is away: the consumer waits for it, nothing to decide yet
-            return
-        if new_id is not None:
-            restart_worker(f"the broker was recreated (cluster id {watch.known} -> {new_id}); "
-                           "an embedded broker's log starts again empty")
-
-    app.agent(app.topic(names.ctg, key_type=bytes, value_type=bytes), name="ingest-ctg")(judge_stream)
-    app.agent(app.topic(names.vitals, key_type=bytes, value_type=bytes), name="ingest-vitals")(judge_stream)
     return app
 
 
-def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> RecordHandler:
-    """Build the clinical pipeline with its Redis, Triton and relay, and its timers."""
-    from redis.asyncio import Redis
-
+def build_pipeline(settings: Settings, redis: Redis, store: AlertStore, log_key: bytes) -> Pipeline:
+    """The clinical pipeline with its model clients (none when the models are off) and helper processes."""
     from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, RISK_MODEL, AnomalyClient, BatchingScorer
-    from stream.core.kafka import start_producer
-    from stream.state.alerts import AlertStore
     from stream.state.windows import WindowStore
     from stream.worker.false_signal import FalseSignalJudge
-    from stream.worker.pipeline import Cadence, Pipeline
-    from stream.worker.relay import AlertRelay
+    from stream.worker.pipeline import Cadence
 
-    redis = Redis.from_url(settings.redis_dsn)
-    store = AlertStore(redis, settings.alert_handling())
-    scorer = None
-    false_signal = None
-    risk_scorer = None
+    scorer = risk_scorer = false_signal = None
     if settings.models_enabled:
         def observe(model: str, seconds: float, batch: int) -> None:
             TRITON_SECONDS.labels(model).observe(seconds)
@@ -292,59 +100,109 @@ def _attach_pipeline(app: faust.App, settings: Settings, log_key: bytes) -> Reco
         from models.compromise import Stacker
 
         compromise = Stacker.load(settings.compromise_model)
-    pipeline = Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
-                        policy=settings.alarm_rules(), log_key=log_key, false_signal=false_signal,
-                        risk_scorer=risk_scorer, analysis_pool=analysis_pool, compromise=compromise)
+    return Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,
+                    policy=settings.alarm_rules(), log_key=log_key, false_signal=false_signal,
+                    risk_scorer=risk_scorer, analysis_pool=analysis_pool, compromise=compromise)
 
-    @app.timer(interval=settings.scheduler_tick_s, name="analysis-cadence")
-    async def analysis_cadence() -> None:
+
+class Worker:
+    """One worker: the Faust app, its clinical pipeline (None when ``on_record`` replaces it) and its ingest."""
+
+    def __init__(self, settings: Settings, on_record: RecordHandler | None = None) -> None:
+        self.settings = settings
+        self.app = faust_app(settings)
+        log_key = pseudonym_key(settings.state_dir)
+        self.redis: Redis | None = None
+        self.store: AlertStore | None = None
+        self.pipeline: Pipeline | None = None
+        if on_record is None:
+            self.redis = Redis.from_url(settings.redis_dsn)
+            self.store = AlertStore(self.redis, settings.alert_handling())
+            self.pipeline = build_pipeline(settings, self.redis, self.store, log_key)
+            on_record = self.pipeline.on_record
+        names = settings.topic_names()
+        self.ingest = Ingest(
+            validator=Validator(settings.ingest_limits()),
+            retry=OutageRetry(first_s=settings.outage_retry_first_s, max_s=settings.outage_retry_max_s),
+            deadletter_topic=self.app.topic(names.deadletter, key_type=bytes, value_type=bytes),
+            pipeline=self.pipeline, handle=on_record, log_key=log_key,
+            keep_bytes=settings.ingest_max_message_bytes,
+            batch_max=settings.worker_batch_max, batch_within_s=settings.worker_batch_within_s)
+        for topic, name in ((names.ctg, "ingest-ctg"), (names.vitals, "ingest-vitals")):
+            self.app.agent(self.app.topic(topic, key_type=bytes, value_type=bytes), name=name)(self.ingest.judge_stream)
+        self.broker = BrokerWatch(settings)
+        self.app.timer(interval=settings.broker_watch_s, name="broker-watch")(self.watch_broker)
+        if self.pipeline is not None:
+            self._pipeline_timers()
+
+    def _pipeline_timers(self) -> None:
+        s, app = self.settings, self.app
+        app.timer(interval=s.scheduler_tick_s, name="analysis-cadence")(self.analysis_cadence)
+        app.timer(interval=s.escalation_check_s, name="escalations")(self.escalations)
+        app.timer(interval=s.worker_alive_s, name="heartbeat")(self.heartbeat)
+        app.timer(interval=s.lag_probe_s, name="consumer-lag")(self.consumer_lag)
+        app.task(self.alert_relay)
+        app.on_partitions_revoked.connect(self.forget_revoked)
+
+    async def watch_broker(self) -> None:
+        """An embedded broker recreated empty: restart, so the consumer starts again from its log."""
         try:
-            await pipeline.tick()
+            new_id = await self.broker.recreated()
+        except Exception:  # the broker is away: the consumer waits for it, nothing to decide yet
+            return
+        if new_id is not None:
+            restart_worker(f"the broker was recreated (cluster id {self.broker.known} -> {new_id}); "
+                           "an embedded broker's log starts again empty")
+
+    async def analysis_cadence(self) -> None:
+        assert self.pipeline is not None
+        try:
+            await self.pipeline.tick()
         except Exception as exc:  # one bad tick must not stop the next (in an outage the records wait)
             log_failure(log, "analysis tick", exc)
 
-    @app.timer(interval=settings.escalation_check_s, name="escalations")
-    async def escalations() -> None:
+    async def escalations(self) -> None:
+        assert self.store is not None
         try:
-            for aid in await store.run_escalations():
+            for aid in await self.store.run_escalations():
                 log.warning("alert %s escalated: not acknowledged in time", aid)
         except Exception as exc:
             log_failure(log, "escalation round", exc)
 
-    @app.timer(interval=settings.worker_alive_s, name="heartbeat")
-    async def heartbeat() -> None:
+    async def heartbeat(self) -> None:
         from stream.state.heartbeat import beat
 
+        assert self.redis is not None
         try:
-            await beat(redis, keep_s=24 * 3600)
+            await beat(self.redis, keep_s=24 * 3600)
         except Exception as exc:  # Redis away: the station says so by the heartbeat's age
             log.warning("heartbeat not written: %s", exc)
 
-    @app.timer(interval=settings.lag_probe_s, name="consumer-lag")
-    async def consumer_lag() -> None:
+    async def consumer_lag(self) -> None:
         from stream.core.kafka import partition_lag
 
         try:
-            for (topic, partition), (lag, _known) in (await partition_lag(settings)).items():
+            for (topic, partition), (lag, _known) in (await partition_lag(self.settings)).items():
                 CONSUMER_LAG.labels(topic, str(partition)).set(lag)
         except Exception as exc:  # the metric is best effort; processing goes on
             log.warning("consumer lag not measured: %s", exc)
 
-    @app.task
-    async def alert_relay() -> None:
-        producer = await start_producer(settings)
+    async def alert_relay(self) -> None:
+        from stream.core.kafka import start_producer
+        from stream.worker.relay import AlertRelay
+
+        assert self.redis is not None and self.store is not None
+        producer = await start_producer(self.settings)
         try:
-            await AlertRelay(redis, store, producer, settings.topic_names().alerts,
-                             lease_s=settings.relay_lease_s).run(settings.relay_interval_s)
+            await AlertRelay(self.redis, self.store, producer, self.settings.topic_names().alerts,
+                             lease_s=self.settings.relay_lease_s).run(self.settings.relay_interval_s)
         finally:
             await producer.stop()
 
-    @app.on_partitions_revoked.connect
-    async def forget_windows(sender, revoked, **_kwargs) -> None:  # noqa: ANN001
-        pipeline.forget_all()
-
-    app.pipeline = pipeline  # for tests and introspection
-    return pipeline.on_record
+    async def forget_revoked(self, sender: Any, /, *_args: Any, signal: BaseSignalT[Any], **_kwargs: Any) -> None:
+        """Partitions moved to another worker: nothing of their patients stays in memory here."""
+        assert self.pipeline is not None
+        self.pipeline.forget_all()
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -371,7 +229,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             log.warning("consumer offsets from a previous broker: %s", line)
     except Exception as exc:  # broker away at start: the consumer will wait for it
         log.warning("committed offsets not checked (%s: %s)", type(exc).__name__, exc)
-    app = create_app(settings)
+    app = Worker(settings).app
     worker = faust.Worker(app, loglevel=loglevel, quiet=True,
                           logging_config=logging_config(settings.log_format, loglevel))
     worker.execute_from_commandline()

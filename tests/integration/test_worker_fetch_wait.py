@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.worker.app import create_app
+from stream.worker.app import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ async def test_the_worker_consumer_receives_records_within_its_fetch_wait(stack,
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    app = create_app(settings, on_record=_noop)
+    app = Worker(settings, on_record=_noop).app
     consumer = app.consumer._thread._create_worker_consumer(app.transport)  # the consumer the worker runs
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
     await consumer.start()
