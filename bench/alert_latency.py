@@ -36,6 +36,7 @@ from bench._report import write_section  # noqa: E402
 from infra.launcher.stack import down, up  # noqa: E402
 from stream.core.kafka import producer_outbox, start_producer  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
+from stream.core.redis_values import as_text  # noqa: E402
 from stream.core.schemas import CtgPacket, encode  # noqa: E402
 from stream.core.settings import Settings  # noqa: E402
 from stream.sources.publishing import merge, publish_paced, time_base  # noqa: E402
@@ -64,7 +65,7 @@ async def trial(settings: Settings, producer, redis: Redis, pid: str, delay: flo
         t = target
     for _ in range(100):
         for aid in await redis.smembers(f"ctgw:open:bed:b-{pid}"):
-            alert = await redis.hgetall(f"ctgw:alert:{aid.decode()}")
+            alert = await redis.hgetall(f"ctgw:alert:{as_text(aid)}")
             if alert.get(b"kind") == b"signal_alarm":
                 end = json.loads(alert[b"evidence"])["findings"][0]["end_s"]
                 sent = published.get(round(end, 2))

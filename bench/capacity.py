@@ -60,6 +60,7 @@ from models.triton_client import MODEL_IO  # noqa: E402
 from stream.core.kafka import group_lag, producer_outbox  # noqa: E402
 from stream.core.outbox import Outbox  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
+from stream.core.redis_values import as_text  # noqa: E402
 from stream.core.schemas import CtgPacket, Reading, VitalsObservation, encode, record_key  # noqa: E402
 from stream.core.settings import Settings  # noqa: E402
 from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
@@ -361,7 +362,7 @@ async def alarm_latencies(settings: Settings, losses: dict[int, int], published:
                 if bed in found or sent is None or began is None:
                     continue
                 for aid in await redis.smembers(f"ctgw:open:bed:bed-{bed:05d}"):
-                    alert = await redis.hgetall(f"ctgw:alert:{aid.decode()}")
+                    alert = await redis.hgetall(f"ctgw:alert:{as_text(aid)}")
                     # only an alarm raised by this loss: one left open from earlier leaves the trial untimed
                     if alert.get(b"kind") == b"signal_alarm" and float(alert[b"raised_at"]) >= began:
                         found[bed] = float(alert[b"raised_at"]) - sent
@@ -472,7 +473,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
     def delta(name: str, **labels: str) -> float:
         return sum(total(a, name, **labels) - total(b, name, **labels) for a, b in zip(after, before))
 
-    hist = {}
+    hist: dict[float, float] = {}
     for a, b in zip(after, before):
         ba, bb = buckets(a, "ctgwatch_packet_age_seconds"), buckets(b, "ctgwatch_packet_age_seconds")
         for le in ba:

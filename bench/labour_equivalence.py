@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--restart-every", type=int, default=7, help="minutes between two restarts")
     args = parser.parse_args()
     rows = []
-    sources = [("simulator", simulated())]
+    sources: list[tuple[str, Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]]] = [
+        ("simulator", simulated())]
     if args.ctu.is_dir():
         sources.append((f"CTU-UHB, first {args.records} records", ctu(args.ctu, args.records)))
     for label, traces in sources:

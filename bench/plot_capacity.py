@@ -6,7 +6,6 @@ Run: python bench/plot_capacity.py   (writes docs/img/capacity.png for docs/SCAL
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

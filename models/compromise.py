@@ -82,7 +82,8 @@ INPUT_NAMES = tuple(i.name for i in RISK_INPUTS)
 OUTCOMES = ("ph_below_7_05", "ph_below_7_15")
 
 
-def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None, autoencoder_scores: Sequence[float]) -> np.ndarray:
+def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None,
+                autoencoder_scores: Sequence[float] | np.ndarray) -> np.ndarray:
     """The stacker's inputs at one minute, in :data:`INPUT_NAMES` order; NaN where one is not available.
 
     ``analysis`` is the whole-labour analysis (:meth:`detectors.labour.LabourFigo.analysis`);

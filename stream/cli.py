@@ -247,12 +247,12 @@ def alerts(
 
     from redis.asyncio import Redis
 
-    from stream.state.alerts import AlertStore
-    from stream.state.patient_status import PatientStatusStore
+    from stream.state.alerts import AlertRecord, AlertStore
+    from stream.state.patient_status import PatientStatus, PatientStatusStore
 
     settings = _settings(state_dir)
 
-    async def fetch() -> tuple[list[dict], list]:
+    async def fetch() -> tuple[list[AlertRecord], list[PatientStatus]]:
         redis = Redis.from_url(settings.redis_dsn)
         try:
             alarms = await AlertStore(redis, settings.alert_handling()).open_alerts(bed_id=bed)
@@ -263,12 +263,12 @@ def alerts(
             await redis.aclose()
 
     alarms, statuses = asyncio.run(fetch())
-    rows = sorted(alarms, key=lambda a: (-a["severity"], a["bed_id"], a["raised_at"]))
+    rows = sorted(alarms, key=lambda a: (-a.severity, a.bed_id, a.raised_at))
     now = _time.time()
     from stream.core.alarm_policy import Priority
 
-    table = [[a["bed_id"], a["patient_id"], str(Priority.of_severity_name(a["severity_name"])), a["status"],
-              f"{(now - a['raised_at']) / 60:.0f}m", a["kind"], a["sentence"]] for a in rows]
+    table = [[a.bed_id, a.patient_id, str(Priority.of_severity_name(a.severity_name)), a.status,
+              f"{(now - a.raised_at) / 60:.0f}m", a.kind, a.sentence] for a in rows]
     for line in text_table(["bed", "patient", "priority", "status", "age", "alarm", "evidence"], table):
         typer.echo(line)
     typer.echo(f"{len(rows)} open alarm(s) in ward {settings.ward_id}")
@@ -444,7 +444,7 @@ users_app = typer.Typer(help="Dashboard users (nurse, obstetrician, admin).", no
 app.add_typer(users_app, name="users")
 
 
-def _user_admin(state_dir: Path | None, operation, what: str, fix: str):  # type: ignore[no-untyped-def]
+def _user_admin(state_dir: Path | None, operation, what: str, fix: str):
     """Run one user-administration step against Redis (store and sessions), audited; UserError -> one line."""
     import asyncio
     import json as _json
@@ -457,7 +457,7 @@ def _user_admin(state_dir: Path | None, operation, what: str, fix: str):  # type
 
     settings = _settings(state_dir)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run():
         redis = Redis.from_url(settings.redis_dsn)
         try:
             sessions = SessionStore(redis, idle_s=settings.dashboard_session_idle_s,
@@ -504,7 +504,7 @@ def users_passwd(name: str, password_stdin: PasswordStdin = False, state_dir: St
     """Change a user's password; their open sessions end."""
     password = _read_password(password_stdin)
 
-    async def change(users, sessions):  # type: ignore[no-untyped-def]
+    async def change(users, sessions):
         await users.set_password(name, password)
         return await sessions.end_all(name)
 
@@ -516,7 +516,7 @@ def users_passwd(name: str, password_stdin: PasswordStdin = False, state_dir: St
 def users_disable(name: str, enable: Annotated[bool, typer.Option(help="Enable the user again instead.")] = False,
                   state_dir: StateDir = None) -> None:
     """Disable a user (their sessions end at once), or enable them again."""
-    async def change(users, sessions):  # type: ignore[no-untyped-def]
+    async def change(users, sessions):
         await users.set_disabled(name, not enable)
         return 0 if enable else await sessions.end_all(name)
 
@@ -527,7 +527,7 @@ def users_disable(name: str, enable: Annotated[bool, typer.Option(help="Enable t
 @users_app.command("remove")
 def users_remove(name: str, state_dir: StateDir = None) -> None:
     """Remove a user; their sessions end at once."""
-    async def change(users, sessions):  # type: ignore[no-untyped-def]
+    async def change(users, sessions):
         await users.remove(name)
         return await sessions.end_all(name)
 
@@ -538,7 +538,7 @@ def users_remove(name: str, state_dir: StateDir = None) -> None:
 @users_app.command("list")
 def users_list(state_dir: StateDir = None) -> None:
     """Every user with their role and whether they are disabled."""
-    async def listing(users, _sessions):  # type: ignore[no-untyped-def]
+    async def listing(users, _sessions):
         return await users.list()
 
     rows = _user_admin(state_dir, listing, "", "")

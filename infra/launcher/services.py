@@ -185,7 +185,7 @@ class Broker(Service):
         odd = [f"{k}: {v}" for k, v in outcome.items() if v not in ("created", "exists")]
         return f"topics: {created} created, {len(outcome) - created} present" + (f" ({'; '.join(odd)})" if odd else "")
 
-    async def _ensure(self, specs):  # type: ignore[no-untyped-def]
+    async def _ensure(self, specs):
         from aiokafka.admin import AIOKafkaAdminClient
 
         from stream.core.topics import ensure_topics

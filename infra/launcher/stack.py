@@ -91,7 +91,7 @@ def up(settings: Settings, echo: Echo = print, only: Collection[str] | None = No
                     version = wait_ready(service, proc, settings.startup_timeout_s)
                     echo(f"{service.name:<7} started   {service.address}  {version} in {time.monotonic() - t0:.1f} s")
                     note = service.after_crash() if crashed is not None else None
-                    if note:
+                    if note and crashed is not None:
                         echo(f"{'':<7} {note} (previous run started {time.ctime(crashed.started_at)})")
             summary = service.after_ready()
             if summary:

@@ -42,6 +42,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+#: The FHR sensor: Doppler ultrasound, a fetal scalp electrode (fetal ECG), or not said.
+FhrSource = Literal["ultrasound", "fecg", "unknown"]
+
 SCHEMA_VERSION: Final = 1
 
 #: CTG monitors (ultrasound and fetal ECG) report FHR and UC at 4 Hz; the
@@ -135,7 +138,7 @@ class CtgPacket(_Record):
     fhr: list[float] = Field(min_length=1, max_length=MAX_PACKET_SAMPLES, description="bpm; 0 = signal loss")
     uc: list[float] = Field(min_length=1, max_length=MAX_PACKET_SAMPLES)
     mhr: list[float] | None = Field(default=None, description="maternal heart rate, bpm; 0 = loss")
-    fhr_source: Literal["ultrasound", "fecg", "unknown"] = "unknown"
+    fhr_source: FhrSource = "unknown"
     #: Per-sample signal quality as the monitor reports it (traffic light):
     #: 0 = no signal, 1 = poor, 2 = acceptable, 3 = good.
     fhr_quality: list[Annotated[int, Field(ge=0, le=3)]] | None = None

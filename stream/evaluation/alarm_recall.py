@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
@@ -93,7 +94,7 @@ def alarm_recall(policy: AlarmPolicy, seeds: Iterable[int] = HELD_OUT_SEEDS, gra
             on = []
             history: list[MeowsObs] = []
             for sample in sim_v.samples:
-                history.append(MeowsObs(t=sample.t, **sample.values))
+                history.append(MeowsObs(t=sample.t, **cast(dict[str, Any], sample.values)))
                 findings = score_observation(history[-1]).findings + vitals_trend(history)
                 on += [(sample.t, p) for p in log.observe(Source.VITALS, sample.t, findings).alarms]
             for e in sim_v.events:

@@ -64,8 +64,8 @@ class GroupBurden:
         self.high += sum(1 for _, _, worst in log.alarm_episodes if worst >= Priority.HIGH)
         for problem, _, _ in log.alarm_episodes:
             self.by_problem[str(problem)] += 1
-        for problem in {str(p) for p, _, _ in log.alarm_episodes}:
-            self.with_problem[problem] += 1
+        for name in {str(p) for p, _, _ in log.alarm_episodes}:
+            self.with_problem[name] += 1
         self.with_physiological += any(p.condition == "physiological" for p, _, _ in log.alarm_episodes)
         for kind, n in log.alarm_reasons.items():
             self.by_reason[kind] += n

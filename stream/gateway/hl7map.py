@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import hl7
 from pydantic import ValidationError
@@ -160,7 +161,7 @@ def map_oru(message: hl7.Message) -> Oru:
     sender = _component(_get(msh, 3), 0)
 
     waves: dict[str, tuple[list[float], float]] = {}
-    vitals: dict[str, Reading] = {}
+    vitals: dict[str, Any] = {}  # VitalsObservation fields: a Reading per vital sign
     devices: set[str] = set()
     unmapped: list[str] = []
     for obx in message.segments("OBX"):

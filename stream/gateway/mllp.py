@@ -42,7 +42,7 @@ from hl7.mllp import InvalidBlockError
 
 from stream.core.errors import SetupError
 from stream.core.metrics import GATEWAY_BACKPRESSURE, GATEWAY_RATE_LIMITED
-from stream.core.schemas import DeadLetter, RejectCode
+from stream.core.schemas import CtgPacket, DeadLetter, RejectCode, VitalsObservation
 from stream.core.validation import IngestError
 from stream.gateway.devices import DeviceRegistry
 from stream.gateway.hl7map import ack, map_oru, parse_message
@@ -136,7 +136,8 @@ class MllpHandler:
                 + ", ".join(oru.unmapped[:20]), source=source, received_ts=self.intake.now(),
                 patient_id=oru.records[0].patient_id,
             ))
-        items = [(raw, record, None) for record in oru.records]
+        items: list[tuple[bytes, CtgPacket | VitalsObservation | None, IngestError | None]] = [
+            (raw, record, None) for record in oru.records]
         try:
             await self.intake.admit(items, source=source, entrance=ENTRANCE, device=None, extra_letters=extra)
         except BrokerBusy:

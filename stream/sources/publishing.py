@@ -29,6 +29,7 @@ from stream.core.schemas import (
     UC_RANGE,
     AnyRecord,
     CtgPacket,
+    FhrSource,
     encode,
     record_key,
 )
@@ -66,7 +67,7 @@ def ctg_packets(
     t0: float,
     packet_s: float,
     mhr: np.ndarray | None = None,
-    fhr_source: str = "unknown",
+    fhr_source: FhrSource = "unknown",
 ) -> Iterator[tuple[float, CtgPacket, int]]:
     """Slice 4 Hz channels into packets: (offset_s, packet, samples blanked)."""
     step = max(1, int(round(packet_s * CTG_FS_HZ)))

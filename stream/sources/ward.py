@@ -14,6 +14,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ def bed_schedule(bed: Bed, topics: TopicNames, *, t0: float, packet_s: float, ro
             # the pulse the vitals monitor counts is the one the CTG monitor records: over the 20 s around it
             i = int(sample.t * 4)
             values["heart_rate"] = round(float(np.mean(ctg.mhr[max(0, i - 40):i + 40])), 1)
-            readings = {k: Reading(value=v, ts=ts) for k, v in values.items()}
+            readings: dict[str, Any] = {k: Reading(value=v, ts=ts) for k, v in values.items()}
             obs = VitalsObservation(
                 patient_id=bed.patient_id, bed_id=bed.bed_id, device_id=f"sim-vitals-{bed.index:03d}",
                 avpu="A", avpu_ts=ts, **readings,

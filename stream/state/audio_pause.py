@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from stream.core.redis_values import text_fields
+
 #: The longest pause a user may set: an audio pause is a short, deliberate silence, not "sound off".
 MAX_PAUSE_S = 10 * 60.0
 
@@ -58,10 +60,10 @@ class AudioPauseStore:
         raw = await self.redis.hgetall(self.key)
         if not raw:
             return None
-        pause = AudioPause.model_validate({k.decode(): v.decode() for k, v in raw.items()})
+        pause = AudioPause.model_validate(text_fields(raw))
         return pause if pause.until > (time.time() if now is None else now) else None
 
     async def log(self, count: int = 50) -> list[dict[str, Any]]:
         """The newest pauses and resumptions, newest first."""
         entries = await self.redis.xrevrange(self.log_key, count=count)
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        return [text_fields(fields) for _, fields in entries or []]

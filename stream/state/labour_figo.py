@@ -14,6 +14,7 @@ import json
 from redis.asyncio import Redis
 
 from detectors.labour import MinuteRecord
+from stream.core.redis_values import as_bytes
 
 
 class LabourFigoStore:
@@ -41,4 +42,4 @@ class LabourFigoStore:
 
     async def load(self, patient_id: str) -> list[MinuteRecord]:
         """The stored minutes, oldest first."""
-        return [MinuteRecord.from_dict(json.loads(raw)) for raw in await self.redis.zrange(self.key(patient_id), 0, -1)]
+        return [MinuteRecord.from_dict(json.loads(as_bytes(raw))) for raw in await self.redis.zrange(self.key(patient_id), 0, -1)]

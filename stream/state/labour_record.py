@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 from detectors.baseline import to_1hz
 from detectors.ctg import CtgAnalysis
 from detectors.runs import runs
+from stream.core.redis_values import as_bytes
 from stream.state.patient_status import ModelError, TraceMark
 
 TREND_STEP_S = 300.0
@@ -194,11 +195,11 @@ class LabourRecordStore:
     async def chart(self, patient_id: str, start: float, end: float) -> tuple[ChartMinutes | None, list[TraceMark]]:
         """The archived chart between ``start`` and ``end`` (whole minutes; gaps as NaN) and its marks."""
         raw = await self.redis.zrangebyscore(self._chart(patient_id), start - 60, f"({end}")
-        marks = [TraceMark.model_validate_json(m) for m in
+        marks = [TraceMark.model_validate_json(as_bytes(m)) for m in
                  await self.redis.zrangebyscore(self._marks(patient_id), start - 3600, f"({end}")]
         if not raw:
             return None, []
-        rows = sorted((unpack_minute(r) for r in raw), key=lambda r: r[0])
+        rows = sorted((unpack_minute(as_bytes(r)) for r in raw), key=lambda r: r[0])
         t0, t1 = rows[0][0], rows[-1][0] + 60
         n = int(t1 - t0)
         fhr, uc = np.full(n, np.nan), np.full(n, np.nan)

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline as RedisPipeline
+from redis.typing import EncodableT
 
 from detectors.ctg import CtgAnalysis
 from detectors.runs import runs
+from stream.core.redis_values import as_text, text_fields
 
 
 class TraceMark(BaseModel):
@@ -145,18 +147,17 @@ def ward_key(ward_id: str) -> str:
     return f"ctgw:patients:{ward_id}"
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def _encode(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
     return {k: json.dumps(v.model_dump() if isinstance(v, BaseModel) else v) for k, v in fields.items()}
 
 
-def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+def _decode(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k, v in raw.items():
-        text = v.decode()
+    for k, text in text_fields(raw).items():
         try:
-            out[k.decode()] = json.loads(text)
+            out[k] = json.loads(text)
         except json.JSONDecodeError:  # written by an older version as a bare string
-            out[k.decode()] = text or None
+            out[k] = text or None
     return out
 
 
@@ -243,7 +244,7 @@ class PatientStatusStore:
     async def occupied_beds(self, ward_id: str, within_s: float, now: float | None = None) -> dict[str, str]:
         """The ward's beds held by a live patient (a packet stored in the last ``within_s``): bed -> patient."""
         now = time.time() if now is None else now
-        ids = [m.decode() if isinstance(m, bytes) else m for m in await self.redis.zrange(ward_key(ward_id), 0, -1)]
+        ids = [as_text(m) for m in await self.redis.zrange(ward_key(ward_id), 0, -1)]
         held: dict[str, str] = {}
         for status in await self.read_many(ids):
             if status.bed_id and status.last_packet_at is not None and now - status.last_packet_at <= within_s:
@@ -259,7 +260,7 @@ class PatientStatusStore:
         return [PatientStatus.model_validate({**_decode(raw), "patient_id": pid}) for pid, raw in zip(patient_ids, raws)]
 
     async def ward_patients(self, ward_id: str) -> list[str]:
-        return [p.decode() for p in await self.redis.zrange(ward_key(ward_id), 0, -1)]
+        return [as_text(p) for p in await self.redis.zrange(ward_key(ward_id), 0, -1)]
 
     async def leave_ward(self, ward_id: str, patient_ids: list[str]) -> None:
         """Take patients off the ward index (their status hash and labour record stay). A packet

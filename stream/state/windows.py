@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from detectors.fast import FastRuleState
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation
+from stream.core.redis_values import as_bytes
 from stream.core.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
 from stream.state.patient_status import PatientStatusStore
 
@@ -242,17 +243,17 @@ class WindowStore:
         """
         window = PatientWindow(patient_id, bed_id, self.capacity_s)
         for blob in await self.redis.zrange(self._win(patient_id), 0, -1):
-            start, fhr, uc, mhr = _unpack(blob)
+            start, fhr, uc, mhr = _unpack(as_bytes(blob))
             window.add(start, fhr, uc, mhr)
         window.baseline_bpm = baseline_bpm
-        if window.end_index is not None:
+        if window.t_start is not None:
             window.fast.update(window.fhr, window.t_start, baseline_bpm)
         return window
 
     async def packets_since(self, patient_id: str, index: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
         """The stored packets (first index, FHR, UC, maternal HR) that start at or after ``index`` (4-Hz
         sample number), oldest first: what a live view needs beyond what it already drew."""
-        return [_unpack(blob) for blob in await self.redis.zrangebyscore(self._win(patient_id), index, "+inf")]
+        return [_unpack(as_bytes(blob)) for blob in await self.redis.zrangebyscore(self._win(patient_id), index, "+inf")]
 
     async def newest_index(self, patient_id: str) -> int | None:
         """First sample number of the newest stored packet (None: nothing stored)."""
@@ -282,7 +283,7 @@ class WindowStore:
     async def vitals_history(self, patient_id: str, since: float = float("-inf")) -> list[VitalsObservation]:
         """The patient's observations from ``since`` on (all kept, ``vitals_keep_s``, by default)."""
         raw = await self.redis.zrangebyscore(self._vitals(patient_id), since, "+inf")
-        return [VitalsObservation.model_validate(json.loads(r)) for r in raw]
+        return [VitalsObservation.model_validate(json.loads(as_bytes(r))) for r in raw]
 
 
 def meows_bands(obs: VitalsObservation) -> dict[str, str]:

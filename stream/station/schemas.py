@@ -1,4 +1,7 @@
-"""What the nurse-station API answers and accepts (pydantic response and request models)."""
+"""What the nurse-station API answers and accepts (pydantic response and request models).
+
+An alert's audit entries are answered as the alert store keeps them (:class:`stream.state.alerts.AuditEntry`).
+"""
 
 from __future__ import annotations
 
@@ -130,15 +133,6 @@ class Trace(BaseModel):
     anomaly: ModelError | None = None
     risk_trend: list[RiskPoint] = Field(default_factory=list, description=(
         "Acidaemia risk (pH < 7.05) from the acidaemia-risk LSTM, one point per 5 min: evidence, never an alarm."))
-
-
-class AuditEntry(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    alert_id: str
-    event: str
-    actor: str
-    at: float
 
 
 class Me(BaseModel):

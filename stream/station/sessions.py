@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from stream.core.redis_values import as_text, text_fields
+
 ADMIN_AUDIT = "ctgw:audit:admin"
 #: How many names' worth of failures one address may make before it is locked.
 ADDRESS_ALLOWANCE = 4
@@ -57,7 +59,8 @@ class SessionStore:
         raw = await self.redis.hgetall(_session_key(sid))
         if not raw:
             return None
-        session = Session(sid, raw[b"user"].decode(), raw[b"csrf"].decode(), float(raw[b"created"]))
+        fields = text_fields(raw)
+        session = Session(sid, fields["user"], fields["csrf"], float(fields["created"]))
         if time.time() - session.created > self.max_age_s:
             await self.end(sid)
             return None
@@ -70,11 +73,11 @@ class SessionStore:
         user = await self.redis.hget(_session_key(sid), "user")
         await self.redis.delete(_session_key(sid))
         if user:
-            await self.redis.srem(_user_sessions(user.decode()), sid)
+            await self.redis.srem(_user_sessions(as_text(user)), sid)
 
     async def end_all(self, user: str) -> int:
         """End every session of a user (sign-out everywhere, disable, remove); returns how many."""
-        sids = [s.decode() for s in await self.redis.smembers(_user_sessions(user))]
+        sids = [as_text(s) for s in await self.redis.smembers(_user_sessions(user))]
         if sids:
             await self.redis.delete(*(_session_key(s) for s in sids))
         await self.redis.delete(_user_sessions(user))

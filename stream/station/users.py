@@ -23,6 +23,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
+from stream.core.redis_values import as_text, text_fields, text_or_none
+
 ROLES = ("nurse", "obstetrician", "admin")
 ALERT_ACTIONS = {"acknowledge", "escalate", "resolve"}
 PERMISSIONS: dict[str, set[str]] = {
@@ -78,27 +80,28 @@ class UserStore:
     async def verify(self, name: str, password: str) -> str | None:
         """The user's role if the password is right and the user is enabled, else None (same cost either way)."""
         record = await self.redis.hgetall(_key(name))
-        stored = record.get(b"hash", b"").decode() or _DUMMY_HASH
+        fields = text_fields(record)
+        stored = fields.get("hash") or _DUMMY_HASH
         try:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        if not record or record.get(b"disabled") == b"1":
+        if not fields or fields.get("disabled") == "1":
             return None
-        return record[b"role"].decode()
+        return fields["role"]
 
     async def role(self, name: str) -> str | None:
         """The role of an enabled user, else None (a disabled or removed user is out at once)."""
         role, disabled = await self.redis.hmget(_key(name), ["role", "disabled"])
-        return role.decode() if role and disabled != b"1" else None
+        return text_or_none(role) if role and text_or_none(disabled) != "1" else None
 
     async def list(self) -> list[tuple[str, str, bool]]:
         """(name, role, disabled) of every user."""
         out = []
         async for key in self.redis.scan_iter(match="ctgw:user:*"):
-            name = key.decode().split(":", 2)[2]
+            name = as_text(key).split(":", 2)[2]
             role, disabled = await self.redis.hmget(key, ["role", "disabled"])
-            out.append((name, role.decode() if role else "?", disabled == b"1"))
+            out.append((name, text_or_none(role) or "?", text_or_none(disabled) == "1"))
         return sorted(out)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from stream.core.alarm_policy import Priority
 from stream.core.schemas import VitalsObservation
 from stream.core.settings import Settings
-from stream.state.alerts import AlertStore
+from stream.state.alerts import AlertRecord, AlertStore
 from stream.state.audio_pause import AudioPauseStore
 from stream.state.heartbeat import age_s as heartbeat_age_s
 from stream.state.labour_record import LabourRecordStore, one_hz
@@ -75,7 +75,7 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     open_alerts = await alerts.open_alerts()
     by_patient: dict[str, list[AlertSummary]] = {}
     for a in open_alerts:
-        by_patient.setdefault(a["patient_id"], []).append(summary(a))
+        by_patient.setdefault(a.patient_id, []).append(summary(a))
     now = time.time()
     age = await heartbeat_age_s(status.redis)
     interrupted = age is None or age > stale_after_s
@@ -100,15 +100,16 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
                 audio_paused=await audio.current() if audio is not None else None)
 
 
-def with_priority(alert: dict) -> dict:
+def with_priority(alert: AlertRecord) -> Alert:
     """An alert record with its IEC 60601-1-8 priority and the sentence of every reason."""
-    reasons = [r["sentence"] for r in alert.get("evidence", {}).get("reasons", [])]
-    return {**alert, "priority": str(Priority.of_severity_name(alert["severity_name"])), "reasons": reasons}
+    reasons = [r["sentence"] for r in alert.evidence.get("reasons", [])]
+    return Alert.model_validate({**alert.model_dump(), "priority": str(Priority.of_severity_name(alert.severity_name)),
+                                 "reasons": reasons})
 
 
-def summary(alert: dict) -> AlertSummary:
+def summary(alert: AlertRecord) -> AlertSummary:
     """An alarm as the ward lists it: its priority and the sentence of every reason."""
-    return AlertSummary.model_validate(with_priority(alert))
+    return AlertSummary.model_validate(with_priority(alert).model_dump())
 
 
 def _json_floats(x: np.ndarray | None) -> list[float | None]:
@@ -164,5 +165,5 @@ async def hand_over(status: PatientStatusStore, alerts: AlertStore, record: Labo
     return HandOver(
         patient_id=patient_id, bed_id=state.bed_id, since=since, until=now, status=state,
         trend=await record.trend(patient_id, since),
-        alerts=[Alert.model_validate(with_priority(a)) for a in await alerts.patient_alerts(patient_id, since)],
+        alerts=[with_priority(a) for a in await alerts.patient_alerts(patient_id, since)],
         vitals=await vitals(windows, patient_id, since))

@@ -20,6 +20,7 @@ import socket
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from stream.core.redis_values import as_text, text_fields, text_or_none
 from stream.state.alerts import AUDIT, AlertStore
 from stream.worker.outage import is_outage, service_of
 
@@ -44,7 +45,7 @@ class AlertRelay:
         if await self.redis.set(LEASE, self.me, nx=True, px=ms):
             return True
         holder = await self.redis.get(LEASE)
-        if holder is not None and holder.decode() == self.me:
+        if text_or_none(holder) == self.me:
             await self.redis.pexpire(LEASE, ms)
             return True
         return False
@@ -53,22 +54,23 @@ class AlertRelay:
         """Publish what the cursor has not covered yet; returns how many were published."""
         if not await self._hold_lease():
             return 0
-        cursor = (await self.redis.get(CURSOR) or b"0-0").decode()
+        cursor = text_or_none(await self.redis.get(CURSOR)) or "0-0"
         entries = await self.redis.xrange(AUDIT, min=f"({cursor}", count=self.batch)
         if not entries:
             return 0
         futures = []
         for entry_id, fields in entries:
-            event = {k.decode(): v.decode() for k, v in fields.items()}
+            event = text_fields(fields)
             alert = await self.store.get(event["alert_id"])
             message = {
-                "audit_id": entry_id.decode(), "event": event["event"], "actor": event["actor"],
-                "at": float(event["at"]), "detail": json.loads(event["detail"]), "alert": alert,
+                "audit_id": as_text(entry_id), "event": event["event"], "actor": event["actor"],
+                "at": float(event["at"]), "detail": json.loads(event["detail"]),
+                "alert": None if alert is None else alert.model_dump(exclude_none=True),
             }
-            key = (alert or {}).get("patient_id", event["alert_id"]).encode()
+            key = (event["alert_id"] if alert is None else alert.patient_id).encode()
             futures.append(await self.producer.send(self.topic, json.dumps(message).encode(), key=key))
         await asyncio.gather(*futures)
-        await self.redis.set(CURSOR, entries[-1][0])
+        await self.redis.set(CURSOR, as_text(entries[-1][0]))
         return len(entries)
 
     async def run(self, interval_s: float = 0.5) -> None:

@@ -33,33 +33,33 @@ async def test_one_episode_is_one_alert(store) -> None:
     assert await s.apply(patient, "bed-1", finding("prolonged_deceleration", 100, 360)) == ("updated", aid)
     assert await s.apply(patient, "bed-1", finding("prolonged_deceleration", 100, 420, Severity.EMERGENCY)) == ("severity", aid)
     alerts = await s.open_alerts()
-    assert [a["id"] for a in alerts] == [aid]
+    assert [a.id for a in alerts] == [aid]
     alert = alerts[0]
-    assert alert["severity_name"] == "emergency" and alert["last_end_s"] == 420
-    assert len(alert["evidence"]["findings"]) == 3 and alert["evidence"]["findings"][-1]["end_s"] == 420
-    assert [e["event"] for e in await s.audit_trail(aid)] == ["raised", "severity_raised"]
+    assert alert.severity_name == "emergency" and alert.last_end_s == 420
+    assert len(alert.evidence["findings"]) == 3 and alert.evidence["findings"][-1]["end_s"] == 420
+    assert [e.event for e in await s.audit_trail(aid)] == ["raised", "severity_raised"]
 
 
 async def test_lifecycle_with_audit_and_bed_index(store) -> None:
     s, now, patient = store
     _, aid = await s.apply(patient, "bed-7", finding("bradycardia", 0, 700))
-    assert [a["id"] for a in await s.open_alerts(bed_id="bed-7")] == [aid]
+    assert [a.id for a in await s.open_alerts(bed_id="bed-7")] == [aid]
     with pytest.raises(AlertError):
         await s.resolve(aid, "nurse.ann", "")
     now[0] += 10
-    assert (await s.acknowledge(aid, "nurse.ann", "at the bedside"))["status"] == "acknowledged"
+    assert (await s.acknowledge(aid, "nurse.ann", "at the bedside")).status == "acknowledged"
     with pytest.raises(AlertError):
         await s.acknowledge(aid, "nurse.ann")
     now[0] += 10
-    assert (await s.escalate(aid, "nurse.ann", "needs obstetrician"))["status"] == "escalated"
+    assert (await s.escalate(aid, "nurse.ann", "needs obstetrician")).status == "escalated"
     now[0] += 10
     done = await s.resolve(aid, "dr.bob", "delivered")
-    assert done["status"] == "resolved" and done["resolved_by"] == "dr.bob"
+    assert done.status == "resolved" and done.resolved_by == "dr.bob"
     assert await s.open_alerts(bed_id="bed-7") == [] and await s.open_alerts() == []
     trail = await s.audit_trail(aid)
-    assert [(e["event"], e["actor"]) for e in trail] == [
+    assert [(e.event, e.actor) for e in trail] == [
         ("raised", "ctgwatch"), ("acknowledged", "nurse.ann"), ("escalated", "nurse.ann"), ("resolved", "dr.bob")]
-    assert trail[-1]["detail"]["reason"] == "delivered"
+    assert trail[-1].detail["reason"] == "delivered"
     with pytest.raises(AlertError):
         await s.acknowledge("no-such-alert", "x")
 
@@ -91,10 +91,10 @@ async def test_escalation_of_unacknowledged_alerts(store) -> None:
     escalated = await s.run_escalations()
     assert urgent in escalated and advisory not in escalated and acked not in escalated
     alert = await s.get(urgent)
-    assert alert["status"] == "escalated" and alert["escalations"] == 1
+    assert alert.status == "escalated" and alert.escalations == 1
     now[0] += 301  # still nobody: re-notified
     assert urgent in await s.run_escalations()
-    assert (await s.get(urgent))["escalations"] == 2
+    assert (await s.get(urgent)).escalations == 2
     await s.acknowledge(urgent, "nurse")
     now[0] += 1000
     assert urgent not in await s.run_escalations()
@@ -130,12 +130,12 @@ async def test_a_moved_patients_open_alarms_go_with_her_to_the_new_bed(store) ->
     _, done_id = await s.apply(patient, "bed-41", finding("signal_alarm", 100, 300))
     await s.resolve(done_id, "ann", "transducer repositioned")
     assert await s.move_patient(patient, "bed-03") == [open_id]
-    assert (await s.get(open_id))["bed_id"] == "bed-03"
-    assert [a["id"] for a in await s.open_alerts(bed_id="bed-03")] == [open_id]
+    assert (await s.get(open_id)).bed_id == "bed-03"
+    assert [a.id for a in await s.open_alerts(bed_id="bed-03")] == [open_id]
     assert await s.open_alerts(bed_id="bed-41") == []
-    assert (await s.get(done_id))["bed_id"] == "bed-41"  # a resolved alarm keeps where it was
-    moved = [e for e in await s.audit_trail(open_id) if e["event"] == "moved"]
-    assert moved and moved[0]["detail"] == {"from": "bed-41", "to": "bed-03"}
+    assert (await s.get(done_id)).bed_id == "bed-41"  # a resolved alarm keeps where it was
+    moved = [e for e in await s.audit_trail(open_id) if e.event == "moved"]
+    assert moved and moved[0].detail == {"from": "bed-41", "to": "bed-03"}
     assert await s.move_patient(patient, "bed-03") == []  # already there: nothing to do
 
 
@@ -152,6 +152,6 @@ async def test_the_newest_alerts_trail_is_whole_in_a_busy_audit_stream(store, re
     await s.acknowledge(aid, "ann")
     await s.escalate(aid, "ann", "no change")
     await s.resolve(aid, "olga", "delivered")
-    assert [e["event"] for e in await s.audit_trail(aid)] == ["raised", "acknowledged", "escalated", "resolved"]
+    assert [e.event for e in await s.audit_trail(aid)] == ["raised", "acknowledged", "escalated", "resolved"]
     newest = await s.audit_trail(count=4)
-    assert [e["alert_id"] for e in newest] == [aid] * 4 and newest[-1]["event"] == "resolved"
+    assert [e.alert_id for e in newest] == [aid] * 4 and newest[-1].event == "resolved"

@@ -79,16 +79,16 @@ async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_
             await p.tick()
     await p.tick()
     alerts = await p.alerts.open_alerts()
-    assert [a["kind"] for a in alerts] == ["ctg_alarm"]
+    assert [a.kind for a in alerts] == ["ctg_alarm"]
     alarm = alerts[0]
-    reasons = {r["kind"] for r in alarm["evidence"]["reasons"]}
+    reasons = {r["kind"] for r in alarm.evidence["reasons"]}
     assert {"bradycardia", "ctg_pathological"} <= reasons, reasons
-    assert alarm["severity_name"] == "emergency"  # high priority: escalates after 1 min unacknowledged
-    assert all(r["sentence"] and r["rule"] and r["policy"] for r in alarm["evidence"]["reasons"])
+    assert alarm.severity_name == "emergency"  # high priority: escalates after 1 min unacknowledged
+    assert all(r["sentence"] and r["rule"] and r["policy"] for r in alarm.evidence["reasons"])
     status = await p.status.read(patient)
     assert all(n.kind not in reasons or n.qualifying for n in status.notices)
     # notices never enter the alert store: nothing to acknowledge
-    assert not any(a["kind"] in {n.kind for n in status.notices} for a in alerts)
+    assert not any(a.kind in {n.kind for n in status.notices} for a in alerts)
 
 
 async def test_a_restarted_pipeline_resumes_the_prolonged_deceleration_counter(pipeline) -> None:
@@ -107,8 +107,8 @@ async def test_a_restarted_pipeline_resumes_the_prolonged_deceleration_counter(p
     for pkt in packets(patient, t0 + 900, more):
         await fresh.on_record(pkt)
     alerts = await fresh.alerts.open_alerts()
-    assert [a["kind"] for a in alerts] == ["ctg_alarm"]
-    assert alerts[0]["evidence"]["reasons"][0]["kind"] == "prolonged_deceleration"
+    assert [a.kind for a in alerts] == ["ctg_alarm"]
+    assert alerts[0].evidence["reasons"][0]["kind"] == "prolonged_deceleration"
 
 
 async def test_missing_packets_are_an_interruption_not_signal_loss(pipeline) -> None:
@@ -186,7 +186,7 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
     assert all(m.start >= t0 + 890 for m in model_marks)
     assert not [m for m in status.not_fetal if m.kind == "maternal_hr_capture" and t0 + 900 <= m.start < t0 + 1190]
     alerts = await p.alerts.open_alerts()
-    reasons = [r for a in alerts for r in a["evidence"]["reasons"] if r["kind"] == "false_signal"]
+    reasons = [r for a in alerts for r in a.evidence["reasons"] if r["kind"] == "false_signal"]
     assert reasons and "false-signal model ctg_false_signal v7" in reasons[0]["rule"]
     fake.available = False
     for i in range(1260, 1320):
@@ -372,10 +372,10 @@ async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis)
                     s = await p.status.read(patient)
                     analyses.append((s.t_end, s.classification, tuple(s.reasons), s.baseline_bpm,
                                      tuple((m.kind, m.start, m.end) for m in s.events)))
-            alerts = [a for a in await p.alerts.open_alerts() if a["patient_id"] == patient]
+            alerts = [a for a in await p.alerts.open_alerts() if a.patient_id == patient]
             assert pool is None or pool.running == 1  # the analyses did go to the helper
-            seen[pooled] = (analyses, sorted((a["kind"], a["severity_name"],
-                                              tuple(sorted(r["kind"] for r in a["evidence"]["reasons"])))
+            seen[pooled] = (analyses, sorted((a.kind, a.severity_name,
+                                              tuple(sorted(r["kind"] for r in a.evidence["reasons"])))
                                              for a in alerts))
         finally:
             if pool is not None:
@@ -435,7 +435,7 @@ async def test_a_batch_of_packets_finds_what_the_packets_one_at_a_time_find() ->
             assert calls == len(by_second)
         stored = {pid: await redis.zrange(f"ctgw:win:{pid}", 0, -1, withscores=True) for pid in traces}
         notices = {pid: [(n.kind, n.since) for n in (await p.status.read(pid)).notices] for pid in traces}
-        alerts = sorted((a["patient_id"], a["kind"], sorted(r["kind"] for r in a["evidence"]["reasons"]))
+        alerts = sorted((a.patient_id, a.kind, sorted(r["kind"] for r in a.evidence["reasons"]))
                         for a in await p.alerts.open_alerts())
         await redis.aclose()
         return stored, notices, alerts, {pid: p.window_of(pid).fhr.copy() for pid in traces}, observed
@@ -533,7 +533,7 @@ async def test_a_patient_moved_to_another_bed_takes_her_alarm_and_the_bed_is_hel
     _, aid = await p.alerts.apply(patient, "bed-p", Finding("ctg_alarm", Severity.URGENT, 0, 60, "rule", "sentence", {}))
     for pkt in trace[60:]:
         await p.on_record(pkt.model_copy(update={"bed_id": "bed-q"}))
-    assert (await p.alerts.get(aid))["bed_id"] == "bed-q"
+    assert (await p.alerts.get(aid)).bed_id == "bed-q"
     assert await p.status.occupied_beds(ward, within_s=60) == {"bed-q": patient}
     assert await p.status.occupied_beds(ward, within_s=60, now=time.time() + 120) == {}
 

@@ -54,8 +54,8 @@ async def test_duration_rules_through_the_pipeline(redis, episode: str, minutes:
     assert reason is None or any(r.startswith(reason) for r in status.reasons)
     if label == "pathological":  # held 10 min (the policy's qualification), the CTG alarm names the rule
         await feed(p, patient, sim.fhr, sim.uc, duration, duration + 660)
-    reasons = [r for a in await p.alerts.open_alerts() if a["patient_id"] == patient and a["kind"] == "ctg_alarm"
-               for r in a["evidence"]["reasons"]]
+    reasons = [r for a in await p.alerts.open_alerts() if a.patient_id == patient and a.kind == "ctg_alarm"
+               for r in a.evidence["reasons"]]
     pathological = [r for r in reasons if r["kind"] == "ctg_pathological"]
     assert bool(pathological) == (label == "pathological")
     assert reason is None or reason.split(" for")[0] in pathological[0]["sentence"]

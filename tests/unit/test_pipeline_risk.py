@@ -63,13 +63,13 @@ async def _run(redis, lstm_risk: float) -> tuple[Pipeline, str]:  # noqa: ANN001
 async def test_a_risk_held_above_its_threshold_is_a_ctg_alarm_with_its_reasons(redis) -> None:
     p, patient = await _run(redis, lstm_risk=0.6)
     alerts = await p.alerts.open_alerts()
-    assert [a["kind"] for a in alerts] == ["ctg_alarm"]
-    reasons = {r["kind"]: r for r in alerts[0]["evidence"]["reasons"]}
+    assert [a.kind for a in alerts] == ["ctg_alarm"]
+    reasons = {r["kind"]: r for r in alerts[0].evidence["reasons"]}
     risk = reasons["compromise_risk"]
     assert "Risk of fetal acidaemia (cord pH < 7.05)" in risk["sentence"]
     assert "the LSTM's acidaemia risk from the last hour: 60%" in risk["sentence"]
     assert risk["values"]["risk_ph_below_7_05"] > 0.2 and risk["values"]["reasons"]
-    assert alerts[0]["severity_name"] == "urgent"  # medium priority below the second threshold
+    assert alerts[0].severity_name == "urgent"  # medium priority below the second threshold
     evidence = (await p.status.read(patient)).model_evidence
     assert evidence is not None and evidence["compromise_risk"]["risk_ph_below_7_05"] > 0.2
 
