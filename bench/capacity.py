@@ -56,7 +56,7 @@ from redis import Redis  # noqa: E402
 from bench._report import write_section  # noqa: E402
 from infra.launcher.process import ManagedProcess  # noqa: E402
 from infra.launcher.stack import build_services, down, up  # noqa: E402
-from models.triton_client import MODEL_IO  # noqa: E402
+from models.serving.triton_client import MODEL_IO  # noqa: E402
 from stream.core.kafka import group_lag, producer_outbox  # noqa: E402
 from stream.core.outbox import Outbox  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
@@ -122,7 +122,7 @@ class Point:
         # a point when this read the committed lag). A backlog sample can catch a second or two of packets in
         # flight (one per bed per second): bounded means
         # it ends within that of where it began, or within two seconds' worth. The analyses must keep their
-        # cadence too (issue 17: "FIGO analysis every 15 s for every bed"): a worker that keeps its packets
+        # cadence too (the capacity target: "FIGO analysis every 15 s for every bed"): a worker that keeps its packets
         # on time by analysing each bed every 20 s does not carry that many beds.
         keeps_cadence = ((self.analysis_interval_s is None or self.analysis_interval_s <= MAX_MEAN_ANALYSIS_INTERVAL_S)
                          and (self.model_interval_s is None or self.model_interval_s <= MAX_MEAN_MODEL_INTERVAL_S))

@@ -2,7 +2,7 @@
 chain (quality, baseline, variability, events, contractions, classification).
 
 Run: python bench/detectors_window.py   (writes docs/BENCHMARKS.md section)
-Target (issue 7): < 5 ms median on the project's 2-core machine.
+Target: < 5 ms median on the project's 2-core machine.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ newest seconds of the window has no future behind it; holding it back for
 second's first model verdict ``delay`` to ``delay + 60`` s of future. This
 script reads one served ONNX network out live with several delays and
 thresholds on the FHRMA *tuning* part of the record-level split
-(models/false_signal_data.py) and never loads the validation part: it is how
+(models/training/false_signal_data.py) and never loads the validation part: it is how
 ``verdict_delay_s`` was chosen for v7 (docs/EVALUATION.md)::
 
     python bench/false_signal_delay.py --fhrma-dir ../shared/data/fhrma-fs \
@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.scoring import SampleConfusion  # noqa: E402
-from models.false_signal_data import FalseSignalRecording, annotated_names, load_fhrma, split_names  # noqa: E402
-from models.false_signal_training import onnx_judge, predict_live, predict_settled, score_recording  # noqa: E402
+from models.training.false_signal import onnx_judge, predict_live, predict_settled, score_recording  # noqa: E402
+from models.training.false_signal_data import FalseSignalRecording, annotated_names, load_fhrma, split_names  # noqa: E402
 
 
 def pooled(records: list[FalseSignalRecording], probs: list, threshold: float, subset: str | None = None) -> SampleConfusion:

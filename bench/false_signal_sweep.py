@@ -5,7 +5,7 @@ minutes; choosing a network needs several fitted for much longer, which only a
 lent GPU machine (the ``device`` tool) does in its few minutes. This script
 needs only numpy, scipy and torch (what such a machine has), loads the
 ``train`` and ``tuning`` parts of the same record-level split as
-``ctgwatch train`` (models/false_signal_data.py) and never reads the
+``ctgwatch train`` (models/training/false_signal_data.py) and never reads the
 ``validation`` part: choosing among configurations is tuning, and the
 validation part stays for the one scoring of the chosen one, on this machine:
 
@@ -36,9 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.false_signal_data import FalseSignalRecording, annotated_names, load_recording, split_names  # noqa: E402
-from models.false_signal_features import FalseSignalThresholds  # noqa: E402
-from models.false_signal_training import (  # noqa: E402
+from models.serving.false_signal_features import FalseSignalThresholds  # noqa: E402
+from models.training.false_signal import (  # noqa: E402
     FalseSignalConfig,
     _spread,
     choose_thresholds,
@@ -47,6 +46,7 @@ from models.false_signal_training import (  # noqa: E402
     predict_live,
     receptive_half_s,
 )
+from models.training.false_signal_data import FalseSignalRecording, annotated_names, load_recording, split_names  # noqa: E402
 
 _DATA: dict[str, list[FalseSignalRecording]] = {}
 
@@ -103,7 +103,7 @@ def _windows_per_second(model, device: str, batch: int = 256, window_s: int = 60
     """Served-shape inference throughput of the network in torch on ``device`` (10-min windows, batch 256)."""
     import torch
 
-    from models.false_signal_features import N_FEATURES
+    from models.serving.false_signal_features import N_FEATURES
 
     x = torch.zeros(batch, window_s, N_FEATURES, device=device)
     x[..., 1] = 1.0

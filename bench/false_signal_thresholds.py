@@ -2,7 +2,7 @@
 
 Reads one served false-signal ONNX network out live (as the stream does, with
 its verdict hold) on the FHRMA *tuning* part of the record-level split
-(models/false_signal_data.py) and never loads the validation part. For each
+(models/training/false_signal_data.py) and never loads the validation part. For each
 tuning specificity floor it prints the thresholds ``choose_thresholds`` picks,
 one for every second and a separate pair, with their pooled figures and where
 the false positives lie (seconds with and without a maternal value). Then the
@@ -27,14 +27,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.scoring import SampleConfusion, recording_change_intervals  # noqa: E402
-from models.false_signal_data import FalseSignalRecording, annotated_names, load_fhrma, split_names  # noqa: E402
-from models.false_signal_features import MHR_VALID, FalseSignalThresholds, to_samples  # noqa: E402
-from models.false_signal_training import (  # noqa: E402
+from models.serving.false_signal_features import MHR_VALID, FalseSignalThresholds, to_samples  # noqa: E402
+from models.training.false_signal import (  # noqa: E402
     choose_thresholds,
     onnx_judge,
     predict_live,
     score_recording,
 )
+from models.training.false_signal_data import FalseSignalRecording, annotated_names, load_fhrma, split_names  # noqa: E402
 
 
 def per_recording(records: list[FalseSignalRecording], probs: list[np.ndarray],

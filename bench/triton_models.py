@@ -26,8 +26,8 @@ from bench._report import write_section  # noqa: E402
 from infra.launcher.process import ManagedProcess  # noqa: E402
 from infra.launcher.services import Triton  # noqa: E402
 from infra.launcher.stack import wait_ready  # noqa: E402
-from models.features import Normalisation, window_tensor  # noqa: E402
-from models.repository import TRITON_NAMES, latest_onnx  # noqa: E402
+from models.serving.features import Normalisation, window_tensor  # noqa: E402
+from models.serving.repository import TRITON_NAMES, latest_onnx  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
 from stream.core.settings import load_settings  # noqa: E402
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios  # noqa: E402
@@ -45,7 +45,7 @@ def windows(n: int, window_s: int = 600) -> np.ndarray:
 
 
 def false_signal_windows(n: int) -> np.ndarray:
-    from models.false_signal_features import false_signal_inputs, window_inputs
+    from models.serving.false_signal_features import false_signal_inputs, window_inputs
 
     sim = simulate_ctg(standard_scenarios()[-1], seed=1)
     feats = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")

@@ -46,7 +46,7 @@ class Role(StrEnum):
 
 
 class TrainingSource(StrEnum):
-    """Where training recordings come from (models.training)."""
+    """Where training recordings come from (models.training.versions)."""
 
     auto = "auto"
     ctu_uhb = "ctu-uhb"
@@ -667,14 +667,14 @@ def train(
         "autoencoder,lstm,false_signal"),
     tiny: Annotated[bool, typer.Option(help="A minutes-long run on a few records (CI: keeps the code path tested).")] = False,
     false_signal_config: Annotated[Path | None, typer.Option(
-        help="JSON of false-signal settings (models/false_signal_training.py FalseSignalConfig), e.g. "
+        help="JSON of false-signal settings (models/training/false_signal.py FalseSignalConfig), e.g. "
              "bench/false_signal_sweep/v4.json: members, network, device, or weights trained on a GPU.")] = None,
     install: Annotated[bool, typer.Option(help="Also write the Triton model repository (infra/triton/model_repository).")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Train, calibrate, evaluate and export the models served on Triton (model card per version)."""
-    from models.training import TrainConfig
-    from models.training import train as run_training
+    from models.training.versions import TrainConfig
+    from models.training.versions import train as run_training
 
     settings = _settings(state_dir)
     chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -693,7 +693,7 @@ def train(
     out = run_training(cfg, settings.models_dir, settings.ctu_uhb_dir, log=typer.echo, fhrma_dir=settings.fhrma_dir)
     typer.echo(f"models written to {out} (model card: {out / 'MODEL_CARD.md'})")
     if install:
-        from models.repository import install_version
+        from models.serving.repository import install_version
 
         version = install_version(out, settings.triton_model_repository)
         typer.echo(f"installed as version {version} in {settings.triton_model_repository}")
@@ -703,7 +703,7 @@ def _false_signal_overrides(path: Path) -> dict:
     """FalseSignalConfig fields from a JSON file, refused with the reason when unreadable or unknown."""
     from dataclasses import fields
 
-    from models.false_signal_training import FalseSignalConfig
+    from models.training.false_signal import FalseSignalConfig
 
     try:
         overrides = json.loads(path.read_text())
@@ -791,7 +791,7 @@ def evaluate_burden_cmd(
     policy = settings.alarm_rules()
     risk_source = None
     if risk and settings.compromise_model is not None and settings.compromise_model.is_file():
-        from models.compromise import Stacker
+        from models.serving.compromise import Stacker
         from stream.evaluation.burden import RiskSource
         from stream.evaluation.risk_replay import load_oof
 
@@ -912,7 +912,7 @@ def evaluate_models(
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
 ) -> None:
     """A trained version's evaluation, or its served models scored on any directory of recordings."""
-    from models.training import evaluation_markdown
+    from models.training.versions import evaluation_markdown
 
     version_dir = Path(version)
     if not version_dir.is_dir():

@@ -112,7 +112,7 @@ def ctgwatch_process(args: list[str], env: dict[str, str], log: Path, ready: str
 
 def tiny_train_config():
     """Models small enough to train in about a second, on 20-min simulated records."""
-    from models.training import TrainConfig
+    from models.training.versions import TrainConfig
 
     return TrainConfig(source="simulator", epochs=1, sim_train_seeds=[100, 101, 102], sim_eval_seeds=[10],
                        sim_duration_s=1200, stride_s=120, cadence_s=120,
@@ -173,7 +173,7 @@ def write_synthetic_datasets(root: Path, n_ctu: int = 12, n_fhrma: int = 6, dura
 
 def tiny_all_models_config():
     """Every model (autoencoder, acidaemia LSTM, false-signal) trained in seconds on the synthetic datasets."""
-    from models.training import TrainConfig
+    from models.training.versions import TrainConfig
 
     return TrainConfig(source="ctu-uhb", epochs=1, sim_eval_seeds=[10], sim_duration_s=1200, stride_s=120,
                        cadence_s=120, autoencoder={"width": 8, "code_channels": 4},

@@ -321,7 +321,7 @@ class Triton(Service):
         if not s.triton_model_repository.is_dir():
             raise SetupError(f"Triton model repository {s.triton_model_repository} does not exist",
                              "set CTGWATCH_TRITON_MODEL_REPOSITORY to a model repository directory")
-        from models.repository import build_local_twin
+        from models.serving.repository import build_local_twin
 
         twin = s.state_dir / "triton" / "local_repository"
         try:

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         description="Model repository the embedded Triton serves.",
     )
 
-    # -- ingest: limits every entrance applies (stream/validation.py) -------
+    # -- ingest: limits every entrance applies (stream/core/validation.py) -------
     ingest_max_message_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest record accepted; bigger ones are dead-lettered unparsed."
     )
@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     )
     compromise_model: Path | None = Field(
         default=PROJECT_ROOT / "infra" / "triton" / "compromise.json",
-        description="The served compromise-risk stacker (models/compromise.py); unset or absent: no risk alarm.",
+        description="The served compromise-risk stacker (models/serving/compromise.py); unset or absent: no risk alarm.",
     )
 
     # -- IoMT gateway (HTTP ingest + HL7 v2 MLLP) -----------------------------

@@ -28,7 +28,7 @@ import numpy as np
 from stream.core.alarm_policy import AlarmPolicy, Priority
 from stream.evaluation.streaming import AlarmLog, stream_observations
 
-#: Outcome groups (normal outcome as the models' training uses it; acidaemia as CLINICAL_REFERENCE.md).
+#: Outcome groups (normal outcome as the models' training uses it; acidaemia as docs/CLINICAL.md).
 NORMAL_OUTCOME = "normal outcome (pH >= 7.20, Apgar5 >= 7)"
 ACIDAEMIA = "acidaemia (pH < 7.05)"
 PH_715 = "pH < 7.15"
@@ -137,7 +137,7 @@ class RiskSource:
     """Where the replay takes the compromise risk from (:mod:`stream.evaluation.risk_replay`): the
     cross-fitting's out-of-fold risks for the records it covers, the served models for any other."""
 
-    stacker: Any  # models.compromise.Stacker
+    stacker: Any  # models.serving.compromise.Stacker
     oof: dict[str, dict[str, Any]] | None
     repository: Path
 
@@ -220,7 +220,7 @@ def alert_burden(
 def risk_summary(result: dict[str, Any]) -> dict[str, Any] | None:
     """AUC (95% bootstrap interval) and Brier score of the compromise risk at delivery for pH < 7.05."""
     from detectors.scoring import auc
-    from models.acidaemia_training import bootstrap_auc_interval
+    from models.training.acidaemia import bootstrap_auc_interval
 
     entries = result.get("risk", {}).get("at_delivery")
     if not entries:

@@ -90,7 +90,7 @@ def _class_tables(rows: list[dict], column: str, title: str) -> list[str]:
     """The records per class of ``column`` and its association with acidaemia (AUC with the stratified
     bootstrap interval the acidaemia model's evaluation uses)."""
     from detectors.scoring import auc
-    from models.acidaemia_training import bootstrap_auc_interval
+    from models.training.acidaemia import bootstrap_auc_interval
 
     scored = [r for r in rows if r["ph"] is not None and r[column] in CLASS_RANK]
     lines = ["", f"By {title}:", "", "| classification | records | pH < 7.05 | pH < 7.15 |", "|---|---|---|---|"]

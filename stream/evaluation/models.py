@@ -23,12 +23,12 @@ import numpy as np
 
 from detectors.labour import analyse_labour
 from detectors.scoring import auc
-from models.acidaemia_training import CLASS_RANK, bootstrap_auc_interval
-from models.data import load_ctu_uhb
-from models.false_signal_data import load_fhrma
-from models.false_signal_features import FalseSignalThresholds
-from models.false_signal_training import FalseSignalConfig, Judge, evaluate_split, onnx_judge
-from models.features import Normalisation, sliding_windows, window_tensor
+from models.serving.false_signal_features import FalseSignalThresholds
+from models.serving.features import Normalisation, sliding_windows, window_tensor
+from models.training.acidaemia import CLASS_RANK, bootstrap_auc_interval
+from models.training.data import load_ctu_uhb
+from models.training.false_signal import FalseSignalConfig, Judge, evaluate_split, onnx_judge
+from models.training.false_signal_data import load_fhrma
 from stream.evaluation.quality import rules_confusion
 from stream.evaluation.served import onnx_session, run_batched
 
@@ -85,8 +85,8 @@ def score_fhrma(version_dir: Path, directory: Path, names: list[str] | None = No
 
 
 def simulator_false_signal(version_dir: Path) -> dict:
-    """The false-signal model's simulator safety check (models/false_signal_training.py), with the version's ONNX."""
-    from models.false_signal_training import simulator_check
+    """The false-signal model's simulator safety check (models/training/false_signal.py), with the version's ONNX."""
+    from models.training.false_signal import simulator_check
 
     judge, thresholds, cfg, context_s = _false_signal_of(version_dir)
     return {"version": version_dir.name, **thresholds.as_dict(), "seeds": [40, 41, 42, 43, 44],

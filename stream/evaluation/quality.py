@@ -15,7 +15,7 @@ import numpy as np
 
 from detectors.quality import assess_quality
 from detectors.scoring import SampleConfusion
-from models.false_signal_data import subset_of
+from models.training.false_signal_data import subset_of
 from stream.sources.fhrma import label_samples, read_fhrm
 
 Confusion = SampleConfusion
@@ -102,12 +102,12 @@ def stream_judge_quality(directory: Path, repository: Path) -> dict:
     Live: each second judged by the first scoring that gives it a verdict, as the
     stream does every ``cadence_s`` seconds, holding back the newest
     ``verdict_delay_s``, with the served thresholds (from v8 one with a maternal value and one
-    without; models/false_signal_training.py).
+    without; models/training/false_signal.py).
     """
-    from models.false_signal_data import load_fhrma
-    from models.false_signal_features import FalseSignalThresholds
-    from models.false_signal_training import FalseSignalConfig, evaluate_split, onnx_judge
-    from models.repository import deployed_false_signal
+    from models.serving.false_signal_features import FalseSignalThresholds
+    from models.serving.repository import deployed_false_signal
+    from models.training.false_signal import FalseSignalConfig, evaluate_split, onnx_judge
+    from models.training.false_signal_data import load_fhrma
 
     deployed = deployed_false_signal(repository)
     keys = ("sensitivity", "specificity", "precision", "f1", "false_minutes_caught")

@@ -2,7 +2,7 @@
 time and subgroups (``ctgwatch evaluate risk``).
 
 Every figure here comes from the cross-fitting's out-of-fold predictions
-(:mod:`models.compromise_training`): no record is scored by a stacker, LSTM or autoencoder that saw
+(:mod:`models.training.compromise`): no record is scored by a stacker, LSTM or autoencoder that saw
 it. The alarm's operating point is chosen on the tuning half only (:mod:`stream.evaluation.risk_alarm`);
 the held-out half is reported apart.
 """
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from detectors.scoring import auc
-from models.acidaemia_training import bootstrap_auc_interval, reliability
-from models.compromise import OUTCOMES
-from models.compromise_training import CrossFit
+from models.serving.compromise import OUTCOMES
+from models.training.acidaemia import bootstrap_auc_interval, reliability
+from models.training.compromise import CrossFit
 from stream.evaluation.burden import wilson
 from stream.evaluation.risk_alarm import T1_GRID, Labour, Point, curve, first_alarm, trade_off
 from stream.evaluation.risk_data import RecordSeries
@@ -334,7 +334,7 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     import pickle
     import warnings
 
-    from models.compromise_training import CompromiseConfig, cross_fit, served_stacker
+    from models.training.compromise import CompromiseConfig, cross_fit, served_stacker
     from stream.evaluation.risk_alarm import choose_operating_point
     from stream.evaluation.risk_data import build_series
     from stream.sources.recordings import list_records

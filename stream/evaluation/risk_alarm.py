@@ -3,7 +3,7 @@
 The alarm (policy row ``compromise_risk``): medium priority once the P(pH < 7.05) risk has stayed at
 or above ``t1`` for ``qualify_min`` minutes, high once it is at or above ``t2`` for as long. The
 functions here read the out-of-fold risk series of the cross-fitting
-(:mod:`models.compromise_training`) to draw the trade-off and to choose the operating point; the
+(:mod:`models.training.compromise`) to draw the trade-off and to choose the operating point; the
 figures reported at the chosen point come from the full replay through the alarm policy
 (``ctgwatch evaluate burden``), which runs the same row through :class:`stream.core.alarm_tracker.PatientAlarms`.
 

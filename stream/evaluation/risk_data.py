@@ -3,14 +3,14 @@
 Per record, one replay as the stream sees it (:func:`stream.evaluation.streaming.stream_observations`,
 FIGO refreshed every minute as in every burden figure) gives, at each minute from minute 10:
 
-- the stacker's FIGO and quality inputs (:func:`models.compromise.risk_inputs` on the analysis the
+- the stacker's FIGO and quality inputs (:func:`models.serving.compromise.risk_inputs` on the analysis the
   station shows at that minute);
 - the LSTM's input for the hour ending there, as per-minute summaries (what the LSTM reads first);
 - the autoencoder's input, the 10 min ending there;
 
 and, for the models refitted inside each fold, the LSTM's training windows (the last hour, as
-``models.acidaemia_training`` takes them) and the autoencoder's (the record's windows the rules call
-normal, as ``models.training.normal_ctg_windows``). The same replay runs today's alarm policy, so
+``models.training.acidaemia`` takes them) and the autoencoder's (the record's windows the rules call
+normal, as ``models.training.versions.normal_ctg_windows``). The same replay runs today's alarm policy, so
 the risk alarm can be weighed with and without the rules' alarms on the same observations.
 
 Also the header fields the subgroup table reads (parity, gestation, induction, delivery, age, signal).
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from models.acidaemia_training import AcidaemiaConfig
-from models.compromise import INPUT_NAMES, risk_inputs
-from models.features import Normalisation, window_tensor, windows_ending
+from models.serving.compromise import INPUT_NAMES, risk_inputs
+from models.serving.features import Normalisation, window_tensor, windows_ending
+from models.training.acidaemia import AcidaemiaConfig
 from stream.core.alarm_policy import AlarmPolicy
 from stream.evaluation.burden import EPISODE_GAP_S
 from stream.evaluation.streaming import AlarmLog, stream_observations
@@ -63,7 +63,7 @@ class RecordSeries:
 def _summaries(windows: list[np.ndarray]) -> np.ndarray:
     import torch
 
-    from models.nets import minute_summary
+    from models.training.nets import minute_summary
 
     if not windows:
         return np.zeros((0, 60, 8), np.float32)
@@ -73,7 +73,7 @@ def _summaries(windows: list[np.ndarray]) -> np.ndarray:
 
 def record_series(directory: Path, name: str, policy: AlarmPolicy | None = None) -> RecordSeries | None:
     """One record replayed (None without a pH)."""
-    from models.training import normal_ctg_windows
+    from models.training.versions import normal_ctg_windows
     from stream.sources.recordings import NORMAL_APGAR5, NORMAL_PH, read_recording
 
     rec = read_recording(name, directory)
@@ -99,7 +99,7 @@ def record_series(directory: Path, name: str, policy: AlarmPolicy | None = None)
         end = rec.fhr.size - shift * k
         a = max(0, end - 3600 * k)
         train_w.append(window_tensor(rec.fhr[a:end], rec.uc[a:end], None, rec.fs, hour))
-    from models.data import Recording
+    from models.training.data import Recording
 
     ae_train = (normal_ctg_windows([Recording(rec.record_id, rec.fs, rec.fhr, rec.uc)], ten, 120) if normal
                 else np.zeros((0, 600, 4), np.float32))

@@ -20,8 +20,8 @@ import numpy as np
 
 from detectors.ctg import CtgAnalysis
 from detectors.findings import Finding
-from models.compromise import AUTOENCODER_HISTORY_MIN, Stacker, risk_finding, risk_inputs
-from models.features import Normalisation, windows_ending
+from models.serving.compromise import AUTOENCODER_HISTORY_MIN, Stacker, risk_finding, risk_inputs
+from models.serving.features import Normalisation, windows_ending
 from stream.evaluation.served import onnx_session, run_batched, served_onnx
 
 OOF_FILE = "compromise-oof.json"

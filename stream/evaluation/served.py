@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.repository import latest_onnx
+from models.serving.repository import latest_onnx
 
 
 @functools.lru_cache(maxsize=16)

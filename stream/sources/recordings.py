@@ -14,7 +14,7 @@ message with the fix.
 
 Outcome definitions: "normal outcome" is umbilical-artery pH >= 7.20 and
 Apgar at 5 min >= 7, the usual normal range in the CTU-UHB literature
-(Chudáček et al. 2014); acidaemia is pH < 7.05 (CLINICAL_REFERENCE.md).
+(Chudáček et al. 2014); acidaemia is pH < 7.05 (docs/CLINICAL.md).
 """
 
 from __future__ import annotations

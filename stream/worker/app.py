@@ -69,7 +69,7 @@ def faust_app(settings: Settings) -> faust.App:
 
 def build_pipeline(settings: Settings, redis: Redis, store: AlertStore, log_key: bytes) -> Pipeline:
     """The clinical pipeline with its model clients (none when the models are off) and helper processes."""
-    from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, RISK_MODEL, AnomalyClient, BatchingScorer
+    from models.serving.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, RISK_MODEL, AnomalyClient, BatchingScorer
     from stream.state.windows import WindowStore
     from stream.worker.false_signal import FalseSignalJudge
     from stream.worker.pipeline import Cadence
@@ -97,7 +97,7 @@ def build_pipeline(settings: Settings, redis: Redis, store: AlertStore, log_key:
         analysis_pool = AnalysisPool(settings.analysis_processes)
     compromise = None
     if settings.models_enabled and settings.compromise_model is not None and settings.compromise_model.is_file():
-        from models.compromise import Stacker
+        from models.serving.compromise import Stacker
 
         compromise = Stacker.load(settings.compromise_model)
     return Pipeline(redis, store, WindowStore(redis, capacity_s=settings.history_s), cadence, scorer,

@@ -1,7 +1,7 @@
 """The false-signal model in the stream: which FHR samples are not the fetal heart.
 
 Every ``interval_s`` of a patient's recording, the last ``window_s`` seconds
-(models/false_signal_features.py; 10 min) go to ``ctg_false_signal`` on Triton,
+(models/serving/false_signal_features.py; 10 min) go to ``ctg_false_signal`` on Triton,
 batched with every other patient due in the same tick. The per-second
 verdicts are merged into the patient's running verdict (the newest scoring
 decides the seconds it covers; older seconds keep the last verdict they had)
@@ -22,7 +22,7 @@ A second is "not fetal" when its probability reaches the served config's
 ``threshold`` where the maternal HR gave a value, or ``threshold_without_maternal``
 (higher, from v8) where it did not: without the mother's rate beside it a fetal
 deceleration looks like her, so the model must be surer
-(models/false_signal_features.py, ``FalseSignalThresholds``). The worker reads
+(models/serving/false_signal_features.py, ``FalseSignalThresholds``). The worker reads
 each second's maternal value from the very window it sent.
 
 Why 10 min and not the 30 min analysed: an output of the convolution network
@@ -38,14 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.quality import ModelVerdict
-from models.false_signal_features import (
+from models.serving.false_signal_features import (
     FalseSignalShape,
     FalseSignalThresholds,
     SensorKind,
     false_signal_inputs,
     window_inputs,
 )
-from models.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
+from models.serving.triton_client import FALSE_SIGNAL, BatchingScorer, ModelUnavailable, Scored
 from stream.core.metrics import MODEL_INTERVAL
 from stream.state.windows import PatientWindow
 from stream.worker.slices import map_in_slices

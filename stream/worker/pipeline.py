@@ -53,9 +53,9 @@ from detectors.findings import Finding, Severity
 from detectors.labour import LabourFigo, pending_minute_ends
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
-from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, Stacker, risk_finding, risk_inputs
-from models.features import Normalisation, window_tensor
-from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
+from models.serving.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, Stacker, risk_finding, risk_inputs
+from models.serving.features import Normalisation, window_tensor
+from models.serving.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
 from stream.core.alarm_policy import AlarmPolicy, Problem, Source
 from stream.core.alarm_tracker import PatientAlarms
 from stream.core.logs import pseudonym
@@ -171,7 +171,7 @@ class Pipeline:
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.policy = policy
         self.policy_why = {kind: rule.why for kind, rule in policy.rules.items()}
-        self.compromise = compromise  # the compromise-risk stacker (models/compromise.py); None: not served
+        self.compromise = compromise  # the compromise-risk stacker (models/serving/compromise.py); None: not served
         self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
         # counts rebalances (forget_all): a model round that began under an older count must not write for
         # patients whose partitions may now be another worker's
@@ -629,7 +629,7 @@ class Pipeline:
         await self._observe(window.patient_id, window.bed_id, Source.MODELS, t_end, model_findings)
 
     async def _compromise(self, patient: PatientState, result: dict[str, Any], evidence: dict[str, Any]) -> list[Finding]:
-        """The compromise risk from the whole-labour FIGO state and the models' outputs (models/compromise.py).
+        """The compromise risk from the whole-labour FIGO state and the models' outputs (models/serving/compromise.py).
 
         Its evidence goes with the models' (the bed page's trend); at or above its threshold it is a
         ``compromise_risk`` finding, which the policy makes an alarm once it has held. A model that is

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from models.compromise import Stacker, risk_inputs
+from models.serving.compromise import Stacker, risk_inputs
 from stream.core.kafka import producer_outbox
 from stream.core.settings import Settings
 from stream.sources.ctg_simulator import Scenario

@@ -16,11 +16,11 @@ import tritonclient.http as thttp
 from infra.launcher.process import ManagedProcess
 from infra.launcher.services import Triton
 from infra.launcher.stack import wait_ready
-from models.false_signal_features import false_signal_inputs, window_inputs
-from models.features import Normalisation, window_tensor
-from models.repository import TRITON_NAMES, install_version
-from models.training import load_trained, train
-from models.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, AnomalyClient, BatchingScorer, ModelScores, ModelUnavailable
+from models.serving.false_signal_features import false_signal_inputs, window_inputs
+from models.serving.features import Normalisation, window_tensor
+from models.serving.repository import TRITON_NAMES, install_version
+from models.serving.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, AnomalyClient, BatchingScorer, ModelScores, ModelUnavailable
+from models.training.versions import load_trained, train
 from stream.core.ports import free_port
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 from tests.helpers import tiny_all_models_config, write_synthetic_datasets

@@ -1,4 +1,4 @@
-"""Outages of the services we run lose no sample and raise no clinical alert (issue 15's table).
+"""Outages of the services we run lose no sample and raise no clinical alert (the outage table of docs/RELIABILITY.md).
 
 Each test runs its own broker and Redis (tests/faults.py), a real worker process and a known ward of
 normal beds published through the producers' outbox, kills one service with SIGKILL while the ward

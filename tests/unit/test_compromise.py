@@ -11,7 +11,7 @@ import pytest
 
 from detectors.findings import Severity
 from detectors.labour import analyse_labour
-from models.compromise import INPUT_NAMES, OUTCOMES, Stacker, risk_finding, risk_inputs
+from models.serving.compromise import INPUT_NAMES, OUTCOMES, Stacker, risk_finding, risk_inputs
 from stream.sources.ctg_simulator import Scenario, simulate_ctg
 
 LSTM, LATE = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("late_30min")
@@ -76,7 +76,7 @@ def test_the_finding_names_the_risk_the_reference_and_what_raised_it() -> None:
 def test_cross_fitting_never_scores_a_record_with_a_model_that_saw_it(monkeypatch) -> None:
     """Each training record's model inputs come from the inner fold's models that did not train on it; the
     scored records' from every inner fold's, none of which saw them."""
-    import models.compromise_training as ct
+    import models.training.compromise as ct
 
     series = [SimpleNamespace(record_id=str(i), ph=7.0 if i % 5 == 0 else 7.3, normal_outcome=i % 5 != 0,
                               times=np.array([600.0, 660.0]), figo=np.full((2, len(INPUT_NAMES)), np.nan))

@@ -339,7 +339,7 @@ def test_repetitive_decelerations_count_the_same_contractions_over_60_min() -> N
 
 
 def test_no_detector_function_is_longer_than_60_lines() -> None:
-    """A reviewer's rule (issue 12): each step of the analysis is its own short, tested function."""
+    """A reviewer's rule: each step of the analysis is its own short, tested function."""
     import ast
     from pathlib import Path
 

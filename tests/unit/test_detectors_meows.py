@@ -1,4 +1,4 @@
-"""MEOWS triggers and trends (Singh et al. 2012 chart, CLINICAL_REFERENCE.md)."""
+"""MEOWS triggers and trends (Singh et al. 2012 chart, docs/CLINICAL.md)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ import torch
 
 from detectors.quality import ModelVerdict, assess_quality
 from detectors.scoring import SampleConfusion
-from models.false_signal_data import split_names
-from models.false_signal_features import (
+from models.serving.false_signal_features import (
     FEATURES,
     MHR_VALID,
     FalseSignalThresholds,
@@ -18,7 +17,8 @@ from models.false_signal_features import (
     to_samples,
     window_inputs,
 )
-from models.false_signal_training import FalseSignalConfig, build_net, predict_live, receptive_half_s
+from models.training.false_signal import FalseSignalConfig, build_net, predict_live, receptive_half_s
+from models.training.false_signal_data import split_names
 
 
 def test_features_show_the_maternal_rate_and_a_doubling() -> None:
@@ -172,7 +172,7 @@ def test_running_verdict_takes_the_newest_scoring_and_keeps_older_seconds() -> N
 def test_the_stream_holds_back_the_verdict_on_the_newest_seconds_of_each_window_for_the_rules() -> None:
     """The served config's ``verdict_delay_s``: a scoring's newest 60 s get no model verdict (NaN: the rules
     judge them) until the next scoring, which judges them with a minute of their future."""
-    from models.triton_client import Scored
+    from models.serving.triton_client import Scored
     from stream.worker.false_signal import FalseSignalJudge
 
     judge = FalseSignalJudge(scorer=None)  # type: ignore[arg-type]
@@ -206,7 +206,7 @@ def _recording(name: str, p_fetal_without_mhr: float) -> tuple:
     """A 10-min recording: 2 min false (maternal channel present), the rest fetal; half of the fetal seconds
     without a maternal value. The judge's probability: 0.9 on the false stretch, 0.1 on fetal seconds with a
     maternal value, ``p_fetal_without_mhr`` on those without (a deceleration that looks maternal)."""
-    from models.false_signal_data import FalseSignalRecording
+    from models.training.false_signal_data import FalseSignalRecording
 
     n_s = 600
     features = np.zeros((n_s, len(FEATURES)), np.float32)
@@ -223,7 +223,7 @@ def _recording(name: str, p_fetal_without_mhr: float) -> tuple:
 
 
 def test_thresholds_are_chosen_apart_where_the_false_positives_lie_without_a_maternal_value() -> None:
-    from models.false_signal_training import choose_thresholds
+    from models.training.false_signal import choose_thresholds
 
     records, probs = zip(*[_recording("a", 0.6), _recording("b", 0.3)])
     single = choose_thresholds(list(probs), list(records), 0.99, separate_maternal=False)
@@ -240,7 +240,7 @@ def test_thresholds_are_chosen_apart_where_the_false_positives_lie_without_a_mat
 def test_the_stream_reads_each_second_with_the_threshold_its_maternal_channel_calls_for() -> None:
     """The served config's ``threshold_without_maternal``: the worker picks each second's threshold from
     the maternal-HR column of the very window it sent, and the finding says which thresholds judged."""
-    from models.triton_client import Scored
+    from models.serving.triton_client import Scored
     from stream.worker.false_signal import FalseSignalJudge
 
     judge = FalseSignalJudge(scorer=None)  # type: ignore[arg-type]
@@ -272,8 +272,8 @@ def _tiny_cfg(**kw: object) -> FalseSignalConfig:
 def test_an_ensemble_serves_the_mean_probability_of_its_members_in_one_onnx_graph(tmp_path) -> None:
     import onnxruntime as ort
 
-    from models.false_signal_training import export_false_signal_onnx
-    from models.nets import FalseSignalEnsemble
+    from models.training.false_signal import export_false_signal_onnx
+    from models.training.nets import FalseSignalEnsemble
 
     torch.manual_seed(0)
     ensemble = build_net(_tiny_cfg(members=3)).eval()
@@ -290,7 +290,7 @@ def test_an_ensemble_serves_the_mean_probability_of_its_members_in_one_onnx_grap
 
 
 def test_weights_trained_elsewhere_are_taken_as_they_are_and_must_match_the_members(tmp_path) -> None:
-    from models.false_signal_training import fit
+    from models.training.false_signal import fit
 
     paths = []
     for seed in (5, 6):
@@ -308,8 +308,8 @@ def test_weights_trained_elsewhere_are_taken_as_they_are_and_must_match_the_memb
 
 
 def test_maternal_dropout_hides_the_whole_maternal_channel_on_that_share_of_crops() -> None:
-    from models.false_signal_data import FalseSignalRecording
-    from models.false_signal_training import MATERNAL_FEATURES, _crops
+    from models.training.false_signal import MATERNAL_FEATURES, _crops
+    from models.training.false_signal_data import FalseSignalRecording
 
     n = 4 * 1200
     fhr, mhr = np.full(n, 140.0), np.full(n, 85.0)
@@ -327,8 +327,8 @@ def test_maternal_dropout_hides_the_whole_maternal_channel_on_that_share_of_crop
 
 def test_a_student_learns_its_teachers_probability_where_the_experts_left_no_mark(tmp_path) -> None:
     """Distillation: on seconds nobody marked, the student's only target is the teacher's probability."""
-    from models.false_signal_data import FalseSignalRecording
-    from models.false_signal_training import fit
+    from models.training.false_signal import fit
+    from models.training.false_signal_data import FalseSignalRecording
 
     torch.manual_seed(0)
     teacher = build_net(_tiny_cfg())
@@ -352,7 +352,7 @@ def test_a_student_learns_its_teachers_probability_where_the_experts_left_no_mar
 def test_a_teacher_can_be_a_trained_version_directory(tmp_path) -> None:
     import json
 
-    from models.false_signal_training import _teacher
+    from models.training.false_signal import _teacher
 
     torch.manual_seed(3)
     cfg = _tiny_cfg(members=2)
@@ -370,7 +370,7 @@ def test_a_served_onnx_file_gives_back_its_network_and_an_ensembles_is_refused(t
     file's outputs; an ensemble's file does not map onto one network."""
     import onnxruntime as ort
 
-    from models.false_signal_training import export_false_signal_onnx, fit, weights_from_onnx
+    from models.training.false_signal import export_false_signal_onnx, fit, weights_from_onnx
 
     torch.manual_seed(3)
     served = build_net(_tiny_cfg()).eval()

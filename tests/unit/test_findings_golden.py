@@ -1,6 +1,6 @@
 """Clinical behaviour is fixed: findings and alarms on fixed records equal a committed golden file.
 
-Why: capacity work (issue 17: incremental or batched FIGO analysis, a cheaper
+Why: capacity work (the capacity work: incremental or batched FIGO analysis, a cheaper
 packet path) must not change what a clinician is shown. This test replays the
 simulator's standard scenarios (seed 7, 1 h each; no data set needed) through
 the stream's own observation order (`stream.evaluation.streaming`: the

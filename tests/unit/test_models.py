@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from detectors.scoring import auc
-from models.features import VALID, Normalisation, sliding_windows, window_tensor
-from models.nets import AcidaemiaLstm, ConvAutoencoder, minute_summary, multiscale_view
-from models.repository import TRITON_NAMES, build_local_twin, install_version, read_config
-from models.training import TrainConfig, alarm_rate, calibrate, load_trained, train
-from models.triton_client import CircuitBreaker
+from models.serving.features import VALID, Normalisation, sliding_windows, window_tensor
+from models.serving.repository import TRITON_NAMES, build_local_twin, install_version, read_config
+from models.serving.triton_client import CircuitBreaker
+from models.training.nets import AcidaemiaLstm, ConvAutoencoder, minute_summary, multiscale_view
+from models.training.versions import TrainConfig, alarm_rate, calibrate, load_trained, train
 from stream.sources.ctg_simulator import Scenario, simulate_ctg
 from tests.helpers import tiny_all_models_config, write_synthetic_datasets
 
@@ -177,7 +177,7 @@ def test_onnx_matches_torch_at_several_batch_sizes(tiny_version) -> None:
     risk_norm = Normalisation(window_s=3600)
     risk_windows = np.stack([window_tensor(sim.fhr[: a], sim.uc[: a], None, 4.0, risk_norm)
                              for a in (4 * 1200, 4 * 2400, 4 * 3600)])
-    from models.false_signal_features import false_signal_inputs, window_inputs
+    from models.serving.false_signal_features import false_signal_inputs, window_inputs
 
     feats = false_signal_inputs(sim.fhr, sim.mhr, sim.uc, "ultrasound")
     fs_windows = np.stack([window_inputs(feats[:end], 1800) for end in (900, 1800, 3600)])
@@ -261,10 +261,10 @@ def test_circuit_breaker_opens_and_recovers() -> None:
 
 
 def test_report_sections_replace_only_themselves(tmp_path, tiny_version) -> None:
-    from models.training import evaluation_markdown
+    from models.training.versions import evaluation_markdown
     from stream.evaluation.reporting import write_section
 
-    doc = tmp_path / "EVAL.md"
+    doc = tmp_path / "evaluation.md"
     write_section(doc, "Detectors", "old detectors", "evaluation")
     title, body = evaluation_markdown(tiny_version)
     write_section(doc, title, body, "evaluation")
@@ -281,7 +281,7 @@ def test_a_client_that_raises_something_unexpected_never_leaves_the_pipeline_wai
 
     import numpy as np
 
-    from models.triton_client import ANOMALY_MODEL, BatchingScorer, ModelScores, ModelUnavailable
+    from models.serving.triton_client import ANOMALY_MODEL, BatchingScorer, ModelScores, ModelUnavailable
 
     MODELS = (ANOMALY_MODEL,)
 

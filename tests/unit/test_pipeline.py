@@ -137,7 +137,7 @@ class _FakeFalseSignalScorer:
     available = True
 
     async def score(self, window: np.ndarray) -> dict:
-        from models.triton_client import ModelUnavailable, Scored
+        from models.serving.triton_client import ModelUnavailable, Scored
 
         if not self.available:
             return {"ctg_false_signal": ModelUnavailable("ctg_false_signal", "UNAVAILABLE: test")}
@@ -244,7 +244,7 @@ class _HeldAnomalyScorer:
         self.release = asyncio.Event()
 
     async def score_many(self, windows: list[np.ndarray]) -> list[dict]:
-        from models.triton_client import Scored
+        from models.serving.triton_client import Scored
 
         await self.release.wait()
         return [{"ctg_autoencoder": Scored(9.0, np.full(600, 9.0, np.float32), 1.0, "6")} for _ in windows]

@@ -9,8 +9,8 @@ import uuid
 
 import numpy as np
 
-from models.compromise import INPUT_NAMES, OUTCOMES, Stacker
-from models.triton_client import Scored
+from models.serving.compromise import INPUT_NAMES, OUTCOMES, Stacker
+from models.serving.triton_client import Scored
 from stream.core.alarm_policy import COMPROMISE_QUALIFY_S
 from stream.core.alert_handling import AlertHandling
 from stream.state.alerts import AlertStore

@@ -81,7 +81,7 @@ function riskText(trend) {
 }
 
 function compromiseText(c) {
-  // the stacked risk the compromise_risk alarm reads (models/compromise.py): its value, its thresholds, its reasons
+  // the stacked risk the compromise_risk alarm reads (models/serving/compromise.py): its value, its thresholds, its reasons
   if (!c || c.status !== "ok") return "compromise risk: not served";
   const pct = (v) => `${Math.round(v * 100)}%`;
   const th = c.threshold || {};

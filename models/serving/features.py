@@ -27,6 +27,9 @@ from detectors.baseline import to_1hz
 
 CHANNELS = ("fhr", "uc", "mhr", "fhr_valid")
 FHR, UC, MHR, VALID = range(4)
+#: Channels of the autoencoder's multiscale view (models/training/nets.py builds it inside the graph; the
+#: served config declares it): FHR below its level, amplitude, roughness, periodicity, baseline, UC.
+VIEW_CHANNELS = 6
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ version's threshold.
 
 Local twin (built by ``ctgwatch up`` under the state directory): the same
 configs with ``backend: "python"`` on CPU, serving the same ONNX files through
-models/triton_onnx_model.py (onnxruntime), because nvidia-pytriton's
+models/serving/triton_onnx_model.py (onnxruntime), because nvidia-pytriton's
 tritonserver has only the Python backend. Model names, tensor names, shapes
 and batching are identical, so clients cannot tell the difference. Models
 that are already Python-backend (test fixtures) are linked as they are.
@@ -26,9 +26,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from models.false_signal_features import N_FEATURES, FalseSignalShape
-from models.features import CHANNELS, Normalisation
-from models.nets import VIEW_CHANNELS
+from models.serving.false_signal_features import N_FEATURES, FalseSignalShape
+from models.serving.features import CHANNELS, VIEW_CHANNELS, Normalisation
 
 TRITON_NAMES = {"lstm": "ctg_lstm", "autoencoder": "ctg_autoencoder", "false_signal": "ctg_false_signal"}
 EXTRA_OUTPUT = {"lstm": "forecast", "autoencoder": "reconstruction"}

@@ -1,11 +1,11 @@
 """Fit the compromise risk by cross-fitting, so every reported figure is out of fold.
 
-The stacker (:mod:`models.compromise`) reads the LSTM's and the autoencoder's outputs. Fitted on
+The stacker (:mod:`models.serving.compromise`) reads the LSTM's and the autoencoder's outputs. Fitted on
 outputs those models gave for their own training records it would trust them far too much, so
 both are refitted inside every fold, by cross-fitting:
 
 1. repeated stratified k-fold by record (5 x 5, stratified on pH < 7.05, the seeds of
-   ``models.acidaemia_training``);
+   ``models.training.acidaemia``);
 2. in each outer fold, the training records are split again in ``inner_folds`` (5, stratified); the
    LSTM and the autoencoder are fitted on all but one (the same recipes and settings as the served
    ones, fixed before any fold was looked at) and score the one left out: every training minute's
@@ -34,10 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.acidaemia_training import AcidaemiaConfig, class_rates, fit_lstm_on
-from models.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, RISK_INPUTS, Stacker, model_inputs
-from models.features import Normalisation
-from models.nets import AcidaemiaLstm
+from models.serving.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, RISK_INPUTS, Stacker, model_inputs
+from models.serving.features import Normalisation
+from models.training.acidaemia import AcidaemiaConfig, class_rates, fit_lstm_on
+from models.training.nets import AcidaemiaLstm
 
 LSTM_COL, AE_COL = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("autoencoder")
 FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in ("lstm", "autoencoder")]
@@ -68,7 +68,7 @@ class CompromiseConfig:
     #: (k-1)/k of the fold's other records, as the served stacker's did (served_stacker: 5-fold).
     inner_folds: int = 5
     c: float = 0.1  # logistic regression: inverse L2 strength, fixed before any fold was scored
-    ae_epochs: int = 10  # the served autoencoder's recipe (models.training.TrainConfig)
+    ae_epochs: int = 10  # the served autoencoder's recipe (models.training.versions.TrainConfig)
     ae_max_windows: int = 12000
     lstm: AcidaemiaConfig = field(default_factory=AcidaemiaConfig)
 
@@ -104,7 +104,7 @@ def fit_autoencoder(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -
     The reference (the median score of its own training windows) puts every fitted autoencoder on one
     scale: scores are read as "times the error of a typical normal window", whichever fit gave them.
     """
-    from models.training import TrainConfig, fit, scores
+    from models.training.versions import TrainConfig, fit, scores
 
     windows = np.concatenate([s.ae_train for s in train if len(s.ae_train)])
     rng = np.random.default_rng(seed)
@@ -118,7 +118,7 @@ def fit_autoencoder(train: Sequence[Series], cfg: CompromiseConfig, seed: int) -
 def autoencoder_feature(fitted: tuple[Any, float], series: Sequence[Series]) -> list[np.ndarray]:
     """At every minute, the 90th percentile of the autoencoder's per-minute scores over the last hour,
     over its reference score."""
-    from models.training import scores
+    from models.training.versions import scores
 
     model, reference = fitted
     out = []
@@ -143,7 +143,7 @@ def training_minutes(series: Sequence[Series], every: int) -> list[np.ndarray]:
 def fit_stacker(inputs: list[np.ndarray], series: Sequence[Series], cfg: CompromiseConfig,
                 columns: Sequence[int] | None = None) -> Stacker:
     """Logistic regressions (one per outcome) on the chosen minutes, each record weighing one in all, the
-    weights' signs as :data:`models.compromise.RISK_INPUTS` fixes them."""
+    weights' signs as :data:`models.serving.compromise.RISK_INPUTS` fixes them."""
     chosen = training_minutes(series, cfg.snapshot_every_min)
     rows = [x[c] for x, c in zip(inputs, chosen)]
     x = model_inputs(np.concatenate(rows))

@@ -7,7 +7,7 @@
 - :class:`FalseSignalNet` (``ctg_false_signal``): per second, the probability
   that the FHR is not the fetal heart.
 
-The anomaly and risk models take ``window [B, T, 4]`` (models/features.py); the
+The anomaly and risk models take ``window [B, T, 4]`` (models/serving/features.py); the
 false-signal model its own per-second features. Lost seconds (``fhr_valid = 0``)
 never count in an error.
 """
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.features import FHR, MHR, UC, VALID
+from models.serving.features import FHR, MHR, UC, VALID, VIEW_CHANNELS
 
 TENSOR_IN = "window"
 
@@ -35,9 +35,8 @@ def _masked_pool(x: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tenso
     return (num / den.clamp(min=1e-3)).squeeze(1)
 
 
-VIEW_CHANNELS = 6  # below, amplitude, roughness, periodicity, baseline, uc
 #: Sinusoidal periods looked for (FIGO 2015: a regular, smooth, sine-like undulation
-#: of 3-5 cycles/min, i.e. a 12-20 s period; ../shared/CLINICAL_REFERENCE.md).
+#: of 3-5 cycles/min, i.e. a 12-20 s period; docs/CLINICAL.md).
 SINUSOIDAL_PERIODS_S = (12, 15, 18, 21)
 
 
@@ -104,7 +103,7 @@ def multiscale_view(window: torch.Tensor, smooth_s: int = 15, variability_s: int
     both = valid * _lagged(valid, 1)
     step = torch.abs(fhr - _lagged(fhr, 1)) * both
     rough = _masked_pool(step, both, variability_s).clamp(min=1e-4)
-    # natural logs around typical normal values (0.1 = 2.5 bpm spread, 0.06 = 1.5 bpm per second; models/features.py units)
+    # natural logs around typical normal values (0.1 = 2.5 bpm spread, 0.06 = 1.5 bpm per second; models/serving/features.py units)
     amplitude = torch.log(spread / 0.1).clamp(-4.0, 4.0)
     roughness = torch.log(rough / 0.06).clamp(-4.0, 4.0)
     # doubled so that a sine (1) stands as far from noise (0) as the log channels' departures
@@ -240,7 +239,7 @@ class FalseSignalNet(nn.Module):
     """Per-second probability that the FHR is not the fetal heart (maternal, doubled, halved).
 
     A temporal convolution network (dilations 1..256 s, a receptive field of
-    about +-8 min) over the per-second features of models/false_signal_features.py,
+    about +-8 min) over the per-second features of models/serving/false_signal_features.py,
     optionally followed by a bidirectional GRU over the window at a coarser step
     (``gru_stride`` s) for context beyond the convolutions: whether a stretch sits
     at the level the fetal trace had 20 min earlier. Convolutions first because
@@ -339,7 +338,7 @@ def minute_summary(window: torch.Tensor, seconds_per_step: int = 60) -> torch.Te
 class AcidaemiaLstm(nn.Module):
     """Probability of umbilical-artery pH < 7.05 and < 7.15 from the last hour of CTG.
 
-    ``window [B, 3600, 4]`` (1 Hz, models/features.py) -> per-minute summaries
+    ``window [B, 3600, 4]`` (1 Hz, models/serving/features.py) -> per-minute summaries
     (:func:`minute_summary`) -> LSTM -> ``risk [B, 2]``. Per-minute input was
     chosen over 1 Hz after comparison (docs/EVALUATION.md): with 28 acidaemic
     records a 3600-step recurrence overfits and trains slowly; minute summaries

@@ -1,6 +1,6 @@
 """FHRMA recordings as training and evaluation data for the false-signal model.
 
-Each annotated recording becomes per-second features (models/false_signal_features.py)
+Each annotated recording becomes per-second features (models/serving/false_signal_features.py)
 and per-second expert labels. The split is by recording, stratified by subset
 (Doppler ``DopMHR`` / scalp ECG ``ScalpECG``), from a fixed seed, and written
 with every trained version, so no recording is ever in two parts:
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, labels_per_second
+from models.serving.false_signal_features import FalseSignalShape, SensorKind, false_signal_inputs, labels_per_second
 from stream.sources.fhrma import label_samples, read_fhrm
 
 SUBSETS = ("DopMHR", "ScalpECG")

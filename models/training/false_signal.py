@@ -1,7 +1,7 @@
 """Training, threshold choice and evaluation of the false-signal model (``ctg_false_signal``).
 
 Steps, each its own function: load the FHRMA recordings and split them by
-record (models/false_signal_data.py) -> fit the network on random crops of the
+record (models/training/false_signal_data.py) -> fit the network on random crops of the
 training part, keeping the epoch that does best on the tuning part -> choose
 the decision thresholds on the tuning part (the highest F1 whose specificity is
 at least ``min_specificity``; from v8 one with a maternal value, one without) -> score the validation part once, per sample at
@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from detectors.scoring import SampleConfusion, auc, recording_intervals
-from models.false_signal_data import FalseSignalRecording
-from models.false_signal_features import (
+from models.serving.false_signal_features import (
     FEATURES,
     MHR_VALID,
     N_FEATURES,
@@ -44,7 +43,8 @@ from models.false_signal_features import (
     FalseSignalThresholds,
     to_samples,
 )
-from models.nets import FalseSignalEnsemble, FalseSignalNet
+from models.training.false_signal_data import FalseSignalRecording
+from models.training.nets import FalseSignalEnsemble, FalseSignalNet
 
 #: a single network or an ensemble of them (both map ``[B, T, F]`` to probabilities ``[B, T]``)
 FalseSignalModel = FalseSignalNet | FalseSignalEnsemble
@@ -452,7 +452,7 @@ def evaluate_split(model: FalseSignalModel | Judge, records: list[FalseSignalRec
 
 
 def export_false_signal_onnx(model: FalseSignalModel, window_s: int, path: Path) -> None:
-    from models.nets import FalseSignalServed
+    from models.training.nets import FalseSignalServed
 
     example = torch.zeros(2, window_s, N_FEATURES)
     example[..., 1] = 1.0
@@ -471,7 +471,7 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
 
     Returns the metrics (also written to ``false_signal_metrics.json``).
     """
-    from models.false_signal_data import annotated_names, load_fhrma, split_names
+    from models.training.false_signal_data import annotated_names, load_fhrma, split_names
 
     t_start = time.monotonic()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -509,7 +509,7 @@ def train_false_signal(cfg: FalseSignalConfig, directory: Path, out_dir: Path, l
 
 def _spread(names: list[str], limit: int) -> list[str]:
     """``limit`` names spread over both subsets (a tiny training run for CI)."""
-    from models.false_signal_data import SUBSETS, subset_of
+    from models.training.false_signal_data import SUBSETS, subset_of
 
     per = max(limit // len(SUBSETS), 1)
     return sorted(n for s in SUBSETS for n in [m for m in names if subset_of(m) == s][:per])
@@ -524,7 +524,7 @@ def simulator_check(model: FalseSignalModel | Judge, thresholds: FalseSignalThre
     analysis would drop the very pattern that matters) and the share of injected
     false samples (maternal capture, halving/doubling) caught.
     """
-    from models.false_signal_features import false_signal_inputs
+    from models.serving.false_signal_features import false_signal_inputs
     from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 
     context = receptive_half_s(cfg) if context_s is None else context_s

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from detectors.scoring import auc
-from models.data import (
+from models.serving.features import VALID, Normalisation, sliding_windows, window_tensor
+from models.training.data import (
     ABNORMAL_EVENTS,
     Recording,
     load_ctu_uhb,
@@ -34,8 +35,7 @@ from models.data import (
     split_by_record,
     window_label,
 )
-from models.features import VALID, Normalisation, sliding_windows, window_tensor
-from models.nets import TENSOR_IN, build
+from models.training.nets import TENSOR_IN, build
 
 
 @dataclass
@@ -162,12 +162,12 @@ def load_trained(version_dir: Path, kind: str) -> torch.nn.Module:
         config = {**saved["autoencoder"], "window_s": Normalisation.load(version_dir / "normalisation.json").window_s}
         model = build(kind, config)
     elif kind == "lstm":
-        from models.acidaemia_training import AcidaemiaConfig
+        from models.training.acidaemia import AcidaemiaConfig
 
         ac = AcidaemiaConfig(**saved.get("acidaemia", {}))
         model = build(kind, {"hidden": ac.hidden, "dropout": ac.dropout})
     elif kind == "false_signal":
-        from models.false_signal_training import load_false_signal
+        from models.training.false_signal import load_false_signal
 
         return load_false_signal(version_dir)
     else:
@@ -266,7 +266,7 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
             f"({calibration['autoencoder']['false_alarms_per_hour']:.2f} false alarms/h), {metrics['autoencoder']}")
     if "lstm" in cfg.models:
         if ctu_records:
-            from models.acidaemia_training import AcidaemiaConfig, train_acidaemia
+            from models.training.acidaemia import AcidaemiaConfig, train_acidaemia
 
             ac_cfg = AcidaemiaConfig(**{"seed": cfg.seed, **cfg.acidaemia})
             metrics["lstm"] = train_acidaemia(ac_cfg, ctu_records, out, log)
@@ -277,7 +277,7 @@ def train(cfg: TrainConfig, models_dir: Path, ctu_dir: Path | None, log=print, f
             log("acidaemia-risk LSTM skipped: it needs the CTU-UHB records with their pH (set CTGWATCH_CTU_UHB_DIR)")
     if "false_signal" in cfg.models:
         if fhrma_dir is not None and (fhrma_dir / "annotations.json").is_file():
-            from models.false_signal_training import FalseSignalConfig, train_false_signal
+            from models.training.false_signal import FalseSignalConfig, train_false_signal
 
             fs_cfg = FalseSignalConfig(**{"seed": cfg.seed, **cfg.false_signal})
             fs_metrics = train_false_signal(fs_cfg, fhrma_dir, out, cfg.fhrma_limit, log)
@@ -361,7 +361,7 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
             ("autoencoder",
              "- `ctg_autoencoder`: 1-D convolutional autoencoder over a multiscale view of the last 10 min "
              "(FHR below the window's median level at 15 s, log variability and roughness over 60 s, periodicity "
-             "at 3-5 cycles/min, median level, UC; models/nets.py), trained on FIGO-normal windows only "
+             "at 3-5 cycles/min, median level, UC; models/training/nets.py), trained on FIGO-normal windows only "
              f"{cfg.autoencoder}; anomaly = distance of each code position from the normal codes (Mahalanobis) + "
              "reconstruction error with each channel scaled by its training error, per second and averaged."),
             ("lstm",
@@ -370,7 +370,7 @@ def model_card(version: int, cfg: TrainConfig, data_desc: str, calibration: dict
              "(`risk_course`). A trend and evidence, never an alarm."),
             ("false_signal",
              "- `ctg_false_signal`: temporal convolution network (or the mean of several, `members`) over "
-             "per-second FHR / maternal HR features (models/false_signal_features.py); per-second probability "
+             "per-second FHR / maternal HR features (models/serving/false_signal_features.py); per-second probability "
              f"that the FHR is not fetal (`p_false`); settings {_false_signal_settings(cfg)}."),
         ) if kind in metrics.get("trained", cfg.models)],
         "",
@@ -504,7 +504,7 @@ def _with_interval(figures: dict, key: str) -> str:
 
 def _thresholds_text(chosen: dict) -> str:
     """The false-signal threshold as chosen: one, or (from v8) one with a maternal value and one without."""
-    from models.false_signal_features import FalseSignalThresholds
+    from models.serving.false_signal_features import FalseSignalThresholds
 
     t = FalseSignalThresholds.from_dict(chosen)
     if t.with_maternal == t.without_maternal:

@@ -1,7 +1,7 @@
 """The acidaemia-risk LSTM (``ctg_lstm``): cross-validated against simple baselines, then fitted on all records.
 
 Steps: per CTU-UHB record the last hour before delivery as the model's window
-(models/features.py at 1 Hz) and the FIGO 2015 analysis of the same hour
+(models/serving/features.py at 1 Hz) and the FIGO 2015 analysis of the same hour
 (detectors.ctg) -> repeated stratified k-fold by record -> on every fold, in
 the same run: the LSTM, the FIGO class alone (the acidaemia rate of each class
 in the training folds) and a logistic regression on the FIGO features ->
@@ -11,7 +11,7 @@ The LSTM's settings are fixed before the folds are looked at (no search on
 them), so the cross-validated figure is not tuned on its own test folds. The
 model served is then fitted once on every record with the same settings.
 
-Outcome: umbilical-artery pH < 7.05 (acidaemia) and < 7.15, CLINICAL_REFERENCE.md.
+Outcome: umbilical-artery pH < 7.05 (acidaemia) and < 7.15, docs/CLINICAL.md.
 There are only 28 acidaemic records among 415, hence the repeats and intervals.
 """
 
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from detectors.ctg import analyse_ctg
 from detectors.scoring import auc
-from models.data import Recording
-from models.features import Normalisation, window_tensor
-from models.nets import AcidaemiaLstm
+from models.serving.features import Normalisation, window_tensor
+from models.training.data import Recording
+from models.training.nets import AcidaemiaLstm
 
 CLASS_RANK = {"normal": 0, "suspicious": 1, "pathological": 2, "insufficient_signal": 3}
 FIGO_FEATURES = ("baseline_bpm", "variability_bpm", "valid_fraction", "accelerations", "early", "late", "variable",

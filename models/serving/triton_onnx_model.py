@@ -2,7 +2,7 @@
 
 The embedded tritonserver (nvidia-pytriton) has only the Python backend; this
 file is placed next to ``model.onnx`` in the local twin of the production
-model repository (models/repository.py), so the same ONNX file answers under
+model repository (models/serving/repository.py), so the same ONNX file answers under
 the same model name, tensor names and shapes as the production ``onnxruntime``
 backend on GPU. Requests that Triton's dynamic batcher groups arrive together
 in ``execute`` and run as one onnxruntime call.

@@ -1,0 +1,1 @@
+"""What the stream runs: model inputs, the Triton client, the compromise risk, the model repository (no torch)."""

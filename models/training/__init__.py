@@ -1,0 +1,1 @@
+"""Torch networks, datasets and splits, training, cross-fitting and ONNX export of the served models."""
