@@ -89,7 +89,7 @@ class SignalQualityThresholds:
 
 @dataclass(frozen=True)
 class CtgThresholds:
-    """FIGO 2015 intrapartum CTG definitions (table in CLINICAL_REFERENCE.md)."""
+    """FIGO 2015 intrapartum CTG definitions (table in docs/CLINICAL.md)."""
 
     # Baseline: FIGO 2015 normal 110-160 bpm; < 100 is a pathological feature.
     baseline_normal_low: float = 110.0
@@ -177,7 +177,7 @@ class MeowsParameter:
 
 
 def _default_meows() -> dict[str, MeowsParameter]:
-    # Singh et al. 2012 (MEOWS), as in CLINICAL_REFERENCE.md. Charts differ
+    # Singh et al. 2012 (MEOWS), as in docs/CLINICAL.md. Charts differ
     # between hospitals: every band is configurable.
     inf = float("inf")
     return {

@@ -30,6 +30,7 @@ from pathlib import Path
 from redis import Redis
 
 from stream.core.kafka import producer_outbox
+from stream.core.settings import Settings
 from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import publish_paced
 from stream.sources.ward import Bed
@@ -198,17 +199,23 @@ def _write_report(rows: dict[str, int], injections: Counter[str], shown: Counter
         "broker": "`up`: 'RECREATED ... its history is gone'; worker log: restart on the new log",
         "worker": "not checked here (down 6 s; the station's banner needs 30 s of silence)",
     }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT).stdout.strip() or "unknown"
+    history_min = Settings().history_s / 60
     lines = [
         "# Reliability: a known ward under repeated faults",
         "",
-        "Written by `make chaos` (tests/chaos/test_chaos.py); numbers from the last run.",
+        "**For** operators and hospital IT: what an outage of each service costs, measured. **Figures**: the "
+        f"last run of `make chaos` (tests/chaos/test_chaos.py), {time.strftime('%Y-%m-%d')}, commit {commit}; "
+        "this whole file is written by that run.",
         "",
         f"- command: `make chaos` (CHAOS_ROUNDS={ROUNDS}); machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.python_implementation()} {platform.python_version()}; wall {wall_s:.0f} s",
         f"- ward: 4 beds (3 normal, 1 bradycardia from 15 min: one CTG alarm expected; Triton scoring every bed), "
         f"1-s packets at 4 Hz, "
         f"real time x{SPEED:g}, through the producers' outbox; one fault every {PERIOD_S:g} s in turn, each down "
-        f"{DOWN_S:g} s (Triton {DOWN_S_OF['triton']:g} s); the stored window keeps the last 40 min per patient",
+        f"{DOWN_S:g} s (Triton {DOWN_S_OF['triton']:g} s); the stored window keeps the last {history_min:.0f} min "
+        "per patient",
         "- checks: every published packet in its patient's stored window (Redis) without a hole; no valid record "
         "dead-lettered (counted from the worker logs, since a recreated broker loses the dead-letter topic); "
         "the expected alarm exactly once; no other alert (an outage read as a clinical or signal event)",
