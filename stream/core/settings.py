@@ -140,7 +140,8 @@ class Settings(BaseSettings):
         "FIGO analyses in this many helper processes per worker, so the worker's event loop handles packets "
         "meanwhile (0: in the event loop). Worth it where the machine has a core the worker does not use "
         "(docs/SCALING.md)."))
-    worker_alive_s: float = Field(default=5.0, gt=0, description="How often the worker writes its heartbeat to Redis.")
+    worker_alive_s: float = Field(default=2.0, gt=0, description=(
+        "How often the worker writes its heartbeat (alive, and whether it reaches the broker and the models) to Redis."))
     escalation_check_s: float = Field(default=5.0, gt=0, description="How often the worker looks for alerts to escalate.")
     broker_watch_s: float = Field(
         default=2.0, gt=0, description="How often the worker checks that the broker is still the same run "
@@ -238,9 +239,12 @@ class Settings(BaseSettings):
     dashboard_secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only.")
     dashboard_push_s: float = Field(default=1.0, ge=1.0, description="How often live updates are checked and pushed.")
     dashboard_session_max_age_s: float = Field(default=12 * 3600.0, gt=0, description="A signed-in session lasts this long.")
-    dashboard_worker_stale_s: float = Field(default=30.0, gt=0, description="Banner when the worker's heartbeat is older.")
-    dashboard_bed_silent_s: float = Field(default=20.0, gt=0, description=(
-        "A bed without packets this long shows 'monitoring interrupted' on the wall (a technical condition)."))
+    dashboard_worker_stale_s: float = Field(default=8.0, gt=0, description=(
+        "Banner 'worker silent' when the worker's heartbeat is older (it beats every worker_alive_s): every outage "
+        "is to be named on an open screen within 10 s."))
+    dashboard_bed_silent_s: float = Field(default=8.0, gt=0, description=(
+        "A bed without packets this long shows 'monitoring interrupted' on the wall (a technical condition). Keep "
+        "it above the longest gap between two packets of your monitors (the simulator and replayer send every 1 s)."))
     dashboard_discharge_after_s: float = Field(default=6 * 3600.0, gt=0, description=(
         "A patient silent this long, with no open alarm, has left the ward: her tile leaves the wall (her record "
         "stays). Not while the worker is silent: an outage does not empty the wall."))

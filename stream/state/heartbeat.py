@@ -1,24 +1,54 @@
-"""The worker's heartbeat in Redis, so the station can tell a quiet ward from a stopped stream.
+"""The worker's heartbeat in Redis: that it is alive, and what it can reach.
 
-The worker writes the time every ``interval`` (its event loop is alive and it reaches Redis); the
-station shows a ward-wide technical banner when the newest heartbeat is older than its limit:
-alarms are not being raised then, and the beds must be watched at the monitors.
+The worker writes its report every ``worker_alive_s``. The station reads it to name an outage by its
+cause on every open screen: no report for ``dashboard_worker_stale_s`` is "the worker is silent"; a
+report that says the broker is unreachable is "the broker is unreachable", so the beds do not each
+blame their monitor for data that stopped upstream of them; a report of models degraded is a
+technical notice (the rules keep alarming). Redis itself unreachable the station finds on its own.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 HEARTBEAT = "ctgw:worker:heartbeat"
 
 
-async def beat(redis: Redis, keep_s: float) -> None:
-    await redis.set(HEARTBEAT, repr(time.time()), ex=max(1, int(keep_s)))
+class WorkerReport(BaseModel):
+    """One heartbeat: when it was written, and since when the broker or the models have been away."""
+
+    t: float
+    broker_unreachable_since: float | None = None  # None: the worker reached the broker at its last check
+    models_degraded_since: float | None = None  # None: every served model answered at the last round
+    models_detail: str | None = None  # which models did not answer, and why
+
+
+async def beat(redis: Redis, keep_s: float, report: WorkerReport | None = None) -> None:
+    """Write the worker's report (``report.t`` is set to now)."""
+    report = (report or WorkerReport(t=0.0)).model_copy(update={"t": time.time()})
+    await redis.set(HEARTBEAT, report.model_dump_json(exclude_none=True), ex=max(1, int(keep_s)))
+
+
+async def read(redis: Redis) -> WorkerReport | None:
+    """The newest report; None when none is known (no worker, or gone long ago). A report written by an
+    older worker (the bare time) reads as a report that says nothing of the broker or the models."""
+    raw = await redis.get(HEARTBEAT)
+    if raw is None:
+        return None
+    try:
+        return WorkerReport.model_validate_json(raw)
+    except ValidationError:
+        try:
+            return WorkerReport(t=float(json.loads(raw)))
+        except (TypeError, ValueError):
+            return None
 
 
 async def age_s(redis: Redis) -> float | None:
     """Seconds since the newest worker heartbeat; None when none is known (no worker, or gone long ago)."""
-    raw = await redis.get(HEARTBEAT)
-    return None if raw is None else max(0.0, time.time() - float(raw))
+    report = await read(redis)
+    return None if report is None else max(0.0, time.time() - report.t)

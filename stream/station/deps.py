@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from stream.core.settings import Settings
 from stream.state.alerts import AlertStore
@@ -98,8 +99,13 @@ class SessionRecheck:
         if time.monotonic() - self.checked < SESSION_RECHECK_S:
             return False
         self.checked = time.monotonic()
-        session = await self.sessions.get(self.request.session.get("sid"))
-        return session is None or session.user != self.user.name or await self.users.role(session.user) is None
+        try:
+            session = await self.sessions.get(self.request.session.get("sid"))
+            return session is None or session.user != self.user.name or await self.users.role(session.user) is None
+        except RedisError:
+            # The session store is unreachable: keep the stream, which then carries only the outage banner
+            # (no patient data can be read without Redis either); the next check after it is back decides.
+            return False
 
 
 async def session_recheck(request: Request, users: UsersDep, sessions: SessionsDep, user: UserDep) -> SessionRecheck:

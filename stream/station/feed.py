@@ -30,11 +30,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from redis.exceptions import RedisError
 
 from stream.core.schemas import CTG_FS_HZ
 from stream.state.labour_record import one_hz
 from stream.state.windows import PatientWindow, WindowStore
-from stream.station.schemas import Tile, Ward
+from stream.station.schemas import Outage, Tile, Ward
+from stream.station.views import redis_outage
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class WallFeed:
     tiles: dict[str, str] = field(default_factory=dict)  # patient -> the tile as last sent
     order: list[str] = field(default_factory=list)
     task: asyncio.Task | None = None
+    failing_since: float | None = None  # when reading the ward started failing (None: the last read worked)
 
     def subscribe(self) -> asyncio.Queue:
         """A queue that gets ``history`` first, then every ``samples`` and ``ward`` message."""
@@ -154,8 +157,9 @@ class WallFeed:
             try:
                 await self.step(first)
                 first = False
-            except Exception:  # Redis down: the snapshot route answers 503; the feed tries again
-                log.warning("wall feed: reading the ward failed; retrying", exc_info=True)
+                self._recovered()
+            except Exception as exc:  # Redis down: the screens say so; the feed tries again every push_s
+                self._failed(exc)
             await asyncio.sleep(max(0.05, self.push_s - (time.monotonic() - started)))
         self.task, self.last_ward = None, None  # nobody watching: the next browser starts from a fresh read
         self.strips.clear()
@@ -204,6 +208,33 @@ class WallFeed:
             if moved:
                 parts.append(f'"order":{json.dumps(order)}')
             self._send(("ward", "{" + ",".join(parts) + "}"))
+
+    def _failed(self, exc: Exception) -> None:
+        """Reading the ward failed: one log line when it starts (not a traceback a second), and every open
+        wall is told, by cause, while the tiles it has stay on screen."""
+        if self.failing_since is not None:
+            return
+        self.failing_since = time.time()
+        if isinstance(exc, RedisError):
+            log.warning("wall feed: Redis is unreachable (%s: %s); the open walls show it and the feed retries",
+                        type(exc).__name__, exc)
+            outage = redis_outage(self.failing_since)
+        else:
+            log.exception("wall feed: reading the ward failed; the open walls show it and the feed retries")
+            outage = Outage(cause="redis_unreachable", since=self.failing_since, alarms_stopped=True,
+                            sentence=f"The station cannot read the ward ({type(exc).__name__}); call IT.")
+        if self.last_ward is None:
+            return  # nothing shown yet: a browser that connects now gets the 503 of the snapshot route
+        head = json.loads(self.last_ward)
+        head["outages"] = [outage.model_dump(), *[o for o in head.get("outages", [])
+                                                  if o.get("cause") != "redis_unreachable"]]
+        self.last_ward = json.dumps(head, separators=(",", ":"))
+        self._send(("ward", f'{{"head":{self.last_ward},"tiles":{{}}}}'))
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning("wall feed: the ward is readable again after %.0f s", time.time() - self.failing_since)
+            self.failing_since = None
 
     def _send(self, message: tuple[str, str]) -> None:
         for queue in list(self.subscribers):

@@ -59,12 +59,29 @@ class StripCell(BaseModel):
     c: str = Field(description="FIGO 2015 class at t, over the whole labour so far.")
 
 
+OutageCause = Literal["redis_unreachable", "broker_unreachable", "worker_silent", "models_degraded"]
+
+
+class Outage(BaseModel):
+    """A technical condition of the monitoring itself, named by its cause (IEC 60601-1-8: technical apart
+    from physiological conditions; never shown as a patient's finding)."""
+
+    cause: OutageCause
+    since: float | None = Field(default=None, description="When it started (Unix time); None: not known.")
+    sentence: str = Field(description="What it means for the ward, in words.")
+    alarms_stopped: bool = Field(description="No alarm is raised for new data while it lasts.")
+
+
 class Tile(PatientStatus):
     """A bed on the ward overview: the worker's status of its patient and the patient's open alerts."""
 
     alerts: list[AlertSummary]
     worst: str
     data_interrupted: bool = Field(default=False, description="No packet for this bed lately (a technical condition).")
+    interrupted_by: OutageCause | None = Field(
+        default=None, description="While data_interrupted: the ward-wide outage that stops this bed's data, if any "
+        "(None: this bed's own monitor or its connection).")
+    outages: list[Outage] = Field(default_factory=list, description="The ward's outages (for a bed's own page).")
     strip: list[StripCell] = Field(default_factory=list, description="The CTG class over the last 4 h, one cell per 5 min.")
 
 
@@ -76,6 +93,7 @@ class Ward(BaseModel):
     worker_silent_s: float | None = Field(
         default=None, description="While interrupted: seconds since the worker last reported (None: never seen).")
     audio_paused: AudioPause | None = Field(default=None, description="The alarm sounds are paused: until when, by whom.")
+    outages: list[Outage] = Field(default_factory=list, description="Technical conditions of the monitoring, by cause.")
 
 
 class BedChart(BaseModel):

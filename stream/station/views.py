@@ -16,11 +16,23 @@ from stream.core.schemas import VitalsObservation
 from stream.core.settings import Settings
 from stream.state.alerts import AlertRecord, AlertStore
 from stream.state.audio_pause import AudioPauseStore
-from stream.state.heartbeat import age_s as heartbeat_age_s
+from stream.state.heartbeat import WorkerReport
+from stream.state.heartbeat import read as read_heartbeat
 from stream.state.labour_record import LabourRecordStore, one_hz
 from stream.state.patient_status import PatientStatus, PatientStatusStore
 from stream.state.windows import WindowStore, banded_by, meows_bands
-from stream.station.schemas import Alert, AlertSummary, BedChart, HandOver, StripCell, Tile, Trace, VitalsPoint, Ward
+from stream.station.schemas import (
+    Alert,
+    AlertSummary,
+    BedChart,
+    HandOver,
+    Outage,
+    StripCell,
+    Tile,
+    Trace,
+    VitalsPoint,
+    Ward,
+)
 
 #: The wall's class strip covers the last 4 h (PeriWatch Vigilance's short trend).
 STRIP_S = 4 * 3600.0
@@ -77,8 +89,11 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     for a in open_alerts:
         by_patient.setdefault(a.patient_id, []).append(summary(a))
     now = time.time()
-    age = await heartbeat_age_s(status.redis)
+    report = await read_heartbeat(status.redis)
+    age = None if report is None else max(0.0, now - report.t)
     interrupted = age is None or age > stale_after_s
+    outages = worker_outages(report, now, stale_after_s)
+    stopping = next((o.cause for o in outages if o.alarms_stopped), None)
     silent = stale_after_s if bed_silent_s is None else bed_silent_s
     states, left = on_the_wall(await status.read_many(sorted(set(patients) | set(by_patient))), set(by_patient), now,
                                bed_silent_s=silent, discharge_after_s=discharge_after_s, worker_alive=not interrupted)
@@ -92,12 +107,40 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
         quiet = state.last_packet_at is not None and now - state.last_packet_at > silent
         tiles.append(Tile(**state.model_dump(exclude={"model_error", "events", "not_fetal", "risk_trend"}),
                           alerts=here, worst=here[0].severity_name if here else "none", data_interrupted=quiet,
+                          interrupted_by=stopping if quiet else None, outages=outages,
                           strip=[StripCell(t=p.t, c=p.classification) for p in strips.get(pid, [])]))
     tiles.sort(key=lambda t: (t.bed_id, t.patient_id))
     # the age only while interrupted: a healthy ward's snapshot stays the same and is not pushed again
     return Ward(ward_id=ward_id, patients=tiles, open_alerts=len(open_alerts), monitoring_interrupted=interrupted,
                 worker_silent_s=round(age) if interrupted and age is not None else None,
-                audio_paused=await audio.current() if audio is not None else None)
+                audio_paused=await audio.current() if audio is not None else None, outages=outages)
+
+
+def worker_outages(report: WorkerReport | None, now: float, stale_after_s: float) -> list[Outage]:
+    """The outages the worker's heartbeat shows, by cause: the worker silent (its report older than
+    ``stale_after_s``, or none), else the broker unreachable, and the models degraded."""
+    if report is None or now - report.t > stale_after_s:
+        return [Outage(cause="worker_silent", since=None if report is None else report.t, alarms_stopped=True,
+                       sentence=("The stream worker is silent: no alarm is being raised. Watch the monitors at the "
+                                 "bedside and call IT."))]
+    out = []
+    if report.broker_unreachable_since is not None:
+        out.append(Outage(cause="broker_unreachable", since=report.broker_unreachable_since, alarms_stopped=True,
+                          sentence=("The message broker is unreachable: the monitors' data wait in the gateway and "
+                                    "are not analysed, so no alarm is raised for them. Watch the monitors at the "
+                                    "bedside and call IT.")))
+    if report.models_degraded_since is not None:
+        out.append(Outage(cause="models_degraded", since=report.models_degraded_since, alarms_stopped=False,
+                          sentence=(f"Models degraded ({report.models_detail or 'not answering'}): the rules keep "
+                                    "raising alarms; the models' evidence and the compromise risk are missing.")))
+    return out
+
+
+def redis_outage(since: float) -> Outage:
+    """Redis unreachable, as the station itself finds it (it can read nothing then)."""
+    return Outage(cause="redis_unreachable", since=since, alarms_stopped=True,
+                  sentence=("The alert store (Redis) is unreachable: alarms and traces cannot be shown or "
+                            "stored. Watch the monitors at the bedside and call IT."))
 
 
 def with_priority(alert: AlertRecord) -> Alert:

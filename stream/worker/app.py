@@ -15,6 +15,7 @@ Read top down:
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
@@ -27,6 +28,7 @@ from stream.core.metrics import CONSUMER_LAG, TRITON_BATCH, TRITON_SECONDS
 from stream.core.settings import Settings
 from stream.core.validation import Validator
 from stream.state.alerts import AlertStore
+from stream.state.heartbeat import WorkerReport, beat
 from stream.worker.broker_watch import BrokerWatch, restart_worker
 from stream.worker.ingest import Ingest, RecordHandler
 from stream.worker.kafka_transport import use_fetch_wait
@@ -131,6 +133,9 @@ class Worker:
         for topic, name in ((names.ctg, "ingest-ctg"), (names.vitals, "ingest-vitals")):
             self.app.agent(self.app.topic(topic, key_type=bytes, value_type=bytes), name=name)(self.ingest.judge_stream)
         self.broker = BrokerWatch(settings)
+        #: since when the broker watch has failed (None: reached at the last check); reported once it failed twice
+        self.broker_failing_since: float | None = None
+        self.broker_failures = 0
         self.app.timer(interval=settings.broker_watch_s, name="broker-watch")(self.watch_broker)
         if self.pipeline is not None:
             self._pipeline_timers()
@@ -145,11 +150,21 @@ class Worker:
         app.on_partitions_revoked.connect(self.forget_revoked)
 
     async def watch_broker(self) -> None:
-        """An embedded broker recreated empty: restart, so the consumer starts again from its log."""
+        """Whether the broker answers (the heartbeat reports it: the station names a broker outage as such),
+        and an embedded broker recreated empty: restart, so the consumer starts again from its log."""
         try:
             new_id = await self.broker.recreated()
-        except Exception:  # the broker is away: the consumer waits for it, nothing to decide yet
+        except Exception as exc:  # the broker is away: the consumer waits for it, nothing to decide yet
+            self.broker_failures += 1
+            if self.broker_failing_since is None:
+                self.broker_failing_since = time.time()
+            if self.broker_failures == 2:
+                log.warning("the broker is unreachable (%s: %s); records wait in the producers' outboxes",
+                            type(exc).__name__, exc)
             return
+        if self.broker_failures >= 2 and self.broker_failing_since is not None:
+            log.warning("the broker is reachable again after %.0f s", time.time() - self.broker_failing_since)
+        self.broker_failures, self.broker_failing_since = 0, None
         if new_id is not None:
             restart_worker(f"the broker was recreated (cluster id {self.broker.known} -> {new_id}); "
                            "an embedded broker's log starts again empty")
@@ -169,12 +184,18 @@ class Worker:
         except Exception as exc:
             log_failure(log, "escalation round", exc)
 
-    async def heartbeat(self) -> None:
-        from stream.state.heartbeat import beat
+    def report(self) -> WorkerReport:
+        """What this worker can reach, for the heartbeat (a broker counts as away after two failed checks)."""
+        models = None if self.pipeline is None else self.pipeline.models_down
+        return WorkerReport(t=time.time(),
+                            broker_unreachable_since=self.broker_failing_since if self.broker_failures >= 2 else None,
+                            models_degraded_since=None if models is None else models[0],
+                            models_detail=None if models is None else models[1])
 
+    async def heartbeat(self) -> None:
         assert self.redis is not None
         try:
-            await beat(self.redis, keep_s=24 * 3600)
+            await beat(self.redis, keep_s=24 * 3600, report=self.report())
         except Exception as exc:  # Redis away: the station says so by the heartbeat's age
             log.warning("heartbeat not written: %s", exc)
 

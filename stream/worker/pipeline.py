@@ -172,6 +172,8 @@ class Pipeline:
         self.policy = policy
         self.policy_why = {kind: rule.why for kind, rule in policy.rules.items()}
         self.compromise = compromise  # the compromise-risk stacker (models/serving/compromise.py); None: not served
+        #: (since, which models and why) while a served model does not answer, for the heartbeat; None: all answer
+        self.models_down: tuple[float, str] | None = None
         self._scoring: asyncio.Task[None] | None = None  # the model round in flight (Pipeline.tick)
         # counts rebalances (forget_all): a model round that began under an older count must not write for
         # patients whose partitions may now be another worker's
@@ -599,6 +601,10 @@ class Pipeline:
             if evidence[FALSE_SIGNAL]["status"] == "unavailable":
                 unavailable.append(f"{FALSE_SIGNAL}: {evidence[FALSE_SIGNAL]['reason']} (signal quality judged by the rules)")
         MODEL_STATUS.set(0 if unavailable else 1)
+        if unavailable:
+            self.models_down = (self.models_down[0] if self.models_down else time.time(), "; ".join(unavailable))
+        else:
+            self.models_down = None
         patient.model_evidence = evidence
         ae = result.get("ctg_autoencoder")
         error = None

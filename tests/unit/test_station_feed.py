@@ -126,3 +126,45 @@ def test_a_blood_pressure_is_banded_by_its_worse_component(systolic: float, dias
     point = vitals_point(obs)
     assert point.bands.get("blood_pressure") == band
     assert point.banded_by.get("blood_pressure") == by
+
+
+async def test_a_redis_outage_is_named_on_the_open_walls_and_logged_once(redis, caplog) -> None:
+    """The feed cannot read the ward: every open wall gets the outage by cause (its tiles stay), the log gets
+    one line when it starts and one when it ends, not a traceback a second."""
+    import logging
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    windows = WindowStore(redis, capacity_s=3600)
+    down = {"now": False}
+
+    async def snapshot() -> Ward:
+        if down["now"]:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:16379. Connection refused.")
+        tile = Tile(patient_id="p1", bed_id="bed-f", alerts=[], worst="none", last_packet_at=time.time())
+        return Ward(ward_id="w", patients=[tile], open_alerts=0)
+
+    feed = WallFeed(windows, snapshot, wall_s=120.0, push_s=0.05)
+    queue = feed.subscribe()
+    feed.task.cancel()
+    await feed.step(first=True)
+    await drain(queue)
+    down["now"] = True
+    with caplog.at_level(logging.WARNING, logger="stream.station.feed"):
+        for _ in range(5):
+            try:
+                await feed.step()
+                feed._recovered()
+            except Exception as exc:
+                feed._failed(exc)
+        ((event, msg),) = await drain(queue)
+        assert event == "ward" and msg["tiles"] == {}  # the tiles stay on screen
+        (outage,) = msg["head"]["outages"]
+        assert outage["cause"] == "redis_unreachable" and outage["alarms_stopped"] and "Redis" in outage["sentence"]
+        down["now"] = False
+        await feed.step()
+        feed._recovered()
+    (event, msg), = [m for m in await drain(queue) if m[0] == "ward"]
+    assert msg["head"]["outages"] == []  # back: the banner goes
+    lines = [r for r in caplog.records if r.name == "stream.station.feed"]
+    assert len(lines) == 2 and not any(r.exc_info for r in lines), [r.getMessage() for r in lines]

@@ -90,3 +90,30 @@ async def test_the_wall_shows_each_beds_current_patient_and_lets_the_discharged_
     await _patient(status, redis, "p-gone", "bed-03", silent_s=0)  # her monitor sends again: she is back
     back = await ward_snapshot(status, alerts, "w", stale_after_s=30, bed_silent_s=20)
     assert "p-gone" in {t.patient_id for t in back.patients}
+
+
+async def test_each_outage_is_named_by_its_cause_and_the_beds_do_not_blame_their_monitors(redis) -> None:
+    """The worker's report names the broker and the models; a silent report is the worker. While the broker is
+    away the beds that stopped say so, not 'no data from the monitor'."""
+    from stream.state.heartbeat import WorkerReport, read
+
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
+    await _patient(status, redis, "p-1", "bed-01", silent_s=30)
+    await beat(redis, keep_s=3600, report=WorkerReport(t=0, broker_unreachable_since=time.time() - 25))
+    ward = await ward_snapshot(status, alerts, "w", stale_after_s=8, bed_silent_s=8)
+    assert [o.cause for o in ward.outages] == ["broker_unreachable"] and ward.outages[0].alarms_stopped
+    (tile,) = ward.patients
+    assert tile.data_interrupted and tile.interrupted_by == "broker_unreachable"
+    await beat(redis, keep_s=3600, report=WorkerReport(t=0, models_degraded_since=time.time() - 60,
+                                                       models_detail="ctg_lstm: timeout"))
+    ward = await ward_snapshot(status, alerts, "w", stale_after_s=8, bed_silent_s=8)
+    assert [(o.cause, o.alarms_stopped) for o in ward.outages] == [("models_degraded", False)]
+    assert "ctg_lstm: timeout" in ward.outages[0].sentence
+    (tile,) = ward.patients
+    assert tile.data_interrupted and tile.interrupted_by is None  # the broker is fine: this bed's own monitor
+    await redis.set(HEARTBEAT, WorkerReport(t=time.time() - 12).model_dump_json())
+    ward = await ward_snapshot(status, alerts, "w", stale_after_s=8, bed_silent_s=8)
+    assert [o.cause for o in ward.outages] == ["worker_silent"] and ward.patients[0].interrupted_by == "worker_silent"
+    await redis.set(HEARTBEAT, repr(time.time()))  # a report written by an older worker: alive, nothing more
+    assert (await read(redis)).broker_unreachable_since is None
+    assert (await ward_snapshot(status, alerts, "w", stale_after_s=8, bed_silent_s=8)).outages == []

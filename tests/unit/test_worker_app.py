@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 
 import aiokafka
@@ -42,3 +43,25 @@ def test_the_fetch_wait_patch_still_reaches_the_faust_and_aiokafka_internals_it_
     assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
     assert hasattr(faust_aiokafka.Consumer, "_new_consumer_thread")
     assert "self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+async def test_the_heartbeat_reports_a_broker_the_worker_cannot_reach(tmp_path: Path) -> None:
+    """Two failed checks in a row make the broker unreachable in the worker's report (one blip does not);
+    the first check that reaches it again clears it. The station names the outage from this report."""
+    worker = Worker(Settings(state_dir=tmp_path, models_enabled=False))
+    reachable = {"now": False}
+
+    async def recreated() -> str | None:
+        if not reachable["now"]:
+            raise ConnectionError("connection refused")
+        return None
+
+    worker.broker.recreated = recreated  # type: ignore[method-assign]
+    await worker.watch_broker()
+    assert worker.report().broker_unreachable_since is None  # one failure may be a blip
+    await worker.watch_broker()
+    since = worker.report().broker_unreachable_since
+    assert since is not None and since <= time.time()
+    reachable["now"] = True
+    await worker.watch_broker()
+    assert worker.report().broker_unreachable_since is None and worker.report().models_degraded_since is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -12,8 +13,9 @@ from stream.station.deps import SESSION_RECHECK_S, SIGNED_OUT_EVENT, FeedDep, Se
 
 router = APIRouter(prefix="/api/wall", tags=["ward"])
 
-#: A comment line this often keeps proxies from closing a quiet stream.
-KEEP_ALIVE_S = 15.0
+#: An ``alive`` event at least this often, even when nothing changed: it keeps proxies from closing a quiet
+#: stream, and a screen that hears nothing for 10 s says it is not being updated (stream/station/static/wall.js).
+KEEP_ALIVE_S = 3.0
 
 
 @router.get("/events")
@@ -35,7 +37,7 @@ async def wall_events(request: Request, user: UserDep, feed: FeedDep, recheck: S
                 try:
                     event, data = await asyncio.wait_for(queue.get(), min(KEEP_ALIVE_S, SESSION_RECHECK_S))
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    yield f"event: alive\ndata: {time.time():.0f}\n\n"
                     continue
                 if event == "reset":  # too slow to follow: end; the browser reconnects and gets a fresh history
                     return

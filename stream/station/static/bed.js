@@ -185,17 +185,25 @@ async function drawTrends() {
   renderVitals(vit);
 }
 
+let lastContact = Date.now();  // the station's last answer: silence means this page is stale
 async function refresh() {
   let tile;
   try { tile = await api(`/api/beds/${encodeURIComponent(bedId)}`); }
-  catch (e) { $("#not-found").hidden = false; $("#not-found").textContent = `${e.message}.`; return; }
+  catch (e) {
+    // No answer at all (a TypeError from fetch) is the station away; an answer with an error names its cause
+    // (503: Redis unreachable; 404: no patient in this bed).
+    const away = e instanceof TypeError;
+    if (!away) lastContact = Date.now();
+    showOutages($("#interrupted"), [], [away ? stationSilentLine(lastContact) : `${e.message}`],
+      away ? "station_unreachable" : /Redis/.test(e.message) ? "redis_unreachable" : "error");
+    return;
+  }
+  lastContact = Date.now();
   $("#not-found").hidden = true;
   if (patient !== tile.patient_id) { patient = tile.patient_id; archiveAt = 0; }
   $("#bed-title").innerHTML = `<strong>${esc(tile.bed_id)}</strong> <span class="muted">${esc(tile.patient_id)}</span>`;
   $("#concern").innerHTML = concernBadge(concernOf(tile));
-  const banner = $("#interrupted");
-  banner.hidden = !tile.data_interrupted;
-  banner.textContent = tile.data_interrupted ? `Monitoring interrupted since ${clock(tile.last_packet_at)}: no data from this bed's monitor.` : "";
+  showOutages($("#interrupted"), tile.outages, tile.data_interrupted ? [interruptedText(tile)] : [], "monitor_silent");
   renderAlerts($("#alerts tbody"), sortAlarms(tile.alerts));
   live = await api(`/api/patients/${encodeURIComponent(patient)}/trace?seconds=3600`);
   if (Date.now() - archiveAt > 300_000 && live.t0 != null) {  // the archive grows by a minute a minute: reread every 5 min
@@ -229,9 +237,10 @@ async function main() {
   $("#follow").onchange = followLive;
   for (const r of document.querySelectorAll("input[name=span]")) r.onchange = () => { trendSpanH = +r.value; drawTrends(); };
   window.addEventListener("resize", () => { draw(); followLive(); });
-  await refresh();
-  await drawTrends();
+  // the page keeps asking even when the first answers fail (an outage at load time): it says why meanwhile
   setInterval(() => refresh().catch(() => {}), 5000);
   setInterval(() => drawTrends().catch(() => {}), 60000);
+  await refresh().catch(() => {});
+  await drawTrends().catch(() => {});
 }
 main();

@@ -250,3 +250,27 @@ const Sound = {
         : this.sounding ? `Sounding: ${this.sounding} priority alarm` : "Sound on";
   },
 };
+
+// ---- technical conditions of the monitoring itself, named by their cause on every screen ----
+// (IEC 60601-1-8: technical, apart from the patients' conditions; stream/station/schemas.py Outage)
+const STATION_SILENT_MS = 10000;  // no message from the station this long: this screen is not being updated
+const OUTAGE_WORDS = {
+  redis_unreachable: "the alert store (Redis) is unreachable", broker_unreachable: "the message broker is unreachable",
+  worker_silent: "the stream worker is silent", models_degraded: "models degraded",
+};
+function stationSilentLine(sinceMs) {
+  return `No contact with the station since ${clock(sinceMs / 1000)}: this screen is not being updated. `
+    + "Watch the monitors at the bedside and call IT.";
+}
+function showOutages(el, outages, extra = [], extraCause = "station_unreachable") {
+  const lines = [...extra, ...(outages || []).map((o) => `${o.since ? `Since ${clock(o.since)}: ` : ""}${o.sentence}`)];
+  el.hidden = lines.length === 0;
+  el.innerHTML = lines.map((l) => `<div>${esc(l)}</div>`).join("");
+  el.dataset.causes = [...(extra.length ? [extraCause] : []), ...(outages || []).map((o) => o.cause)].join(" ");
+}
+function interruptedText(tile, short = false) {
+  const since = `since ${clock(tile.last_packet_at)}`;
+  if (tile.interrupted_by) return `${short ? "NO DATA" : "No data"} ${since}: ${OUTAGE_WORDS[tile.interrupted_by] || tile.interrupted_by}, not this bed's monitor`;
+  return short ? `MONITORING INTERRUPTED ${since} — no data from the monitor`
+    : `Monitoring interrupted ${since}: no data from this bed's monitor.`;
+}

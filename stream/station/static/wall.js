@@ -15,6 +15,12 @@ const watcher = new IntersectionObserver((entries) => {
   }
 });
 const DENSE_FROM_BEDS = 9;
+let wardOutages = [];  // the ward's technical conditions as the station last sent them
+let lastMessageAt = Date.now();  // the station's last message (data or 'alive'): silence means this screen is stale
+let stationSilent = false;
+function renderBanner() {
+  showOutages($("#interrupted"), wardOutages, stationSilent ? [stationSilentLine(lastMessageAt)] : []);
+}
 const stats = { messages: 0, bytes: 0, renders: [] };  // frame times of the wall update (bench/station_wall.py)
 window.wallStats = () => {
   const r = stats.renders.slice().sort((a, b) => a - b);
@@ -69,7 +75,7 @@ function fillPanel(el, tile) {
   $(".notices", el).innerHTML = (tile.notices || []).map((n) => `<li class="notice" title="${esc(n.sentence)}">notice: ${esc(words(n.kind))}${n.qualifying ? " (watching)" : ""}</li>`).join("");
   const over = $(".interrupted-overlay", el);
   over.hidden = !tile.data_interrupted;
-  over.textContent = tile.data_interrupted ? `MONITORING INTERRUPTED since ${clock(tile.last_packet_at)} — no data from the monitor` : "";
+  over.textContent = tile.data_interrupted ? interruptedText(tile, true) : "";
   const strip = $(".strip", el);
   const letter = { normal: "N", suspicious: "S", pathological: "P" };
   strip.innerHTML = tile.strip.map((c) => `<i class="cell ${esc(c.c)}" title="${hhmm(c.t)} ${esc(words(c.c))}">${letter[c.c] || "?"}</i>`).join("");
@@ -103,11 +109,8 @@ function applyWard(msg) {
 
 function renderWard(ward, changed = null) {
   $("#ward").textContent = ward.ward_id;
-  const banner = $("#interrupted");
-  banner.hidden = !ward.monitoring_interrupted;
-  banner.textContent = ward.monitoring_interrupted
-    ? `Monitoring interrupted: the stream worker has ${ward.worker_silent_s == null ? "not reported" : `not reported for ${ward.worker_silent_s} s`}. `
-      + "No alarm is being raised: watch the monitors at the bedside and call IT." : "";
+  wardOutages = ward.outages || [];
+  renderBanner();
   const wall = $("#wall");
   // a ward of more than 9 beds gets the dense layout: 16 beds fit one 1920x1080 screen with open alarms
   const dense = ward.patients.length > DENSE_FROM_BEDS;
@@ -144,12 +147,15 @@ function onSamples(msg) {
   }
 }
 
-async function main() {
-  me = await api("/api/me");
-  $("#who").textContent = `${me.user} (${me.role})`;
-  renderWard(await api("/api/ward"));
-  const events = new EventSource("/api/wall/events");
-  const count = (e) => { stats.messages += 1; stats.bytes += e.data.length; $("#live").textContent = `live ${clock(Date.now() / 1000)}`; };
+let events = null;
+function connect() {
+  if (events) events.close();
+  events = new EventSource("/api/wall/events");
+  const count = (e) => {
+    stats.messages += 1; stats.bytes += e.data.length; lastMessageAt = Date.now();
+    if (stationSilent) { stationSilent = false; renderBanner(); }
+    $("#live").textContent = `live ${clock(Date.now() / 1000)}`;
+  };
   events.addEventListener("history", (e) => {
     count(e); const msg = JSON.parse(e.data);
     wallS = msg.wall_s; beds.clear();
@@ -160,8 +166,22 @@ async function main() {
   });
   events.addEventListener("samples", (e) => { count(e); timed(() => onSamples(JSON.parse(e.data))); });
   events.addEventListener("ward", (e) => { count(e); timed(() => applyWard(JSON.parse(e.data))); });
+  events.addEventListener("alive", (e) => count(e));  // the station is there even when nothing changed
   events.addEventListener("signed_out", () => { events.close(); location.href = "/login"; });  // session ended
   events.onerror = () => { $("#live").textContent = "reconnecting…"; };
+}
+
+async function main() {
+  me = await api("/api/me");
+  $("#who").textContent = `${me.user} (${me.role})`;
+  try { renderWard(await api("/api/ward")); }
+  catch (err) { showOutages($("#interrupted"), [], [`The station cannot show the ward: ${err.message}`]); }
+  connect();
+  setInterval(() => {  // the station is silent (or the stream closed): say so on the screen, and reconnect
+    const silent = Date.now() - lastMessageAt > STATION_SILENT_MS;
+    if (silent !== stationSilent) { stationSilent = silent; renderBanner(); }
+    if (silent && (!events || events.readyState === EventSource.CLOSED)) connect();
+  }, 1000);
   $("#sound").onclick = () => (Sound.enabled ? Sound.disable() : Sound.enable());
   Sound.show();
   $("#pause-form").onsubmit = async (e) => {
