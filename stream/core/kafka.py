@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -10,6 +11,8 @@ from aiokafka.errors import KafkaConnectionError
 from stream.core.errors import SetupError
 from stream.core.outbox import Outbox
 from stream.core.settings import Settings
+
+log = logging.getLogger("ctgwatch.kafka")
 
 
 def client_security(settings: Settings) -> dict[str, Any]:
@@ -87,7 +90,42 @@ def producer_outbox(settings: Settings, name: str, *, max_records: int, max_byte
     return Outbox(connect, name=name, max_records=max_records, max_bytes=max_bytes,
                   send_timeout_s=settings.gateway_publish_timeout_s,
                   retry_first_s=settings.outage_retry_first_s, retry_max_s=settings.outage_retry_max_s,
-                  probe=probe, probe_s=settings.broker_watch_s)
+                  probe=probe, probe_s=settings.broker_watch_s, committed=GroupOffsets(settings).read)
+
+
+class GroupOffsets:
+    """The worker group's committed offsets, read with one long-lived consumer of the group that joins
+    nothing (a producer's outbox asks every few seconds which records the workers have read)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._reader: AIOKafkaConsumer | None = None
+
+    async def read(self, partitions: frozenset[tuple[str, int]]) -> dict[tuple[str, int], int] | None:
+        """The next offset the group reads on each partition it has committed on; None if unreadable now."""
+        from aiokafka import TopicPartition
+
+        try:
+            if self._reader is None:
+                self._reader = await group_reader(self.settings)
+            out = {}
+            for topic, partition in sorted(partitions):
+                offset = await self._reader.committed(TopicPartition(topic, partition))
+                if offset is not None and offset >= 0:
+                    out[(topic, partition)] = offset
+            return out
+        except Exception as exc:  # noqa: BLE001 (the broker away or restarting: the outbox keeps what it has)
+            log.debug("committed offsets of %s not read: %s", self.settings.worker_app_id, exc)
+            await self.close()
+            return None
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                await reader.stop()
+            except Exception:  # noqa: BLE001 (closing a connection to a broker that is gone)
+                pass
 
 
 async def broker_identity(settings: Settings) -> tuple[str, frozenset[str]]:

@@ -17,11 +17,17 @@ client directly:
   would hold the samples);
 - one warning when the broker goes away and one when it is back, with how
   many records were held, not a log line per attempt;
-- acknowledged records are kept for ``keep_acked_s``: when the broker turns
-  out to be a new one (its cluster id changed: an embedded broker recreated
-  after a crash starts with an empty log), they are sent again, first, once
-  the new broker has its topics. So what the dead broker had acknowledged but
-  no worker had read yet is not lost with it.
+- acknowledged records are kept until the worker group has committed past
+  them (the probe reads the group's committed offsets; without them, for
+  ``keep_acked_s``): when the broker turns out to be a new one (its cluster id
+  changed: an embedded broker recreated after a crash starts with an empty
+  log), they are sent again, first, once the new broker has its topics. So
+  what the dead broker had acknowledged but no worker had read yet is not lost
+  with it, however long the workers were down before it died. The kept
+  records are bounded (``keep_acked_records``, ``keep_acked_bytes``): past the
+  bound the oldest are let go, counted (``dropped_from_retention``) and
+  logged once per episode: they are on the broker, and lost only if its log
+  is lost before a worker reads them.
 
 The buffer is in memory: a producer process killed during a broker outage
 loses what it held (the gateway's devices resend what was not acknowledged
@@ -49,6 +55,9 @@ log = logging.getLogger("ctgwatch.outbox")
 Connect = Callable[[], Awaitable[AIOKafkaProducer]]
 #: Returns the broker cluster's id and the topics it has (see :func:`stream.core.kafka.broker_identity`).
 Probe = Callable[[], Awaitable[tuple[str, frozenset[str]]]]
+#: Returns the worker group's committed offset (the next record it reads) of each of these (topic, partition),
+#: where it has one; None when it cannot be read now (see :class:`stream.core.kafka.GroupOffsets`).
+ReadCommitted = Callable[[frozenset[tuple[str, int]]], Awaitable["dict[tuple[str, int], int] | None"]]
 
 
 class BrokerNotReady(Exception):
@@ -75,6 +84,16 @@ class _Item:
         return len(self.value) + len(self.key or b"")
 
 
+@dataclass(frozen=True)
+class _Acked:
+    """A record the broker acknowledged, kept (with where it was placed) until the worker group has read it."""
+
+    acked_at: float
+    item: _Item
+    partition: int
+    offset: int
+
+
 class Outbox:
     """Ordered, bounded, at-least-once delivery to the broker that waits out its outages.
 
@@ -91,9 +110,14 @@ class Outbox:
     send_timeout_s
         A batch not acknowledged in this time counts as a failure (the broker is away).
     probe, probe_s
-        Asks the broker's cluster id and topics, after a reconnection and every ``probe_s`` while sending.
-    keep_acked_s, keep_acked_records
-        How long (and how many) acknowledged records are kept to be sent again to a recreated broker.
+        Asks the broker's cluster id and topics, after a reconnection and every ``probe_s`` while sending
+        or while acknowledged records are kept.
+    committed
+        Reads the worker group's committed offsets (with each probe while records are kept): a record is
+        kept until the group has committed past it. Without it (or while it cannot be read), acknowledged
+        records are kept for ``keep_acked_s``.
+    keep_acked_records, keep_acked_bytes
+        The bound of the kept records; past it the oldest are let go (counted, logged once per episode).
     """
 
     def __init__(
@@ -109,8 +133,10 @@ class Outbox:
         retry_max_s: float = 5.0,
         probe: Probe | None = None,
         probe_s: float = 2.0,
+        committed: ReadCommitted | None = None,
         keep_acked_s: float = 30.0,
-        keep_acked_records: int = 20_000,
+        keep_acked_records: int = 100_000,
+        keep_acked_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._connect = connect
         self.name = name
@@ -128,9 +154,15 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._probe = probe
         self.probe_s = probe_s
+        self._read_committed = committed
         self.keep_acked_s = keep_acked_s
         self.keep_acked_records = keep_acked_records
-        self._acked: deque[tuple[float, _Item]] = deque()
+        self.keep_acked_bytes = keep_acked_bytes
+        self._acked: deque[_Acked] = deque()
+        self._acked_bytes = 0
+        self._committed: dict[tuple[str, int], int] | None = None  # the group's, as the last probe read them
+        self.dropped_from_retention = 0  # acknowledged records let go before the group had read them
+        self._retention_full = False
         self._cluster: str | None = None
         self._probed_at = float("-inf")
         self.resent_after_recreation = 0
@@ -238,7 +270,7 @@ class Outbox:
             try:
                 await self._check_broker()
                 batch = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
-                await self._send(batch)
+                placed = await self._send(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker (or the way to it) is away: keep the batch, try again
@@ -251,25 +283,69 @@ class Outbox:
                 continue
             delay = self.retry_first_s
             now = time.monotonic()
-            for item in batch:
+            for item, where in zip(batch, placed):
                 self._queue.popleft()
                 self._bytes -= item.size
                 PUBLISH_SECONDS.observe(now - item.queued_at)
-                self._acked.append((now, item))
-            while self._acked and (now - self._acked[0][0] > self.keep_acked_s or len(self._acked) > self.keep_acked_records):
-                self._acked.popleft()
+                self._acked.append(_Acked(now, item, *where))
+                self._acked_bytes += item.size
+            self._let_go(now)
             self.delivered += len(batch)
             OUTBOX_HELD.labels(self.name).set(len(self._queue))
             self._came_back()
             self._progress.set()
             self._progress = asyncio.Event()
 
+    def _let_go(self, now: float, read_anew: bool = False) -> None:
+        """Forget acknowledged records the group has read (``read_anew``: its offsets were just read; with no
+        way to read them, records older than ``keep_acked_s``); past the bound, the oldest, counted and logged
+        once per episode."""
+        if self._read_committed is not None:  # kept until the group has read them (bounded below)
+            done = self._committed or {}
+            if read_anew and any(a.offset < done.get((a.item.topic, a.partition), -1) for a in self._acked):
+                kept = deque(a for a in self._acked if a.offset >= done.get((a.item.topic, a.partition), -1))
+                self._acked, self._acked_bytes = kept, sum(a.item.size for a in kept)
+        else:
+            while self._acked and now - self._acked[0].acked_at > self.keep_acked_s:
+                self._acked_bytes -= self._acked.popleft().item.size
+        over = 0
+        while self._acked and (len(self._acked) > self.keep_acked_records or self._acked_bytes > self.keep_acked_bytes):
+            self._acked_bytes -= self._acked.popleft().item.size
+            over += 1
+        if over:
+            self.dropped_from_retention += over
+            if not self._retention_full:
+                log.warning("%s: %d acknowledged records are kept for a broker loss (limit %d records, %.0f MB) "
+                            "and the worker group has not read them yet; the oldest are let go (they are on the "
+                            "broker, and lost only if its log is lost before a worker reads them)",
+                            self.name, len(self._acked), self.keep_acked_records, self.keep_acked_bytes / 1e6)
+            self._retention_full = True
+        elif self._retention_full and len(self._acked) < self.keep_acked_records // 2:
+            self._retention_full = False
+            log.warning("%s: the workers caught up; %d acknowledged records had been let go meanwhile",
+                        self.name, self.dropped_from_retention)
+
+    async def _read_group(self) -> None:
+        """The group's committed offsets of the partitions kept records are on; then let go what it read.
+        Unreadable (the broker busy, an old broker): the offsets last read stand, and nothing is let go."""
+        if self._read_committed is None or not self._acked:
+            return
+        wanted = frozenset((a.item.topic, a.partition) for a in self._acked if a.partition >= 0)
+        committed = await self._read_committed(wanted)
+        if committed is not None:
+            self._committed = {**(self._committed or {}), **committed}
+            self._let_go(time.monotonic(), read_anew=True)
+
+    @property
+    def kept_for_broker_loss(self) -> int:
+        """Acknowledged records kept until the worker group has read them."""
+        return len(self._acked)
+
     async def _idle(self) -> None:
         """Wait for records; meanwhile keep probing while acknowledged records are still kept, so a
-        broker recreated after the last send is noticed even when nothing new comes."""
-        now = time.monotonic()
-        while self._acked and now - self._acked[0][0] > self.keep_acked_s:
-            self._acked.popleft()
+        broker recreated after the last send is noticed even when nothing new comes (and the records
+        the group has read meanwhile are let go)."""
+        self._let_go(time.monotonic())
         self._nonempty.clear()
         watching = self._probe is not None and bool(self._acked)
         try:
@@ -292,8 +368,9 @@ class Outbox:
         self._probed_at = now
         if self._cluster is None or cluster == self._cluster:
             self._cluster = cluster
+            await self._read_group()
             return
-        lost = [item for acked_at, item in self._acked if now - acked_at <= self.keep_acked_s]
+        lost = [a.item for a in self._acked if self._read_committed is not None or now - a.acked_at <= self.keep_acked_s]
         head = [self._queue[i] for i in range(min(self.batch, len(self._queue)))]
         missing = {i.topic for i in lost + head} - topics
         if missing:
@@ -301,13 +378,16 @@ class Outbox:
         self._queue.extendleft(reversed(lost))
         self._bytes += sum(i.size for i in lost)
         self._acked.clear()
+        self._acked_bytes = 0
+        self._committed = None  # the new broker's group starts again
         self._cluster = cluster
         self.resent_after_recreation += len(lost)
         log.warning("%s: the broker was recreated (its log starts empty): sending again the %d records it had "
-                    "acknowledged in the last %.0f s", self.name, len(lost), self.keep_acked_s)
+                    "acknowledged that the workers had not read", self.name, len(lost))
 
-    async def _send(self, batch: list[_Item]) -> None:
-        """Send a batch and wait until every record is settled (acknowledged or failed).
+    async def _send(self, batch: list[_Item]) -> list[tuple[int, int]]:
+        """Send a batch and wait until every record is settled (acknowledged or failed); returns where each
+        record was placed, (partition, offset).
 
         The client's own request timeout (``connect`` sets it to ``send_timeout_s``) expires a
         batch it could not deliver, so once all futures settled it holds nothing that could still
@@ -321,6 +401,7 @@ class Outbox:
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             raise failed[0]
+        return [(int(getattr(o, "partition", -1)), int(getattr(o, "offset", -1))) for o in outcomes]
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None

@@ -237,7 +237,8 @@ def _write_report(rows: dict[str, int], injections: Counter[str], shown: Counter
         "What each fault costs, by design: Redis away - the worker holds the record it was processing and "
         "retries, the backlog follows; broker away - producers hold records in their outbox (bounded: the "
         "gateway answers 503 / AR when full); broker recreated - producers resend what the dead broker had "
-        "acknowledged in the last 30 s and the worker restarts itself on the new log; worker killed - the "
+        "acknowledged that the workers had not read (kept until the group committed past them) and the worker "
+        "restarts itself on the new log; worker killed - the "
         "uncommitted records are read again (windows are idempotent); a backlog after any of them - a window "
         "the ticks fall 5 min behind is analysed by the packet path before it takes more, so no minute leaves "
         "it unanalysed or unarchived (tests/unit/test_labour_record.py).",

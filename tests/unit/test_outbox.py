@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -28,7 +29,7 @@ class FlakyBroker:
         if self.down:
             raise KafkaConnectionError("connection lost")
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
+        fut.set_result(SimpleNamespace(partition=0, offset=len(self.log)))  # as aiokafka's RecordMetadata
         self.log.append(value)
         return fut
 
@@ -130,3 +131,60 @@ def test_records_a_recreated_broker_lost_are_sent_again_first_once_it_has_its_to
             return list(broker.log)
 
     assert asyncio.run(scenario()) == [b"0", b"1", b"2", b"3"]
+
+
+def test_acknowledged_records_are_kept_until_the_workers_read_them_however_long_they_were_down() -> None:
+    """The overlapping fault: the workers stop reading, and long after, the broker dies with its log. What the
+    group had not committed is sent again to the new broker, not only the last 30 s; what it had read is not."""
+    async def scenario() -> tuple[list[bytes], int, int]:
+        broker = FlakyBroker()
+        state = {"cluster": "run-1", "committed": {("t", 0): 0}}
+
+        async def probe() -> tuple[str, frozenset[str]]:
+            return state["cluster"], frozenset({"t"})
+
+        async def committed(wanted: frozenset[tuple[str, int]]) -> dict[tuple[str, int], int]:
+            assert wanted == {("t", 0)}  # asked only for the partitions kept records are on
+            return dict(state["committed"])
+
+        box = outbox(broker, probe=probe, probe_s=0.0, committed=committed, keep_acked_s=0.0)
+        async with box:
+            for i in range(10):
+                box.offer("t", None, b"%d" % i)
+            assert await box.flush(1.0)
+            state["committed"] = {("t", 0): 4}  # the workers read 0-3, then stopped
+            box.offer("t", None, b"10")
+            assert await box.flush(1.0)
+            kept = box.kept_for_broker_loss
+            broker.log.clear()  # the broker died with its log and came back empty
+            state.update(cluster="run-2", committed={})
+            box.offer("t", None, b"11")
+            assert await box.flush(2.0)
+            return list(broker.log), kept, box.resent_after_recreation
+
+    log, kept, resent = asyncio.run(scenario())
+    assert kept == 7 and resent == 7
+    assert log == [b"%d" % i for i in range(4, 12)]
+
+
+def test_the_kept_records_are_bounded_and_what_was_let_go_is_counted(caplog) -> None:
+    async def scenario() -> tuple[int, int]:
+        broker = FlakyBroker()
+
+        async def probe() -> tuple[str, frozenset[str]]:
+            return "run-1", frozenset({"t"})
+
+        async def committed(_wanted: frozenset[tuple[str, int]]) -> dict[tuple[str, int], int]:
+            return {}  # the workers read nothing
+
+        box = outbox(broker, probe=probe, probe_s=0.0, committed=committed, keep_acked_records=5)
+        async with box:
+            for i in range(12):
+                box.offer("t", None, b"%d" % i)
+            assert await box.flush(1.0)
+            return box.kept_for_broker_loss, box.dropped_from_retention
+
+    with caplog.at_level("WARNING", logger="ctgwatch.outbox"):
+        kept, dropped = asyncio.run(scenario())
+    assert (kept, dropped) == (5, 7)
+    assert sum("let go" in r.getMessage() for r in caplog.records) == 1  # once per episode, not per record
