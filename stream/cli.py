@@ -100,6 +100,10 @@ def _print_status(settings: Settings) -> bool:
         typer.echo(f"{name:<10}{'process':<10}{(str(pid) if pid else '-'):<9}{('running' if pid else 'STOPPED'):<10}"
                    f"{'':<28}log {settings.log_dir / (name + '.log')}")
         healthy = healthy and pid is not None
+    from infra.launcher.supervisor import restart_report
+
+    for line in restart_report(settings):
+        typer.echo(line)
     # The lag and the worker's heartbeat are always printed: an operator needs them most when something is down.
     if any(r.name == "broker" and r.healthy for r in rows):
         _print_lag(settings)
@@ -307,6 +311,14 @@ def worker(
     from stream.worker.app import run_worker
 
     run_worker(_settings(state_dir), loglevel=loglevel.value)
+
+
+@app.command(hidden=True)
+def supervise(state_dir: StateDir = None) -> None:
+    """Keep the ward's worker, station and gateway running (started by ``up --ward``; stopped by ``down``)."""
+    from infra.launcher.supervisor import run_supervisor
+
+    run_supervisor(_settings(state_dir))
 
 
 @app.command()

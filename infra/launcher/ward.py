@@ -42,6 +42,8 @@ def ward_processes(settings: Settings) -> list[WardProcess]:
         procs.append(WardProcess("replayer", ["replay", str(settings.ctu_uhb_dir), "--limit",
                                               str(settings.demo_replay_records), "--speed", "1",
                                               "--first-bed", str(first)], f"bed-{first:02d}"))
+    # last: it supervises what runs when it starts (infra/launcher/supervisor.py)
+    procs.append(WardProcess("supervisor", ["supervise"], "supervising"))
     return procs
 
 
@@ -63,6 +65,8 @@ def start_ward(settings: Settings, echo: Echo = print) -> None:
                 echo(f"{wp.name:<9} running (already up)")
                 continue
             offset = proc.log_file.stat().st_size if proc.log_file.exists() else 0
+            if wp.name == "supervisor":
+                (settings.run_dir / "supervisor.json").unlink(missing_ok=True)  # this run's restarts only
             rec = proc.start([sys.executable, "-m", "stream.cli", *wp.args], env=env)
             started.append(proc)
             deadline = time.monotonic() + settings.startup_timeout_s
@@ -92,15 +96,19 @@ def worker_started_at(settings: Settings) -> float | None:
     return None if rec is None else rec.started_at
 
 
+#: Stopped in this order: the supervisor first, so that nothing stopped is started again.
+WARD_NAMES = ("supervisor", "replayer", "simulator", "dashboard", "worker")
+
+
 def stop_ward(settings: Settings, echo: Echo = print) -> None:
-    for name in ("replayer", "simulator", "dashboard", "worker"):
+    for name in WARD_NAMES:
         if _managed(settings, name).stop(settings.shutdown_timeout_s):
             echo(f"{name:<9} stopped")
 
 
 def ward_status(settings: Settings) -> list[tuple[str, int | None]]:
     out = []
-    for name in ("worker", "dashboard", "simulator", "replayer"):
+    for name in ("worker", "dashboard", "simulator", "replayer", "supervisor"):
         proc = _managed(settings, name)
         if proc.pid_file.exists():
             rec = proc.record()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,7 +112,17 @@ def test_up_with_the_ward_runs_the_main_job(tmp_path: Path) -> None:
         st = _run(["status"], env)
         assert st.returncode == 0 and "worker    process" in st.stdout and "record(s) behind" in st.stdout, st.stdout
         pids = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
-        assert set(pids) == {"broker", "redis", "triton", "worker", "dashboard", "simulator"}
+        assert set(pids) == {"broker", "redis", "triton", "worker", "dashboard", "simulator", "supervisor"}
+        # kill -9 the worker: the supervisor starts it again, and status says so
+        os.killpg(pids["worker"]["pgid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = _run(["status"], env)
+            if "restarts  worker: 1" in st.stdout and "worker    process" in st.stdout and "STOPPED" not in st.stdout:
+                break
+            time.sleep(1)
+        assert "restarts  worker: 1" in st.stdout and "STOPPED" not in st.stdout, st.stdout
+        pids = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
         import httpx
 
         health = httpx.get(f"http://127.0.0.1:{env['CTGWATCH_DASHBOARD_PORT']}/health")
