@@ -166,6 +166,15 @@ class AnomalyClient:
             await self._client.close()
             self._client = None
 
+    async def unready_reason(self, timeout_s: float = 1.5) -> str | None:
+        """None when the server answers ready; else why not, in words (the worker's heartbeat reports it, so
+        the ward hears of a Triton outage before a model round fails)."""
+        try:
+            ready = await self._conn().is_server_ready(client_timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 (unreachable, refused, timed out: all mean "not answering")
+            return f"Triton not answering ({type(exc).__name__})"
+        return None if ready else "Triton not ready"
+
     async def _calibration(self, model: str, timeout: float) -> Calibration:
         """Version, threshold(s) and verdict delay from the server's model config: a client never pairs a
         model with another version's calibration."""

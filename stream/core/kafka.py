@@ -87,10 +87,11 @@ def producer_outbox(settings: Settings, name: str, *, max_records: int, max_byte
     async def probe() -> tuple[str, frozenset[str]]:
         return await broker_identity(settings)
 
+    offsets = GroupOffsets(settings)
     return Outbox(connect, name=name, max_records=max_records, max_bytes=max_bytes,
                   send_timeout_s=settings.gateway_publish_timeout_s,
                   retry_first_s=settings.outage_retry_first_s, retry_max_s=settings.outage_retry_max_s,
-                  probe=probe, probe_s=settings.broker_watch_s, committed=GroupOffsets(settings).read)
+                  probe=probe, probe_s=settings.broker_watch_s, committed=offsets.read, on_stop=offsets.close)
 
 
 class GroupOffsets:

@@ -112,10 +112,10 @@ class Outbox:
     probe, probe_s
         Asks the broker's cluster id and topics, after a reconnection and every ``probe_s`` while sending
         or while acknowledged records are kept.
-    committed
+    committed, on_stop
         Reads the worker group's committed offsets (with each probe while records are kept): a record is
         kept until the group has committed past it. Without it (or while it cannot be read), acknowledged
-        records are kept for ``keep_acked_s``.
+        records are kept for ``keep_acked_s``. ``on_stop`` closes what it holds open.
     keep_acked_records, keep_acked_bytes
         The bound of the kept records; past it the oldest are let go (counted, logged once per episode).
     """
@@ -134,6 +134,7 @@ class Outbox:
         probe: Probe | None = None,
         probe_s: float = 2.0,
         committed: ReadCommitted | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
         keep_acked_s: float = 30.0,
         keep_acked_records: int = 100_000,
         keep_acked_bytes: int = 64 * 1024 * 1024,
@@ -155,6 +156,7 @@ class Outbox:
         self._probe = probe
         self.probe_s = probe_s
         self._read_committed = committed
+        self._on_stop = on_stop  # closes what ``committed`` holds open
         self.keep_acked_s = keep_acked_s
         self.keep_acked_records = keep_acked_records
         self.keep_acked_bytes = keep_acked_bytes
@@ -249,6 +251,8 @@ class Outbox:
                 pass
             self._task = None
         await self._close_producer()
+        if self._on_stop is not None:
+            await self._on_stop()
         if self._queue:
             log.error("%s: %d records were still waiting for the broker at shutdown and are lost",
                       self.name, len(self._queue))

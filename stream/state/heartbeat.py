@@ -22,7 +22,7 @@ class WorkerReport(BaseModel):
     """One heartbeat: when it was written, and since when the broker or the models have been away."""
 
     t: float
-    broker_unreachable_since: float | None = None  # None: the worker reached the broker at its last check
+    broker_unreachable_since: float | None = None  # None: the worker reached the broker at its last check (3 s)
     models_degraded_since: float | None = None  # None: every served model answered at the last round
     models_detail: str | None = None  # which models did not answer, and why
 

@@ -132,8 +132,11 @@ class Worker:
             batch_max=settings.worker_batch_max, batch_within_s=settings.worker_batch_within_s)
         for topic, name in ((names.ctg, "ingest-ctg"), (names.vitals, "ingest-vitals")):
             self.app.agent(self.app.topic(topic, key_type=bytes, value_type=bytes), name=name)(self.ingest.judge_stream)
-        self.broker = BrokerWatch(settings)
-        #: since when the broker watch has failed (None: reached at the last check); reported once it failed twice
+        # a stalled broker answers nothing: give up on a check after 3 s, so the ward hears of it within 10 s
+        self.broker = BrokerWatch(settings.model_copy(update={
+            "kafka_admin_timeout_s": min(settings.kafka_admin_timeout_s, 3.0)}))
+        self.triton_down: tuple[float, str] | None = None  # since when, and why, Triton does not answer
+        #: since when the broker watch has failed (None: reached at the last check)
         self.broker_failing_since: float | None = None
         self.broker_failures = 0
         self.app.timer(interval=settings.broker_watch_s, name="broker-watch")(self.watch_broker)
@@ -145,6 +148,8 @@ class Worker:
         app.timer(interval=s.scheduler_tick_s, name="analysis-cadence")(self.analysis_cadence)
         app.timer(interval=s.escalation_check_s, name="escalations")(self.escalations)
         app.timer(interval=s.worker_alive_s, name="heartbeat")(self.heartbeat)
+        if s.models_enabled:
+            app.timer(interval=s.broker_watch_s, name="triton-watch")(self.watch_triton)
         app.timer(interval=s.lag_probe_s, name="consumer-lag")(self.consumer_lag)
         app.task(self.alert_relay)
         app.on_partitions_revoked.connect(self.forget_revoked)
@@ -158,11 +163,11 @@ class Worker:
             self.broker_failures += 1
             if self.broker_failing_since is None:
                 self.broker_failing_since = time.time()
-            if self.broker_failures == 2:
+            if self.broker_failures == 1:
                 log.warning("the broker is unreachable (%s: %s); records wait in the producers' outboxes",
                             type(exc).__name__, exc)
             return
-        if self.broker_failures >= 2 and self.broker_failing_since is not None:
+        if self.broker_failures and self.broker_failing_since is not None:
             log.warning("the broker is reachable again after %.0f s", time.time() - self.broker_failing_since)
         self.broker_failures, self.broker_failing_since = 0, None
         if new_id is not None:
@@ -184,11 +189,25 @@ class Worker:
         except Exception as exc:
             log_failure(log, "escalation round", exc)
 
+    async def watch_triton(self) -> None:
+        """Whether Triton answers, between model rounds (the heartbeat reports it as models degraded)."""
+        scorer = None if self.pipeline is None else self.pipeline.scorer
+        if scorer is None:
+            return
+        reason = await scorer.client.unready_reason()
+        if reason is None:
+            if self.triton_down is not None:
+                log.warning("Triton answers again after %.0f s", time.time() - self.triton_down[0])
+            self.triton_down = None
+        elif self.triton_down is None:
+            log.warning("%s: the models are degraded, the rules keep alarming", reason)
+            self.triton_down = (time.time(), reason)
+
     def report(self) -> WorkerReport:
-        """What this worker can reach, for the heartbeat (a broker counts as away after two failed checks)."""
-        models = None if self.pipeline is None else self.pipeline.models_down
+        """What this worker can reach, for the heartbeat."""
+        models = self.triton_down or (None if self.pipeline is None else self.pipeline.models_down)
         return WorkerReport(t=time.time(),
-                            broker_unreachable_since=self.broker_failing_since if self.broker_failures >= 2 else None,
+                            broker_unreachable_since=self.broker_failing_since,
                             models_degraded_since=None if models is None else models[0],
                             models_detail=None if models is None else models[1])
 

@@ -20,6 +20,7 @@ from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import Scheduled, merge, publish_paced, time_base
 from stream.sources.vitals_simulator import VitalsScenario
 from stream.sources.ward import Bed, bed_schedule
+from stream.state.heartbeat import WorkerReport
 from stream.state.patient_status import PatientStatus
 from tests.faults import alerts_of
 from tests.helpers import ctgwatch_process, env_for, read_topic
@@ -143,7 +144,8 @@ def test_simulated_beds_raise_exactly_the_expected_alerts(stack, tmp_path) -> No
     assert status.classification == "normal" and status.models == "ok"
     assert status.risk_trend and 0 <= status.risk_trend[-1].p <= 1  # the acidaemia-risk course for the bed view
     assert status.analysis_t0 is not None and all(m.end > status.analysis_t0 - 3600 for m in status.events)
-    assert time.time() - float(redis.get("ctgw:worker:heartbeat")) < 30  # the worker's heartbeat for the station
+    report = WorkerReport.model_validate_json(redis.get("ctgw:worker:heartbeat"))  # the worker's heartbeat
+    assert time.time() - report.t < 30 and report.broker_unreachable_since is None  # alive, the broker reached
     on_topic = raised_on_topic(stack, tag, len(alerts))
     assert sorted((m["alert"]["patient_id"], m["alert"]["kind"]) for m in on_topic) == sorted(
         (a["patient_id"], a["kind"]) for a in alerts)

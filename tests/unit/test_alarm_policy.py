@@ -117,12 +117,12 @@ def test_technical_and_physiological_problems_stay_apart() -> None:
     assert Problem.SIGNAL.condition == "technical" and Problem.CTG.condition == "physiological"
 
 
-def test_the_readme_lists_every_row_of_the_policy_table() -> None:
+def test_the_clinical_reference_lists_every_row_of_the_policy_table() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    reference = (Path(__file__).parents[2] / "docs" / "CLINICAL.md").read_text()
     for r in DEFAULT_RULES:
-        assert f"| `{r.kind}` | {r.problem} |" in readme, r.kind
+        assert f"| `{r.kind}` | {r.problem} |" in reference, r.kind
 
 
 def test_an_alert_records_severity_reads_back_as_its_priority() -> None:
