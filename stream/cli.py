@@ -269,7 +269,7 @@ def alerts(
     alarms, statuses = asyncio.run(fetch())
     rows = sorted(alarms, key=lambda a: (-a.severity, a.bed_id, a.raised_at))
     now = _time.time()
-    from stream.core.alarm_policy import Priority
+    from stream.alarms.policy import Priority
 
     table = [[a.bed_id, a.patient_id, str(Priority.of_severity_name(a.severity_name)), a.status,
               f"{(now - a.raised_at) / 60:.0f}m", a.kind, a.sentence] for a in rows]

@@ -22,8 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from stream.core.validation import IngestLimits
 
 if TYPE_CHECKING:
-    from stream.core.alarm_policy import AlarmPolicy
-    from stream.core.alert_handling import AlertHandling
+    from stream.alarms.handling import AlertHandling
+    from stream.alarms.policy import AlarmPolicy
     from stream.core.topics import TopicNames
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     alarm_policy: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Changes to the alarm policy table by finding kind, as JSON, e.g. "
-                    '{"ctg_pathological": {"qualify_s": 300}} (stream/core/alarm_policy.py).',
+                    '{"ctg_pathological": {"qualify_s": 300}} (stream/alarms/policy.py).',
     )
 
     # -- the living ward of 'make demo' (ctgwatch up --ward) ---------------------
@@ -329,7 +329,7 @@ class Settings(BaseSettings):
 
     def alert_handling(self) -> AlertHandling:
         from detectors.findings import Severity
-        from stream.core.alert_handling import AlertHandling
+        from stream.alarms.handling import AlertHandling
 
         return AlertHandling(
             ward_id=self.ward_id,
@@ -340,7 +340,7 @@ class Settings(BaseSettings):
 
     def alarm_rules(self) -> AlarmPolicy:
         """The alarm policy table with this ward's changes (a bad change is an operator's error)."""
-        from stream.core.alarm_policy import AlarmPolicy
+        from stream.alarms.policy import AlarmPolicy
         from stream.core.errors import SetupError
 
         try:

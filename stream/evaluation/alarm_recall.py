@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation, vitals_trend
-from stream.core.alarm_policy import AlarmPolicy, Problem, Source
+from stream.alarms.policy import AlarmPolicy, Problem, Source
 from stream.evaluation.streaming import AlarmLog, stream_observations
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 from stream.sources.vitals_simulator import simulate_vitals, standard_vitals_scenarios

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.core.alarm_policy import AlarmPolicy, Priority
+from stream.alarms.policy import AlarmPolicy, Priority
 from stream.evaluation.streaming import AlarmLog, stream_observations
 
 #: Outcome groups (normal outcome as the models' training uses it; acidaemia as docs/CLINICAL.md).
@@ -156,7 +156,7 @@ def _one_record(args: tuple[Path, str, dict[str, AlarmPolicy], float, RiskSource
                 ) -> tuple[list[str], float, float, dict[str, AlarmLog], tuple[float | None, str]]:
     """One record replayed through every policy: its groups, hours, end, logs, and (risk at delivery, its source)."""
     directory, name, policies, step_s, risk = args
-    from stream.core.alarm_policy import Source
+    from stream.alarms.policy import Source
     from stream.sources.recordings import read_recording
 
     rec = read_recording(name, directory)
@@ -256,7 +256,7 @@ def burden_markdown(result: dict[str, dict[str, GroupBurden]], command: str, ste
     lines = [
         f"Command: `{command}`. Every CTU-UHB record replayed as the stream sees it (per-packet rules every "
         f"second, the whole-labour FIGO analysis every {step_s:.0f} s from minute 10; the stream analyses "
-        "every 15 s) through the alarm policy of `stream/core/alarm_policy.py`. An alarm episode is one alarm "
+        "every 15 s) through the alarm policy of `stream/alarms/policy.py`. An alarm episode is one alarm "
         f"per problem until {EPISODE_GAP_S / 60:.0f} min pass without it. Delivery is the end of the recording. "
         "Shares carry their 95% Wilson interval. Maternal vitals are not in these records. The compromise-risk "
         "alarm is replayed when a stacker is installed: out-of-fold risks for the records `ctgwatch evaluate risk` "

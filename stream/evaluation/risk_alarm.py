@@ -5,7 +5,7 @@ or above ``t1`` for ``qualify_min`` minutes, high once it is at or above ``t2`` 
 functions here read the out-of-fold risk series of the cross-fitting
 (:mod:`models.training.compromise`) to draw the trade-off and to choose the operating point; the
 figures reported at the chosen point come from the full replay through the alarm policy
-(``ctgwatch evaluate burden``), which runs the same row through :class:`stream.core.alarm_tracker.PatientAlarms`.
+(``ctgwatch evaluate burden``), which runs the same row through :class:`stream.alarms.tracker.PatientAlarms`.
 
 The selection rule (written down and committed before the held-out half was scored):
 
@@ -41,8 +41,8 @@ def first_alarm(times: np.ndarray, risk: np.ndarray, threshold: float, qualify_m
     ``threshold``, exactly as the worker reports it, so a risk that dips for less than the row's clear time
     still qualifies, as in the stream."""
     from detectors.findings import Finding, Severity
-    from stream.core.alarm_policy import AlarmPolicy, Problem, Source
-    from stream.core.alarm_tracker import PatientAlarms
+    from stream.alarms.policy import AlarmPolicy, Problem, Source
+    from stream.alarms.tracker import PatientAlarms
 
     if not (risk >= threshold).any():
         return None

@@ -30,7 +30,7 @@ import numpy as np
 from models.serving.compromise import INPUT_NAMES, risk_inputs
 from models.serving.features import Normalisation, window_tensor, windows_ending
 from models.training.acidaemia import AcidaemiaConfig
-from stream.core.alarm_policy import AlarmPolicy
+from stream.alarms.policy import AlarmPolicy
 from stream.evaluation.burden import EPISODE_GAP_S
 from stream.evaluation.streaming import AlarmLog, stream_observations
 

@@ -6,7 +6,7 @@ last analysis) and the whole-labour FIGO analysis (:mod:`detectors.labour`:
 each minute measured once, the class refreshed every ``step_s`` from minute 10
 with the per-packet rules' deceleration in progress), as
 :class:`stream.worker.pipeline.Pipeline` does. :class:`AlarmLog`
-runs the same :class:`~stream.core.alarm_tracker.PatientAlarms` the worker runs
+runs the same :class:`~stream.alarms.tracker.PatientAlarms` the worker runs
 and counts what a ward would see: alarm episodes per problem (a new episode
 only after ``episode_gap_s`` without that alarm, the alert store's quiet time),
 their priorities, and notice episodes per kind.
@@ -24,8 +24,8 @@ from detectors.ctg import CtgAnalysis, in_progress_deceleration
 from detectors.fast import FastRuleState
 from detectors.findings import Finding
 from detectors.labour import HISTORY_S, WINDOW_S, LabourFigo, measure_through
-from stream.core.alarm_policy import AlarmPolicy, Priority, Problem, Source
-from stream.core.alarm_tracker import AlarmState, PatientAlarms
+from stream.alarms.policy import AlarmPolicy, Priority, Problem, Source
+from stream.alarms.tracker import AlarmState, PatientAlarms
 
 #: Consecutive per-packet observations with nothing to report are passed on every this many seconds
 #: only (they can only end a condition, which the FIGO analysis also does): a 20-fold saving, the

@@ -41,7 +41,7 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT
 
 from detectors.findings import Finding, Severity
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.redis_values import as_text, text_fields
 
 AUDIT = "ctgw:audit"

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from stream.core.alarm_policy import Priority
+from stream.alarms.policy import Priority
 from stream.core.schemas import VitalsObservation
 from stream.core.settings import Settings
 from stream.state.alerts import AlertRecord, AlertStore

@@ -23,7 +23,7 @@ Two paces, as a ward needs them:
   times), which spreads the load.
 
 What the ward is shown goes through one alarm state machine per patient
-(:mod:`stream.core.alarm_tracker`, the policy table of :mod:`stream.core.alarm_policy`):
+(:mod:`stream.alarms.tracker`, the policy table of :mod:`stream.alarms.policy`):
 findings become annotations (drawn on the trace), notices (on the patient's
 status, no acknowledgement) or, once qualified, one alarm per problem (CTG,
 mother, signal) in the alert store, whose evidence lists every reason.
@@ -56,8 +56,8 @@ from detectors.meows import score_observation, vitals_trend
 from models.serving.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, Stacker, risk_finding, risk_inputs
 from models.serving.features import Normalisation, window_tensor
 from models.serving.triton_client import ANOMALY_MODEL, FALSE_SIGNAL, MODELS, RISK_MODEL, BatchingScorer, ModelUnavailable
-from stream.core.alarm_policy import AlarmPolicy, Problem, Source
-from stream.core.alarm_tracker import PatientAlarms
+from stream.alarms.policy import AlarmPolicy, Problem, Source
+from stream.alarms.tracker import PatientAlarms
 from stream.core.logs import pseudonym
 from stream.core.metrics import ALERTS, ANALYSIS_INTERVAL, ANALYSIS_SECONDS, MODEL_INTERVAL, MODEL_STATUS
 from stream.core.schemas import CtgPacket, VitalsObservation
@@ -124,7 +124,7 @@ class PatientState:
     (:meth:`Pipeline._forget`), or a new state's lock would let a second holder in beside it.
     """
 
-    alarms: PatientAlarms  # the alarm state machine (stream/core/alarm_tracker.py)
+    alarms: PatientAlarms  # the alarm state machine (stream/alarms/tracker.py)
     window: PatientWindow | None = None  # loaded on her first packet (vitals alone need none)
     figo: LabourFigo | None = None  # the whole-labour FIGO state, read back on her first analysis
     shown: Shown = field(default_factory=Shown)

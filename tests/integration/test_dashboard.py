@@ -140,7 +140,7 @@ def store_trace_with_maternal_capture(stack, patient: str, ward: str) -> None:
     the worker's pipeline (packets stored, then its FIGO analysis), as the worker does."""
     import numpy as np
 
-    from stream.core.alert_handling import AlertHandling
+    from stream.alarms.handling import AlertHandling
     from stream.state.alerts import AlertStore
     from stream.state.windows import WindowStore
     from stream.worker.pipeline import Pipeline
@@ -267,7 +267,7 @@ def test_browser_sees_alert_live_and_acknowledges_it(stack, dashboard, tmp_path)
 def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) -> None:
     """``hours`` of simulated labour through the worker's pipeline (history sent fast), archived as the worker
     archives it, ending now; and one open alarm on the bed, so its buttons can be checked."""
-    from stream.core.alert_handling import AlertHandling
+    from stream.alarms.handling import AlertHandling
     from stream.sources.ctg_simulator import Scenario, simulate_ctg
     from stream.state.windows import WindowStore
     from stream.worker.pipeline import Cadence, Pipeline

@@ -26,7 +26,7 @@ import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.ports import free_port
 from stream.gateway.devices import DeviceRegistry
 from stream.state.alerts import AlertStore

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.findings import Finding, Severity
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from detectors.findings import Finding, Severity
-from stream.core.alarm_policy import DEFAULT_RULES, AlarmPolicy, Priority, Problem, Source, Tier
-from stream.core.alarm_tracker import PatientAlarms
+from stream.alarms.policy import DEFAULT_RULES, AlarmPolicy, Priority, Problem, Source, Tier
+from stream.alarms.tracker import PatientAlarms
 
 
 def f(kind: str, start: float, end: float, severity: Severity = Severity.URGENT, **values) -> Finding:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from detectors.findings import Finding, Severity
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.state.alerts import AlertError, AlertStore
 
 

@@ -55,7 +55,7 @@ def test_maternal_capture_scored_against_marks(tmp_path) -> None:
 
 def test_alarm_log_counts_one_episode_per_problem_within_the_quiet_time() -> None:
     from detectors.findings import Finding, Severity
-    from stream.core.alarm_policy import AlarmPolicy, Priority, Problem, Source
+    from stream.alarms.policy import AlarmPolicy, Priority, Problem, Source
     from stream.evaluation.streaming import AlarmLog
 
     def f(kind, start, end, sev=Severity.URGENT):

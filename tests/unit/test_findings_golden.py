@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.core.alarm_policy import AlarmPolicy
+from stream.alarms.policy import AlarmPolicy
 from stream.evaluation.streaming import AlarmLog, Source, stream_observations
 from stream.sources.ctg_simulator import simulate_ctg, standard_scenarios
 

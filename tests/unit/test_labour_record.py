@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from detectors.ctg import analyse_ctg
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.sources.ctg_simulator import Scenario, simulate_ctg
 from stream.state.alerts import AlertStore

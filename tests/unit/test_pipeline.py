@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
@@ -63,7 +63,7 @@ async def test_idle_patients_leave_memory(pipeline) -> None:
 async def test_a_pathological_trace_raises_exactly_one_ctg_alarm_naming_all_its_reasons(redis) -> None:
     """A prolonged deceleration into a bradycardia: one CTG alarm, high priority, every reason in its evidence;
     the notices ask for nothing."""
-    from stream.core.alarm_policy import AlarmPolicy
+    from stream.alarms.policy import AlarmPolicy
     from stream.sources.ctg_simulator import Scenario, simulate_ctg
 
     sim = simulate_ctg(Scenario("brady", duration_s=1800.0, bradycardia=(900.0, 1800.0)), seed=3)
@@ -152,7 +152,7 @@ async def test_samples_the_false_signal_model_calls_false_are_left_out_and_drawn
     """The model's verdict replaces the rules on the samples it judged: they leave the FIGO analysis, are drawn
     as not fetal, and raise the technical alarm whose rule names the model; while it is unavailable the
     rules judge and the evidence says so."""
-    from stream.core.alarm_policy import AlarmPolicy
+    from stream.alarms.policy import AlarmPolicy
     from stream.worker.false_signal import FalseSignalJudge
 
     fake = _FakeFalseSignalScorer()
@@ -350,7 +350,7 @@ async def test_refreshes_run_several_patients_at_a_time_within_the_budget(redis)
 
 async def test_analyses_in_a_helper_process_give_what_the_event_loop_gave(redis) -> None:
     """CTGWATCH_ANALYSIS_PROCESSES: the same analyses, marks, notices and alarm, only off the event loop."""
-    from stream.core.alarm_policy import AlarmPolicy
+    from stream.alarms.policy import AlarmPolicy
     from stream.sources.ctg_simulator import Scenario, simulate_ctg
     from stream.worker.analysis_pool import AnalysisPool
 

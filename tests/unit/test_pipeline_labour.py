@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detectors.labour import analyse_labour
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.core.schemas import CtgPacket
 from stream.sources.ctg_simulator import Scenario, _ramp_shape, simulate_ctg
 from stream.state.alerts import AlertStore

@@ -11,8 +11,8 @@ import numpy as np
 
 from models.serving.compromise import INPUT_NAMES, OUTCOMES, Stacker
 from models.serving.triton_client import Scored
-from stream.core.alarm_policy import COMPROMISE_QUALIFY_S
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
+from stream.alarms.policy import COMPROMISE_QUALIFY_S
 from stream.state.alerts import AlertStore
 from stream.state.windows import WindowStore
 from stream.worker.pipeline import Cadence, Pipeline

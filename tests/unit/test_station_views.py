@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from stream.core.alert_handling import AlertHandling
+from stream.alarms.handling import AlertHandling
 from stream.state.alerts import AlertStore
 from stream.state.heartbeat import HEARTBEAT, beat
 from stream.state.patient_status import PatientStatusStore

@@ -2,7 +2,7 @@
 
 Plain data, built from the settings (:meth:`stream.core.settings.Settings.alert_handling`)
 and applied by the alert store (:mod:`stream.state.alerts`), so a ward changes it in
-one place. Not to be confused with the alarm policy (:mod:`stream.core.alarm_policy`),
+one place. Not to be confused with the alarm policy (:mod:`stream.alarms.policy`),
 which decides which finding is an alarm, a notice or an annotation: this module
 decides what happens to an alarm's record once it exists.
 """

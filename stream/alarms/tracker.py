@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from detectors.findings import Finding
-from stream.core.alarm_policy import AlarmPolicy, Priority, Problem, Tier
+from stream.alarms.policy import AlarmPolicy, Priority, Problem, Tier
 
 
 @dataclass
