@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -180,3 +181,19 @@ def tiny_all_models_config():
                        acidaemia={"epochs": 2, "repeats": 1, "folds": 2, "hidden": 8, "shifts_s": [0]},
                        false_signal={"epochs": 1, "crops_per_epoch": 32, "batch_size": 8, "crop_s": 600,
                                      "net": {"width": 8, "kernel": 3, "dilations": [1, 2, 4, 8], "gru_hidden": 0}})
+
+
+def add_user(settings: Settings, name: str, password: str, role: str = "nurse") -> None:
+    """A station user in the stack's Redis (what ``ctgwatch users add`` does)."""
+    from redis.asyncio import Redis as AsyncRedis
+
+    from stream.station.users import UserStore
+
+    async def go() -> None:
+        redis = AsyncRedis.from_url(settings.redis_dsn)
+        try:
+            await UserStore(redis).add(name, password, role)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())

@@ -5,17 +5,30 @@ An alert's audit entries are answered as the alert store keeps them (:class:`str
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from stream.state.alerts import AlertRecord, AlertStatus
 from stream.state.audio_pause import AudioPause
 from stream.state.labour_record import TrendPoint
 from stream.state.patient_status import ModelError, PatientStatus, RiskPoint, TraceMark
 
 
-class AlertSummary(BaseModel):
-    """An alert as a ward tile lists it (no evidence)."""
+class AlarmPresentation(BaseModel):
+    """What the station adds to an alert record for the screens."""
+
+    priority: str = Field(default="low", description="IEC 60601-1-8 alarm priority: high, medium or low.")
+    reasons: list[str] = Field(default_factory=list, description="Every reason of a consolidated alarm, in words.")
+
+
+class Alert(AlertRecord, AlarmPresentation):
+    """One alert with its whole record and evidence (rule, span, values, sentence; model scores apart)."""
+
+
+class AlertSummary(AlarmPresentation):
+    """An alert as a ward tile lists it: the fields of the record (stream.state.alerts.AlertRecord) the wall
+    shows, without the evidence, with the priority and reasons."""
 
     id: str
     patient_id: str
@@ -23,7 +36,7 @@ class AlertSummary(BaseModel):
     kind: str
     severity: int
     severity_name: str
-    status: Literal["raised", "acknowledged", "escalated", "resolved"]
+    status: AlertStatus
     raised_at: float
     updated_at: float
     sentence: str
@@ -33,23 +46,6 @@ class AlertSummary(BaseModel):
     condition_active: int | None = None
     escalations: int | None = None
     origin: str | None = None
-    priority: str = Field(default="low", description="IEC 60601-1-8 alarm priority: high, medium or low.")
-    reasons: list[str] = Field(default_factory=list, description="Every reason of a consolidated alarm, in words.")
-
-
-class Alert(AlertSummary):
-    """One alert with its whole record and evidence (rule, span, values, sentence; model scores apart)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    ward_id: str | None = None
-    first_start_s: float | None = None
-    last_end_s: float | None = None
-    ack_at: float | None = None
-    resolved_by: str | None = None
-    resolved_at: float | None = None
-    resolve_reason: str | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class StripCell(BaseModel):

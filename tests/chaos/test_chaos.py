@@ -41,7 +41,7 @@ from stream.sources.ctg_simulator import Scenario
 from stream.sources.publishing import publish_paced
 from stream.sources.ward import Bed
 from tests.faults import KnownWard, alerts_of, crash, private_stack, restart, resume, stall, stored_packets, worker_env
-from tests.helpers import PROJECT_ROOT, spawn_ctgwatch, stop_process
+from tests.helpers import PROJECT_ROOT, add_user, spawn_ctgwatch, stop_process
 
 REPEATS = int(os.environ.get("CHAOS_REPEATS", "3"))
 DOWN_S = float(os.environ.get("CHAOS_DOWN_S", "45"))
@@ -289,7 +289,7 @@ def test_a_ward_under_long_and_overlapping_faults(tmp_path: Path) -> None:
                          CTGWATCH_GATEWAY_MLLP_PORT=str(mllp_port), CTGWATCH_GATEWAY_TOKENS_FILE=str(tokens),
                          CTGWATCH_DASHBOARD_PORT=str(station_port),
                          CTGWATCH_DASHBOARD_SECRET="chaos-" + uuid.uuid4().hex)
-        _add_nurse(settings, "chaosnurse")
+        add_user(settings, "chaosnurse", "chaos-password-1")
         worker = Worker(env, tmp_path)
         worker.start()
         gateway = spawn_ctgwatch(["gateway"], env, tmp_path / "gateway.log", ready="gateway ready")
@@ -355,17 +355,6 @@ def test_a_ward_under_long_and_overlapping_faults(tmp_path: Path) -> None:
     assert not late, latencies
 
 
-def _add_nurse(settings: Settings, name: str) -> None:
-    from redis.asyncio import Redis as AsyncRedis
-
-    from stream.station.users import UserStore
-
-    async def go() -> None:
-        redis = AsyncRedis.from_url(settings.redis_dsn)
-        await UserStore(redis).add(name, "chaos-password-1", "nurse")
-        await redis.aclose()
-
-    asyncio.run(go())
 
 
 def _missing(redis: Redis, patient: str, acknowledged: set[int]) -> tuple[int, int]:

@@ -20,14 +20,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from stream.core.kafka import producer_outbox
 from stream.core.ports import free_port
 from stream.core.schemas import CtgPacket, encode, record_key
-from stream.station.users import UserStore
 from tests.faults import crash, private_stack, restart, worker_env
-from tests.helpers import ctgwatch_process, spawn_ctgwatch, stop_process
+from tests.helpers import add_user, ctgwatch_process, spawn_ctgwatch, stop_process
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,13 +56,6 @@ class Monitor(threading.Thread):
         asyncio.run(go())
 
 
-def _add_nurse(settings, name: str) -> None:
-    async def go() -> None:
-        redis = Redis.from_url(settings.redis_dsn)
-        await UserStore(redis).add(name, "outage-password-1", "nurse")
-        await redis.aclose()
-
-    asyncio.run(go())
 
 
 def _restart(settings, name: str) -> None:
@@ -90,7 +81,7 @@ def test_each_outage_is_named_by_its_cause_on_the_open_wall_and_bed_page(tmp_pat
     nurse = f"out{uuid.uuid4().hex[:4]}"
     took: dict[str, float] = {}
     with private_stack(tmp_path / "state") as settings:
-        _add_nurse(settings, nurse)
+        add_user(settings, nurse, "outage-password-1")
         env = worker_env(settings, group, CTGWATCH_DASHBOARD_PORT=str(port),
                          CTGWATCH_DASHBOARD_SECRET="outage-secret-" + uuid.uuid4().hex)
         monitor = Monitor(settings, f"{group}-p")

@@ -13,13 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from stream.core.kafka import start_producer
 from stream.core.ports import free_port
 from stream.core.schemas import CtgPacket, Reading, VitalsObservation, encode
-from stream.station.users import UserStore
-from tests.helpers import ctgwatch_process, env_for
+from tests.helpers import add_user, ctgwatch_process, env_for
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,13 +25,6 @@ BED_SILENT_S = 6
 SIM_BEDS = ("bed-81", "bed-82", "bed-83")
 
 
-def add_nurse(stack, name: str) -> None:
-    async def go() -> None:
-        redis = Redis.from_url(stack.redis_dsn)
-        await UserStore(redis).add(name, "wall-password-1", "nurse")
-        await redis.aclose()
-
-    asyncio.run(go())
 
 
 def publish_then_stop(stack, patient: str, bed: str, seconds: int) -> None:
@@ -69,7 +60,7 @@ def test_the_wall_the_bed_page_the_trends_and_the_hand_over(stack, tmp_path) -> 
     shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     nurse = f"wall{uuid.uuid4().hex[:4]}"
-    add_nurse(stack, nurse)
+    add_user(stack, nurse, "wall-password-1")
     stopper, stop_bed = f"wall-stop-{uuid.uuid4().hex[:6]}", "bed-89"
     seed = str(7000 + int(uuid.uuid4().int % 1000))  # the simulated patients are named by the seed
     errors: list[str] = []
