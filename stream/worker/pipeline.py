@@ -569,10 +569,9 @@ class Pipeline:
                     return
                 await self._use_scores(window, {**result, **(risks[i] if risks else {})})
 
-    async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
-        patient = self.patients.get(window.patient_id)
-        if patient is None:
-            return  # forgotten (idle) while Triton answered: nothing of hers is kept any more
+    def _model_evidence(self, window: PatientWindow, result: dict[str, Any]) -> tuple[dict[str, Any], int, list[str]]:
+        """Each served model's evidence for the alarms and the bed page; how many models were above their
+        threshold; which models were unavailable, and why."""
         evidence: dict[str, Any] = {}
         above = 0
         unavailable = []
@@ -600,6 +599,16 @@ class Pipeline:
             evidence[FALSE_SIGNAL] = self.false_signal.evidence(window.patient_id)
             if evidence[FALSE_SIGNAL]["status"] == "unavailable":
                 unavailable.append(f"{FALSE_SIGNAL}: {evidence[FALSE_SIGNAL]['reason']} (signal quality judged by the rules)")
+        return evidence, above, unavailable
+
+    async def _use_scores(self, window: PatientWindow, result: dict[str, Any]) -> None:
+        """Keep and show one model round's results for a patient: evidence, the anomaly shading, the risk
+        trend, the compromise risk, and a model notice once the autoencoder has been above its threshold
+        ``model_alert_consecutive`` times running."""
+        patient = self.patients.get(window.patient_id)
+        if patient is None:
+            return  # forgotten (idle) while Triton answered: nothing of hers is kept any more
+        evidence, above, unavailable = self._model_evidence(window, result)
         MODEL_STATUS.set(0 if unavailable else 1)
         if unavailable:
             self.models_down = (self.models_down[0] if self.models_down else time.time(), "; ".join(unavailable))
