@@ -24,7 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.exceptions
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError, RequestTimedOutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
 
 from stream.core.metrics import OUTAGE_RETRIES, OUTAGE_WAITING
 
@@ -40,6 +46,7 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     KafkaTimeoutError,
     RequestTimedOutError,
     NotLeaderForPartitionError,
+    NodeNotReadyError,
     ConnectionError,
     TimeoutError,
 )

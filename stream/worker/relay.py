@@ -18,6 +18,7 @@ import os
 import socket
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
 
 from stream.core.redis_values import as_text, text_fields, text_or_none
@@ -83,7 +84,9 @@ class AlertRelay:
                     log.warning("alert relay resumed (%s is back)", away)
                     away = None
             except Exception as exc:  # broker or Redis away: try again next round, the cursor did not move
-                if not is_outage(exc):
+                # any Kafka error here is the broker's (a new broker without its topics yet answers
+                # UnknownError): it is waited out like an outage, one line, not a traceback a round
+                if not (is_outage(exc) or isinstance(exc, KafkaError)):
                     log.exception("alert relay round failed")
                 elif away is None:
                     away = service_of(exc)

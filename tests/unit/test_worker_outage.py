@@ -64,3 +64,34 @@ def test_retry_raises_bad_input_at_once() -> None:
 
     with pytest.raises(ValueError):
         asyncio.run(OutageRetry(sleep=sleep).run(action, source="x"))
+
+
+async def test_the_relay_waits_out_a_broker_without_a_traceback_a_round(caplog) -> None:
+    """During a broker outage or right after a broker is recreated, aiokafka raises NodeNotReadyError or
+    UnknownError: the relay says once that it waits for the broker, without a traceback (the chaos run's
+    worker logged one every round)."""
+    import asyncio
+    import logging
+
+    from aiokafka.errors import NodeNotReadyError, UnknownError
+
+    from stream.worker.relay import AlertRelay
+
+    errors = [NodeNotReadyError("node 111"), UnknownError(), UnknownError()]
+
+    class Relay(AlertRelay):
+        def __init__(self) -> None:  # only run()'s waiting is under test
+            pass
+
+        async def relay_once(self) -> int:
+            if errors:
+                raise errors.pop(0)
+            raise asyncio.CancelledError  # stop the loop after it resumed
+
+    with caplog.at_level(logging.WARNING, logger="ctgwatch.relay"):
+        try:
+            await Relay().run(interval_s=0.0)
+        except asyncio.CancelledError:
+            pass
+    lines = [r for r in caplog.records if r.name == "ctgwatch.relay"]
+    assert len(lines) == 1 and "waiting: the Kafka broker" in lines[0].getMessage() and not lines[0].exc_info
