@@ -93,6 +93,10 @@ def up(settings: Settings, echo: Echo = print, only: Collection[str] | None = No
                     note = service.after_crash() if crashed is not None else None
                     if note and crashed is not None:
                         echo(f"{'':<7} {note} (previous run started {time.ctime(crashed.started_at)})")
+                        if service.name == "broker":
+                            from infra.launcher.broker_loss import record_broker_loss
+
+                            echo(f"{'':<7} {record_broker_loss(settings)}")
             summary = service.after_ready()
             if summary:
                 echo(f"{'':<7} {summary}")

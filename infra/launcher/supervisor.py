@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from infra.launcher.broker_loss import LAG_EVERY_S, record_group_lag
 from infra.launcher.process import ManagedProcess
 from stream.core.settings import Settings
 
@@ -112,9 +113,16 @@ def run_supervisor(settings: Settings, poll_s: float = 1.0) -> None:
     commands = supervised_commands(settings)
     supervisor = Supervisor(settings, commands, echo=lambda line: print(line, flush=True))
     print(f"supervising {', '.join(commands) or 'nothing'}", flush=True)
+    measured = float("-inf")
     while not stopping:
         supervisor.round()
         _reap_children()
+        if time.monotonic() - measured >= LAG_EVERY_S:
+            measured = time.monotonic()
+            try:  # what a broker that dies now takes with it (ctgwatch up reports it: broker_loss.py)
+                record_group_lag(settings)
+            except Exception:  # noqa: BLE001 (the broker or Redis away: the last measurement stands)
+                pass
         time.sleep(poll_s)
     sys.exit(0)
 

@@ -25,6 +25,38 @@ class WorkerReport(BaseModel):
     broker_unreachable_since: float | None = None  # None: the worker reached the broker at its last check (3 s)
     models_degraded_since: float | None = None  # None: every served model answered at the last round
     models_detail: str | None = None  # which models did not answer, and why
+    unread_records: int | None = None  # the worker group's lag at its last measurement (records not yet read)
+    unread_at: float | None = None  # when that lag was measured
+
+
+#: Written by ``ctgwatch up`` when it started an embedded broker whose previous run died with its log.
+BROKER_LOSS = "ctgw:broker:recreated"
+#: The worker group's lag as the ward's supervisor measures it (it goes on while the worker is down).
+GROUP_LAG = "ctgw:broker:unread"
+
+
+class GroupLag(BaseModel):
+    """Records the worker group had not read, summed over the signal topics' partitions, and when."""
+
+    t: float
+    unread_records: int
+
+
+class BrokerLoss(BaseModel):
+    """An embedded broker started again after its log was lost: when, and how many records the workers had
+    not read yet by their last measurement (the producers send again those they still keep)."""
+
+    at: float
+    unread_records: int | None = None
+    unread_at: float | None = None
+
+    def sentence(self) -> str:
+        if self.unread_records is None:
+            return ("The message broker was started again with an empty log: how many records the workers had "
+                    "not read yet is not known. Producers sent again the records they kept.")
+        return (f"The message broker was started again with an empty log. About {self.unread_records} records "
+                "the workers had not read were in it; producers sent again the records they kept (any they had "
+                "let go, counted in their logs, are lost).")
 
 
 async def beat(redis: Redis, keep_s: float, report: WorkerReport | None = None) -> None:
@@ -46,6 +78,15 @@ async def read(redis: Redis) -> WorkerReport | None:
             return WorkerReport(t=float(json.loads(raw)))
         except (TypeError, ValueError):
             return None
+
+
+async def read_broker_loss(redis: Redis) -> BrokerLoss | None:
+    """The last embedded-broker loss ``up`` recorded (None: none)."""
+    raw = await redis.get(BROKER_LOSS)
+    try:
+        return None if raw is None else BrokerLoss.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 async def age_s(redis: Redis) -> float | None:

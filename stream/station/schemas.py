@@ -55,7 +55,8 @@ class StripCell(BaseModel):
     c: str = Field(description="FIGO 2015 class at t, over the whole labour so far.")
 
 
-OutageCause = Literal["redis_unreachable", "broker_unreachable", "worker_silent", "models_degraded"]
+OutageCause = Literal["redis_unreachable", "broker_unreachable", "worker_silent", "models_degraded",
+                      "broker_log_lost"]
 
 
 class Outage(BaseModel):

@@ -16,7 +16,7 @@ from stream.core.schemas import VitalsObservation
 from stream.core.settings import Settings
 from stream.state.alerts import AlertRecord, AlertStore
 from stream.state.audio_pause import AudioPauseStore
-from stream.state.heartbeat import WorkerReport
+from stream.state.heartbeat import BrokerLoss, WorkerReport, read_broker_loss
 from stream.state.heartbeat import read as read_heartbeat
 from stream.state.labour_record import LabourRecordStore, one_hz
 from stream.state.patient_status import PatientStatus, PatientStatusStore
@@ -92,7 +92,7 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     report = await read_heartbeat(status.redis)
     age = None if report is None else max(0.0, now - report.t)
     interrupted = age is None or age > stale_after_s
-    outages = worker_outages(report, now, stale_after_s)
+    outages = worker_outages(report, now, stale_after_s) + broker_loss_outage(await read_broker_loss(status.redis))
     stopping = next((o.cause for o in outages if o.alarms_stopped), None)
     silent = stale_after_s if bed_silent_s is None else bed_silent_s
     states, left = on_the_wall(await status.read_many(sorted(set(patients) | set(by_patient))), set(by_patient), now,
@@ -134,6 +134,14 @@ def worker_outages(report: WorkerReport | None, now: float, stale_after_s: float
                           sentence=(f"Models degraded ({report.models_detail or 'not answering'}): the rules keep "
                                     "raising alarms; the models' evidence and the compromise risk are missing.")))
     return out
+
+
+def broker_loss_outage(loss: BrokerLoss | None) -> list[Outage]:
+    """An embedded broker started again after its log was lost (recorded by ``up`` and shown for 15 min):
+    information, with the count of records the workers had not read."""
+    if loss is None:
+        return []
+    return [Outage(cause="broker_log_lost", since=loss.at, alarms_stopped=False, sentence=loss.sentence())]
 
 
 def redis_outage(since: float) -> Outage:

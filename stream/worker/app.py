@@ -136,6 +136,7 @@ class Worker:
         self.broker = BrokerWatch(settings.model_copy(update={
             "kafka_admin_timeout_s": min(settings.kafka_admin_timeout_s, 3.0)}))
         self.triton_down: tuple[float, str] | None = None  # since when, and why, Triton does not answer
+        self.unread: tuple[float, int] | None = None  # (when, records): the group's lag at its last measurement
         #: since when the broker watch has failed (None: reached at the last check)
         self.broker_failing_since: float | None = None
         self.broker_failures = 0
@@ -209,7 +210,9 @@ class Worker:
         return WorkerReport(t=time.time(),
                             broker_unreachable_since=self.broker_failing_since,
                             models_degraded_since=None if models is None else models[0],
-                            models_detail=None if models is None else models[1])
+                            models_detail=None if models is None else models[1],
+                            unread_at=None if self.unread is None else self.unread[0],
+                            unread_records=None if self.unread is None else self.unread[1])
 
     async def heartbeat(self) -> None:
         assert self.redis is not None
@@ -222,8 +225,10 @@ class Worker:
         from stream.core.kafka import partition_lag
 
         try:
-            for (topic, partition), (lag, _known) in (await partition_lag(self.settings)).items():
+            lags = await partition_lag(self.settings)
+            for (topic, partition), (lag, _known) in lags.items():
                 CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+            self.unread = (time.time(), sum(lag for lag, _known in lags.values()))
         except Exception as exc:  # the metric is best effort; processing goes on
             log.warning("consumer lag not measured: %s", exc)
 

@@ -144,6 +144,9 @@ def test_worker_down_then_the_broker_lost_loses_nothing_the_gateway_acknowledged
                 time.sleep(10)
                 said = restart(settings, "broker")
                 assert any("RECREATED" in line for line in said), said
+                # the count the lost log held, from the group's last measured lag (the dead worker's here)
+                assert any("records the workers had not read were in its log" in line for line in said), said
+                assert "broker_log_lost" in _outages(settings.redis_dsn, group)
                 worker = spawn_ctgwatch(["worker"], env, tmp_path / "worker2.log", ready="[^Worker]: Ready",
                                         timeout_s=90)
                 time.sleep(20)  # the monitors go on through the recovery

@@ -117,3 +117,18 @@ async def test_each_outage_is_named_by_its_cause_and_the_beds_do_not_blame_their
     await redis.set(HEARTBEAT, repr(time.time()))  # a report written by an older worker: alive, nothing more
     assert (await read(redis)).broker_unreachable_since is None
     assert (await ward_snapshot(status, alerts, "w", stale_after_s=8, bed_silent_s=8)).outages == []
+
+
+async def test_a_lost_broker_log_is_shown_with_how_many_records_it_held(redis) -> None:
+    """``ctgwatch up`` records an embedded broker started again after its log died, with the group's last
+    measured lag; the wall shows it, as information (alarms go on), with the count."""
+    from stream.state.heartbeat import BROKER_LOSS, BrokerLoss
+
+    status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
+    await beat(redis, keep_s=3600)
+    assert (await ward_snapshot(status, alerts, "w", stale_after_s=8)).outages == []
+    await redis.set(BROKER_LOSS, BrokerLoss(at=time.time() - 30, unread_records=412,
+                                            unread_at=time.time() - 36).model_dump_json())
+    (outage,) = (await ward_snapshot(status, alerts, "w", stale_after_s=8)).outages
+    assert outage.cause == "broker_log_lost" and not outage.alarms_stopped
+    assert "About 412 records the workers had not read" in outage.sentence

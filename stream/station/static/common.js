@@ -257,6 +257,7 @@ const STATION_SILENT_MS = 10000;  // no message from the station this long: this
 const OUTAGE_WORDS = {
   redis_unreachable: "the alert store (Redis) is unreachable", broker_unreachable: "the message broker is unreachable",
   worker_silent: "the stream worker is silent", models_degraded: "models degraded",
+  broker_log_lost: "the message broker's log was lost",
 };
 function stationSilentLine(sinceMs) {
   return `No contact with the station since ${clock(sinceMs / 1000)}: this screen is not being updated. `
