@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -298,6 +300,34 @@ def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) ->
     asyncio.run(store())
 
 
+@contextlib.contextmanager
+def worker_alive(stack) -> Iterator[None]:
+    """A worker's heartbeat every second (this test runs none): the page shows a ward at work, not the
+    "stream worker is silent" banner a ward without a worker rightly shows."""
+    import threading
+
+    from redis import Redis as SyncRedis
+
+    from stream.state.heartbeat import HEARTBEAT, WorkerReport
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        redis = SyncRedis.from_url(stack.redis_dsn)
+        while not stop.is_set():
+            redis.set(HEARTBEAT, WorkerReport(t=time.time()).model_dump_json(), ex=60)
+            stop.wait(1.0)
+        redis.close()
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beating.join(5)
+
+
 @pytest.mark.parametrize("viewport", [{"width": 1366, "height": 768}, {"width": 1920, "height": 1080}],
                          ids=["1366x768", "1920x1080"])
 def test_the_bed_page_fits_the_screen_and_follows_a_six_hour_labour(stack, dashboard, tmp_path, viewport) -> None:
@@ -312,7 +342,7 @@ def test_the_bed_page_fits_the_screen_and_follows_a_six_hour_labour(stack, dashb
     shots = Path(os.environ.get("CTGWATCH_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     page_errors: list[str] = []
-    with sync_playwright() as p:
+    with worker_alive(stack), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--disable-background-networking", "--disable-component-update"])
         page = browser.new_page(viewport=viewport)

@@ -30,6 +30,7 @@ from stream.alarms.handling import AlertHandling
 from stream.core.ports import free_port
 from stream.gateway.devices import DeviceRegistry
 from stream.state.alerts import AlertStore
+from stream.state.heartbeat import HEARTBEAT, WorkerReport
 from stream.state.patient_status import PatientStatusStore, status_key
 from stream.station.views import ward_snapshot
 from tests.faults import crash, private_stack, restart, stored_packets, worker_env
@@ -86,6 +87,11 @@ class Monitors(threading.Thread):
                 time.sleep(0.2)
 
 
+def _lag_measured(redis: Redis) -> bool:
+    raw = redis.get(HEARTBEAT)
+    return raw is not None and WorkerReport.model_validate_json(raw).unread_records is not None
+
+
 def _sentences(redis_dsn: str, patients: list[str]) -> set[str]:
     async def go() -> set[str]:
         redis = AsyncRedis.from_url(redis_dsn)
@@ -131,6 +137,9 @@ def test_worker_down_then_the_broker_lost_loses_nothing_the_gateway_acknowledged
                 deadline = time.monotonic() + 120  # the backlog stored and analysed: the FIGO class is shown
                 while time.monotonic() < deadline and not all(
                         redis.hget(status_key(p), "classification") for p in patients):
+                    time.sleep(1)
+                deadline = time.monotonic() + 60  # and the worker has measured its lag once (up reports it)
+                while time.monotonic() < deadline and not _lag_measured(redis):
                     time.sleep(1)
                 os.killpg(worker.pid, signal.SIGKILL)
                 killed = time.monotonic()
