@@ -91,6 +91,8 @@ class Ingest:
             await self.handle_packets(packets)
             if await self.redelivered(raw, now, source):
                 DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
+            elif await self.filled_gap(raw, now, source):
+                RECORDS_IN.labels("late", "ctg").inc()  # a resend after an outage: samples that never arrived
             else:
                 await self.dead_letter(verdict)
             return []
@@ -145,6 +147,27 @@ class Ingest:
 
         await self.retry.run(look, source=source)
         return found
+
+    async def filled_gap(self, raw: bytes, now: float, source: str) -> bool:
+        """Did this out-of-order CTG packet fill samples that never arrived (a hole an outage left)? Then it is
+        stored at its place in time (:meth:`stream.worker.pipeline.Pipeline.fill_gap`), not dead-lettered."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return False
+        try:
+            record = parse_signal(raw, self.validator.limits, now=now)
+        except IngestError:
+            return False
+        if not isinstance(record, CtgPacket):
+            return False
+        filled = False
+
+        async def fill() -> None:
+            nonlocal filled
+            filled = await pipeline.fill_gap(record)
+
+        await self.retry.run(fill, source=source, on_outage=self._drop_half_done({record.patient_id}))
+        return filled
 
     def _drop_half_done(self, patient_ids: set[str]) -> Callable[[BaseException], None]:
         """After a failed try, the retry reloads these windows from Redis: nothing half-applied stays."""

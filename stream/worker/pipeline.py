@@ -318,6 +318,25 @@ class Pipeline:
                 return
         await self.on_ctg(record)
 
+    async def fill_gap(self, packet: CtgPacket) -> bool:
+        """A packet that arrives after newer ones (a producer's resend after an outage) and brings samples that
+        never arrived: stored at its place in time, as history (no fast rules, no alarm about the past, as a
+        replayed dead letter). False, and nothing changed, when it lies outside the stored window or any of its
+        samples is there already (then it is not a late packet but a clash, and the caller dead-letters it)."""
+        async with self.locks[packet.patient_id]:
+            window = await self._window(packet.patient_id, packet.bed_id)
+            if window.end_index is None:
+                return False
+            first = window.end_index - window.fhr.size
+            start = packet_index(packet)
+            end = start + len(packet.fhr)
+            if start < first or end > window.end_index or not np.isnan(window.fhr[start - first:end - first]).all():
+                return False
+            window.backfill(start, np.array(packet.fhr), np.array(packet.uc),
+                            None if packet.mhr is None else np.array(packet.mhr))
+            await self.windows.save_packet(window, packet)
+            return True
+
     async def on_vitals(self, obs: VitalsObservation) -> None:
         async with self.locks[obs.patient_id]:
             await self.windows.save_vitals(obs)

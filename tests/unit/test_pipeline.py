@@ -590,3 +590,24 @@ async def test_a_gap_in_the_data_is_no_data_not_a_signal_loss_finding(pipeline) 
     assert not any("transducer" in s for s in seen[never_sent]), seen[never_sent]
     zero, missing = await pipeline.status.read(sent_as_zero), await pipeline.status.read(never_sent)
     assert missing.classification == zero.classification != "insufficient_signal"
+
+
+async def test_a_late_packet_fills_the_hole_an_outage_left_and_a_clash_does_not(pipeline) -> None:
+    """After an outage a producer may resend older packets after newer ones reached the worker: a packet whose
+    samples never arrived is stored at its place in time (as history); one over samples already there is not
+    (the worker dead-letters it as out of order)."""
+    patient = f"pp-{uuid.uuid4().hex[:6]}"
+    t0 = time.time() - 600
+    sent = packets(patient, t0, np.full(4 * 120, 140.0))
+    for i, pkt in enumerate(sent):
+        if not 50 <= i < 60:  # 10 s never arrived
+            await pipeline.on_record(pkt)
+    assert np.isnan(pipeline.window_of(patient).span(t0 + 50, t0 + 60)[0]).all()
+    assert await pipeline.fill_gap(sent[55])
+    assert (pipeline.window_of(patient).span(t0 + 55, t0 + 56)[0] == 140.0).all()
+    clash = sent[20].model_copy(update={"fhr": [150.0] * 4})
+    assert not await pipeline.fill_gap(clash)  # its samples are there: a clash, not a late packet
+    assert not await pipeline.fill_gap(sent[55])  # filled already
+    fresh = Pipeline(pipeline.redis, pipeline.alerts, pipeline.windows, pipeline.cadence)
+    reloaded = await fresh._window(patient, "bed-p")  # stored: a restarted worker has it
+    assert (reloaded.span(t0 + 55, t0 + 56)[0] == 140.0).all() and np.isnan(reloaded.span(t0 + 50, t0 + 51)[0]).all()
