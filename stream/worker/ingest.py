@@ -132,42 +132,37 @@ class Ingest:
 
     async def redelivered(self, raw: bytes, now: float, source: str) -> bool:
         """Is this out-of-order record one the worker already stored (a producer's resend)?"""
-        pipeline = self.pipeline
-        if pipeline is None:
+        pipeline, record = self.pipeline, self._parsed(raw, now)
+        if pipeline is None or record is None:
             return False
-        try:
-            record = parse_signal(raw, self.validator.limits, now=now)
-        except IngestError:
-            return False
-        found = False
-
-        async def look() -> None:
-            nonlocal found
-            found = await pipeline.windows.already_stored(record)
-
-        await self.retry.run(look, source=source)
-        return found
+        return await self._asked(lambda: pipeline.windows.already_stored(record), source)
 
     async def filled_gap(self, raw: bytes, now: float, source: str) -> bool:
         """Did this out-of-order CTG packet fill samples that never arrived (a hole an outage left)? Then it is
         stored at its place in time (:meth:`stream.worker.pipeline.Pipeline.fill_gap`), not dead-lettered."""
-        pipeline = self.pipeline
-        if pipeline is None:
+        pipeline, record = self.pipeline, self._parsed(raw, now)
+        if pipeline is None or not isinstance(record, CtgPacket):
             return False
+        return await self._asked(lambda: pipeline.fill_gap(record), source, record.patient_id)
+
+    def _parsed(self, raw: bytes, now: float) -> SignalRecord | None:
+        """The record, or None when it does not parse (the caller dead-letters it with the validator's reason)."""
         try:
-            record = parse_signal(raw, self.validator.limits, now=now)
+            return parse_signal(raw, self.validator.limits, now=now)
         except IngestError:
-            return False
-        if not isinstance(record, CtgPacket):
-            return False
-        filled = False
+            return None
 
-        async def fill() -> None:
-            nonlocal filled
-            filled = await pipeline.fill_gap(record)
+    async def _asked(self, question: Callable[[], Awaitable[bool]], source: str, patient_id: str | None = None) -> bool:
+        """The pipeline's answer, waiting out an outage (a window touched is reloaded before the retry)."""
+        answer = False
 
-        await self.retry.run(fill, source=source, on_outage=self._drop_half_done({record.patient_id}))
-        return filled
+        async def ask() -> None:
+            nonlocal answer
+            answer = await question()
+
+        await self.retry.run(ask, source=source,
+                             on_outage=None if patient_id is None else self._drop_half_done({patient_id}))
+        return answer
 
     def _drop_half_done(self, patient_ids: set[str]) -> Callable[[BaseException], None]:
         """After a failed try, the retry reloads these windows from Redis: nothing half-applied stays."""
