@@ -51,7 +51,9 @@ def _ints(x: np.ndarray | None) -> list[int | None] | int:
 
 
 #: Tile fields the wall does not use and that change with every packet or analysis.
-_VOLATILE = {"t_end", "analysed_at", "analysis_t0", "fhr_now", "vitals_ts", "model_evidence", "last_packet_at", "reasons"}
+#: ``outages`` are the ward's, sent once in the ward's head, not again in every tile.
+_VOLATILE = {"t_end", "analysed_at", "analysis_t0", "fhr_now", "vitals_ts", "model_evidence", "last_packet_at", "reasons",
+             "outages"}
 
 
 def wall_tile(tile: Tile) -> str:

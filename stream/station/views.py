@@ -91,8 +91,8 @@ async def ward_snapshot(status: PatientStatusStore, alerts: AlertStore, ward_id:
     now = time.time()
     report = await read_heartbeat(status.redis)
     age = None if report is None else max(0.0, now - report.t)
-    interrupted = age is None or age > stale_after_s
     outages = worker_outages(report, now, stale_after_s) + broker_loss_outage(await read_broker_loss(status.redis))
+    interrupted = any(o.cause == "worker_silent" for o in outages)  # the same staleness rule, decided once
     stopping = next((o.cause for o in outages if o.alarms_stopped), None)
     silent = stale_after_s if bed_silent_s is None else bed_silent_s
     states, left = on_the_wall(await status.read_many(sorted(set(patients) | set(by_patient))), set(by_patient), now,
