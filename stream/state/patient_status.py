@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.typing import EncodableT
 
 from detectors.ctg import CtgAnalysis
@@ -147,8 +146,13 @@ def ward_key(ward_id: str) -> str:
     return f"ctgw:patients:{ward_id}"
 
 
+def encode_status_value(value: Any) -> str:
+    """One value of the status hash as it is stored: JSON (a model as its dump)."""
+    return json.dumps(value.model_dump() if isinstance(value, BaseModel) else value)
+
+
 def _encode(fields: dict[str, Any]) -> dict[EncodableT, EncodableT]:
-    return {k: json.dumps(v.model_dump() if isinstance(v, BaseModel) else v) for k, v in fields.items()}
+    return {k: encode_status_value(v) for k, v in fields.items()}
 
 
 def _decode(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, Any]:
@@ -167,15 +171,6 @@ class PatientStatusStore:
     def __init__(self, redis: Redis, *, keep_marks_s: float = 2400.0) -> None:
         self.redis = redis
         self.keep_marks_s = keep_marks_s
-
-    def note_bed(self, pipe: RedisPipeline, patient_id: str, bed_id: str, ward_id: str | None = None,
-                 t_end: float | None = None) -> None:
-        """Queue the patient's bed and the arrival time on a caller's transaction (the packet write);
-        with ``ward_id``, list the patient on the ward from its first packet (the wall shows a bed at once,
-        not only after its first 10-min analysis)."""
-        pipe.hset(status_key(patient_id), mapping=_encode({"bed_id": bed_id, "last_packet_at": time.time()}))
-        if ward_id is not None and t_end is not None:
-            pipe.zadd(ward_key(ward_id), {patient_id: t_end}, gt=True)
 
     async def record_analysis(
         self, ward_id: str, patient_id: str, bed_id: str, analysis: CtgAnalysis, *,
@@ -264,6 +259,6 @@ class PatientStatusStore:
 
     async def leave_ward(self, ward_id: str, patient_ids: list[str]) -> None:
         """Take patients off the ward index (their status hash and labour record stay). A packet
-        of theirs puts them back (:meth:`note_bed`)."""
+        of theirs puts them back (:meth:`stream.state.windows.WindowStore.save_packets`)."""
         if patient_ids:
             await self.redis.zrem(ward_key(ward_id), *patient_ids)

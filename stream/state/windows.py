@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ from detectors.meows import VitalsObservation as MeowsObs
 from detectors.meows import score_observation
 from stream.core.redis_values import as_bytes
 from stream.core.schemas import CTG_FS_HZ, CtgPacket, VitalsObservation
-from stream.state.patient_status import PatientStatusStore
+from stream.state.patient_status import encode_status_value, status_key, ward_key
 
 _HEADER = struct.Struct("<qH?")  # first index, samples, has maternal HR
 
@@ -190,6 +191,26 @@ class PatientWindow:
         return self.fhr[a:b], self.uc[a:b], self.mhr[a:b] if self.has_mhr else None
 
 
+#: The packet write of :meth:`WindowStore.save_packets`. KEYS: per packet its window and its status hash, then
+#: the ward's set (absent: no ward). ARGV: the packet count, the wall time of arrival (JSON, as the status hash
+#: holds its values), then per packet its member, first index, the oldest index its window keeps, the bed
+#: (JSON), its last sample's time and the patient id (the ward's member).
+_SAVE_PACKETS = """
+local n = tonumber(ARGV[1])
+local ward = KEYS[2 * n + 1]
+for i = 0, n - 1 do
+  local win, status, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 3 + 6 * i
+  redis.call('ZADD', win, ARGV[a + 1], ARGV[a])
+  redis.call('ZREMRANGEBYSCORE', win, '-inf', '(' .. ARGV[a + 2])
+  redis.call('HSET', status, 'bed_id', ARGV[a + 3], 'last_packet_at', ARGV[2])
+  if ward then
+    redis.call('ZADD', ward, 'GT', ARGV[a + 4], ARGV[a + 5])
+  end
+end
+return n
+"""
+
+
 def packet_index(packet: CtgPacket) -> int:
     return int(round(packet.start_ts * packet.fs_hz))
 
@@ -201,7 +222,7 @@ class WindowStore:
         self.redis = redis
         self.capacity_s = capacity_s
         self.vitals_keep_s = vitals_keep_s
-        self.status = PatientStatusStore(redis)
+        self._save_script = redis.register_script(_SAVE_PACKETS)
 
     @staticmethod
     def _win(pid: str) -> str:
@@ -215,24 +236,27 @@ class WindowStore:
         await self.save_packets([(window, packet)], ward_id=ward_id)
 
     async def save_packets(self, packets: list[tuple[PatientWindow, CtgPacket]], ward_id: str | None = None) -> None:
-        """Store accepted packets (each with its patient's window, already extended) in one transaction.
+        """Store accepted packets (each with its patient's window, already extended) in one command.
 
-        One round trip for a whole batch of packets, not one per packet: at a few hundred beds per
-        worker the round trips, not Redis, were the packet path's cost (docs/SCALING.md). A transaction
-        keeps each packet's member, the trim of the window and the bed's arrival time together.
+        One script for a whole batch (:data:`_SAVE_PACKETS`): each packet's member, the trim of its window,
+        the bed's arrival time and the ward's newest time, applied together as the transaction it replaced
+        was (a script runs whole). The client packs one command and reads one reply instead of four per
+        packet: with a transaction the client's per-command work, not Redis, was most of the packet path
+        (``python bench/packet_path.py``, docs/BENCHMARKS.md).
         """
         if not packets:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for window, packet in packets:
-                start = packet_index(packet)
-                blob = _packet_member(packet)
-                oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
-                pipe.zadd(self._win(packet.patient_id), {blob: start})
-                pipe.zremrangebyscore(self._win(packet.patient_id), "-inf", f"({oldest}")
-                self.status.note_bed(pipe, packet.patient_id, packet.bed_id, ward_id,
-                                     packet.start_ts + len(packet.fhr) / packet.fs_hz)
-            await pipe.execute()
+        keys: list[str] = []
+        args: list[bytes | str | int | float] = [len(packets), encode_status_value(time.time())]
+        for window, packet in packets:
+            start = packet_index(packet)
+            oldest = (window.end_index or start) - int(self.capacity_s * packet.fs_hz) - len(packet.fhr)
+            keys += [self._win(packet.patient_id), status_key(packet.patient_id)]
+            args += [_packet_member(packet), start, oldest, encode_status_value(packet.bed_id),
+                     repr(packet.start_ts + len(packet.fhr) / packet.fs_hz), packet.patient_id]
+        if ward_id is not None:
+            keys.append(ward_key(ward_id))
+        await self._save_script(keys=keys, args=args)
 
     async def load(self, patient_id: str, bed_id: str, baseline_bpm: float | None = None) -> PatientWindow:
         """Rebuild a window (and its fast-rule counters) from Redis; empty if none is stored.

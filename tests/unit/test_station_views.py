@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from stream.alarms.handling import AlertHandling
 from stream.state.alerts import AlertStore
 from stream.state.heartbeat import HEARTBEAT, beat
@@ -29,13 +31,10 @@ async def test_a_bed_without_packets_shows_monitoring_interrupted(redis) -> None
     from stream.state.patient_status import status_key
 
     status, alerts = PatientStatusStore(redis), AlertStore(redis, AlertHandling(ward_id="w"))
-    import numpy as np
 
     analysis = analyse_ctg(np.full(4 * 700, 140.0), np.full(4 * 700, 10.0), t0=0.0)
     for pid in ("p-live", "p-quiet"):
-        async with redis.pipeline(transaction=True) as pipe:
-            status.note_bed(pipe, pid, f"bed-{pid}")
-            await pipe.execute()
+        await _arrive(redis, pid, f"bed-{pid}", None, time.time())
         await status.record_analysis("w", pid, f"bed-{pid}", analysis, t_end=700.0, fhr_now=140.0, baseline_bpm=140.0,
                                      analysed_at=time.time())
     await redis.hset(status_key("p-quiet"), "last_packet_at", repr(time.time() - 120))
@@ -56,12 +55,21 @@ def test_the_risk_trend_keeps_one_point_per_five_minutes_for_twelve_hours() -> N
     assert trend[-1].t - trend[0].t <= RISK_KEEP_S
 
 
+async def _arrive(redis, pid: str, bed: str, ward: str | None, t_end: float) -> None:
+    """A packet of the patient's stored as the worker stores it (her bed, arrival time, the ward's index)."""
+    from stream.core.schemas import CtgPacket
+    from stream.state.windows import PatientWindow, WindowStore
+
+    packet = CtgPacket(patient_id=pid, bed_id=bed, device_id="m", start_ts=t_end - 1, fhr=[140.0] * 4, uc=[10.0] * 4)
+    window = PatientWindow(pid, bed, 3600)
+    window.add(round(packet.start_ts * 4), *(np.array(c) for c in (packet.fhr, packet.uc)), None)
+    await WindowStore(redis, capacity_s=3600).save_packets([(window, packet)], ward_id=ward)
+
+
 async def _patient(status: PatientStatusStore, redis, pid: str, bed: str, silent_s: float) -> None:
     from stream.state.patient_status import status_key
 
-    async with redis.pipeline(transaction=True) as pipe:
-        status.note_bed(pipe, pid, bed, "w", t_end=time.time() - silent_s)
-        await pipe.execute()
+    await _arrive(redis, pid, bed, "w", time.time() - silent_s)
     await redis.hset(status_key(pid), "last_packet_at", repr(time.time() - silent_s))
 
 
