@@ -274,7 +274,18 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             log.warning("consumer offsets from a previous broker: %s", line)
     except Exception as exc:  # broker away at start: the consumer will wait for it
         log.warning("committed offsets not checked (%s: %s)", type(exc).__name__, exc)
-    app = Worker(settings).app
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True,
-                          logging_config=logging_config(settings.log_format, loglevel))
+    worker = faust_worker(Worker(settings).app, loglevel, logging_config(settings.log_format, loglevel))
     worker.execute_from_commandline()
+
+
+def faust_worker(app: faust.App, loglevel: str, config: dict[str, Any]) -> faust.Worker:
+    """Faust's worker for ``app``, without its terminal spinner.
+
+    At a log level of WARNING or above Faust keeps a progress spinner that spins on every log record: it
+    sets the root logger to DEBUG and adds a handler at DEBUG, so every debug line of aiokafka and Faust
+    (several per fetch) was built, formatted for nothing and dropped. A worker's output is a log, never a
+    terminal to animate.
+    """
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=config)
+    worker.spinner = None
+    return worker
