@@ -412,13 +412,20 @@ def measure_point(beds: int, workers: int, history_s: float, steady_s: float, wa
 
 def start_profilers(procs: list, beds: int, seconds: float, profile_dir: Path) -> list[subprocess.Popen]:
     """py-spy on every worker for the measured span: a flame graph per worker (its overhead is on the same
-    cores, so a profiled run is for where the time goes, not for the headline figures)."""
+    cores, so a profiled run is for where the time goes, not for the headline figures).
+
+    Only samples of the thread holding the GIL count (``--gil``): without it, a thread waiting to take the GIL
+    back after a socket write or an epoll wait is sampled at that line, and the graph showed about 20% of the
+    worker in ``socket.write`` and ``select`` that was the other thread's CPU, not theirs."""
     profile_dir.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).with_name("py-spy"))
+    # Each worker twice over: a flame graph to look at, and the collapsed stacks (one line per stack with its
+    # sample count) to add up, e.g. the share of samples under a function or in it alone
     return [subprocess.Popen([spy, "record", "--pid", str(p.pid), "--duration", str(int(seconds)), "--rate", "50",
-                              "--nonblocking", "--format", "flamegraph",
-                              "--output", str(profile_dir / f"worker-flame-{beds}beds-w{i}.svg")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i, p in enumerate(procs)]
+                              "--nonblocking", "--threads", "--gil", "--format", form,
+                              "--output", str(profile_dir / f"worker-flame-{beds}beds-w{i}.{ext}")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, p in enumerate(procs) for form, ext in (("flamegraph", "svg"), ("raw", "txt"))]
 
 
 async def _run(settings: Settings, beds: int, workers: int, data: list, history_s: float, steady_s: float,
