@@ -639,7 +639,8 @@ class Pipeline:
         if ae is not None and not isinstance(ae, ModelUnavailable):
             # the per-second reconstruction error, for the dashboard's "where is it abnormal" shading
             error = ModelError(model="ctg_autoencoder", t0=(window.t_end or 0) - self.norm.window_s,
-                               threshold=float(ae.threshold), error=[round(float(v), 4) for v in ae.per_second])
+                               threshold=float(ae.threshold),
+                               error=np.round(np.asarray(ae.per_second, dtype=float), 4).tolist())
         risk = evidence.get(RISK_MODEL, {}).get("risk_ph_below_7_05")
         if error is not None:  # the newest scoring interval's above-threshold seconds, kept for the scrollback
             await self.record.add_marks(window.patient_id, anomaly_marks(
