@@ -186,6 +186,9 @@ async function drawTrends() {
 }
 
 let lastContact = Date.now();  // the station's last answer: silence means this page is stale
+let traceAt = 0;  // when the trace was last read
+const TILE_EVERY_MS = 2000;  // the banner and the alarms: an outage is named within 10 s (worker silent after 8 s)
+const TRACE_EVERY_MS = 6000;  // the trace (an hour of samples) is the heavy read: every third answer
 async function refresh() {
   let tile;
   try { tile = await api(`/api/beds/${encodeURIComponent(bedId)}`); }
@@ -200,11 +203,13 @@ async function refresh() {
   }
   lastContact = Date.now();
   $("#not-found").hidden = true;
-  if (patient !== tile.patient_id) { patient = tile.patient_id; archiveAt = 0; }
+  if (patient !== tile.patient_id) { patient = tile.patient_id; archiveAt = 0; traceAt = 0; }
   $("#bed-title").innerHTML = `<strong>${esc(tile.bed_id)}</strong> <span class="muted">${esc(tile.patient_id)}</span>`;
   $("#concern").innerHTML = concernBadge(concernOf(tile));
   showOutages($("#interrupted"), tile.outages, tile.data_interrupted ? [interruptedText(tile)] : [], "monitor_silent");
   renderAlerts($("#alerts tbody"), sortAlarms(tile.alerts));
+  if (Date.now() - traceAt < TRACE_EVERY_MS - 100) return;
+  traceAt = Date.now();
   live = await api(`/api/patients/${encodeURIComponent(patient)}/trace?seconds=3600`);
   if (Date.now() - archiveAt > 300_000 && live.t0 != null) {  // the archive grows by a minute a minute: reread every 5 min
     archive = await api(`/api/patients/${encodeURIComponent(patient)}/chart?start=${live.t0 - 24 * 3600}&end=${live.t0}`);
@@ -238,7 +243,7 @@ async function main() {
   for (const r of document.querySelectorAll("input[name=span]")) r.onchange = () => { trendSpanH = +r.value; drawTrends(); };
   window.addEventListener("resize", () => { draw(); followLive(); });
   // the page keeps asking even when the first answers fail (an outage at load time): it says why meanwhile
-  setInterval(() => refresh().catch(() => {}), 5000);
+  setInterval(() => refresh().catch(() => {}), TILE_EVERY_MS);
   setInterval(() => drawTrends().catch(() => {}), 60000);
   await refresh().catch(() => {});
   await drawTrends().catch(() => {});
