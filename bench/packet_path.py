@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from stream.alarms.handling import AlertHandling  # noqa: E402
+from stream.core.ports import free_port  # noqa: E402
 from stream.core.schemas import CtgPacket  # noqa: E402
 from stream.core.settings import Settings  # noqa: E402
 from stream.core.validation import Validator  # noqa: E402
@@ -40,12 +40,6 @@ from stream.state.windows import WindowStore  # noqa: E402
 from stream.worker.pipeline import Cadence, Pipeline  # noqa: E402
 
 BATCH = 50  # packets per on_ctg_batch, about what the worker's 50-ms batching gathers at 1,000 beds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def measure(beds: int, seconds: int, history_s: int, profile: Path | None) -> dict[str, float]:
@@ -100,8 +94,6 @@ async def measure(beds: int, seconds: int, history_s: int, profile: Path | None)
         if prof:
             prof.disable()
             prof.dump_stats(str(profile))
-        if os.environ.get("BENCH_COMMANDSTATS"):
-            print({k: v["calls"] for k, v in (await redis.info("commandstats")).items()})
         await redis.aclose()
         n = beds * seconds
         return {k: 1e6 * v / n for k, v in spent.items()}

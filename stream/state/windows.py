@@ -42,10 +42,14 @@ def _pack(start: int, fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray | None) -
     return _HEADER.pack(start, len(fhr), mhr is not None) + body
 
 
+def packet_arrays(packet: CtgPacket) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The packet's FHR, UC and maternal HR (None: not sent) as arrays, as a window takes them."""
+    return np.array(packet.fhr), np.array(packet.uc), None if packet.mhr is None else np.array(packet.mhr)
+
+
 def _packet_member(packet: CtgPacket) -> bytes:
     """The packet's member of its patient's sorted set: the same packet always gives the same bytes."""
-    return _pack(packet_index(packet), np.array(packet.fhr), np.array(packet.uc),
-                 None if packet.mhr is None else np.array(packet.mhr))
+    return _pack(packet_index(packet), *packet_arrays(packet))
 
 
 def _unpack(blob: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -191,11 +195,14 @@ class PatientWindow:
         return self.fhr[a:b], self.uc[a:b], self.mhr[a:b] if self.has_mhr else None
 
 
-#: The packet write of :meth:`WindowStore.save_packets`. KEYS: per packet its window (``ctgw:win:<patient>``) and
-#: its status hash, then the ward's set (absent: no ward). ARGV: the packet count, the wall time of arrival (JSON,
-#: as the status hash holds its values), then per packet its member and one line of text: its first index, the
-#: oldest index its window keeps, its last sample's time and its bed (JSON). Two arguments a packet, not six: the
-#: client encodes each argument in Python, and that was a third of the write's cost.
+#: Each patient's window is the sorted set under this prefix and her id (the packet write reads the id back).
+_WIN_PREFIX = "ctgw:win:"
+
+#: The packet write of :meth:`WindowStore.save_packets`. KEYS: per packet its window (``ctgw:win:<patient>``, the
+#: patient read back from the key) and its status hash, then the ward's set (absent: no ward). ARGV: the packet
+#: count, the wall time of arrival (JSON, as the status hash holds its values), then per packet its member and one
+#: line of text: its first index, the oldest index its window keeps, its last sample's time and its bed (JSON). Two
+#: arguments a packet, not six: the client encodes each argument in Python, and that was a third of the write's cost.
 _SAVE_PACKETS = """
 local n = tonumber(ARGV[1])
 local ward = KEYS[2 * n + 1]
@@ -206,11 +213,11 @@ for i = 0, n - 1 do
   redis.call('ZREMRANGEBYSCORE', win, '-inf', '(' .. oldest)
   redis.call('HSET', status, 'bed_id', bed, 'last_packet_at', ARGV[2])
   if ward then
-    redis.call('ZADD', ward, 'GT', t_end, string.sub(win, 10))
+    redis.call('ZADD', ward, 'GT', t_end, string.sub(win, PREFIX_LEN + 1))
   end
 end
 return n
-"""
+""".replace("PREFIX_LEN", str(len(_WIN_PREFIX)))
 
 
 def packet_index(packet: CtgPacket) -> int:
@@ -228,7 +235,7 @@ class WindowStore:
 
     @staticmethod
     def _win(pid: str) -> str:
-        return f"ctgw:win:{pid}"
+        return f"{_WIN_PREFIX}{pid}"
 
     @staticmethod
     def _vitals(pid: str) -> str:

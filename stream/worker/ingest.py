@@ -89,9 +89,10 @@ class Ingest:
                 await self.dead_letter(verdict)
                 return packets
             await self.handle_packets(packets)
-            if await self.redelivered(raw, now, source):
+            late = self._parsed(raw, now)  # parsed once for both questions
+            if await self.redelivered(late, source):
                 DUPLICATES.inc()  # at-least-once delivery (a producer resent it): already stored
-            elif await self.filled_gap(raw, now, source):
+            elif await self.filled_gap(late, source):
                 RECORDS_IN.labels("late", "ctg").inc()  # a resend after an outage: samples that never arrived
             else:
                 await self.dead_letter(verdict)
@@ -130,17 +131,18 @@ class Ingest:
         await self.retry.run(functools.partial(self.pipeline.on_replayed, record), source=source,
                              on_outage=self._drop_half_done({record.patient_id}))
 
-    async def redelivered(self, raw: bytes, now: float, source: str) -> bool:
-        """Is this out-of-order record one the worker already stored (a producer's resend)?"""
-        pipeline, record = self.pipeline, self._parsed(raw, now)
+    async def redelivered(self, record: SignalRecord | None, source: str) -> bool:
+        """Is this out-of-order record (None: it does not parse) one the worker already stored (a producer's
+        resend)?"""
+        pipeline = self.pipeline
         if pipeline is None or record is None:
             return False
         return await self._asked(lambda: pipeline.windows.already_stored(record), source)
 
-    async def filled_gap(self, raw: bytes, now: float, source: str) -> bool:
+    async def filled_gap(self, record: SignalRecord | None, source: str) -> bool:
         """Did this out-of-order CTG packet fill samples that never arrived (a hole an outage left)? Then it is
         stored at its place in time (:meth:`stream.worker.pipeline.Pipeline.fill_gap`), not dead-lettered."""
-        pipeline, record = self.pipeline, self._parsed(raw, now)
+        pipeline = self.pipeline
         if pipeline is None or not isinstance(record, CtgPacket):
             return False
         return await self._asked(lambda: pipeline.fill_gap(record), source, record.patient_id)

@@ -65,7 +65,7 @@ from stream.state.alerts import AlertStore
 from stream.state.labour_figo import LabourFigoStore
 from stream.state.labour_record import TREND_STEP_S, ChartMinutes, LabourRecordStore, anomaly_marks, one_hz, trend_point
 from stream.state.patient_status import ModelError, PatientStatusStore, TraceMark
-from stream.state.windows import NewSamples, PatientWindow, WindowStore, packet_index
+from stream.state.windows import NewSamples, PatientWindow, WindowStore, packet_arrays, packet_index
 from stream.worker.analysis_pool import AnalysisPool
 from stream.worker.false_signal import FalseSignalJudge
 from stream.worker.outage import is_outage, log_failure
@@ -278,8 +278,7 @@ class Pipeline:
 
     @staticmethod
     def _extend(window: PatientWindow, packet: CtgPacket) -> NewSamples | None:
-        mhr = None if packet.mhr is None else np.array(packet.mhr)
-        new = window.add(packet_index(packet), np.array(packet.fhr), np.array(packet.uc), mhr)
+        new = window.add(packet_index(packet), *packet_arrays(packet))
         if packet.fhr_source != "unknown":
             window.sensor = packet.fhr_source
         return new
@@ -312,8 +311,7 @@ class Pipeline:
             window = await self._window(record.patient_id, record.bed_id)
             past = window.end_index is not None and packet_index(record) + len(record.fhr) <= window.end_index
             if past:
-                window.backfill(packet_index(record), np.array(record.fhr), np.array(record.uc),
-                                None if record.mhr is None else np.array(record.mhr))
+                window.backfill(packet_index(record), *packet_arrays(record))
                 await self.windows.save_packet(window, record)
                 return
         await self.on_ctg(record)
@@ -332,8 +330,7 @@ class Pipeline:
             end = start + len(packet.fhr)
             if start < first or end > window.end_index or not np.isnan(window.fhr[start - first:end - first]).all():
                 return False
-            window.backfill(start, np.array(packet.fhr), np.array(packet.uc),
-                            None if packet.mhr is None else np.array(packet.mhr))
+            window.backfill(start, *packet_arrays(packet))
             await self.windows.save_packet(window, packet)
             return True
 

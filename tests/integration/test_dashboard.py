@@ -304,8 +304,6 @@ def store_long_labour(stack, patient: str, bed: str, ward: str, hours: float) ->
 def worker_alive(stack) -> Iterator[None]:
     """A worker's heartbeat every second (this test runs none): the page shows a ward at work, not the
     "stream worker is silent" banner a ward without a worker rightly shows."""
-    import threading
-
     from redis import Redis as SyncRedis
 
     from stream.state.heartbeat import HEARTBEAT, WorkerReport
