@@ -96,16 +96,15 @@ def excursions(
         core = d >= amplitude
         away = d > RETURN_BPM
     out: list[Excursion] = []
-    for a, e in runs(away):
-        if not core[a:e].any():
+    for a, e in runs(away).tolist():
+        if e - a < min_s or (max_s is not None and e - a > max_s) or not core[a:e].any():
             continue
-        if e - a < min_s:
-            continue
-        if max_s is not None and e - a > max_s:
-            continue
-        k = a + int(np.nanargmax(d[a:e]))
-        raw = sign * (np.where(valid1[a:e], x1[a:e], np.nan))
-        extreme = float(sign * np.nanmax(raw)) if np.isfinite(raw).any() else float(smooth[k])
+        # Inside a run of ``away`` every d is a number (NaN is never > RETURN_BPM): argmax is nanargmax.
+        k = a + int(np.argmax(d[a:e]))
+        raw = x1[a:e][valid1[a:e]]
+        raw = raw[np.isfinite(raw)]
+        # The raw extreme: the highest valid FHR above the baseline, the lowest below it.
+        extreme = float(raw.max() if sign > 0 else raw.min()) if raw.size else float(smooth[k])
         out.append(
             Excursion(
                 start=int(a), end=int(e), extreme_at=k, amplitude=float(d[k]),

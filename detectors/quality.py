@@ -151,26 +151,36 @@ def _follows(xs: np.ndarray, ms: np.ndarray, fs: float, min_corr: float, th: Sig
 
 
 def _near_stretches(
-    x: np.ndarray, plausible: np.ndarray, m: np.ndarray, m_ok: np.ndarray, multiple: float,
+    x: np.ndarray, both: np.ndarray, overlap: np.ndarray, m: np.ndarray, multiple: float,
     fs: float, th: SignalQualityThresholds,
 ) -> list[tuple[int, int]]:
     """Stretches where the FHR sits on ``multiple`` x the maternal rate, judged over a minute.
 
     Sample by sample a captured Doppler trace wanders a few bpm around the
     smooth maternal channel, so what counts is how much of the surrounding
-    minute is near it, and how near the stretch is as a whole.
+    minute is near it, and how near the stretch is as a whole. ``both`` marks
+    where both channels are plausible and ``overlap`` counts it over the
+    minute around each sample (:func:`_capture_window`).
     """
-    both = plausible & m_ok
     with np.errstate(invalid="ignore"):
         diff = np.abs(x - multiple * m)
     near = both & (diff < th.mhr_match_bpm)
-    w = max(1, int(th.mhr_window_s * fs))
-    overlap, near_count = centred_counts(both, w), centred_counts(near, w)
+    w = _capture_window(fs, th)
+    # A dense sample has at least mhr_min_near_fraction of mhr_min_overlap of its minute near: with fewer
+    # near samples in the whole trace there is no stretch (the usual case, which then skips the counting).
+    if np.count_nonzero(near) < th.mhr_min_near_fraction * th.mhr_min_overlap * w:
+        return []
+    near_count = centred_counts(near, w)
     dense = (overlap >= th.mhr_min_overlap * w) & (near_count >= th.mhr_min_near_fraction * overlap)
     min_s = th.mhr_min_s if multiple == 1.0 else th.mhr_double_min_s
     dense = drop_short(close_gaps(dense, int(5 * fs)), int(min_s * fs))
     return [(int(a), int(b)) for a, b in runs(dense)
             if both[a:b].any() and np.median(diff[a:b][both[a:b]]) <= th.mhr_median_diff_bpm]
+
+
+def _capture_window(fs: float, th: SignalQualityThresholds) -> int:
+    """Samples in the span a capture is judged over (``mhr_window_s``)."""
+    return max(1, int(th.mhr_window_s * fs))
 
 
 def _continue_capture(
@@ -209,12 +219,13 @@ def _maternal_capture(
     m = np.asarray(mhr, dtype=float)
     m_ok = np.isfinite(m) & (m > 0)
     captured = np.zeros_like(plausible)
+    both = plausible & m_ok
+    overlap = centred_counts(both, _capture_window(fs, th))
     # The maternal rate itself, or its double (a Doppler counting artefact).
     candidates = [(multiple, stretch) for multiple in (1.0, 2.0)
-                  for stretch in _near_stretches(x, plausible, m, m_ok, multiple, fs, th)]
+                  for stretch in _near_stretches(x, both, overlap, m, multiple, fs, th)]
     if not candidates:
         return captured
-    both = plausible & m_ok
     trend_x, trend_m = _median_5s(x, plausible, fs), _median_5s(m, m_ok, fs)
     for multiple, (a, b) in candidates:
         # A captured trace follows the mother's changes; a fetal trace that only

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from detectors.runs import interpolate_gaps
+from detectors.runs import interpolate_gaps, row_true_fractions, true_fraction
 from detectors.thresholds import BAND_PERCENTILES, MIN_SEGMENT_COVERAGE, CtgThresholds
 
 
@@ -72,7 +72,7 @@ def segment_bands(x: np.ndarray, usable: np.ndarray, fs: float, segment_s: float
         return np.empty(0)
     start = x.size - m * k
     xs = np.where(usable, x, np.nan)[start:].reshape(m, k)
-    cov = usable[start:].reshape(m, k).mean(axis=1)
+    cov = row_true_fractions(usable[start:].reshape(m, k))
     bands = row_bandwidths(xs)
     bands[cov < MIN_SEGMENT_COVERAGE] = np.nan
     return bands
@@ -123,13 +123,13 @@ def variability_within(
     parts: list[np.ndarray] = []
     for i, (a, b) in enumerate(spans):
         seg, ok = np.asarray(x[a:b], dtype=float), usable[a:b]
-        if ok.sum() < piece * MIN_SEGMENT_COVERAGE:
+        if np.count_nonzero(ok) < piece * MIN_SEGMENT_COVERAGE:
             continue
         filled = interpolate_gaps(seg, ok)
         detrended = np.where(ok, seg - uniform_filter1d(filled, size=max(1, int(30 * fs)), mode="nearest"), np.nan)
         for start in range(0, seg.size, piece):
             part, part_ok = detrended[start:start + piece], ok[start:start + piece]
-            if part.size >= piece // 2 and part_ok.mean() >= MIN_SEGMENT_COVERAGE:
+            if part.size >= piece // 2 and true_fraction(part_ok) >= MIN_SEGMENT_COVERAGE:
                 owners.append(i)
                 parts.append(part)
     out: list[list[tuple[float, float]]] = [[] for _ in spans]
@@ -173,7 +173,7 @@ def sinusoidal_steps(
     starts = offset + step * np.arange(m)
     idx = starts[:, None] + np.arange(span)[None, :]
     seg, ok, quiet = d1[idx], usable1[idx].astype(bool), no_accel1[idx].astype(bool)
-    candidate = (ok.mean(axis=1) >= 0.8) & quiet.all(axis=1)
+    candidate = (row_true_fractions(ok) >= 0.8) & quiet.all(axis=1)
     if not candidate.any():
         return out, candidate
     seg, ok = seg[candidate], ok[candidate]
