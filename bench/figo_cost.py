@@ -5,19 +5,22 @@ Before (main up to 900f085): the last 30 min analysed every 15 s, four analyses 
 Now: one minute measured once (the 30-min window ending at it), and the class refreshed every 15 s
 from the carried state (four refreshes a minute), with 4 h of minute records already carried.
 
-Run: python bench/figo_cost.py   (writes its docs/BENCHMARKS.md section)
-Both rows run in the same process on the same trace, so they compare on any machine; the absolute
-figures move with the machine.
+Run: python bench/figo_cost.py [--base /tmp/base]   (writes its docs/BENCHMARKS.md section)
+Every row runs in its own process on the same trace, the rows in turn for a few rounds, so they compare
+on any machine; the absolute figures move with the machine (and a process's speed by 10-30% from one
+process to the next, hence the rounds and medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,27 +77,67 @@ def per_minute_now(fhr: np.ndarray, uc: np.ndarray, mhr: np.ndarray) -> tuple[li
     return out, refreshes
 
 
-def before_in(tree: Path) -> float:
-    """The 'before' row measured with another checkout's detectors (``--base``: main at 900f085), in a
-    child process with that tree first on the path; mean ms per recording minute."""
-    code = (f"import sys, statistics; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(ROOT / 'bench')!r}); "
-            "import figo_cost as b; f = b.trace(); b.per_minute_before(*f); "
-            "print(statistics.mean(b.per_minute_before(*f)) * 1e3)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tree)
-    return float(out.stdout.strip().splitlines()[-1])
+CHILD = """
+import json, statistics, sys
+import numpy as np
+tree, mode, trace_file = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, tree)
+import detectors.ctg
+assert detectors.ctg.__file__.startswith(tree), detectors.ctg.__file__  # the tree's own detectors, not ours
+sys.path.insert(1, {bench!r})
+import figo_cost as b
+z = np.load(trace_file)
+f = (z["fhr"], z["uc"], z["mhr"])
+if mode == "before":
+    b.per_minute_before(*f)  # warm-up
+    print(json.dumps({{"minute": statistics.mean(b.per_minute_before(*f))}}))
+else:
+    now, refreshes = b.per_minute_now(*f)
+    print(json.dumps({{"minute": statistics.mean(now), "refresh": statistics.mean(refreshes)}}))
+"""
+
+
+def measure_in(tree: Path, mode: str, trace_file: Path) -> dict[str, float]:
+    """One row measured in a child process with ``tree``'s detectors first on the path (``mode`` "before":
+    the 30-min window every 15 s; "now": the whole-labour state); ms per recording minute (and per refresh).
+
+    Each row runs in its own process, the same way, so no row has a warmer process than another; the
+    child checks that it imported the tree's detectors (figo_cost's own path would put ours first)."""
+    code = CHILD.format(bench=str(ROOT / "bench"))
+    out = subprocess.run([sys.executable, "-c", code, str(tree), mode, str(trace_file)],
+                         capture_output=True, text=True, check=True, cwd=tree)
+    return {k: v * 1e3 for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, default=None,
                         help="a checkout of the code before (git worktree add /tmp/base 900f085) for its own row")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the rows in turn; the medians are reported (a process's speed varies)")
     args = parser.parse_args()
-    fhr, uc, mhr = trace()
-    per_minute_before(fhr, uc, mhr)  # warm-up
-    before = per_minute_before(fhr, uc, mhr)
-    now, refreshes = per_minute_now(fhr, uc, mhr)
-    b, n = statistics.mean(before) * 1e3, statistics.mean(now) * 1e3
-    base = before_in(args.base) if args.base else None
+    rows: dict[str, list[dict[str, float]]] = {"base": [], "before": [], "now": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_file = Path(tmp) / "trace.npz"
+        fhr, uc, mhr = trace()
+        np.savez(trace_file, fhr=fhr, uc=uc, mhr=mhr)
+        for _ in range(args.rounds):
+            if args.base:
+                rows["base"].append(measure_in(args.base.resolve(), "before", trace_file))
+            rows["before"].append(measure_in(ROOT, "before", trace_file))
+            rows["now"].append(measure_in(ROOT, "now", trace_file))
+
+    def median(name: str, key: str = "minute") -> float:
+        return statistics.median(r[key] for r in rows[name])
+
+    def spread(name: str) -> str:
+        values = [r["minute"] for r in rows[name]]
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    b, n = median("before"), median("now")
+    base = median("base") if args.base else None
+    ratios = [(r0 if base else r1)["minute"] / r2["minute"]
+              for r0, r1, r2 in zip(rows["base"] or rows["before"], rows["before"], rows["now"])]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     lines = [
         f"Command: `python bench/figo_cost.py{' --base ' + str(args.base) if args.base else ''}` at {commit}, "
@@ -102,19 +145,22 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}. One bed's FIGO CPU (process time) per minute of recording, over "
         f"{MEASURED_MIN} minutes of a labour with a late deceleration after every contraction, after "
-        f"{HISTORY_MIN} min of history (the state carries its 4-h cap). The rows in one run on the same trace.",
+        f"{HISTORY_MIN} min of history (the state carries its 4-h cap). Each row in its own process on the same "
+        f"trace, the rows in turn for {args.rounds} rounds: the median, and the range over the rounds.",
         "",
-        "| FIGO analysis | per recording minute (ms CPU) | per 15-s refresh of the class (ms) |",
+        "| FIGO analysis | per recording minute (ms CPU), median (range) | per 15-s refresh of the class (ms) |",
         "|---|---|---|",
     ]
     if base is not None:
-        lines.append(f"| before, main at 900f085 (`--base`): the last 30 min analysed every 15 s | {base:.2f} | {base / 4:.2f} |")
+        lines.append(f"| before, main at 900f085 (`--base`): the last 30 min analysed every 15 s | {base:.2f} "
+                     f"({spread('base')}) | {base / 4:.2f} |")
     lines += [
-        f"| the same cadence with this commit's window analysis | {b:.2f} | {b / 4:.2f} |",
-        f"| now: each minute measured once (30-min window), class refreshed every 15 s from the state | {n:.2f} | "
-        f"{statistics.mean(refreshes) * 1e3:.2f} (refresh alone) |",
+        f"| the same cadence with this commit's window analysis | {b:.2f} ({spread('before')}) | {b / 4:.2f} |",
+        f"| now: each minute measured once (30-min window), class refreshed every 15 s from the state | {n:.2f} "
+        f"({spread('now')}) | {median('now', 'refresh'):.2f} (refresh alone) |",
         "",
-        f"**{(base or b) / n:.1f}x less FIGO CPU per bed** than {'900f085' if base else 'the 15-s cadence'}. "
+        f"**{(base or b) / n:.1f}x less FIGO CPU per bed** than {'900f085' if base else 'the 15-s cadence'} "
+        f"(per round {min(ratios):.1f}-{max(ratios):.1f}x). "
         f"At 1,500 beds: {1500 * n / 60 / 1e3:.2f} of a core against {1500 * (base or b) / 60 / 1e3:.2f}.",
     ]
     text = "\n".join(lines) + "\n"
