@@ -10,7 +10,9 @@ models):
    continue every bed's trace without a gap.
 2. **Then real time.** Every second each bed sends its next 1-s packet (4 Hz) stamped with the
    wall clock, and every 5 min a vitals observation, for ``--steady-s``; the first
-   ``--warmup-s`` are not measured.
+   ``--warmup-s`` are not measured. The measured span is a whole number of minutes (default 120 s):
+   each bed measures its newest minute once a minute, so any such span holds the same number of
+   measurements per bed (a 90-s span held one or two, and the CPU per bed-second moved with it).
 3. **Alarm latency under that load.** During the measured span, ``--alarm-trials`` of the beds
    (each with its full history) lose their FHR for 20 s, one after another; each is timed from
    the publish of the packet that completes 15 s of loss to the signal alarm's ``raised_at`` in
@@ -28,7 +30,7 @@ The sweep stops at the first N whose p99 exceeds 1 s or whose backlog grows (end
 second's packets above where it began, and above two seconds' worth); the largest N that held
 is the headline. Results go to docs/capacity.json and a docs/BENCHMARKS.md section.
 
-Run: python bench/capacity.py --beds 50,100,200,400 [--workers 1] [--steady-s 120]
+Run: python bench/capacity.py --beds 50,100,200,400 [--workers 1] [--steady-s 150]
 """
 
 from __future__ import annotations
@@ -528,7 +530,8 @@ def main() -> None:
     parser.add_argument("--beds", default="50,100,200,400", help="comma-separated bed counts, ascending")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--history-s", type=float, default=1800.0)
-    parser.add_argument("--steady-s", type=float, default=120.0)
+    parser.add_argument("--steady-s", type=float, default=150.0,
+                        help="real-time seconds; the measured span (this less --warmup-s) should be whole minutes")
     parser.add_argument("--warmup-s", type=float, default=30.0)
     parser.add_argument("--keep-going", action="store_true", help="measure every N even after one broke")
     parser.add_argument("--alarm-trials", type=int, default=10,
