@@ -6,8 +6,9 @@ models):
 1. **History first.** Every bed gets ``--history-s`` (default 30 min) of a simulated normal CTG,
    sent in 60-s packets, so that every bed is past the 10 min the FIGO baseline needs and is
    analysed every 15 s and scored every 60 s like a bed in a labour ward; the bench waits until
-   the worker group's lag is 0, then sends what went by meanwhile, so that the live packets
-   continue every bed's trace without a gap.
+   the worker group's lag is 0 and the workers have measured the history's minutes (steady state:
+   no backlog of FIGO work runs into the measured span), then sends what went by meanwhile, so that
+   the live packets continue every bed's trace without a gap.
 2. **Then real time.** Every second each bed sends its next 1-s packet (4 Hz) stamped with the
    wall clock, and every 5 min a vitals observation, for ``--steady-s``; the first
    ``--warmup-s`` are not measured. The measured span is a whole number of minutes (default 120 s):
@@ -271,16 +272,42 @@ async def drain(settings: Settings, timeout_s: float = 900.0) -> None:
         await asyncio.sleep(2)
 
 
-async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list, history_s: float) -> float:
-    """History up to now, drained, then caught up until less than 3 s are missing; returns where it ends.
+def minutes_measured(ports: list[int]) -> float:
+    """FIGO minutes the workers have measured so far (their analysis histograms' counts, summed)."""
+    return sum(total(scrape(port), "ctgwatch_window_analysis_seconds_count") for port in ports)
 
-    Why the catch-up: draining a large ward's history takes a while, and a gap between the history
-    and the live packets would be a stretch of lost signal in every bed's window (the FIGO analysis
-    and the alarms would see it).
+
+async def settle(ports: list[int], beds: int, timeout_s: float = 600.0) -> None:
+    """Wait until the workers have measured the minutes the history left them: fewer than a steady ward's
+    ``beds / 60`` a second over 5 s, while no packet arrives.
+
+    Why: the worker reads a drained history's records long before it has measured their minutes (the ticks
+    measure a backlog within their analysis budget), and at 1,500 beds the rest of that work ran into the
+    measured span of some runs (32.6 measurements a second there, against the 25 of a ward in steady state).
+    """
+    deadline = time.monotonic() + timeout_s
+    before = minutes_measured(ports)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(5)
+        now = minutes_measured(ports)
+        if (now - before) / 5 <= beds / 60:
+            return
+        before = now
+
+
+async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list, history_s: float,
+                       ports: list[int]) -> float:
+    """History up to now, drained and measured, then caught up until less than 3 s are missing; returns
+    where it ends.
+
+    Why the catch-up: draining a large ward's history and measuring its minutes take a while, and a gap
+    between the history and the live packets would be a stretch of lost signal in every bed's window (the
+    FIGO analysis and the alarms would see it).
     """
     end = time.time()
     await send_span(outbox, settings, beds, data, end - history_s, int(history_s))
     await drain(settings)
+    await settle(ports, beds)
     for _ in range(5):
         missing = int(time.time() - end)
         if missing < 3:
@@ -288,6 +315,7 @@ async def send_history(outbox: Outbox, settings: Settings, beds: int, data: list
         await send_span(outbox, settings, beds, data, end, missing)
         end += missing
         await drain(settings)
+        await settle(ports, beds)
     return end
 
 
@@ -435,7 +463,7 @@ async def _run(settings: Settings, beds: int, workers: int, data: list, history_
                alarm_trials_n: int = 10, together: bool = False) -> Point:
     outbox = await producer_outbox(settings, "capacity", max_records=500_000).start(require_broker=True)
     try:
-        history_end = await send_history(outbox, settings, beds, data, history_s)
+        history_end = await send_history(outbox, settings, beds, data, history_s, metric_ports)
         # alarm trials: beds spread over the ward, losing their signal one after another in the measured span
         trial_beds = [int(i * beds / alarm_trials_n) for i in range(alarm_trials_n)] if alarm_trials_n else []
         spacing = max(1.0, (steady_s - warmup_s - LOSS_S - 10) / max(len(trial_beds), 1))
@@ -608,7 +636,8 @@ def report_body(sweep: list[Point], command: str, machine: str, args: argparse.N
         f"{args.workers} worker(s)"
         + (f", each with {helpers} analysis process(es) whose CPU and memory count as the worker's" if helpers else "")
         + f". Each bed first gets {args.history_s / 60:.0f} min of history (60-s packets; "
-        f"the bench waits for lag 0), then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
+        f"the bench waits for lag 0 and for the workers to have measured its minutes), "
+        f"then streams 1-s packets at 4 Hz in real time for {args.steady_s:.0f} s "
         + ("(every bed's packet at the same instant each second: a worst case) " if args.together else
            f"(each bed at its own phase in the second, {PHASE_SLOTS} slots, as independent monitors) ") +
         f"(vitals every 5 min); the first {args.warmup_s:.0f} s are not measured. Packet age = wall time from a "
