@@ -43,6 +43,10 @@ from detectors.variability import (
 )
 
 DEFAULT_CTG = CtgThresholds()
+#: How far back the deceleration burden reaches (seconds): Cahill et al. 2018 (Am J Obstet Gynecol
+#: 218:523.e1) found the decelerations of the last 120 min before birth the best predictor of acidaemia
+#: among the FHR measures they compared. An input of the compromise risk, not a FIGO rule.
+DECELERATION_BURDEN_S = 7200.0
 FIGO = "FIGO 2015"
 #: Seconds either side of an acceleration or deceleration left out of the variability (its shoulders).
 EVENT_SHOULDER_S = 30
@@ -214,6 +218,9 @@ class CtgFeatures:
     longest_prolonged_s: float = 0.0
     #: Per deceleration (the order of ``decelerations``), its seconds of reduced variability within.
     reduced_within_s: list[float] = field(default_factory=list)
+    #: Seconds in completed decelerations that ended in the last ``DECELERATION_BURDEN_S`` (2 h): one
+    #: window, those it holds; the whole labour (:mod:`detectors.labour`), the labour's record of them.
+    deceleration_burden_s: float = 0.0
 
 
 def analyse_ctg(
@@ -394,6 +401,8 @@ def measure_features(signal: PreparedSignal, uc: np.ndarray | None, th: CtgThres
         repetitive_late_s=repetition.span_s if repetition.repetitive_late else 0.0,
         longest_prolonged_s=max((d.excursion.duration for d in decels if d.kind == "prolonged"), default=0.0),
         reduced_within_s=reduced_each,
+        deceleration_burden_s=float(sum(d.excursion.duration for d in decels
+                                        if d.excursion.complete and x1.size - d.excursion.end < DECELERATION_BURDEN_S)),
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from detectors.ctg import (
+    DECELERATION_BURDEN_S,
     DEFAULT_CTG,
     CtgAnalysis,
     CtgFeatures,
@@ -392,6 +393,7 @@ class LabourFigo:
         ongoing = max([0.0] + [d.excursion.duration for d in w.decelerations
                                if d.kind == "prolonged" and not d.excursion.complete])
         within = [d.reduced_within_s for d in recent if d.reduced_within_s > 0]
+        burden = [d for d in self._decelerations_since(now - DECELERATION_BURDEN_S) if d.end > now - DECELERATION_BURDEN_S]
         return replace(
             w,
             variability=VariabilityEstimate(bands=np.array([np.nan if m.band is None else m.band for m in self.minutes]),
@@ -406,6 +408,7 @@ class LabourFigo:
             reduced_in_decelerations_s=float(sum(within)),
             reduced_in_decelerations_bpm=w.reduced_in_decelerations_bpm if within else None,
             first_deceleration_s=(min(d.start for d in recent) - self.latest.t0) if within else None,
+            deceleration_burden_s=float(sum(d.duration for d in burden)),
         )
 
     def _recent_repetition(self, now: float, has_uc: bool) -> Repetition:

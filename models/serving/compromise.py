@@ -4,7 +4,9 @@ One score stacks what the project knows about a labour at one minute:
 
 - the whole-labour FIGO 2015 analysis (:mod:`detectors.labour`): the class, the baseline, the
   variability and how long it has been reduced, the decelerations of the last 30 min and how long
-  late ones have been repetitive, the longest prolonged deceleration;
+  late ones have been repetitive, the longest prolonged deceleration, and the minutes in
+  decelerations over the last 2 h (Cahill et al. 2018: the deceleration burden of the last 120 min
+  before birth predicted acidaemia best of the FHR measures they compared);
 - the acidaemia-risk LSTM (``ctg_lstm``) on the last hour;
 - the autoencoder (``ctg_autoencoder``): the 90th percentile of its per-minute scores over the last hour;
 - signal quality: the share of the last 30 min with a valid fetal signal.
@@ -73,6 +75,7 @@ RISK_INPUTS: tuple[RiskInput, ...] = (
     RiskInput("late_30min", "late decelerations in the last 30 min"),
     RiskInput("prolonged_30min", "prolonged decelerations in the last 30 min"),
     RiskInput("deceleration_min_30min", "minutes below the baseline in decelerations, last 30 min", " min"),
+    RiskInput("deceleration_min_2h", "minutes below the baseline in decelerations, last 2 h", " min"),
     RiskInput("deepest_bpm_30min", "the deepest deceleration of the last 30 min", " bpm"),
     RiskInput("repetitive_late_min", "how long late decelerations have been repetitive", " min"),
     RiskInput("accelerations_30min", "accelerations in the last 30 min", sign=-1),
@@ -117,6 +120,7 @@ def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None,
             x["deepest_bpm_30min"] = max([0.0] + [d.excursion.amplitude for d in recent])
             features = analysis.features
             x["repetitive_late_min"] = 0.0 if features is None else features.repetitive_late_s / 60.0
+            x["deceleration_min_2h"] = 0.0 if features is None else features.deceleration_burden_s / 60.0
             x["accelerations_30min"] = float(len(analysis.accelerations))
     return np.array([x[n] for n in INPUT_NAMES], dtype=float)
 
