@@ -136,8 +136,8 @@ def main() -> None:
 
     b, n = median("before"), median("now")
     base = median("base") if args.base else None
-    ratios = [(r0 if base else r1)["minute"] / r2["minute"]
-              for r0, r1, r2 in zip(rows["base"] or rows["before"], rows["before"], rows["now"])]
+    reference = rows["base"] if args.base else rows["before"]  # what "now" is compared with, round by round
+    ratios = [r["minute"] / now["minute"] for r, now in zip(reference, rows["now"])]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     lines = [
         f"Command: `python bench/figo_cost.py{' --base ' + str(args.base) if args.base else ''}` at {commit}, "
