@@ -37,15 +37,10 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
+from bench.capacity import cpu_seconds  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PASSWORD = "bench-password-1"
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def ctgwatch(args: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
@@ -88,9 +83,9 @@ def measure(wall: Page, station_pid: int, seconds: float) -> tuple[float, dict, 
 
 
 def cpu_share(pid: int, seconds: float) -> float:
-    c0, t0 = cpu_s(pid), time.monotonic()
+    c0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    return (cpu_s(pid) - c0) / (time.monotonic() - t0)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
 
 
 def main() -> None:

