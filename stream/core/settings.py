@@ -118,8 +118,6 @@ class Settings(BaseSettings):
         "Longest the broker may hold the worker's fetch. Apache Kafka answers as soon as a record is there; "
         "the embedded Tansu answers when the wait is over, so on it this is latency every packet may pay "
         "(Faust's own 1500 ms put the packet-age median near 0.5 s; docs/SCALING.md)."))
-    worker_fetch_min_cycle_ms: int = Field(default=100, ge=0, le=5000, description=(
-        "Least time from one of the worker's fetches to a broker to the next (0: as soon as the last is drained)."))
     worker_batch_within_s: float = Field(default=0.05, gt=0, le=1.0, description=(
         "Longest a record waits for its batch to fill: the latency the batching may add to a packet."))
 
