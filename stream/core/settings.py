@@ -116,7 +116,8 @@ class Settings(BaseSettings):
         "(docs/SCALING.md). 1: one record at a time."))
     worker_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000, description=(
         "Longest the broker may hold the worker's fetch. Apache Kafka answers as soon as a record is there; "
-        "the embedded Tansu answers when the wait is over, so on it this is latency every packet may pay "
+        "the embedded Tansu answers at once only when records are already there, and a fetch that found none "
+        "waits out the whole wait, so on it this is latency a packet may pay "
         "(Faust's own 1500 ms put the packet-age median near 0.5 s; docs/SCALING.md)."))
     worker_batch_within_s: float = Field(default=0.05, gt=0, le=1.0, description=(
         "Longest a record waits for its batch to fill: the latency the batching may add to a packet."))
