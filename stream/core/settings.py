@@ -121,6 +121,9 @@ class Settings(BaseSettings):
         "(Faust's own 1500 ms put the packet-age median near 0.5 s; docs/SCALING.md)."))
     worker_batch_within_s: float = Field(default=0.05, gt=0, le=1.0, description=(
         "Longest a record waits for its batch to fill: the latency the batching may add to a packet."))
+    worker_gc_young_threshold: int = Field(default=20000, ge=0, le=1_000_000, description=(
+        "Net allocations between collections of the youngest generation (CPython's own: 700); the heap built at "
+        "start is frozen out of full collections. 0: CPython's collector as it is (stream/worker/gc_tuning.py)."))
 
     # -- clinical pipeline (stream/worker/pipeline.py) ---------------------------------
     ward_id: str = Field(default="labour-ward", description="Ward whose open alerts this deployment indexes.")

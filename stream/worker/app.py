@@ -268,6 +268,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from stream.core.logs import logging_config
     from stream.worker.broker_watch import reset_stale_offsets
+    from stream.worker.gc_tuning import tune_gc
 
     try:
         for line in asyncio.run(reset_stale_offsets(settings)):
@@ -275,6 +276,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     except Exception as exc:  # broker away at start: the consumer will wait for it
         log.warning("committed offsets not checked (%s: %s)", type(exc).__name__, exc)
     worker = faust_worker(Worker(settings).app, loglevel, logging_config(settings.log_format, loglevel))
+    tuned = tune_gc(settings.worker_gc_young_threshold)
+    if tuned is not None:
+        log.info("garbage collector: thresholds %s, %d start-up objects frozen", tuned.thresholds, tuned.frozen)
     worker.execute_from_commandline()
 
 
