@@ -119,6 +119,8 @@ class Settings(BaseSettings):
         "the embedded Tansu answers at once only when records are already there, and a fetch that found none "
         "waits out the whole wait, so on it this is latency a packet may pay "
         "(Faust's own 1500 ms put the packet-age median near 0.5 s; docs/SCALING.md)."))
+    worker_fetch_min_cycle_ms: int = Field(default=100, ge=0, le=5000, description=(
+        "Least time from one of the worker's fetches to a broker to the next (0: as soon as the last is drained)."))
     worker_batch_within_s: float = Field(default=0.05, gt=0, le=1.0, description=(
         "Longest a record waits for its batch to fill: the latency the batching may add to a packet."))
     worker_gc_young_threshold: int = Field(default=20000, ge=0, le=1_000_000, description=(

@@ -31,7 +31,7 @@ def test_the_worker_registers_its_agents_and_timers_without_patching_the_app(tmp
     assert with_pipeline.pipeline is not None and ingest_only.pipeline is None
     assert not hasattr(with_pipeline.app, "pipeline")
     assert set(with_pipeline.app.agents) == set(ingest_only.app.agents) == {"ingest-ctg", "ingest-vitals"}
-    assert len(with_pipeline.app._app_tasks) == len(ingest_only.app._app_tasks) + 5  # 4 timers and the relay
+    assert len(with_pipeline.app._app_tasks) == len(ingest_only.app._app_tasks) + 5  # 3 timers, the analysis ticks and the relay
     revoked = with_pipeline.app.on_partitions_revoked
     assert with_pipeline.forget_revoked in {r for rs in revoked._filter_receivers.values() for r in rs}
 
