@@ -6,7 +6,7 @@ CPython's default thresholds (700, 10, 10) a young object still in flight when a
 waiting for its batch, a task waiting on Redis) is promoted and later dies in the oldest generation, so at
 1,500 beds the oldest generation was collected every 10-20 s, each time walking the whole heap for about
 0.2 s with the GIL held and freeing almost nothing (0-200 objects): 2% of the event loop's time in pauses
-that each delayed every packet waiting behind them (docs/SCALING.md, "Where the time goes").
+that each delayed every packet waiting behind them (docs/SCALING.md, "Now").
 
 Two changes, both from the standard library's own ``gc`` interface:
 

@@ -5,8 +5,9 @@ Fetch wait.
 
 faust-streaming 0.15 builds the worker's consumer with ``fetch_max_wait_ms=1500`` and no way to
 change it. Apache Kafka answers a fetch as soon as one byte is there (``fetch_min_bytes=1``), so
-there the wait only bounds an idle poll. The embedded Tansu broker does not wake a waiting fetch
-when a record is produced: it answers when the wait is over. Measured on this machine (one
+there the wait only bounds an idle poll. The embedded Tansu broker answers at once when records are
+already there, but does not wake a waiting fetch when a record is produced: a fetch that found none
+is answered when the wait is over. Measured on this machine (one
 producer, a record every 137 ms): 1500 ms gave a delivery median of 0.39 s and a maximum of
 0.75 s; 100 ms gave 0.028 / 0.057 s; 10 ms gave 0.009 / 0.014 s. With 1500 ms, a packet spent
 about half of its 1-s age budget waiting in the broker before the worker saw it (docs/SCALING.md).
@@ -15,8 +16,8 @@ Fetch pacing. aiokafka sends a broker its next fetch as soon as every record of 
 and a broker with records waiting answers at once (Tansu too: 25-60 ms under load), so a consumer that keeps
 up fetches as fast as it drains: 15-18 fetches a second at 800-1,500 beds. The embedded Tansu reads every
 partition of the request for each fetch, at a cost that grows with its in-memory log; paced to one fetch
-per broker every ``fetch_min_cycle_ms`` (100), its CPU beside one worker fell from 0.41-0.44 to 0.27-0.34 of
-a core (docs/BENCHMARKS.md).
+per broker every ``fetch_min_cycle_ms`` (100), its CPU beside one worker fell from 0.34-0.36 to 0.21-0.27 of
+a core (docs/BENCHMARKS.md, "Capacity A/B: the garbage collector, and paced fetches again").
 
 Drain loop. Faust hands every fetched record to its streams with ``Consumer.wait_first(callback(message),
 suspend_flow.wait())``: the hand-over runs as a task beside a task waiting for a rebalance (and two more for
