@@ -3,9 +3,11 @@
 Read top down:
 
 - :class:`Worker` builds the app (:func:`faust_app`), the clinical pipeline (:func:`build_pipeline`) and the
-  ingest (:mod:`stream.worker.ingest`: validation, batching, dead letters), then registers the agents and
-  the timers: the analysis cadence, escalations, the heartbeat, the consumer-lag probe, the broker watch
-  and the alert relay (Redis audit stream -> ``alerts`` topic);
+  ingest (:mod:`stream.worker.ingest`: validation, batching, dead letters), then registers the agents,
+  the analysis ticks (every second, start to start: :func:`tick_every`), the timers (escalations, the
+  heartbeat, the consumer-lag probe, the broker watch) and the alert relay (Redis audit stream -> ``alerts``
+  topic);
+- :func:`run_worker` tunes the garbage collector (:mod:`stream.worker.gc_tuning`) once the app is built;
 - accepted records go to the pipeline (:mod:`stream.worker.pipeline`): windows, fast rules, the FIGO
   analysis and model scoring on a cadence, alerts in Redis.
 
