@@ -3,7 +3,7 @@ the bench's measured span, the garbage collector's pauses and the event loop's l
 
 Fetches: only 10-s bins in which at least 90% of the fetches brought records count (the streaming span; before
 it the consumer waits on an empty log, and each fetch then lasts the fetch wait). Collections and lag: the
-last ``--span-s`` (125) s before the worker's last lag line, less the last 5 s (bench/capacity.py measures the
+125 s before the worker's last lag line, less the last 5 s (:func:`pauses`; bench/capacity.py measures the
 last 120 s of its 150 s in real time and then stops the worker).
 
 Run: python bench/fetch_rate.py DIR [DIR ...]

@@ -156,7 +156,9 @@ def _close(waits: tuple[WaitArgT, ...]) -> None:
 
 
 class FetchWaitTransport(faust_aiokafka.Transport):
-    """The aiokafka transport whose worker consumer asks the broker to wait at most ``fetch_max_wait_ms``."""
+    """The aiokafka transport whose worker consumer asks the broker to wait at most ``fetch_max_wait_ms``,
+    starts its fetches to a broker at least ``fetch_min_cycle_ms`` apart (0: unpaced), and hands records
+    over eagerly (:meth:`_Consumer.wait_first`)."""
 
     Consumer = _Consumer
 
