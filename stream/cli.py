@@ -864,6 +864,48 @@ def evaluate_risk_cmd(
     _report(body, "Compromise risk (out of fold)", output)
 
 
+@evaluate_app.command("risk-screen")
+def evaluate_risk_screen_cmd(
+    candidate: Annotated[str, typer.Argument(help="The stacker input to screen (a FIGO or quality input).")],
+    directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
+) -> None:
+    """Screen one risk input on the tuning half only, by the rule in stream/evaluation/risk_screen.py.
+
+    Reads the cross-fitting cached by `ctgwatch evaluate risk` (its model inputs, with or without the
+    candidate) and replays the labours with this code's inputs; scores no held-out record. Exit 0 if the
+    rule keeps the candidate, 1 if not.
+    """
+    import pickle
+
+    from models.serving.compromise import INPUT_NAMES
+    from stream.evaluation.risk import split_halves
+    from stream.evaluation.risk_data import build_series
+    from stream.evaluation.risk_screen import screen_input
+    from stream.sources.recordings import list_records
+
+    settings = _settings(None)
+    folder = directory or settings.ctu_uhb_dir
+    if not folder.is_dir():
+        raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
+    cache = settings.models_dir / "cache"
+    fit_path = cache / "risk_crossfit.pkl"
+    if not fit_path.is_file():
+        raise SetupError(f"no cached cross-fitting at {fit_path}", "run `ctgwatch evaluate risk` once first")
+    fit = pickle.loads(fit_path.read_bytes())
+    series = build_series(folder, cache=cache / "risk_series.pkl")
+    if fit.record_ids != [s.record_id for s in series]:
+        raise SetupError("the cached cross-fitting holds other records", "rerun `ctgwatch evaluate risk`")
+    width = fit.inputs[0][next(i for i, s in enumerate(series) if len(s.times))].shape[1]
+    names = list(INPUT_NAMES) if width == len(INPUT_NAMES) else [n for n in INPUT_NAMES if n != candidate]
+    if len(names) != width:
+        raise SetupError(f"the cached cross-fitting has {width} inputs, this code {len(INPUT_NAMES)}",
+                         "rerun `ctgwatch evaluate risk`")
+    tuning, _ = split_halves(series, list_records(folder))
+    result = screen_input(series, fit.inputs, names, tuning, candidate)
+    typer.echo(result.summary())
+    raise typer.Exit(0 if result.keep else 1)
+
+
 @evaluate_app.command("alarms")
 def evaluate_alarms_cmd(
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the section to.")] = None,
