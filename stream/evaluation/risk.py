@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from detectors.scoring import auc
-from models.serving.compromise import OUTCOMES
+from models.serving.compromise import INPUT_NAMES, OUTCOMES
 from models.training.acidaemia import bootstrap_auc_interval, reliability
 from models.training.compromise import CrossFit
 from stream.evaluation.burden import wilson
@@ -328,6 +328,11 @@ def oof_entries(series: Sequence[RecordSeries], fit: CrossFit) -> dict[str, dict
     return out
 
 
+def _input_width(fit: CrossFit) -> int:
+    """How many inputs the cached cross-fitting's stackers read (0 when no record has a minute)."""
+    return next((x.shape[1] for per_record in fit.inputs[:1] for x in per_record if x.ndim == 2 and len(x)), 0)
+
+
 def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats: int = 5,
                   log: Callable[[str], None] = print) -> tuple[list[RecordSeries], CrossFit, Any, dict[str, float]]:
     """Replay, cross-fit (both cached), choose the operating point on the tuning half, fit the served stacker."""
@@ -344,13 +349,13 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     ids = [s.record_id for s in series]
     fit_path, served_path = cache_dir / "risk_crossfit.pkl", cache_dir / "risk_served.pkl"
     fit = pickle.loads(fit_path.read_bytes()) if fit_path.is_file() else None
-    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats:
+    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats or _input_width(fit) != len(INPUT_NAMES):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean over minutes with no input
             fit = cross_fit(series, cfg, log)
         fit_path.write_bytes(pickle.dumps(fit))
     served = pickle.loads(served_path.read_bytes()) if served_path.is_file() else None
-    if served is None or len(served[1]) != len(series):
+    if served is None or len(served[1]) != len(series) or len(served[0].center) != len(INPUT_NAMES):
         served = served_stacker(series, cfg)
         served_path.write_bytes(pickle.dumps(served))
     stacker = served[0]
