@@ -3,8 +3,8 @@
 One score stacks what the project knows about a labour at one minute:
 
 - the whole-labour FIGO 2015 analysis (:mod:`detectors.labour`): the class, the baseline, the
-  variability and how long it has been reduced, the decelerations of the last 30 min and how long
-  late ones have been repetitive, the longest prolonged deceleration;
+  variability and how long it has been reduced, the decelerations of the last 30 min (their count,
+  minutes, depth and area) and how long late ones have been repetitive, the longest prolonged deceleration;
 - the acidaemia-risk LSTM (``ctg_lstm``) on the last hour;
 - the autoencoder (``ctg_autoencoder``): the 90th percentile of its per-minute scores over the last hour;
 - signal quality: the share of the last 30 min with a valid fetal signal.
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from detectors.ctg import CtgAnalysis
+from detectors.events import Excursion
 from detectors.findings import Finding, Severity
 
 #: How often the risk is updated per patient (seconds): FIGO's whole-labour state changes once a minute.
@@ -74,6 +75,8 @@ RISK_INPUTS: tuple[RiskInput, ...] = (
     RiskInput("prolonged_30min", "prolonged decelerations in the last 30 min"),
     RiskInput("deceleration_min_30min", "minutes below the baseline in decelerations, last 30 min", " min"),
     RiskInput("deepest_bpm_30min", "the deepest deceleration of the last 30 min", " bpm"),
+    RiskInput("deceleration_area_30min", "the area of the decelerations of the last 30 min (half depth x duration)",
+              " bpm-min"),
     RiskInput("repetitive_late_min", "how long late decelerations have been repetitive", " min"),
     RiskInput("accelerations_30min", "accelerations in the last 30 min", sign=-1),
     RiskInput("valid_fraction", "the share of the last 30 min with a fetal signal", percent=True, sign=0),
@@ -115,10 +118,26 @@ def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None,
             x["prolonged_30min"] = float(sum(d.kind == "prolonged" for d in recent))
             x["deceleration_min_30min"] = sum(d.excursion.duration for d in recent) / 60.0
             x["deepest_bpm_30min"] = max([0.0] + [d.excursion.amplitude for d in recent])
+            x["deceleration_area_30min"] = sum(deceleration_area_bpm_min(d.excursion) for d in recent)
             features = analysis.features
             x["repetitive_late_min"] = 0.0 if features is None else features.repetitive_late_s / 60.0
             x["accelerations_30min"] = float(len(analysis.accelerations))
     return np.array([x[n] for n in INPUT_NAMES], dtype=float)
+
+
+def deceleration_area_bpm_min(excursion: Excursion) -> float:
+    """A deceleration's area below the baseline as a triangle, half its depth times its duration (bpm x min).
+
+    Deceleration area joins the depth, the length and (summed) the frequency of decelerations in one
+    number. In the last 30 min before birth it discriminated acidaemia best of the CTG measures compared in
+    "Deceleration area and fetal acidemia" (J Matern Fetal Neonatal Med 2017;30:2578, doi:10.1080/
+    14767058.2016.1256993; AUC 0.83) and in "Cumulative deceleration area: a simplified predictor of
+    metabolic acidemia" (J Matern Fetal Neonatal Med, doi:10.1080/14767058.2019.1678130; AUC 0.70, 30-min
+    segments); Cahill et al. 2018 (Am J Obstet Gynecol 218:523.e1) over the last 2 h. The triangle
+    (duration x depth x 1/2, as in Int J Gynaecol Obstet, PMID 36333868) needs only the depth and the
+    duration, which is what the analysis keeps of a deceleration.
+    """
+    return 0.5 * float(excursion.amplitude) * float(excursion.duration) / 60.0
 
 
 def model_inputs(raw: np.ndarray) -> np.ndarray:

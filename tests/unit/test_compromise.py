@@ -125,3 +125,18 @@ def test_an_alarm_needs_the_risk_held_for_the_qualification_time() -> None:
     risk[5:40] = 0.5
     risk[9] = 0.1  # a dip shorter than the clear time does not restart the qualification
     assert first_alarm(times, risk, 0.3, 10) == times[15]
+
+
+def test_deceleration_area_is_half_depth_times_duration_summed_over_the_last_30_min() -> None:
+    from detectors.events import Excursion
+    from models.serving.compromise import deceleration_area_bpm_min
+
+    assert deceleration_area_bpm_min(Excursion(0, 120, 60, 30.0, 110.0, 140.0, True)) == pytest.approx(30.0)
+    sim = simulate_ctg(Scenario("late", duration_s=3600.0, decel_kind="late", decel_span=(300.0, 3600.0)), seed=3)
+    analysis = analyse_labour(sim.fhr, sim.uc, fs=sim.fs)
+    x = dict(zip(INPUT_NAMES, risk_inputs(analysis, None, [])))
+    end = analysis.t0 + analysis.duration_s
+    recent = [d for d in analysis.decelerations if analysis.t0 + d.excursion.end > end - 1800.0]
+    assert x["deceleration_area_30min"] == pytest.approx(sum(0.5 * d.excursion.amplitude * d.excursion.duration / 60.0
+                                                             for d in recent))
+    assert x["deceleration_area_30min"] > x["deceleration_min_30min"] > 0
