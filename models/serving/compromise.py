@@ -4,7 +4,7 @@ One score stacks what the project knows about a labour at one minute:
 
 - the whole-labour FIGO 2015 analysis (:mod:`detectors.labour`): the class, the baseline, the
   variability and how long it has been reduced, the decelerations of the last 30 min and how long
-  late ones have been repetitive, the longest prolonged deceleration;
+  late ones have been repetitive, the longest prolonged deceleration, the contractions per 10 min;
 - the acidaemia-risk LSTM (``ctg_lstm``) on the last hour;
 - the autoencoder (``ctg_autoencoder``): the 90th percentile of its per-minute scores over the last hour;
 - signal quality: the share of the last 30 min with a valid fetal signal.
@@ -76,6 +76,7 @@ RISK_INPUTS: tuple[RiskInput, ...] = (
     RiskInput("deepest_bpm_30min", "the deepest deceleration of the last 30 min", " bpm"),
     RiskInput("repetitive_late_min", "how long late decelerations have been repetitive", " min"),
     RiskInput("accelerations_30min", "accelerations in the last 30 min", sign=-1),
+    RiskInput("contractions_per_10min", "contractions per 10 min, averaged over the last 30 min"),
     RiskInput("valid_fraction", "the share of the last 30 min with a fetal signal", percent=True, sign=0),
 )
 INPUT_NAMES = tuple(i.name for i in RISK_INPUTS)
@@ -118,6 +119,11 @@ def risk_inputs(analysis: CtgAnalysis | None, lstm_risk: float | None,
             features = analysis.features
             x["repetitive_late_min"] = 0.0 if features is None else features.repetitive_late_s / 60.0
             x["accelerations_30min"] = float(len(analysis.accelerations))
+            # FIGO 2015 counts tachysystole as > 5 contractions per 10 min averaged over 30 min; excessive
+            # uterine activity raised the risk of acidosis at birth (Bakker et al. 2007, Am J Obstet Gynecol
+            # 196:313.e1). None (no usable UC) stays NaN: the input takes its training mean.
+            if analysis.contractions_per_10min is not None:
+                x["contractions_per_10min"] = float(analysis.contractions_per_10min)
     return np.array([x[n] for n in INPUT_NAMES], dtype=float)
 
 

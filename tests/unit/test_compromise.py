@@ -125,3 +125,13 @@ def test_an_alarm_needs_the_risk_held_for_the_qualification_time() -> None:
     risk[5:40] = 0.5
     risk[9] = 0.1  # a dip shorter than the clear time does not restart the qualification
     assert first_alarm(times, risk, 0.3, 10) == times[15]
+
+
+def test_contraction_frequency_is_read_from_the_whole_labour_analysis() -> None:
+    sim = simulate_ctg(Scenario("late", duration_s=3600.0, decel_kind="late", decel_span=(300.0, 3600.0)), seed=3)
+    analysis = analyse_labour(sim.fhr, sim.uc, fs=sim.fs)
+    x = dict(zip(INPUT_NAMES, risk_inputs(analysis, None, [])))
+    assert analysis.contractions_per_10min is not None and analysis.contractions_per_10min > 0
+    assert x["contractions_per_10min"] == pytest.approx(analysis.contractions_per_10min)
+    no_uc = analyse_labour(sim.fhr, None, fs=sim.fs)
+    assert math.isnan(dict(zip(INPUT_NAMES, risk_inputs(no_uc, None, [])))["contractions_per_10min"])
