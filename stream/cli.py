@@ -878,7 +878,7 @@ def evaluate_risk_screen_cmd(
     import pickle
 
     from models.serving.compromise import INPUT_NAMES
-    from stream.evaluation.risk import split_halves
+    from stream.evaluation.risk import input_width, split_halves
     from stream.evaluation.risk_data import build_series
     from stream.evaluation.risk_screen import screen_input
     from stream.sources.recordings import list_records
@@ -895,7 +895,7 @@ def evaluate_risk_screen_cmd(
     series = build_series(folder, cache=cache / "risk_series.pkl")
     if fit.record_ids != [s.record_id for s in series]:
         raise SetupError("the cached cross-fitting holds other records", "rerun `ctgwatch evaluate risk`")
-    width = fit.inputs[0][next(i for i, s in enumerate(series) if len(s.times))].shape[1]
+    width = input_width(fit)
     names = list(INPUT_NAMES) if width == len(INPUT_NAMES) else [n for n in INPUT_NAMES if n != candidate]
     if len(names) != width:
         raise SetupError(f"the cached cross-fitting has {width} inputs, this code {len(INPUT_NAMES)}",

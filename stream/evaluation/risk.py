@@ -328,7 +328,7 @@ def oof_entries(series: Sequence[RecordSeries], fit: CrossFit) -> dict[str, dict
     return out
 
 
-def _input_width(fit: CrossFit) -> int:
+def input_width(fit: CrossFit) -> int:
     """How many inputs the cached cross-fitting's stackers read (0 when no record has a minute)."""
     return next((x.shape[1] for per_record in fit.inputs[:1] for x in per_record if x.ndim == 2 and len(x)), 0)
 
@@ -349,7 +349,7 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     ids = [s.record_id for s in series]
     fit_path, served_path = cache_dir / "risk_crossfit.pkl", cache_dir / "risk_served.pkl"
     fit = pickle.loads(fit_path.read_bytes()) if fit_path.is_file() else None
-    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats or _input_width(fit) != len(INPUT_NAMES):
+    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats or input_width(fit) != len(INPUT_NAMES):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean over minutes with no input
             fit = cross_fit(series, cfg, log)

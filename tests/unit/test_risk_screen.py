@@ -79,8 +79,8 @@ def test_a_model_column_cannot_be_screened_and_the_rule_needs_most_repeats() -> 
 
 def test_a_cached_cross_fitting_with_other_inputs_is_recognised() -> None:
     from models.training.compromise import CrossFit
-    from stream.evaluation.risk import _input_width
+    from stream.evaluation.risk import input_width
 
     series, fitted, names = _records(3)
     old = CrossFit([s.record_id for s in series], {}, [[np.zeros(0)] + fitted[0][1:]], {})
-    assert _input_width(old) == len(names) == len(INPUT_NAMES) - 1
+    assert input_width(old) == len(names) == len(INPUT_NAMES) - 1
