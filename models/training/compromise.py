@@ -236,6 +236,8 @@ class CrossFit:
     inputs: list[list[np.ndarray]]  # [repeats][record] -> [minutes, inputs]: what the risk read
     at_delivery: dict[str, np.ndarray]  # predictor@outcome -> [repeats, records]
     seconds: float = 0.0
+    #: The commit and time it ran at ("" if not recorded): a cached cross-fitting can outlive its commit.
+    made_at: str = ""
 
 
 def cross_fit(series: Sequence[Series], cfg: CompromiseConfig, log: Callable[[str], None] = print) -> CrossFit:

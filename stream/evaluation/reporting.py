@@ -7,7 +7,11 @@ docs/EVALUATION.md; rerunning one must not erase the others.
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
+
+from stream.core.settings import PROJECT_ROOT
 
 
 def write_section(doc: Path, title: str, body: str, heading: str) -> None:
@@ -20,3 +24,23 @@ def write_section(doc: Path, title: str, body: str, heading: str) -> None:
         text = text.rstrip() + "\n\n" + section
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def provenance() -> str:
+    """The commit and UTC time a figure is computed at, for a cache that may outlive its commit.
+
+    "a39ce9f, 2026-12-07 02:10 UTC"; "with local changes" when tracked files differ from the commit;
+    "no git checkout" outside one.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+    except OSError:
+        return f"no git checkout, {when}"
+    if head.returncode != 0:
+        return f"no git checkout, {when}"
+    dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    return f"{head.stdout.strip()}{' with local changes' if dirty else ''}, {when}"

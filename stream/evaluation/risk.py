@@ -218,7 +218,8 @@ def report_markdown(series: Sequence[RecordSeries], fit: CrossFit, listing: Sequ
     lines = [f"Command: `{command}`. {len(series)} CTU-UHB records with a pH "
              f"({sum(s.ph < 7.05 for s in series)} with pH < 7.05, {sum(s.normal_outcome for s in series)} with a normal "
              f"outcome); {len(fit.risk['ph_below_7_05'])} repeats of 5-fold cross-fitting "
-             f"({fit.seconds / 60:.0f} min on the 2-core CPU machine). {looks}", ""]
+             f"({fit.seconds / 60:.0f} min on the 2-core CPU machine; run at {fit.made_at or 'an unrecorded commit'}, "
+             f"and read from its cache until the inputs or records change). {looks}", ""]
     lines += ["### Discrimination at delivery, same folds", "",
               "Each predictor's probability at the end of the recording (delivery), out of fold. AUC: mean over the "
               "repeats of the pooled out-of-fold AUC (range over repeats); 95% interval by a stratified bootstrap over "
@@ -340,6 +341,7 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     import warnings
 
     from models.training.compromise import CompromiseConfig, cross_fit, served_stacker
+    from stream.evaluation.reporting import provenance
     from stream.evaluation.risk_alarm import choose_operating_point
     from stream.evaluation.risk_data import build_series
     from stream.sources.recordings import list_records
@@ -353,6 +355,7 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean over minutes with no input
             fit = cross_fit(series, cfg, log)
+        fit.made_at = provenance()
         fit_path.write_bytes(pickle.dumps(fit))
     served = pickle.loads(served_path.read_bytes()) if served_path.is_file() else None
     if served is None or len(served[1]) != len(series) or len(served[0].center) != len(INPUT_NAMES):
