@@ -1,7 +1,9 @@
-"""Replace one ``## section`` of a Markdown report, keeping the others.
+"""Write a report's section, and say where its figures were computed.
 
 Benchmarks and evaluations each own a section of docs/BENCHMARKS.md and
-docs/EVALUATION.md; rerunning one must not erase the others.
+docs/EVALUATION.md; rerunning one must not erase the others
+(:func:`write_section`). A figure in the docs names the commit it came from,
+and a cached result can outlive its commit (:func:`provenance`).
 """
 
 from __future__ import annotations
