@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detectors.ctg import analyse_ctg  # noqa: E402
+from stream.evaluation.reporting import source_commit  # noqa: E402
 from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
 
 FS = 4.0
@@ -138,7 +139,7 @@ def main() -> None:
     base = median("base") if args.base else None
     reference = rows["base"] if args.base else rows["before"]  # what "now" is compared with, round by round
     ratios = [r["minute"] / now["minute"] for r, now in zip(reference, rows["now"])]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = source_commit()
     lines = [
         f"Command: `python bench/figo_cost.py{' --base ' + str(args.base) if args.base else ''}` at {commit}, "
         f"{time.strftime('%Y-%m-%d')}. Machine: "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detectors.labour import LabourFigo, MinuteRecord, follow_labour, measure_through, minute_ends  # noqa: E402
-from stream.evaluation.reporting import write_section  # noqa: E402
+from stream.evaluation.reporting import source_commit, write_section  # noqa: E402
 from stream.sources.ctg_simulator import Scenario, scale_scenario, simulate_ctg, standard_scenarios  # noqa: E402
 
 FS = 4.0
@@ -101,7 +100,7 @@ def main() -> None:
             total, differ, records = total + n, differ + d, records + 1
             examples += [(name, *e) for e in ex]
         rows.append((label, records, total, differ, examples[:3]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = source_commit()
     lines = [
         f"Command: `python bench/labour_equivalence.py` at {commit}, {time.strftime('%Y-%m-%d')}. Per minute from "
         "minute 10, the class, its reasons and the whole-labour durations (reduced / increased variability, "

@@ -34,6 +34,7 @@ from stream.core.ports import free_port  # noqa: E402
 from stream.core.schemas import CtgPacket  # noqa: E402
 from stream.core.settings import Settings  # noqa: E402
 from stream.core.validation import Validator  # noqa: E402
+from stream.evaluation.reporting import source_commit  # noqa: E402
 from stream.sources.ctg_simulator import Scenario, simulate_ctg  # noqa: E402
 from stream.state.alerts import AlertStore  # noqa: E402
 from stream.state.windows import WindowStore  # noqa: E402
@@ -111,7 +112,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write the docs/BENCHMARKS.md section")
     args = parser.parse_args()
     us = asyncio.run(measure(args.beds, args.seconds, args.history_s, args.profile))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = source_commit()
     lines = [f"Command: `python bench/packet_path.py --beds {args.beds} --seconds {args.seconds}` at {commit}, "
              f"{time.strftime('%Y-%m-%d')}. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}; redis-server on loopback. {args.beds} beds after {args.history_s // 60} min "

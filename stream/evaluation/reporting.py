@@ -28,21 +28,30 @@ def write_section(doc: Path, title: str, body: str, heading: str) -> None:
     doc.write_text(text)
 
 
+def _git(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """``git`` in the project's checkout (None where git is not installed)."""
+    try:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+
+
+def source_commit() -> str:
+    """The checkout's short commit hash ("" outside a git checkout): what a figure names as its source."""
+    head = _git("rev-parse", "--short", "HEAD")
+    return head.stdout.strip() if head is not None and head.returncode == 0 else ""
+
+
 def provenance() -> str:
     """The commit and UTC time a figure is computed at, for a cache that may outlive its commit.
 
     "a39ce9f, 2026-12-07 02:10 UTC"; "with local changes" when tracked files differ from the commit;
     "no git checkout" outside one.
     """
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
-
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-    except OSError:
+    commit = source_commit()
+    if not commit:
         return f"no git checkout, {when}"
-    if head.returncode != 0:
-        return f"no git checkout, {when}"
-    dirty = git("diff", "--quiet", "HEAD").returncode != 0
-    return f"{head.stdout.strip()}{' with local changes' if dirty else ''}, {when}"
+    diff = _git("diff", "--quiet", "HEAD")
+    dirty = diff is not None and diff.returncode != 0
+    return f"{commit}{' with local changes' if dirty else ''}, {when}"

@@ -8,13 +8,14 @@ import subprocess
 import pytest
 
 from stream.core.settings import PROJECT_ROOT
-from stream.evaluation.reporting import provenance
+from stream.evaluation.reporting import provenance, source_commit
 
 
 def test_provenance_names_this_checkouts_commit_and_the_utc_time() -> None:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("not a git checkout")
+    assert source_commit() == head.stdout.strip()
     said = provenance()
     assert said.startswith(head.stdout.strip())
     assert re.search(r", \d{4}-\d\d-\d\d \d\d:\d\d UTC$", said)
