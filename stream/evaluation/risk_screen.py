@@ -30,13 +30,12 @@ import numpy as np
 
 from detectors.scoring import auc
 from models.serving.compromise import INPUT_NAMES
-from models.training.compromise import CompromiseConfig, Series, fit_stacker
+from models.training.compromise import FIGO_COLS, CompromiseConfig, Series, fit_stacker, with_models
 
 #: The smallest rise of the tuning half's mean AUC at delivery that keeps a candidate.
 MIN_GAIN = 0.005
 #: In how many of the 5 repeats the AUC must be higher with the candidate.
 MIN_REPEATS_HIGHER = 4
-MODEL_INPUTS = ("lstm", "autoencoder")
 
 
 @dataclass
@@ -73,14 +72,12 @@ class ScreenResult:
 def inputs_with_models(series: Sequence[Series], fitted: Sequence[np.ndarray], fitted_names: Sequence[str]) -> list[np.ndarray]:
     """Each record's per-minute inputs in :data:`INPUT_NAMES` order: the replay's FIGO and quality columns,
     the model columns from the cross-fitting's out-of-fold inputs (laid out as ``fitted_names``)."""
-    out = []
-    for s, x_fit in zip(series, fitted):
-        x = np.array(s.figo, dtype=float, copy=True)
-        if len(x):
-            for name in MODEL_INPUTS:
-                x[:, INPUT_NAMES.index(name)] = x_fit[:, list(fitted_names).index(name)]
-        out.append(x)
-    return out
+    lstm, ae = list(fitted_names).index("lstm"), list(fitted_names).index("autoencoder")
+
+    def column(x: np.ndarray, j: int) -> np.ndarray:
+        return x[:, j] if len(x) else np.zeros(0)
+
+    return with_models(series, [column(x, lstm) for x in fitted], [column(x, ae) for x in fitted])
 
 
 def screen_input(series: Sequence[Series], fitted: Sequence[Sequence[np.ndarray]], fitted_names: Sequence[str],
@@ -92,7 +89,7 @@ def screen_input(series: Sequence[Series], fitted: Sequence[Sequence[np.ndarray]
     from sklearn.model_selection import StratifiedKFold
 
     cfg = cfg or CompromiseConfig()
-    if candidate not in INPUT_NAMES or candidate in MODEL_INPUTS:
+    if candidate not in INPUT_NAMES or INPUT_NAMES.index(candidate) not in FIGO_COLS:
         raise ValueError(f"{candidate!r} is not one of the stacker's FIGO or quality inputs {list(INPUT_NAMES)}")
     y = np.array([s.ph < 7.05 for s in series], dtype=int)
     in_tuning = np.zeros(len(series), bool)
