@@ -5,7 +5,7 @@ One score stacks what the project knows about a labour at one minute:
 - the whole-labour FIGO 2015 analysis (:mod:`detectors.labour`): the class, the baseline, the
   variability and how long it has been reduced, the decelerations of the last 30 min and how long
   late ones have been repetitive, the longest prolonged deceleration;
-- the acidaemia-risk LSTM (``ctg_lstm``) on the last hour;
+- the acidaemia-risk LSTM (``ctg_lstm``) on the last hour, and its per-minute risks averaged over the last hour;
 - the autoencoder (``ctg_autoencoder``): the 90th percentile of its per-minute scores over the last hour;
 - signal quality: the share of the last 30 min with a valid fetal signal.
 
@@ -44,6 +44,8 @@ from detectors.findings import Finding, Severity
 RISK_CADENCE_S = 60.0
 #: The autoencoder's per-minute scores the risk reads (the last hour).
 AUTOENCODER_HISTORY_MIN = 60
+#: The LSTM's per-minute risks the risk averages (the same hour of history the autoencoder's input keeps).
+LSTM_HISTORY_MIN = 60
 #: The risk reads the decelerations of the newest 30-min window (FIGO 2015 judges repetition over 30 min).
 RECENT_S = 1800.0
 CLASS_RANK = {"normal": 0.0, "suspicious": 1.0, "pathological": 2.0}
@@ -65,6 +67,7 @@ class RiskInput:
 
 RISK_INPUTS: tuple[RiskInput, ...] = (
     RiskInput("lstm", "the LSTM's acidaemia risk from the last hour", percent=True),
+    RiskInput("lstm_hour_mean", "the LSTM's acidaemia risk averaged over the last hour's minutes", percent=True),
     RiskInput("autoencoder", "how unlike normal traces the last hour is (autoencoder, 90th percentile)"),
     RiskInput("figo_class", "the FIGO class (0 normal, 1 suspicious, 2 pathological)"),
     RiskInput("baseline_outside_bpm", "how far the FHR baseline lies outside 110-160", " bpm"),
@@ -126,8 +129,8 @@ def model_inputs(raw: np.ndarray) -> np.ndarray:
     from scipy.special import logit
 
     out = np.array(raw, dtype=float, copy=True)
-    i = INPUT_NAMES.index("lstm")
-    out[..., i] = logit(np.clip(out[..., i], 1e-4, 1 - 1e-4))  # NaN (not available) stays NaN
+    for i in (INPUT_NAMES.index("lstm"), INPUT_NAMES.index("lstm_hour_mean")):
+        out[..., i] = logit(np.clip(out[..., i], 1e-4, 1 - 1e-4))  # NaN (not available) stays NaN
     return out
 
 

@@ -34,13 +34,24 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.serving.compromise import AUTOENCODER_HISTORY_MIN, INPUT_NAMES, OUTCOMES, RISK_INPUTS, Stacker, model_inputs
+from models.serving.compromise import (
+    AUTOENCODER_HISTORY_MIN,
+    INPUT_NAMES,
+    LSTM_HISTORY_MIN,
+    OUTCOMES,
+    RISK_INPUTS,
+    Stacker,
+    model_inputs,
+)
 from models.serving.features import Normalisation
 from models.training.acidaemia import AcidaemiaConfig, class_rates, fit_lstm_on
 from models.training.nets import AcidaemiaLstm
 
 LSTM_COL, AE_COL = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("autoencoder")
-FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in ("lstm", "autoencoder")]
+LSTM_MEAN_COL = INPUT_NAMES.index("lstm_hour_mean")
+#: The inputs the models give (the rest come from the FIGO analysis and signal quality).
+MODEL_INPUTS = ("lstm", "lstm_hour_mean", "autoencoder")
+FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in MODEL_INPUTS]
 CUTS = {"ph_below_7_05": 7.05, "ph_below_7_15": 7.15}
 
 
@@ -128,6 +139,14 @@ def autoencoder_feature(fitted: tuple[Any, float], series: Sequence[Series]) -> 
     return out
 
 
+def rolling_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """The mean of the last ``n`` values at every position (as many as there are at first)."""
+    total = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=float)]))
+    end = np.arange(1, values.size + 1)
+    start = np.maximum(0, end - n)
+    return (total[end] - total[start]) / (end - start)
+
+
 def rolling_p90(values: np.ndarray, n: int) -> np.ndarray:
     """The 90th percentile of the last ``n`` values at every position (as the worker keeps them)."""
     return np.array([np.quantile(values[max(0, i + 1 - n):i + 1], 0.9) for i in range(values.size)])
@@ -194,6 +213,7 @@ def with_models(series: Sequence[Series], lstm: list[np.ndarray], ae: list[np.nd
     for s, p, a in zip(series, lstm, ae):
         x = s.figo.copy()
         x[:, LSTM_COL] = p
+        x[:, LSTM_MEAN_COL] = rolling_mean(p, LSTM_HISTORY_MIN)
         x[:, AE_COL] = a
         out.append(x)
     return out

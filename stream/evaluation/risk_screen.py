@@ -30,7 +30,7 @@ import numpy as np
 
 from detectors.scoring import auc
 from models.serving.compromise import INPUT_NAMES
-from models.training.compromise import FIGO_COLS, CompromiseConfig, Series, fit_stacker, with_models
+from models.training.compromise import CompromiseConfig, Series, fit_stacker, with_models
 
 #: The smallest rise of the tuning half's mean AUC at delivery that keeps a candidate.
 MIN_GAIN = 0.005
@@ -89,8 +89,9 @@ def screen_input(series: Sequence[Series], fitted: Sequence[Sequence[np.ndarray]
     from sklearn.model_selection import StratifiedKFold
 
     cfg = cfg or CompromiseConfig()
-    if candidate not in INPUT_NAMES or INPUT_NAMES.index(candidate) not in FIGO_COLS:
-        raise ValueError(f"{candidate!r} is not one of the stacker's FIGO or quality inputs {list(INPUT_NAMES)}")
+    if candidate not in INPUT_NAMES or candidate in ("lstm", "autoencoder"):
+        raise ValueError(f"{candidate!r} is not one of the stacker's inputs computed from the replay or from the "
+                         f"cached model columns {list(INPUT_NAMES)}")
     y = np.array([s.ph < 7.05 for s in series], dtype=int)
     in_tuning = np.zeros(len(series), bool)
     in_tuning[tuning] = True

@@ -125,3 +125,14 @@ def test_an_alarm_needs_the_risk_held_for_the_qualification_time() -> None:
     risk[5:40] = 0.5
     risk[9] = 0.1  # a dip shorter than the clear time does not restart the qualification
     assert first_alarm(times, risk, 0.3, 10) == times[15]
+
+
+def test_the_lstm_hour_mean_averages_the_last_hour_of_per_minute_risks() -> None:
+    import models.training.compromise as ct
+
+    p = np.linspace(0.0, 1.0, 90)
+    series = [SimpleNamespace(figo=np.full((90, len(INPUT_NAMES)), np.nan))]
+    x = ct.with_models(series, [p], [np.ones(90)])[0]
+    mean = x[:, INPUT_NAMES.index("lstm_hour_mean")]
+    assert mean[0] == p[0] and mean[9] == pytest.approx(p[:10].mean())
+    assert mean[89] == pytest.approx(p[30:90].mean()) and (x[:, LSTM] == p).all()
