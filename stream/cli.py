@@ -866,7 +866,7 @@ def evaluate_risk_cmd(
 
 @evaluate_app.command("risk-screen")
 def evaluate_risk_screen_cmd(
-    candidate: Annotated[str, typer.Argument(help="The stacker input to screen (a FIGO or quality input).")],
+    candidate: Annotated[str, typer.Argument(help="The stacker input to screen (FIGO, quality, or from the models' cached outputs).")],
     directory: Annotated[Path | None, typer.Argument(help="CTU-UHB directory; default CTGWATCH_CTU_UHB_DIR.")] = None,
 ) -> None:
     """Screen one risk input on the tuning half only, by the rule in stream/evaluation/risk_screen.py.

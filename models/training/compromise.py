@@ -40,7 +40,10 @@ from models.training.acidaemia import AcidaemiaConfig, class_rates, fit_lstm_on
 from models.training.nets import AcidaemiaLstm
 
 LSTM_COL, AE_COL = INPUT_NAMES.index("lstm"), INPUT_NAMES.index("autoencoder")
-FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in ("lstm", "autoencoder")]
+#: The inputs the models give (:func:`with_models` fills them); the rest come from the FIGO analysis and
+#: signal quality. An input computed from the models' per-minute outputs belongs here too.
+MODEL_INPUTS = ("lstm", "autoencoder")
+FIGO_COLS = [i for i, n in enumerate(INPUT_NAMES) if n not in MODEL_INPUTS]
 CUTS = {"ph_below_7_05": 7.05, "ph_below_7_15": 7.15}
 
 

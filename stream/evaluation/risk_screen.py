@@ -11,9 +11,10 @@ What it does: for each repeat of the cross-fitting's folds (the same seeds as
 and score its tuning-half test records at delivery, once with every input and once without the candidate.
 No held-out record is fitted on or scored; its outcome counts only where the cross-fitting's folds are
 stratified, so the screen's folds are the figures' folds. The LSTM's and the autoencoder's columns come from the
-cross-fitting's out-of-fold inputs (models that never saw the record); the FIGO and quality columns, the
-candidate's among them, from the replay, so a candidate computed from the FIGO analysis needs no new
-cross-fitting.
+cross-fitting's out-of-fold inputs (models that never saw the record); the FIGO and quality columns from the
+replay. A candidate computed from the FIGO analysis, or from the models' per-minute outputs (as
+:func:`models.training.compromise.with_models` fills it from the cached columns), needs no new cross-fitting;
+a new model recipe does.
 
 The verdict (:data:`MIN_GAIN`, :data:`MIN_REPEATS_HIGHER`): keep the candidate only if the tuning half's AUC
 at delivery for pH < 7.05 is higher with it by at least 0.005 on the mean over the repeats and higher in at
@@ -30,8 +31,11 @@ import numpy as np
 
 from detectors.scoring import auc
 from models.serving.compromise import INPUT_NAMES
-from models.training.compromise import FIGO_COLS, CompromiseConfig, Series, fit_stacker, with_models
+from models.training.compromise import CompromiseConfig, Series, fit_stacker, with_models
 
+#: The model columns the cross-fitting caches: a candidate can be computed from them (by
+#: :func:`models.training.compromise.with_models`), but not be one of them.
+CACHED_MODEL_INPUTS = ("lstm", "autoencoder")
 #: The smallest rise of the tuning half's mean AUC at delivery that keeps a candidate.
 MIN_GAIN = 0.005
 #: In how many of the 5 repeats the AUC must be higher with the candidate.
@@ -89,8 +93,9 @@ def screen_input(series: Sequence[Series], fitted: Sequence[Sequence[np.ndarray]
     from sklearn.model_selection import StratifiedKFold
 
     cfg = cfg or CompromiseConfig()
-    if candidate not in INPUT_NAMES or INPUT_NAMES.index(candidate) not in FIGO_COLS:
-        raise ValueError(f"{candidate!r} is not one of the stacker's FIGO or quality inputs {list(INPUT_NAMES)}")
+    if candidate not in INPUT_NAMES or candidate in CACHED_MODEL_INPUTS:
+        raise ValueError(f"{candidate!r} is not one of the stacker's inputs other than the cached model columns "
+                         f"{list(CACHED_MODEL_INPUTS)}: {list(INPUT_NAMES)}")
     y = np.array([s.ph < 7.05 for s in series], dtype=int)
     in_tuning = np.zeros(len(series), bool)
     in_tuning[tuning] = True
