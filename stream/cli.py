@@ -875,9 +875,8 @@ def evaluate_risk_screen_cmd(
     candidate) and replays the labours with this code's inputs; scores no held-out record. Exit 0 if the
     rule keeps the candidate, 1 if not.
     """
-    import pickle
-
     from models.serving.compromise import INPUT_NAMES
+    from stream.evaluation import cache as cached
     from stream.evaluation.risk import input_width, split_halves
     from stream.evaluation.risk_data import build_series
     from stream.evaluation.risk_screen import screen_input
@@ -889,9 +888,14 @@ def evaluate_risk_screen_cmd(
         raise SetupError(f"no CTU-UHB directory at {folder}", "pass the ctu-uhb directory or set CTGWATCH_CTU_UHB_DIR")
     cache = settings.models_dir / "cache"
     fit_path = cache / "risk_crossfit.pkl"
-    if not fit_path.is_file():
+    stored = cached.read(fit_path)
+    if stored is None:
         raise SetupError(f"no cached cross-fitting at {fit_path}", "run `ctgwatch evaluate risk` once first")
-    fit = pickle.loads(fit_path.read_bytes())
+    fit = stored.value
+    changed = stored.changed()
+    if changed:  # a candidate's branch changes the code by design: say so, and screen on the cached models
+        typer.echo(f"the cached cross-fitting ran at {fit.made_at or 'an unrecorded commit'}; {len(changed)} source "
+                   f"file(s) differ since: {', '.join(changed)}", err=True)
     series = build_series(folder, cache=cache / "risk_series.pkl")
     if fit.record_ids != [s.record_id for s in series]:
         raise SetupError("the cached cross-fitting holds other records", "rerun `ctgwatch evaluate risk`")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from detectors.scoring import auc
-from models.serving.compromise import INPUT_NAMES, OUTCOMES
+from models.serving.compromise import OUTCOMES
 from models.training.acidaemia import bootstrap_auc_interval, reliability
 from models.training.compromise import CrossFit
 from stream.evaluation.burden import wilson
@@ -219,7 +219,7 @@ def report_markdown(series: Sequence[RecordSeries], fit: CrossFit, listing: Sequ
              f"({sum(s.ph < 7.05 for s in series)} with pH < 7.05, {sum(s.normal_outcome for s in series)} with a normal "
              f"outcome); {len(fit.risk['ph_below_7_05'])} repeats of 5-fold cross-fitting "
              f"({fit.seconds / 60:.0f} min on the 2-core CPU machine; run at {fit.made_at or 'an unrecorded commit'}, "
-             f"and read from its cache until the inputs or records change). {looks}", ""]
+             f"and read from its cache until the records or the code that computes it change). {looks}", ""]
     lines += ["### Discrimination at delivery, same folds", "",
               "Each predictor's probability at the end of the recording (delivery), out of fold. AUC: mean over the "
               "repeats of the pooled out-of-fold AUC (range over repeats); 95% interval by a stratified bootstrap over "
@@ -337,10 +337,10 @@ def input_width(fit: CrossFit) -> int:
 def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats: int = 5,
                   log: Callable[[str], None] = print) -> tuple[list[RecordSeries], CrossFit, Any, dict[str, float]]:
     """Replay, cross-fit (both cached), choose the operating point on the tuning half, fit the served stacker."""
-    import pickle
     import warnings
 
     from models.training.compromise import CompromiseConfig, cross_fit, served_stacker
+    from stream.evaluation import cache as cached
     from stream.evaluation.reporting import provenance
     from stream.evaluation.risk_alarm import choose_operating_point
     from stream.evaluation.risk_data import build_series
@@ -350,17 +350,18 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     series = build_series(directory, cache=cache_dir / "risk_series.pkl")
     ids = [s.record_id for s in series]
     fit_path, served_path = cache_dir / "risk_crossfit.pkl", cache_dir / "risk_served.pkl"
-    fit = pickle.loads(fit_path.read_bytes()) if fit_path.is_file() else None
-    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats or input_width(fit) != len(INPUT_NAMES):
+    sources = cached.source_digests()  # before fitting: an edit made while it runs marks the result stale
+    fit = cached.read_fresh(fit_path, sources)
+    if fit is None or fit.record_ids != ids or len(fit.inputs) != repeats:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean over minutes with no input
             fit = cross_fit(series, cfg, log)
         fit.made_at = provenance()
-        fit_path.write_bytes(pickle.dumps(fit))
-    served = pickle.loads(served_path.read_bytes()) if served_path.is_file() else None
-    if served is None or len(served[1]) != len(series) or len(served[0].center) != len(INPUT_NAMES):
+        cached.write(fit_path, fit, sources)
+    served = cached.read_fresh(served_path, sources)
+    if served is None or len(served[1]) != len(series):
         served = served_stacker(series, cfg)
-        served_path.write_bytes(pickle.dumps(served))
+        cached.write(served_path, served, sources)
     stacker = served[0]
     labs = labours(series, fit)
     tuning, _ = split_halves(series, list_records(directory))

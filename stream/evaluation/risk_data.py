@@ -14,12 +14,12 @@ normal, as ``models.training.versions.normal_ctg_windows``). The same replay run
 the risk alarm can be weighed with and without the rules' alarms on the same observations.
 
 Also the header fields the subgroup table reads (parity, gestation, induction, delivery, age, signal).
-Building all 415 records takes about 10 min on two cores, so the result is cached (pickle) by path.
+Building all 415 records takes about 10 min on two cores, so the result is cached (pickle) by path, with the
+digests of the code that built it (:mod:`stream.evaluation.cache`).
 """
 
 from __future__ import annotations
 
-import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from models.serving.compromise import INPUT_NAMES, risk_inputs
+from models.serving.compromise import risk_inputs
 from models.serving.features import Normalisation, window_tensor, windows_ending
 from models.training.acidaemia import AcidaemiaConfig
 from stream.alarms.policy import AlarmPolicy
@@ -123,18 +123,18 @@ def _one(args: tuple[Path, str]) -> RecordSeries | None:
 
 def build_series(directory: Path, limit: int | None = None, processes: int = 2,
                  cache: Path | None = None) -> list[RecordSeries]:
-    """Every record with a pH, replayed (read from ``cache`` when it holds the same records)."""
+    """Every record with a pH, replayed (read from ``cache`` when it holds the same records replayed by
+    today's code: :mod:`stream.evaluation.cache`)."""
+    from stream.evaluation import cache as cached
     from stream.sources.recordings import list_records
 
     names = list_records(directory)[:limit]
-    if cache is not None and cache.is_file():
-        cached = pickle.loads(cache.read_bytes())
-        if cached["names"] == names and cached["directory"] == str(directory) and cached.get("inputs") == list(INPUT_NAMES):
-            return list(cached["series"])
+    sources = cached.source_digests()
+    hit = cached.read_fresh(cache, sources) if cache is not None else None
+    if hit is not None and hit["names"] == names and hit["directory"] == str(directory):
+        return list(hit["series"])
     with ProcessPoolExecutor(max_workers=max(1, processes)) as pool:
         series = [s for s in pool.map(_one, [(directory, n) for n in names], chunksize=2) if s is not None]
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps({"names": names, "directory": str(directory), "inputs": list(INPUT_NAMES),
-                                        "series": series}))
+        cached.write(cache, {"names": names, "directory": str(directory), "series": series}, sources)
     return series
