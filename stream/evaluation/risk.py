@@ -10,6 +10,7 @@ the held-out half is reported apart.
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,12 +316,20 @@ def autoencoder_reference(series: Sequence[RecordSeries], repository: Path) -> f
     return float(np.median(run_batched(session, "score", windows, 256)))
 
 
+#: The served stacker's version, named in every risk alarm's evidence. v1: fitted 2026-12-06 from a cross-fitting
+#: cached across several commits; v2: refitted with the code of b574ba2, whose caches are keyed on their code.
+STACKER_VERSION = "v2"
+
+
 def oof_entries(series: Sequence[RecordSeries], fit: CrossFit) -> dict[str, dict[str, Any]]:
     """Per record, the out-of-fold per-minute risks and inputs (means over the repeats), for the burden replay."""
     out = {}
     repeats = len(fit.inputs)
     for i, s in enumerate(series):
-        inputs = np.nanmean(np.stack([fit.inputs[r][i] for r in range(repeats)]), axis=0) if len(s.times) else np.zeros((0, 0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an input missing in every repeat stays NaN
+            inputs = (np.nanmean(np.stack([fit.inputs[r][i] for r in range(repeats)]), axis=0) if len(s.times)
+                      else np.zeros((0, 0)))
         out[s.record_id] = {
             "times": s.times.tolist(),
             "risk": {o: np.round(mean_risk(fit, o, i), 5).tolist() for o in OUTCOMES},
@@ -337,8 +346,6 @@ def input_width(fit: CrossFit) -> int:
 def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats: int = 5,
                   log: Callable[[str], None] = print) -> tuple[list[RecordSeries], CrossFit, Any, dict[str, float]]:
     """Replay, cross-fit (both cached), choose the operating point on the tuning half, fit the served stacker."""
-    import warnings
-
     from models.training.compromise import CompromiseConfig, cross_fit, served_stacker
     from stream.evaluation import cache as cached
     from stream.evaluation.reporting import provenance
@@ -370,5 +377,5 @@ def evaluate_risk(directory: Path, cache_dir: Path, repository: Path, *, repeats
     stacker.thresholds = {"t1": chosen["t1"], "t2": chosen["t2"]}
     stacker.risk_grid, stacker.normal_share_above = grid, normal_share_curve(labs, grid)
     stacker.autoencoder_reference = autoencoder_reference(series, repository)
-    stacker.version = "v1"
+    stacker.version = STACKER_VERSION
     return series, fit, stacker, chosen
