@@ -826,9 +826,9 @@ RISK_LOOKS = ("The operating point read the tuning half only, by a rule committe
               "scored twice: with the first design (inner halves, unconstrained weights; 'how it is built' below) "
               "and with this one; the alarm figures were read a third time after the selection's alarm model was "
               "made the tracker's (the model and its risks unchanged). They were scored a fourth time, and the "
-              "whole report with them, when the cross-fitting and the served stacker were recomputed with the code of "
-              "b574ba2 (its caches now keyed on that code): a reproduction, on which no choice depended, that "
-              "replaced the figures of a cross-fitting cached across several commits.")
+              "whole report with them, when the cross-fitting and the served stacker were recomputed at the commit "
+              "named above, their caches keyed on their code (b574ba2): a reproduction, on which no choice depended, "
+              "that replaced the figures of a cross-fitting cached across several commits.")
 
 
 @evaluate_app.command("risk")
