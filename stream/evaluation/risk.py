@@ -317,7 +317,7 @@ def autoencoder_reference(series: Sequence[RecordSeries], repository: Path) -> f
 
 
 #: The served stacker's version, named in every risk alarm's evidence. v1: fitted 2026-12-06 from a cross-fitting
-#: cached across several commits; v2: refitted with the code of b574ba2, whose caches are keyed on their code.
+#: cached across several commits; v2: refitted 2026-12-07 at 1750da1, with caches keyed on their code.
 STACKER_VERSION = "v2"
 
 

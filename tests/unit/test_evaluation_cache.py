@@ -68,4 +68,15 @@ def test_the_sources_cover_every_project_module_the_risk_evaluation_imports() ->
     assert files
     outside = [f for f in files if not any(f.startswith(p + "/") for p in cache.SOURCES) and f != "stream/__init__.py"]
     assert not outside, f"the risk evaluation imports code its caches do not fingerprint: {outside}"
-    assert set(files) - {"stream/__init__.py"} <= set(cache.source_digests())
+    assert set(files) - {"stream/__init__.py", cache.BOOKKEEPING} <= set(cache.source_digests())
+
+
+def test_comments_docstrings_and_layout_do_not_count_but_code_does() -> None:
+    base = b'"""Module."""\n\ndef fit(x):\n    """Why."""\n    return x + 1  # add one\n'
+    same = b'"""Module, reworded."""\n\n\ndef fit(x):\n    """Why, at length."""\n    # a comment\n    return (x +\n            1)\n'
+    other = b'"""Module."""\n\ndef fit(x):\n    """Why."""\n    return x + 2\n'
+    assert cache.code_digest(base) == cache.code_digest(same)
+    assert cache.code_digest(base) != cache.code_digest(other)
+    assert cache.code_digest(b"def broken(:\n") != cache.code_digest(b"def broken(:\n\n")  # unparsable: bytes
+    only_docstring = b'def f():\n    """Nothing else."""\n'
+    assert cache.code_digest(only_docstring) == cache.code_digest(b"def f():\n    pass\n")
