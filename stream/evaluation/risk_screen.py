@@ -31,11 +31,11 @@ import numpy as np
 
 from detectors.scoring import auc
 from models.serving.compromise import INPUT_NAMES
-from models.training.compromise import CompromiseConfig, Series, fit_stacker, with_models
+from models.training.compromise import AE_COL, LSTM_COL, CompromiseConfig, Series, fit_stacker, with_models
 
-#: The model columns the cross-fitting caches: a candidate can be computed from them (by
-#: :func:`models.training.compromise.with_models`), but not be one of them.
-CACHED_MODEL_INPUTS = ("lstm", "autoencoder")
+#: The model columns the cross-fitting caches, those :func:`models.training.compromise.with_models` fills from
+#: the models' outputs: a candidate can be computed from them, but not be one of them.
+CACHED_MODEL_INPUTS = (INPUT_NAMES[LSTM_COL], INPUT_NAMES[AE_COL])
 #: The smallest rise of the tuning half's mean AUC at delivery that keeps a candidate.
 MIN_GAIN = 0.005
 #: In how many of the 5 repeats the AUC must be higher with the candidate.
@@ -76,7 +76,7 @@ class ScreenResult:
 def inputs_with_models(series: Sequence[Series], fitted: Sequence[np.ndarray], fitted_names: Sequence[str]) -> list[np.ndarray]:
     """Each record's per-minute inputs in :data:`INPUT_NAMES` order: the replay's FIGO and quality columns,
     the model columns from the cross-fitting's out-of-fold inputs (laid out as ``fitted_names``)."""
-    lstm, ae = list(fitted_names).index("lstm"), list(fitted_names).index("autoencoder")
+    lstm, ae = (list(fitted_names).index(name) for name in CACHED_MODEL_INPUTS)
 
     def column(x: np.ndarray, j: int) -> np.ndarray:
         return x[:, j] if len(x) else np.zeros(0)
